@@ -1,0 +1,139 @@
+"""The `orchestrator` command: parse, load settings once, call, print, exit with the spec's code.
+
+Errors reach the user as one line on stderr (`MonitorError` carries the exit code); an
+unexpected exception is reported the same way, with its traceback only under `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from . import __version__
+from .config import Settings, choose_workspace, load_settings
+from .demo import run_demo
+from .errors import MonitorError
+from .reader import read_run, read_status, state_reader
+from .render import print_run, print_status, print_warnings, write_json
+from .timefmt import utc_now
+from .workspace import init_workspace
+
+Handler = Callable[[argparse.Namespace, Settings, Console, Console], int]
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    result = init_workspace(settings)
+    state = "created" if result.created_database else "ready"
+    out.print(f"workspace {result.workspace} ready; state database {result.database} {state}", markup=False)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    with state_reader(settings) as (engine, name):
+        view = read_status(engine, name, utc_now())
+    if args.json:
+        write_json(view, sys.stdout)
+    else:
+        print_status(view, out)
+    print_warnings(view.warnings, err)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    with state_reader(settings) as (engine, name):
+        detail = read_run(engine, name, args.run, utc_now())
+    if args.json:
+        write_json(detail, sys.stdout)
+    else:
+        print_run(detail, out)
+    print_warnings(detail.warnings, err)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    out.print(f"demo workspace: {settings.workspace} (Ctrl-C stops)", markup=False)
+    run_demo(settings, runs=args.runs, tick_seconds=args.tick, seed=args.seed, console=out, stop=threading.Event())
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", metavar="DIR", help="workspace directory (default: $ORCHESTRATOR_HOME, else .)")
+    common.add_argument("--config", metavar="FILE", type=Path, help="configuration file (TOML)")
+    common.add_argument(
+        "--set", metavar="SECTION.KEY=VALUE", action="append", default=[], help="override one configuration key"
+    )
+    common.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+
+    parser = argparse.ArgumentParser(
+        prog="orchestrator", description="Monitor, complete and archive orchestrator runs."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("init", cmd_init, "create a workspace and its schema (idempotent)")
+    status = add("status", cmd_status, "all runs, one line each")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    monitor = add("monitor", cmd_monitor, "one run: workstreams, tasks, tool health, error counts")
+    monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
+    monitor.add_argument("--json", action="store_true", help="print JSON")
+    demo = add("demo", cmd_demo, "a workspace with a simulated executor, to see everything move")
+    demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs to simulate (default 6)")
+    demo.add_argument("--tick", type=_non_negative_float, default=0.5, help="seconds between executor steps")
+    demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable demo")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    debug = False
+    try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
+        workspace = choose_workspace(args.workspace, os.environ)
+        settings = load_settings(workspace, config_file=args.config, overrides=args.set)
+        return int(args.handler(args, settings, out, err))
+    except MonitorError as exc:
+        err.print(f"orchestrator: error: {exc}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `orchestrator status | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"orchestrator: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", markup=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

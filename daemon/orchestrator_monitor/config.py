@@ -1,0 +1,196 @@
+"""Typed, validated settings, loaded once from defaults, files, environment and flags.
+
+Precedence (highest first): command flags (`--set section.key=value`), environment
+(`ORCHESTRATOR_SECTION_KEY`), `--config FILE`, `<workspace>/config/monitor.toml`, defaults.
+Every value is validated after merging and a bad one is reported with where it came from,
+so an operator knows which file or variable to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import BadInput
+
+ENV_PREFIX = "ORCHESTRATOR_"
+WORKSPACE_ENV = "ORCHESTRATOR_HOME"
+WORKSPACE_CONFIG = Path("config") / "monitor.toml"
+
+DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0  # how long a reader waits for an executor's write lock
+DEFAULT_STALL_AFTER_SECONDS = 900.0
+DEFAULT_RESERVE_BYTES = 1 << 30  # the archive may share a disk with the executor: leave it 1 GiB
+DEFAULT_DASHBOARD_PORT = 8765
+DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str | None = Field(default=None, min_length=1)
+    url_file: Path | None = None
+    busy_timeout_seconds: float = Field(default=DEFAULT_BUSY_TIMEOUT_SECONDS, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> DatabaseSettings:
+        if self.url is not None and self.url_file is not None:
+            raise ValueError("set database.url or database.url_file, not both")
+        return self
+
+
+class CompletionSettings(_Section):
+    settle_seconds: float = Field(default=0.0, ge=0)
+    stall_after_seconds: float = Field(default=DEFAULT_STALL_AFTER_SECONDS, gt=0)
+
+
+class ArchiveSettings(_Section):
+    root: Path = Path(".archive")
+    quiet_seconds: float = Field(default=1.0, ge=0)
+    reserve_bytes: int = Field(default=DEFAULT_RESERVE_BYTES, ge=0)
+
+
+class DashboardSettings(_Section):
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=DEFAULT_DASHBOARD_PORT, ge=1, le=65535)
+    token: str | None = Field(default=None, min_length=16)
+
+
+class EscalationSettings(_Section):
+    repeat_seconds: float = Field(default=DEFAULT_ESCALATION_REPEAT_SECONDS, gt=0)
+
+
+class Settings(_Section):
+    """Everything configurable, frozen; built by `load_settings` and passed down explicitly."""
+
+    workspace: Path
+    database: DatabaseSettings = DatabaseSettings()
+    completion: CompletionSettings = CompletionSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    escalation: EscalationSettings = EscalationSettings()
+
+    def resolve(self, path: Path) -> Path:
+        """A configured path, relative ones taken from the workspace."""
+        return path if path.is_absolute() else self.workspace / path
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+    if name != "workspace"
+}
+
+Layer = dict[str, dict[str, Any]]
+Origins = dict[tuple[str, str], str]
+
+
+def choose_workspace(flag: str | None, environ: Mapping[str, str]) -> Path:
+    """`--workspace`, else `ORCHESTRATOR_HOME`, else the current directory; made absolute."""
+    chosen = flag or environ.get(WORKSPACE_ENV) or os.getcwd()
+    return Path(chosen).expanduser().absolute()
+
+
+def load_settings(
+    workspace: Path,
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Settings:
+    """Merge every source by precedence and validate; `BadInput` names the bad key and its source."""
+    environ = os.environ if environ is None else environ
+    merged: Layer = {}
+    origins: Origins = {}
+    workspace_file = workspace / WORKSPACE_CONFIG
+    if workspace_file.is_file():
+        _merge(merged, origins, _read_toml(workspace_file), f"file {workspace_file}")
+    if config_file is not None:
+        if not config_file.is_file():
+            raise BadInput(f"configuration file not found: {config_file}")
+        _merge(merged, origins, _read_toml(config_file), f"file {config_file}")
+    _merge(merged, origins, _from_environment(environ), None)
+    _merge(merged, origins, _from_overrides(overrides), "--set")
+    try:
+        return Settings.model_validate({"workspace": workspace, **merged})
+    except ValidationError as exc:
+        raise BadInput(_describe(exc, merged, origins)) from None
+
+
+def _read_toml(path: Path) -> Layer:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise BadInput(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"configuration file {path} is not valid TOML: {exc}") from None
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise BadInput(f"configuration file {path}: '{section}' must be a [section] table")
+    return data
+
+
+def _from_environment(environ: Mapping[str, str]) -> Layer:
+    """`ORCHESTRATOR_<SECTION>_<KEY>` for known sections; other `ORCHESTRATOR_*` names are not ours.
+
+    An empty value means unset, so a systemd drop-in can clear a key with `Environment=NAME=`.
+    """
+    layer: Layer = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == WORKSPACE_ENV or value == "":
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section in SECTIONS:
+            layer.setdefault(section, {})[key] = (value, f"environment variable {name}")
+    return layer
+
+
+def _from_overrides(overrides: list[str] | tuple[str, ...]) -> Layer:
+    layer: Layer = {}
+    for item in overrides:
+        dotted, sep, value = item.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not sep or not dot or not key:
+            raise BadInput(f"--set {item!r}: expected section.key=value")
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def _merge(merged: Layer, origins: Origins, layer: Layer, source: str | None) -> None:
+    for section, values in layer.items():
+        for key, value in values.items():
+            origin = source
+            if source is None:  # environment values carry their own variable name
+                value, origin = value
+            merged.setdefault(section, {})[key] = value
+            origins[(section, key)] = origin or "?"
+
+
+def _describe(exc: ValidationError, merged: Layer, origins: Origins) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        dotted = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            what = "unknown section" if len(loc) == 1 else "unknown key"
+            origin = origins.get((loc[0], loc[1])) if len(loc) > 1 else _section_origin(loc[0], origins)
+            problems.append(f"{what} '{dotted}' (from {origin})")
+            continue
+        if len(loc) >= 2 and (loc[0], loc[1]) in origins:
+            value = merged[loc[0]][loc[1]]
+            problems.append(f"{dotted} = {value!r} (from {origins[(loc[0], loc[1])]}): {error['msg']}")
+        else:
+            problems.append(f"{dotted}: {error['msg']}")
+    return "bad configuration: " + "; ".join(problems)
+
+
+def _section_origin(section: str, origins: Origins) -> str:
+    return next((origin for (sec, _), origin in origins.items() if sec == section), "?")

@@ -1,0 +1,222 @@
+"""A simulated executor: creates runs and moves them along with plain SQL, as a real one would.
+
+It deliberately uses only `sqlite3` and SQL text, never the monitor's own code, so the
+monitor is exercised the way it will be in production: by another program's commits
+(short `BEGIN IMMEDIATE` transactions, timestamps written by SQLite's `strftime`, files
+appearing in run directories). The demo, the tests and the benchmarks all drive it.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+INSERT_RUN = (
+    f"INSERT INTO runs (run_id, name, status, created_at, updated_at) VALUES (?, ?, 'PENDING', {NOW_SQL}, {NOW_SQL})"
+)
+START_RUN = f"UPDATE runs SET status = 'RUNNING', started_at = {NOW_SQL}, updated_at = {NOW_SQL} WHERE run_id = ?"
+INSERT_WORKSTREAM = (
+    "INSERT INTO workstreams (workstream_id, run_id, name, status, created_at, updated_at) "
+    f"VALUES (?, ?, ?, 'PENDING', {NOW_SQL}, {NOW_SQL})"
+)
+SET_WORKSTREAM = f"UPDATE workstreams SET status = ?, updated_at = {NOW_SQL} WHERE workstream_id = ?"
+INSERT_TASK = (
+    "INSERT INTO tasks (task_id, run_id, workstream_id, name, tool, status, attempts, created_at, updated_at) "
+    f"VALUES (?, ?, ?, ?, ?, 'PENDING', 0, {NOW_SQL}, {NOW_SQL})"
+)
+QUEUE_TASK = f"UPDATE tasks SET status = 'QUEUED', updated_at = {NOW_SQL} WHERE task_id = ?"
+START_TASK = (
+    "UPDATE tasks SET status = 'RUNNING', attempts = attempts + 1, error_type = NULL, error_message = NULL, "
+    f"started_at = {NOW_SQL}, finished_at = NULL, updated_at = {NOW_SQL} WHERE task_id = ?"
+)
+FINISH_TASK = (
+    "UPDATE tasks SET status = ?, error_type = ?, error_message = ?, "
+    f"finished_at = {NOW_SQL}, updated_at = {NOW_SQL} WHERE task_id = ?"
+)
+CANCEL_RUN = f"UPDATE runs SET status = 'CANCELLED', finished_at = {NOW_SQL}, updated_at = {NOW_SQL} WHERE run_id = ?"
+CANCEL_TASKS = (
+    f"UPDATE tasks SET status = 'CANCELLED', finished_at = {NOW_SQL}, updated_at = {NOW_SQL} "
+    "WHERE run_id = ? AND status IN ('PENDING', 'QUEUED', 'RUNNING')"
+)
+CANCEL_WORKSTREAMS = (
+    f"UPDATE workstreams SET status = 'CANCELLED', updated_at = {NOW_SQL} "
+    "WHERE run_id = ? AND status IN ('PENDING', 'RUNNING')"
+)
+
+TOOLS = {"lint": 0.03, "compile": 0.08, "test": 0.15, "package": 0.05, "deploy": 0.25}  # tool: failure chance
+ERROR_TYPES = ("timeout", "exit_code", "out_of_memory", "network")
+MAX_ATTEMPTS = 3
+RETRY_CHANCE = 0.7
+
+
+@dataclass
+class _Task:
+    task_id: str
+    workstream_id: str
+    tool: str
+    status: str = "PENDING"
+    attempts: int = 0
+    retry_pending: bool = False
+
+
+class SimulatedExecutor:
+    """Runs with workstreams and tasks across several tools, moved along one `step` at a time."""
+
+    def __init__(self, db_path: Path, workspace: Path, rng: random.Random, *, concurrency: int = 3) -> None:
+        self.db_path = db_path
+        self.workspace = workspace
+        self.rng = rng
+        self.concurrency = concurrency
+        self._runs: dict[str, list[_Task]] = {}
+        self._workstreams: dict[str, set[str]] = {}  # run -> workstreams not yet finished
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+
+    def _transaction(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for sql, params in statements:
+                connection.execute(sql, params)
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    def create_run(self, run_id: str, *, workstreams: int = 3, tasks_per_workstream: int = 4) -> None:
+        """Insert a run with its workstreams and tasks, start it, and make its directory."""
+        statements: list[tuple[str, tuple[object, ...]]] = [(INSERT_RUN, (run_id, f"demo {run_id}"))]
+        tasks: list[_Task] = []
+        tools = list(TOOLS)
+        for w in range(workstreams):
+            ws_id = f"{run_id}.ws{w}"
+            statements.append((INSERT_WORKSTREAM, (ws_id, run_id, f"workstream {w}")))
+            for t in range(tasks_per_workstream):
+                task = _Task(task_id=f"{ws_id}.t{t}", workstream_id=ws_id, tool=tools[(w + t) % len(tools)])
+                statements.append((INSERT_TASK, (task.task_id, run_id, ws_id, f"task {t}", task.tool)))
+                tasks.append(task)
+        statements.append((START_RUN, (run_id,)))
+        (self.workspace / "runs" / run_id / "logs").mkdir(parents=True, exist_ok=True)
+        self._transaction(statements)
+        self._runs[run_id] = tasks
+        self._workstreams[run_id] = {f"{run_id}.ws{w}" for w in range(workstreams)}
+
+    def cancel_run(self, run_id: str) -> None:
+        """The executor gives up on a run and marks it terminal itself."""
+        self._transaction([(CANCEL_TASKS, (run_id,)), (CANCEL_WORKSTREAMS, (run_id,)), (CANCEL_RUN, (run_id,))])
+        self._runs.pop(run_id, None)
+        self._workstreams.pop(run_id, None)
+
+    @property
+    def active_runs(self) -> list[str]:
+        return list(self._runs)
+
+    def step(self) -> None:
+        """Advance every active run by one tick, one transaction per run."""
+        for run_id in list(self._runs):
+            statements = list(self._advance(run_id))
+            if statements:
+                self._transaction(statements)
+            if not self._workstreams[run_id]:
+                del self._runs[run_id], self._workstreams[run_id]
+
+    def _advance(self, run_id: str) -> Iterator[tuple[str, tuple[object, ...]]]:
+        tasks = self._runs[run_id]
+        running = [task for task in tasks if task.status == "RUNNING"]
+        for task in running:
+            if self.rng.random() < 0.5:
+                yield self._finish(run_id, task)
+        for task in tasks:
+            if task.retry_pending:
+                task.retry_pending, task.status = False, "RUNNING"
+                task.attempts += 1
+                yield START_TASK, (task.task_id,)
+        slots = self.concurrency - sum(task.status == "RUNNING" for task in tasks)
+        for task in tasks:
+            if slots <= 0:
+                break
+            if task.status == "QUEUED":
+                task.status, slots = "RUNNING", slots - 1
+                task.attempts += 1
+                yield START_TASK, (task.task_id,)
+            elif task.status == "PENDING":
+                task.status = "QUEUED"
+                yield QUEUE_TASK, (task.task_id,)
+        yield from self._finish_workstreams(run_id, tasks)
+
+    def _finish(self, run_id: str, task: _Task) -> tuple[str, tuple[object, ...]]:
+        run_dir = self.workspace / "runs" / run_id
+        failed = self.rng.random() < TOOLS[task.tool]
+        with (run_dir / "logs" / f"{task.task_id}.log").open("a", encoding="utf-8") as log:
+            log.write(f"attempt {task.attempts}: {task.tool} {'failed' if failed else 'succeeded'}\n")
+        if not failed:
+            task.status = "SUCCEEDED"
+            (run_dir / f"{task.task_id}.out").write_text(f"output of {task.task_id} ({task.tool})\n", encoding="utf-8")
+            return FINISH_TASK, ("SUCCEEDED", None, None, task.task_id)
+        task.status = "FAILED"
+        task.retry_pending = task.attempts < MAX_ATTEMPTS and self.rng.random() < RETRY_CHANCE
+        error_type = self.rng.choice(ERROR_TYPES)
+        return FINISH_TASK, ("FAILED", error_type, f"{task.tool} attempt {task.attempts}: {error_type}", task.task_id)
+
+    def _finish_workstreams(self, run_id: str, tasks: list[_Task]) -> Iterator[tuple[str, tuple[object, ...]]]:
+        for ws_id in sorted(self._workstreams[run_id]):
+            mine = [task for task in tasks if task.workstream_id == ws_id]
+            if any(task.status not in ("SUCCEEDED", "FAILED") or task.retry_pending for task in mine):
+                continue
+            succeeded = sum(task.status == "SUCCEEDED" for task in mine)
+            status = "COMPLETED" if succeeded == len(mine) else "FAILED" if succeeded == 0 else "PARTIAL"
+            self._workstreams[run_id].discard(ws_id)
+            yield SET_WORKSTREAM, (status, ws_id)
+
+
+def bulk_populate(db_path: Path, *, runs: int, tasks_per_run: int, workstreams_per_run: int = 5) -> None:
+    """A large workspace in one transaction, with the same SQL shapes, for benchmarks.
+
+    Runs are finished, failed or still running in a fixed mix so views have every case.
+    """
+    tools = list(TOOLS)
+    connection = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        for r in range(runs):
+            run_id = f"run-{r:06d}"
+            running = r % 10 == 0
+            connection.execute(INSERT_RUN, (run_id, f"bulk {r}"))
+            connection.execute(START_RUN, (run_id,))
+            connection.executemany(
+                INSERT_WORKSTREAM,
+                [(f"{run_id}.ws{w}", run_id, f"workstream {w}") for w in range(workstreams_per_run)],
+            )
+            connection.executemany(
+                INSERT_TASK,
+                [
+                    (
+                        f"{run_id}.t{t}",
+                        run_id,
+                        f"{run_id}.ws{t % workstreams_per_run}",
+                        f"task {t}",
+                        tools[t % len(tools)],
+                    )
+                    for t in range(tasks_per_run)
+                ],
+            )
+            connection.execute(
+                f"UPDATE tasks SET status = 'SUCCEEDED', attempts = 1, started_at = {NOW_SQL}, finished_at = {NOW_SQL} "
+                "WHERE run_id = ?",
+                (run_id,),
+            )
+            every_third = [f"{run_id}.t{t}" for t in range(0, tasks_per_run, 3)]
+            if running:
+                connection.executemany(START_TASK, [(task_id,) for task_id in every_third])
+            elif r % 7 == 0:
+                connection.executemany(
+                    FINISH_TASK, [("FAILED", "exit_code", "bulk failure", task_id) for task_id in every_third]
+                )
+        connection.execute("COMMIT")
+    finally:
+        connection.close()

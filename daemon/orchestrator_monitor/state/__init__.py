@@ -1,0 +1,1 @@
+"""The executor's state database: tables, engines, reads and the monitor's few writes."""

@@ -1,0 +1,65 @@
+"""Read queries of the state database, each answered from an index.
+
+They return plain dicts and tuples; `views` turns them into what people read. Callers run
+them inside `engine.read_transaction` so that one view sees one snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select
+
+from .schema import runs, tasks, workstreams
+
+RUN_COLUMNS = ("run_id", "name", "status", "run_dir", "created_at", "started_at", "finished_at", "updated_at")
+
+Row = dict[str, Any]
+
+
+def fetch_runs(connection: Connection) -> list[Row]:
+    query = select(*(runs.c[name] for name in RUN_COLUMNS)).order_by(runs.c.created_at, runs.c.run_id)
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def fetch_run(connection: Connection, run_id: str) -> Row | None:
+    query = select(*(runs.c[name] for name in RUN_COLUMNS)).where(runs.c.run_id == run_id)
+    row = connection.execute(query).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def fetch_task_counts(connection: Connection) -> dict[str, dict[str, int]]:
+    """Tasks per run and status, for every run: a scan of the (run_id, status) index only."""
+    query = select(tasks.c.run_id, tasks.c.status, func.count()).group_by(tasks.c.run_id, tasks.c.status)
+    counts: dict[str, dict[str, int]] = {}
+    for run_id, status, count in connection.execute(query):
+        counts.setdefault(run_id, {})[status] = count
+    return counts
+
+
+def fetch_workstreams(connection: Connection, run_id: str) -> list[Row]:
+    query = (
+        select(workstreams.c.workstream_id, workstreams.c.name, workstreams.c.status)
+        .where(workstreams.c.run_id == run_id)
+        .order_by(workstreams.c.workstream_id)
+    )
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def fetch_task_groups(connection: Connection, run_id: str) -> list[Row]:
+    """The run's tasks grouped by workstream, tool, status and error type, with attempt totals."""
+    query = (
+        select(
+            tasks.c.workstream_id,
+            tasks.c.tool,
+            tasks.c.status,
+            tasks.c.error_type,
+            func.count().label("tasks"),
+            func.coalesce(func.sum(tasks.c.attempts), 0).label("attempts"),
+            func.coalesce(func.max(tasks.c.attempts), 0).label("max_attempts"),
+            func.sum(case((tasks.c.attempts > 1, 1), else_=0)).label("retried"),
+        )
+        .where(tasks.c.run_id == run_id)
+        .group_by(tasks.c.workstream_id, tasks.c.tool, tasks.c.status, tasks.c.error_type)
+    )
+    return [dict(row) for row in connection.execute(query).mappings()]
