@@ -7,7 +7,7 @@ these tables and the DDL files produce the same columns and indexes.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, MetaData, Table, Text
+from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, text
 
 RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELLED")
 RUN_TERMINAL = frozenset({"COMPLETED", "FAILED", "PARTIAL", "CANCELLED"})
@@ -52,7 +52,7 @@ tasks = Table(
     Column("name", Text),
     Column("tool", Text),
     Column("status", Text, nullable=False),
-    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error_type", Text),
     Column("error_message", Text),
     Column("created_at", Text),

@@ -1,0 +1,95 @@
+"""Shared fixtures: real workspaces on disk, the CLI in-process and as a real process, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from orchestrator_monitor.cli import main
+from orchestrator_monitor.simulator import SimulatedExecutor
+from support import CliResult, drive_to_end
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> object:
+    """Run `orchestrator ARGS` in-process; the environment holds no ORCHESTRATOR_* leftovers."""
+    for name in list(os.environ):
+        if name.startswith("ORCHESTRATOR_"):
+            monkeypatch.delenv(name)
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, cli: object) -> Path:
+    """An initialised, empty workspace."""
+    root = tmp_path / "ws"
+    assert cli("init", "--workspace", str(root)).code == 0  # type: ignore[operator]
+    return root
+
+
+@pytest.fixture
+def simulated(workspace: Path) -> tuple[Path, list[str]]:
+    """A workspace with four runs driven to their end by the simulated executor (one cancelled)."""
+    executor = SimulatedExecutor(workspace / ".state" / "orchestration.db", workspace, random.Random(7))
+    run_ids = [f"sim-{n}" for n in range(4)]
+    for run_id in run_ids:
+        executor.create_run(run_id, workstreams=3, tasks_per_workstream=5)
+    executor.step()
+    executor.cancel_run("sim-3")
+    drive_to_end(executor)
+    return workspace, run_ids
+
+
+def _postgres_reachable() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The loopback PostgreSQL server, started when it is down; skip where there is none."""
+    if not _postgres_reachable():
+        versions = os.listdir("/etc/postgresql") if os.path.isdir("/etc/postgresql") else []
+        if not versions or shutil.which("pg_ctlcluster") is None:
+            pytest.skip("PostgreSQL is not installed on this machine (no /etc/postgresql, no pg_ctlcluster)")
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[0], "main", "start"], check=False)
+        deadline = time.monotonic() + 30
+        while not _postgres_reachable():
+            if time.monotonic() > deadline:
+                pytest.skip("PostgreSQL did not come up on 127.0.0.1:5432 within 30 s")
+            time.sleep(0.5)  # waiting for a server process we do not control: nothing to await
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A SQLAlchemy URL on a schema of its own, dropped afterwards."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_server, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from orchestrator_monitor.timefmt import format_timestamp, parse_timestamp
+
+EXPECTED = datetime(2026, 11, 24, 6, 48, 28, 745000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24 06:48:28.745",
+        "2026-11-24T06:48:28.745",
+        "2026-11-24T06:48:28.745Z",
+        "2026-11-24T06:48:28.745000+00:00",
+        "2026-11-24 06:48:28.745000",
+    ],
+)
+def test_every_accepted_shape_reads_as_utc(text: str) -> None:
+    assert parse_timestamp(text) == EXPECTED
+
+
+@pytest.mark.parametrize("value", [None, "", "yesterday", "2026-13-45 00:00:00", "2026-11-24T06:48:28+02:00", 17])
+def test_unreadable_values_give_none_not_an_exception(value: object) -> None:
+    assert parse_timestamp(value) is None
+
+
+def test_what_the_monitor_writes_it_reads_back() -> None:
+    assert parse_timestamp(format_timestamp(EXPECTED)) == EXPECTED

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.workspace import init_workspace
+from sqlalchemy import create_engine, inspect
+
+FOLDERS = (".state", ".monitor", "runs", "logs", "reports", ".archive")
+
+
+def journal_mode(db: Path) -> str:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_init_creates_folders_schema_wal_and_the_monitor_database(tmp_path: Path, cli) -> None:
+    result = cli("init", "--workspace", str(tmp_path / "ws"))
+    assert result.code == 0, result.err
+    assert "created" in result.out
+    for folder in FOLDERS:
+        assert (tmp_path / "ws" / folder).is_dir(), folder
+    db = tmp_path / "ws" / ".state" / "orchestration.db"
+    assert journal_mode(db) == "wal"
+    with sqlite3.connect(db) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"runs", "workstreams", "tasks", "archival_log"} <= tables
+    assert (tmp_path / "ws" / ".monitor" / "monitor.db").is_file()
+
+
+def test_init_twice_keeps_the_data_and_changes_nothing(simulated: tuple[Path, list[str]], cli) -> None:
+    workspace, run_ids = simulated
+    db = workspace / ".state" / "orchestration.db"
+    with sqlite3.connect(db) as connection:
+        before = connection.execute("SELECT * FROM tasks ORDER BY task_id").fetchall()
+    result = cli("init", "--workspace", str(workspace))
+    assert result.code == 0, result.err
+    assert "ready" in result.out
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT * FROM tasks ORDER BY task_id").fetchall() == before
+    assert sorted(p.name for p in (workspace / "runs").iterdir()) == run_ids
+
+
+def test_init_on_an_executor_database_keeps_its_journal_mode_and_adds_only_missing_tables(tmp_path: Path) -> None:
+    db = tmp_path / ".state" / "orchestration.db"
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as connection:  # an executor that made its own tables, journal mode DELETE
+        connection.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, extra TEXT)")
+        connection.execute("INSERT INTO runs VALUES ('r1', 'RUNNING', 'kept')")
+    assert journal_mode(db) == "delete"
+    init_workspace(load_settings(tmp_path, environ={}))
+    assert journal_mode(db) == "delete"
+    engine = create_engine(f"sqlite:///{db}")
+    inspector = inspect(engine)
+    assert [c["name"] for c in inspector.get_columns("runs")] == ["run_id", "status", "extra"]
+    assert {"workstreams", "tasks", "archival_log"} <= set(inspector.get_table_names())
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_init_on_postgresql_creates_the_schema_and_is_idempotent(tmp_path: Path, postgres_url: str, cli) -> None:
+    for _ in range(2):
+        result = cli("init", "--workspace", str(tmp_path), "--set", f"database.url={postgres_url}")
+        assert result.code == 0, result.err
+    engine = create_engine(postgres_url)
+    assert {"runs", "workstreams", "tasks", "archival_log"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert not (tmp_path / ".state" / "orchestration.db").exists()
