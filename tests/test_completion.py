@@ -1,0 +1,68 @@
+"""Every branch of the completion rule, without a database or a clock."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator_monitor.completion import RunSnapshot, Verdict, decide, final_status
+from orchestrator_monitor.state.schema import TASK_STATUSES, TASK_TERMINAL
+
+
+def snapshot(tasks: dict[str, int], workstreams: dict[str, int] | None = None, status: str = "RUNNING") -> RunSnapshot:
+    return RunSnapshot("r1", status, tasks, workstreams or {"COMPLETED": 1}, fingerprint=(1,))
+
+
+@pytest.mark.parametrize(
+    ("tasks", "expected"),
+    [
+        ({"SUCCEEDED": 3}, "COMPLETED"),
+        ({"SUCCEEDED": 2, "SKIPPED": 1}, "COMPLETED"),
+        ({"SKIPPED": 2}, "COMPLETED"),
+        ({"FAILED": 2}, "FAILED"),
+        ({"CANCELLED": 1, "SKIPPED": 1}, "FAILED"),
+        ({"SUCCEEDED": 1, "FAILED": 1}, "PARTIAL"),
+        ({"SUCCEEDED": 1, "CANCELLED": 1}, "PARTIAL"),
+        ({"SUCCEEDED": 1, "FAILED": 0}, "COMPLETED"),
+    ],
+)
+def test_final_status_follows_the_spec(tasks: dict[str, int], expected: str) -> None:
+    assert decide(snapshot(tasks), changed_at=0, now=0, settle_seconds=0).status == expected
+
+
+def test_a_run_with_no_tasks_is_never_completed() -> None:
+    assert decide(snapshot({}), changed_at=0, now=1e9, settle_seconds=0).verdict is Verdict.OPEN
+
+
+@pytest.mark.parametrize("open_status", ["PENDING", "QUEUED", "RUNNING", "SOMETHING_NEW"])
+def test_a_task_not_terminal_keeps_the_run_open(open_status: str) -> None:
+    decision = decide(snapshot({"SUCCEEDED": 5, open_status: 1}), changed_at=0, now=100, settle_seconds=0)
+    assert decision.verdict is Verdict.OPEN
+
+
+def test_a_workstream_still_running_keeps_the_run_open_though_all_tasks_are_done() -> None:
+    decision = decide(snapshot({"SUCCEEDED": 2}, {"COMPLETED": 1, "RUNNING": 1}), changed_at=0, now=9, settle_seconds=0)
+    assert decision.verdict is Verdict.OPEN
+
+
+def test_the_settle_window_counts_from_the_last_change() -> None:
+    done = snapshot({"SUCCEEDED": 2})
+    settling = decide(done, changed_at=10.0, now=11.0, settle_seconds=5.0)
+    assert (settling.verdict, settling.recheck_at) == (Verdict.SETTLING, 15.0)
+    assert decide(done, changed_at=10.0, now=15.0, settle_seconds=5.0).verdict is Verdict.MARK
+
+
+def test_a_status_set_by_the_executor_is_taken_as_it_is() -> None:
+    decision = decide(snapshot({"RUNNING": 4}, status="CANCELLED"), changed_at=0, now=0, settle_seconds=0)
+    assert (decision.verdict, decision.status) == (Verdict.TERMINAL, "CANCELLED")
+
+
+@given(st.dictionaries(st.sampled_from(TASK_STATUSES), st.integers(0, 5)))
+def test_marking_happens_exactly_when_every_task_is_terminal(tasks: dict[str, int]) -> None:
+    decision = decide(snapshot(tasks), changed_at=0, now=0, settle_seconds=0)
+    done = sum(tasks.values()) > 0 and all(s in TASK_TERMINAL for s, n in tasks.items() if n)
+    assert (decision.verdict is Verdict.MARK) == done
+    if done:
+        assert decision.status == final_status(tasks)
+        assert (decision.status == "COMPLETED") == all(s in ("SUCCEEDED", "SKIPPED") for s, n in tasks.items() if n)
