@@ -19,7 +19,9 @@ Row = dict[str, Any]
 
 def fetch_runs(connection: Connection) -> list[Row]:
     query = select(*(runs.c[name] for name in RUN_COLUMNS)).order_by(runs.c.created_at, runs.c.run_id)
-    return [dict(row) for row in connection.execute(query).mappings()]
+    # One fetchall of plain rows zipped with the names: about half the time of a RowMapping per
+    # row, ~15 ms of `orchestrator status` at 10,000 runs (bench/views.py).
+    return [dict(zip(RUN_COLUMNS, row, strict=True)) for row in connection.execute(query).all()]
 
 
 def fetch_run(connection: Connection, run_id: str) -> Row | None:
@@ -32,7 +34,7 @@ def fetch_task_counts(connection: Connection) -> dict[str, dict[str, int]]:
     """Tasks per run and status, for every run: a scan of the (run_id, status) index only."""
     query = select(tasks.c.run_id, tasks.c.status, func.count()).group_by(tasks.c.run_id, tasks.c.status)
     counts: dict[str, dict[str, int]] = {}
-    for run_id, status, count in connection.execute(query):
+    for run_id, status, count in connection.execute(query).all():  # one fetchall, not a fetchone per row
         counts.setdefault(run_id, {})[status] = count
     return counts
 
