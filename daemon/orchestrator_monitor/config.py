@@ -12,9 +12,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import BadInput
 
@@ -27,6 +27,8 @@ DEFAULT_STALL_AFTER_SECONDS = 900.0
 DEFAULT_RESERVE_BYTES = 1 << 30  # the archive may share a disk with the executor: leave it 1 GiB
 DEFAULT_DASHBOARD_PORT = 8765
 DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
+DEFAULT_ROTATE_BYTES = 64 << 20  # logs/*.jsonl are renamed to .1 past this size
+DEFAULT_EVENT_QUEUE_SIZE = 10_000  # lines a log file may lag behind before publishers wait
 
 
 class _Section(BaseModel):
@@ -67,6 +69,24 @@ class EscalationSettings(_Section):
     repeat_seconds: float = Field(default=DEFAULT_ESCALATION_REPEAT_SECONDS, gt=0)
 
 
+class EventsSettings(_Section):
+    rotate_bytes: int = Field(default=DEFAULT_ROTATE_BYTES, ge=4096)
+    keep_files: int = Field(default=5, ge=1, le=1000)
+    fsync: Literal["never", "interval", "batch"] = "interval"
+    fsync_interval_seconds: float = Field(default=1.0, gt=0)
+    queue_size: int = Field(default=DEFAULT_EVENT_QUEUE_SIZE, ge=1)
+    subscriber_queue_size: int = Field(default=1000, ge=1)
+    sinks: list[str] = Field(default_factory=lambda: ["console"])
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        """The environment and --set give one string: `console,nats`."""
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+
 class Settings(_Section):
     """Everything configurable, frozen; built by `load_settings` and passed down explicitly."""
 
@@ -76,6 +96,7 @@ class Settings(_Section):
     archive: ArchiveSettings = ArchiveSettings()
     dashboard: DashboardSettings = DashboardSettings()
     escalation: EscalationSettings = EscalationSettings()
+    events: EventsSettings = EventsSettings()
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from the workspace."""
