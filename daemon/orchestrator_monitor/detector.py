@@ -1,0 +1,343 @@
+"""Wake-up -> read what changed -> decide -> mark -> record -> event -> hand-off.
+
+`Detector` holds what it knows of open runs in memory and what it has finished with in the
+ledger. `run_detect_iteration` is the cheap pass run on every confirmed change;
+`run_reconcile_iteration` the full pass run at start and periodically to catch anything
+missed (runs finished while the daemon was down, executor-set statuses, reopened runs,
+stalls). Both take the connection and the time from the caller and make one pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import Connection, exc
+
+from .completion import RunSnapshot, Verdict, decide
+from .events import EventType
+from .ledger import Ledger, RunRecord
+from .state.marks import mark_run
+from .state.schema import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES
+from .state.snapshots import (
+    fetch_all_runs,
+    fetch_candidates,
+    fetch_open_runs,
+    fetch_orphan_run_ids,
+    fetch_snapshots,
+    fetch_statuses,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Publish(Protocol):
+    def __call__(self, type: EventType, data: dict[str, Any], *, run_id: str | None = None) -> object: ...
+
+
+class Handoff(Protocol):
+    """Where a completed run goes next (archival); the default does nothing."""
+
+    def completed(self, run_id: str) -> None: ...
+
+
+class NoHandoff:
+    def completed(self, run_id: str) -> None:
+        return None
+
+
+@dataclass
+class _OpenRun:
+    status: str
+    changed_at: float  # monotonic: last observed change of the run's rows
+    life_at: float  # monotonic: last change or run-directory activity
+    fingerprint: tuple[object, ...] | None = None
+    stalled: bool = False
+
+
+class Detector:
+    """Decides completions exactly once; see the module docstring for the two passes."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        publish: Publish,
+        handoff: Handoff,
+        settle_seconds: float,
+        stall_after_seconds: float,
+        connection: Callable[[], Connection],
+    ) -> None:
+        self._ledger = ledger
+        self._publish = publish
+        self._handoff = handoff
+        self._settle = settle_seconds
+        self._stall_after = stall_after_seconds
+        self._connection = connection
+        self._open: dict[str, _OpenRun] = {}
+        self._records: dict[str, RunRecord] = {}
+        self._watch_reopen: set[str] = set()  # completed in this lifetime, not yet archived
+        self._warned: set[str] = set()
+        self._started = False
+
+    @property
+    def open_run_ids(self) -> set[str]:
+        return set(self._open)
+
+    def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning("%s: %s", what, detail)
+        self._publish(EventType.WARNING, {"what": what, "detail": detail}, run_id=run_id)
+
+    def clear_warning(self, key: str) -> None:
+        self._warned.discard(key)
+
+    # -- the full pass -------------------------------------------------------------------
+
+    def run_reconcile_iteration(self, *, now: datetime, mono: float) -> None:
+        """Compare every run with the ledger; take the baseline on the very first start."""
+        connection = self._connection()
+        with connection.begin():
+            all_runs = fetch_all_runs(connection)
+            open_snapshots = fetch_snapshots(connection, {r: s for r, s in all_runs.items() if s not in RUN_TERMINAL})
+            orphans = fetch_orphan_run_ids(connection, all_runs)
+        if not self._started:
+            if not self._ledger.baseline_taken():
+                self._ledger.take_baseline({r: s for r, s in all_runs.items() if s in RUN_TERMINAL})
+            self._records = self._ledger.records()
+        for run_id in orphans:
+            self.warn_once(
+                f"orphan:{run_id}",
+                "orphan rows",
+                f"tasks or workstreams reference run {run_id!r}, which does not exist",
+            )
+        for run_id in [r for r in self._open if r not in all_runs]:
+            del self._open[run_id]
+            self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
+        terminal_unrecorded: dict[str, str] = {}
+        for run_id, status in all_runs.items():
+            try:
+                if status in RUN_TERMINAL:
+                    if self._needs_completion(run_id, status):
+                        terminal_unrecorded[run_id] = status
+                else:
+                    self._observe_open(run_id, status, open_snapshots.get(run_id), mono, announce=self._started)
+            except Exception:
+                logger.exception("reconciling run %s failed; going on with the others", run_id)
+        self._complete_terminal(terminal_unrecorded, now)
+        self._check_reopened(mono)
+        self._started = True
+
+    def _needs_completion(self, run_id: str, status: str) -> bool:
+        record = self._records.get(run_id)
+        if record is None or record.phase == "marking":
+            return True
+        if record.phase == "completed":  # recorded, but its event may not have gone out: again, same id
+            self._announce(run_id, status, record.marked_by or "executor", record.tasks)
+        return False
+
+    def _observe_open(
+        self, run_id: str, status: str, snapshot: RunSnapshot | None, mono: float, *, announce: bool
+    ) -> None:
+        if status not in RUN_STATUSES:
+            self.warn_once(
+                f"status:{run_id}:{status}",
+                "unknown status",
+                f"run {run_id} has status {status!r}, counted as not terminal",
+                run_id,
+            )
+        record = self._records.get(run_id)
+        if record is not None and record.phase == "marking":
+            self._ledger.forget(run_id)  # the intended mark never landed
+            del self._records[run_id]
+        elif record is not None and record.phase != "baseline" and not record.reopened:
+            self._reopen(run_id, f"status is {status} again after the run was {record.status}")
+        known = self._open.get(run_id)
+        if known is None:
+            self._open[run_id] = _OpenRun(status, mono, mono, snapshot.fingerprint if snapshot else None)
+            if announce:
+                self._publish(EventType.RUN_STATUS_CHANGED, {"from": None, "to": status}, run_id=run_id)
+            return
+        if known.status != status:
+            self._publish(EventType.RUN_STATUS_CHANGED, {"from": known.status, "to": status}, run_id=run_id)
+            known.status = status
+            self._touch(known, mono)
+        if snapshot is not None and snapshot.fingerprint != known.fingerprint:
+            known.fingerprint = snapshot.fingerprint
+            self._touch(known, mono)
+
+    @staticmethod
+    def _touch(run: _OpenRun, mono: float) -> None:
+        run.changed_at = run.life_at = mono
+        run.stalled = False
+
+    def _check_reopened(self, mono: float) -> None:
+        """A run completed in this lifetime whose rows changed after the mark: one RUN_REOPENED."""
+        candidates = {r: self._records[r].status or "" for r in self._watch_reopen if not self._records[r].reopened}
+        if not candidates:
+            return
+        connection = self._connection()
+        with connection.begin():
+            snapshots = fetch_snapshots(connection, candidates)
+        for run_id, snapshot in snapshots.items():
+            if _fingerprint_text(snapshot) != self._records[run_id].fingerprint:
+                self._reopen(run_id, "tasks or workstreams changed after the run was marked")
+
+    def _reopen(self, run_id: str, what: str) -> None:
+        self._ledger.reopen(run_id)
+        record = self._records[run_id]
+        self._records[run_id] = replace(record, reopened=True)
+        self._watch_reopen.discard(run_id)
+        logger.warning("run %s reopened: %s", run_id, what)
+        self._publish(EventType.RUN_REOPENED, {"what": what}, run_id=run_id)
+
+    # -- the cheap pass ------------------------------------------------------------------
+
+    def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
+        """Read the open runs and the few that may be done; mark those that are. Returns a recheck time."""
+        connection = self._connection()
+        with connection.begin():
+            open_now = fetch_open_runs(connection)
+            left = [run_id for run_id in self._open if run_id not in open_now]
+            left_statuses = fetch_statuses(connection, left) if left else {}
+            candidates = fetch_candidates(connection)
+            snapshots = fetch_snapshots(connection, {r: open_now[r] for r in candidates if r in open_now})
+            terminal_snapshots = fetch_snapshots(
+                connection, {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
+            )
+        for run_id, status in open_now.items():
+            self._observe_open(run_id, status, snapshots.get(run_id), mono, announce=True)
+        for run_id in left:
+            status = left_statuses.get(run_id)
+            if status is None:
+                del self._open[run_id]
+                self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
+            elif status not in RUN_TERMINAL:
+                self._observe_open(run_id, status, None, mono, announce=True)
+        self._complete_terminal({r: s.status for r, s in terminal_snapshots.items()}, now, terminal_snapshots)
+        recheck: float | None = None
+        for run_id, snapshot in snapshots.items():
+            try:
+                when = self._decide_and_mark(snapshot, now, mono)
+            except Exception:
+                logger.exception("deciding run %s failed; going on with the others", run_id)
+                continue
+            if when is not None:
+                recheck = when if recheck is None else min(recheck, when)
+        return recheck
+
+    def _decide_and_mark(self, snapshot: RunSnapshot, now: datetime, mono: float) -> float | None:
+        run = self._open[snapshot.run_id]
+        for status in snapshot.tasks:
+            if status not in TASK_STATUSES:
+                self.warn_once(
+                    f"task-status:{snapshot.run_id}:{status}",
+                    "unknown status",
+                    f"run {snapshot.run_id} has tasks with status {status!r}, counted as not terminal",
+                    snapshot.run_id,
+                )
+        if self._finished_before(snapshot.run_id):
+            return None  # reopened after its mark: observed, never marked or announced again
+        decision = decide(snapshot, changed_at=run.changed_at, now=mono, settle_seconds=self._settle)
+        if decision.verdict is Verdict.SETTLING:
+            return decision.recheck_at
+        if decision.verdict is not Verdict.MARK or decision.status is None:
+            return None
+        self._ledger.begin_mark(snapshot.run_id, decision.status)
+        try:
+            result = mark_run(self._connection(), snapshot, decision.status, now)
+        except exc.OperationalError as err:
+            self._ledger.forget(snapshot.run_id)
+            self.warn_once(
+                f"mark:{snapshot.run_id}",
+                "mark deferred",
+                f"could not mark run {snapshot.run_id}: {err.orig}; will retry",
+                snapshot.run_id,
+            )
+            return mono + 1.0
+        if not result.marked:
+            self._ledger.forget(snapshot.run_id)  # it changed under us: the next pass looks again
+            return None
+        if result.unreadable_times:
+            self.warn_once(
+                f"times:{snapshot.run_id}",
+                "unreadable timestamps",
+                f"run {snapshot.run_id}: {result.unreadable_times} task finished_at values could not be "
+                "read; finished_at is the latest readable one",
+                snapshot.run_id,
+            )
+        self._finish(snapshot, decision.status, "monitor")
+        return None
+
+    # -- recording a completion ------------------------------------------------------------
+
+    def _complete_terminal(
+        self, statuses: dict[str, str], now: datetime, snapshots: dict[str, RunSnapshot] | None = None
+    ) -> None:
+        """Runs found terminal without our mark: the executor's status (or our mark from before a crash)."""
+        if not statuses:
+            return
+        if snapshots is None:
+            connection = self._connection()
+            with connection.begin():
+                snapshots = fetch_snapshots(connection, statuses)
+        for run_id, snapshot in snapshots.items():
+            record = self._records.get(run_id)
+            ours = record is not None and record.phase == "marking" and record.status == snapshot.status
+            self._finish(snapshot, snapshot.status, "monitor" if ours else "executor")
+
+    def _finished_before(self, run_id: str) -> bool:
+        record = self._records.get(run_id)
+        return record is not None and record.phase in ("completed", "announced")
+
+    def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str) -> None:
+        run_id = snapshot.run_id
+        previous = self._open.pop(run_id, None)
+        if self._finished_before(run_id):  # a reopened run ending again: its completion was announced already
+            if previous is not None:
+                self._publish(EventType.RUN_STATUS_CHANGED, {"from": previous.status, "to": status}, run_id=run_id)
+            return
+        fingerprint = _fingerprint_text(snapshot)
+        self._ledger.complete(run_id, status=status, marked_by=marked_by, tasks=snapshot.tasks, fingerprint=fingerprint)
+        self._records[run_id] = RunRecord(
+            run_id, "completed", status, marked_by, dict(snapshot.tasks), fingerprint, False
+        )
+        if previous is not None:
+            self._publish(EventType.RUN_STATUS_CHANGED, {"from": previous.status, "to": status}, run_id=run_id)
+        self._announce(run_id, status, marked_by, snapshot.tasks)
+        self._watch_reopen.add(run_id)
+
+    def _announce(self, run_id: str, status: str, marked_by: str, tasks: dict[str, int] | Any) -> None:
+        self._publish(
+            EventType.RUN_COMPLETED, {"status": status, "marked_by": marked_by, "tasks": dict(tasks)}, run_id=run_id
+        )
+        self._ledger.announce(run_id)
+        self._records[run_id] = replace(self._records[run_id], phase="announced")
+        self._handoff.completed(run_id)
+
+    # -- life and stalls -----------------------------------------------------------------
+
+    def note_activity(self, run_ids: Iterable[str], mono: float) -> None:
+        """Run-directory activity counts as life for stall detection."""
+        for run_id in run_ids:
+            run = self._open.get(run_id)
+            if run is not None:
+                run.life_at = mono
+                run.stalled = False
+
+    def check_stalls(self, mono: float) -> None:
+        for run_id, run in self._open.items():
+            if run.status == "RUNNING" and not run.stalled and mono - run.life_at >= self._stall_after:
+                run.stalled = True
+                self._publish(EventType.RUN_STALLED, {"idle_s": round(mono - run.life_at, 3)}, run_id=run_id)
+
+
+def _fingerprint_text(snapshot: RunSnapshot) -> str:
+    """The rows' part of the fingerprint (the run's own status left out: the mark changes it)."""
+    return orjson.dumps([str(part) for part in snapshot.fingerprint[1:]]).decode()

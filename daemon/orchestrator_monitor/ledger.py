@@ -1,0 +1,157 @@
+"""The monitor's record of each run it has finished with, in its own database (`.monitor/`).
+
+This is what makes detection exactly-once across restarts: a decision is written here
+before its effect (the intent to mark, before the mark), and its outcome before its event
+goes out, so a restart can tell what is done. Events may repeat after a crash (same id),
+completions are never lost or repeated.
+
+Phases of a run here:
+  baseline   terminal when the monitor first started in this workspace: left for backfill
+  marking    the monitor is about to mark it (the mark may or may not have landed)
+  completed  terminal, recorded; its RUN_COMPLETED may not have gone out yet
+  announced  RUN_COMPLETED went out and the run was handed to archival
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from .progress import create_progress_database
+from .timefmt import format_timestamp, utc_now
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS monitor_runs (
+    run_id TEXT NOT NULL PRIMARY KEY,
+    phase TEXT NOT NULL,
+    status TEXT,
+    marked_by TEXT,
+    tasks TEXT,
+    fingerprint TEXT,
+    reopened INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    phase: str
+    status: str | None
+    marked_by: str | None
+    tasks: dict[str, int]
+    fingerprint: str | None
+    reopened: bool
+
+
+class Ledger:
+    """Per-run phases in `monitor_runs`; every method is one short transaction."""
+
+    def __init__(self, path: Path, *, busy_timeout_seconds: float) -> None:
+        create_progress_database(path, busy_timeout_seconds=busy_timeout_seconds)
+        self._connection = sqlite3.connect(
+            path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+        )
+        self._connection.execute("PRAGMA synchronous=FULL")  # a recorded completion must survive power loss
+        self._connection.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> None:
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    self._connection.execute(sql, params)
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    def baseline_taken(self) -> bool:
+        with self._lock:
+            row = self._connection.execute("SELECT 1 FROM monitor_meta WHERE key = 'baseline_at'").fetchone()
+        return row is not None
+
+    def take_baseline(self, terminal_runs: Mapping[str, str]) -> None:
+        """Record the runs already terminal at the very first start, and that the baseline was taken."""
+        now = format_timestamp(utc_now())
+        rows = [
+            (
+                "INSERT OR IGNORE INTO monitor_runs (run_id, phase, status, updated_at) VALUES (?, 'baseline', ?, ?)",
+                (run_id, status, now),
+            )
+            for run_id, status in terminal_runs.items()
+        ]
+        self._write([*rows, ("INSERT INTO monitor_meta (key, value) VALUES ('baseline_at', ?)", (now,))])
+
+    def records(self) -> dict[str, RunRecord]:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT run_id, phase, status, marked_by, tasks, fingerprint, reopened FROM monitor_runs"
+            ).fetchall()
+        return {
+            row[0]: RunRecord(
+                row[0], row[1], row[2], row[3], orjson.loads(row[4]) if row[4] else {}, row[5], bool(row[6])
+            )
+            for row in rows
+        }
+
+    def begin_mark(self, run_id: str, status: str) -> None:
+        self._write(
+            [
+                (
+                    "INSERT OR REPLACE INTO monitor_runs (run_id, phase, status, updated_at) "
+                    "VALUES (?, 'marking', ?, ?)",
+                    (run_id, status, format_timestamp(utc_now())),
+                )
+            ]
+        )
+
+    def forget(self, run_id: str) -> None:
+        """Drop an intent whose mark never landed (the run changed first)."""
+        self._write([("DELETE FROM monitor_runs WHERE run_id = ? AND phase = 'marking'", (run_id,))])
+
+    def complete(self, run_id: str, *, status: str, marked_by: str, tasks: Mapping[str, int], fingerprint: str) -> None:
+        self._write(
+            [
+                (
+                    "INSERT OR REPLACE INTO monitor_runs "
+                    "(run_id, phase, status, marked_by, tasks, fingerprint, updated_at) "
+                    "VALUES (?, 'completed', ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        status,
+                        marked_by,
+                        orjson.dumps(dict(tasks)).decode(),
+                        fingerprint,
+                        format_timestamp(utc_now()),
+                    ),
+                )
+            ]
+        )
+
+    def announce(self, run_id: str) -> None:
+        self._set(run_id, "phase = 'announced'")
+
+    def reopen(self, run_id: str) -> None:
+        self._set(run_id, "reopened = 1")
+
+    def _set(self, run_id: str, assignment: str) -> None:
+        self._write(
+            [
+                (
+                    f"UPDATE monitor_runs SET {assignment}, updated_at = ? WHERE run_id = ?",
+                    (format_timestamp(utc_now()), run_id),
+                ),
+            ]
+        )

@@ -1,0 +1,113 @@
+"""The detector's reads: only what can have changed, each through an index.
+
+A wake-up reads the open runs (`ix_runs_status`), the few whose tasks are all terminal
+(`NOT EXISTS` seeks on `ix_tasks_run_id_status` and `ix_workstreams_run_id_status`: the
+cost grows with the number of open runs, never with the number of tasks), and full
+snapshots of those candidates only. Nothing here trusts `updated_at`; it is only part of
+the fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, select
+
+from ..completion import RunSnapshot
+from .schema import RUN_STATUSES, RUN_TERMINAL, runs, tasks, workstreams
+
+OPEN_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_TERMINAL)
+OPEN_TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING")
+CHUNK = 500  # bound on IN (...) lists: SQLite's variable limit, and short statements
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def fetch_open_runs(connection: Connection) -> dict[str, str]:
+    """run_id -> status of the runs in a known open status (index seek on status)."""
+    query = select(runs.c.run_id, runs.c.status).where(runs.c.status.in_(OPEN_RUN_STATUSES))
+    return dict(connection.execute(query).all())
+
+
+def fetch_all_runs(connection: Connection) -> dict[str, str]:
+    """run_id -> status of every run, for reconciliation and the first-start baseline."""
+    return dict(connection.execute(select(runs.c.run_id, runs.c.status)).all())
+
+
+def fetch_statuses(connection: Connection, run_ids: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in _chunks(run_ids):
+        query = select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(chunk))
+        found.update(connection.execute(query).all())
+    return found
+
+
+def fetch_candidates(connection: Connection) -> list[str]:
+    """Open runs that have tasks, none of them in a known open status, and no open workstream."""
+    any_task = exists().where(tasks.c.run_id == runs.c.run_id)
+    open_task = exists().where(and_(tasks.c.run_id == runs.c.run_id, tasks.c.status.in_(OPEN_TASK_STATUSES)))
+    open_workstream = exists().where(
+        and_(workstreams.c.run_id == runs.c.run_id, workstreams.c.status.in_(OPEN_RUN_STATUSES))
+    )
+    query = select(runs.c.run_id).where(runs.c.status.in_(OPEN_RUN_STATUSES), any_task, ~open_task, ~open_workstream)
+    return list(connection.execute(query).scalars())
+
+
+def fetch_snapshots(connection: Connection, run_statuses: dict[str, str]) -> dict[str, RunSnapshot]:
+    """Full snapshots (counts, attempts, times) of a few runs."""
+    task_rows: dict[str, list[tuple[Any, ...]]] = {run_id: [] for run_id in run_statuses}
+    ws_rows: dict[str, list[tuple[Any, ...]]] = {run_id: [] for run_id in run_statuses}
+    for chunk in _chunks(list(run_statuses)):
+        task_query = (
+            select(
+                tasks.c.run_id,
+                tasks.c.status,
+                func.count(),
+                func.coalesce(func.sum(tasks.c.attempts), 0),
+                func.max(tasks.c.updated_at),
+                func.max(tasks.c.finished_at),
+            )
+            .where(tasks.c.run_id.in_(chunk))
+            .group_by(tasks.c.run_id, tasks.c.status)
+        )
+        for row in connection.execute(task_query):
+            task_rows[row[0]].append(tuple(row[1:]))
+        ws_query = (
+            select(workstreams.c.run_id, workstreams.c.status, func.count())
+            .where(workstreams.c.run_id.in_(chunk))
+            .group_by(workstreams.c.run_id, workstreams.c.status)
+        )
+        for row in connection.execute(ws_query):
+            ws_rows[row[0]].append(tuple(row[1:]))
+    return {
+        run_id: _snapshot(run_id, status, sorted(task_rows[run_id]), sorted(ws_rows[run_id]))
+        for run_id, status in run_statuses.items()
+    }
+
+
+def _snapshot(
+    run_id: str, status: str, task_rows: list[tuple[Any, ...]], ws_rows: list[tuple[Any, ...]]
+) -> RunSnapshot:
+    return RunSnapshot(
+        run_id=run_id,
+        status=status,
+        tasks={row[0]: row[1] for row in task_rows},
+        workstreams={row[0]: row[1] for row in ws_rows},
+        fingerprint=(status, *(tuple(map(str, row)) for row in task_rows), *(tuple(map(str, row)) for row in ws_rows)),
+    )
+
+
+def fetch_task_finish_times(connection: Connection, run_id: str) -> list[Any]:
+    return list(connection.execute(select(tasks.c.finished_at).where(tasks.c.run_id == run_id)).scalars())
+
+
+def fetch_orphan_run_ids(connection: Connection, known_run_ids: Iterable[str]) -> set[str]:
+    """Run ids that tasks or workstreams name but `runs` does not hold (an index-only scan)."""
+    known = set(known_run_ids)
+    referenced = set(connection.execute(select(tasks.c.run_id).distinct()).scalars())
+    referenced.update(connection.execute(select(workstreams.c.run_id).distinct()).scalars())
+    return referenced - known

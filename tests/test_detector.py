@@ -1,0 +1,310 @@
+"""Detection passes against a real SQLite file written by another connection, as the executor would."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from orchestrator_monitor.completion import final_status
+from orchestrator_monitor.detector import Detector
+from orchestrator_monitor.events import EventType
+from orchestrator_monitor.ledger import Ledger
+from orchestrator_monitor.simulator import SimulatedExecutor
+from orchestrator_monitor.state.engine import open_engine
+from sqlalchemy import Connection
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[EventType, str | None, dict[str, Any]]] = []
+
+    def __call__(self, type: EventType, data: dict[str, Any], *, run_id: str | None = None) -> None:
+        self.events.append((type, run_id, data))
+
+    def of(self, type: EventType) -> list[tuple[str | None, dict[str, Any]]]:
+        return [(run_id, data) for t, run_id, data in self.events if t is type]
+
+
+class Handoff:
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+    def completed(self, run_id: str) -> None:
+        self.runs.append(run_id)
+
+
+class Harness:
+    """A detector on a workspace, restartable: `restart()` builds a new one on the same files."""
+
+    def __init__(self, workspace: Path, settle: float = 0.0) -> None:
+        self.workspace = workspace
+        self.db = workspace / ".state" / "orchestration.db"
+        self.settle = settle
+        self.recorder = Recorder()
+        self.handoff = Handoff()
+        self._start()
+
+    def _start(self) -> None:
+        self.engine = open_engine(f"sqlite:///{self.db}", busy_timeout_seconds=0.2, readonly=False)
+        self.connection: Connection = self.engine.connect()
+        self.ledger = Ledger(self.workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1)
+        self.detector = Detector(
+            ledger=self.ledger,
+            publish=self.recorder,
+            handoff=self.handoff,
+            settle_seconds=self.settle,
+            stall_after_seconds=100,
+            connection=lambda: self.connection,
+        )
+
+    def stop(self) -> None:
+        self.connection.close()
+        self.engine.dispose()
+        self.ledger.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self._start()
+
+    def reconcile(self, mono: float = 0.0) -> None:
+        self.detector.run_reconcile_iteration(now=NOW, mono=mono)
+
+    def detect(self, mono: float = 0.0) -> float | None:
+        return self.detector.run_detect_iteration(now=NOW, mono=mono)
+
+    def sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db, isolation_level=None) as connection:
+            return connection.execute(statement, params).fetchall()
+
+    def status(self, run_id: str) -> str:
+        return self.sql("SELECT status FROM runs WHERE run_id = ?", (run_id,))[0][0]
+
+
+@pytest.fixture
+def harness(workspace: Path) -> Iterator[Harness]:
+    h = Harness(workspace)
+    yield h
+    h.stop()
+
+
+def executor(workspace: Path, seed: int = 1) -> SimulatedExecutor:
+    return SimulatedExecutor(workspace / ".state" / "orchestration.db", workspace, random.Random(seed))
+
+
+def add_run(h: Harness, run_id: str, tasks: list[str], workstreams: list[str] | None = None) -> None:
+    h.sql("INSERT INTO runs (run_id, status) VALUES (?, 'RUNNING')", (run_id,))
+    for n, status in enumerate(tasks):
+        h.sql(
+            "INSERT INTO tasks (task_id, run_id, workstream_id, status, finished_at) VALUES (?, ?, ?, ?, ?)",
+            (f"{run_id}.t{n}", run_id, f"{run_id}.w", status, f"2026-11-24 10:00:{n:02d}"),
+        )
+    for n, status in enumerate(workstreams or ["COMPLETED"]):
+        h.sql(
+            "INSERT INTO workstreams (workstream_id, run_id, status) VALUES (?, ?, ?)",
+            (f"{run_id}.w{n}", run_id, status),
+        )
+
+
+def test_simulated_runs_are_marked_by_the_rule_exactly_once(harness: Harness) -> None:
+    harness.reconcile()
+    sim = executor(harness.workspace)
+    for run_id in ("a", "b", "c", "d"):
+        sim.create_run(run_id)
+    sim.step()
+    harness.detect()
+    sim.cancel_run("d")
+    while sim.active_runs:
+        sim.step()
+        harness.detect()
+    harness.detect()
+    harness.reconcile()
+    completed = dict(harness.recorder.of(EventType.RUN_COMPLETED))
+    assert sorted(completed) == ["a", "b", "c", "d"]
+    assert completed["d"] == {"status": "CANCELLED", "marked_by": "executor", "tasks": {"CANCELLED": 12}}
+    for run_id in "abc":
+        counts = dict(harness.sql("SELECT status, count(*) FROM tasks WHERE run_id = ? GROUP BY status", (run_id,)))
+        assert completed[run_id] == {"status": final_status(counts), "marked_by": "monitor", "tasks": counts}
+        assert harness.status(run_id) == final_status(counts)
+        latest = harness.sql("SELECT max(finished_at) FROM tasks WHERE run_id = ?", (run_id,))[0][0]
+        assert harness.sql("SELECT finished_at FROM runs WHERE run_id = ?", (run_id,))[0][0] == latest.replace(
+            "Z", "000Z"
+        )
+    assert harness.handoff.runs == sorted(harness.handoff.runs, key=list(completed).index)
+    assert sorted(harness.handoff.runs) == ["a", "b", "c", "d"]
+    changes = harness.recorder.of(EventType.RUN_STATUS_CHANGED)
+    assert ("a", {"from": "RUNNING", "to": completed["a"]["status"]}) in changes
+    assert ("d", {"from": "RUNNING", "to": "CANCELLED"}) in changes
+
+
+def test_a_workstream_still_running_keeps_the_run_open(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "w", ["SUCCEEDED", "SUCCEEDED"], ["COMPLETED", "RUNNING"])
+    harness.detect()
+    assert harness.status("w") == "RUNNING"
+    harness.sql("UPDATE workstreams SET status = 'COMPLETED' WHERE run_id = 'w'")
+    harness.detect()
+    assert harness.status("w") == "COMPLETED"
+
+
+def test_a_run_with_no_tasks_is_never_marked(harness: Harness) -> None:
+    harness.reconcile()
+    harness.sql("INSERT INTO runs (run_id, status) VALUES ('empty', 'RUNNING')")
+    harness.detect()
+    harness.reconcile()
+    assert harness.status("empty") == "RUNNING"
+    assert harness.recorder.of(EventType.RUN_COMPLETED) == []
+
+
+def test_a_failed_task_retried_within_the_settle_window_keeps_the_run_open(workspace: Path) -> None:
+    h = Harness(workspace, settle=5.0)
+    try:
+        h.reconcile(mono=0)
+        add_run(h, "r", ["SUCCEEDED", "FAILED"])
+        assert h.detect(mono=1.0) == 6.0  # settling: look again at 1 + 5
+        h.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2 WHERE task_id = 'r.t1'")  # the retry
+        assert h.detect(mono=3.0) is None
+        h.sql("UPDATE tasks SET status = 'SUCCEEDED' WHERE task_id = 'r.t1'")
+        assert h.detect(mono=4.0) == 9.0
+        assert h.status("r") == "RUNNING"
+        h.detect(mono=9.0)
+        assert h.status("r") == "COMPLETED"
+        assert h.recorder.of(EventType.RUN_COMPLETED) == [
+            ("r", {"status": "COMPLETED", "marked_by": "monitor", "tasks": {"SUCCEEDED": 2}})
+        ]
+    finally:
+        h.stop()
+
+
+def test_a_change_after_the_mark_gives_one_run_reopened(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "r", ["SUCCEEDED"])
+    add_run(harness, "s", ["FAILED"])
+    harness.detect()
+    harness.sql("UPDATE tasks SET status = 'RUNNING' WHERE run_id = 'r'")  # a late retry after the mark
+    harness.sql("UPDATE runs SET status = 'RUNNING' WHERE run_id = 's'")  # the executor reopens it
+    for _ in range(3):
+        harness.detect()
+        harness.reconcile()
+    reopened = harness.recorder.of(EventType.RUN_REOPENED)
+    assert sorted(run_id for run_id, _ in reopened) == ["r", "s"]
+    assert len(harness.recorder.of(EventType.RUN_COMPLETED)) == 2
+    assert harness.handoff.runs == ["r", "s"]  # not handed to archival again
+    assert harness.status("s") == "RUNNING"  # nor marked again: the executor reopened it, it owns it now
+
+
+def test_first_start_takes_a_baseline_and_leaves_finished_runs_alone(workspace: Path) -> None:
+    h = Harness(workspace)
+    try:
+        add_run(h, "old", ["SUCCEEDED"])
+        h.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'old'")
+        add_run(h, "done-not-marked", ["SUCCEEDED"])
+        h.reconcile()
+        h.detect()
+        assert [run_id for run_id, _ in h.recorder.of(EventType.RUN_COMPLETED)] == ["done-not-marked"]
+        assert h.handoff.runs == ["done-not-marked"]
+        h.restart()
+        h.reconcile()
+        h.detect()
+        assert len(h.recorder.of(EventType.RUN_COMPLETED)) == 1
+    finally:
+        h.stop()
+
+
+def test_runs_finished_while_down_are_completed_at_start_and_nothing_repeats(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "before", ["SUCCEEDED"])
+    harness.detect()
+    harness.stop()
+    add_run(harness, "marked-by-nobody", ["SUCCEEDED", "FAILED"])
+    add_run(harness, "executor-set", ["FAILED"])
+    harness.sql("UPDATE runs SET status = 'FAILED' WHERE run_id = 'executor-set'")
+    harness._start()
+    harness.reconcile()
+    harness.detect()
+    completed = harness.recorder.of(EventType.RUN_COMPLETED)
+    assert [run_id for run_id, _ in completed] == ["before", "executor-set", "marked-by-nobody"]
+    assert dict(completed)["executor-set"]["marked_by"] == "executor"
+    assert dict(completed)["marked-by-nobody"]["status"] == "PARTIAL"
+
+
+def test_a_crash_after_the_mark_before_the_record_is_recognised_as_our_mark(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "r", ["SUCCEEDED"])
+    harness.ledger.begin_mark("r", "COMPLETED")  # the intent was recorded...
+    harness.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'r'")  # ...the mark landed, then a crash
+    add_run(harness, "q", ["FAILED"])
+    harness.ledger.begin_mark("q", "FAILED")  # an intent whose mark never landed
+    harness.restart()
+    harness.reconcile()
+    harness.detect()
+    completed = dict(harness.recorder.of(EventType.RUN_COMPLETED))
+    assert completed["r"]["marked_by"] == "monitor"
+    assert completed["q"] == {"status": "FAILED", "marked_by": "monitor", "tasks": {"FAILED": 1}}
+    assert len(harness.recorder.of(EventType.RUN_COMPLETED)) == 2
+
+
+def test_unknown_statuses_and_orphans_are_warned_once_and_count_as_open(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "odd", ["SUCCEEDED", "EXPLODED"])
+    harness.sql("INSERT INTO tasks (task_id, run_id, status) VALUES ('orphan', 'ghost', 'SUCCEEDED')")
+    harness.sql("INSERT INTO runs (run_id, status) VALUES ('weird', 'ON_HOLD')")
+    for _ in range(3):
+        harness.detect()
+        harness.reconcile()
+    warnings = [data["detail"] for _, data in harness.recorder.of(EventType.WARNING)]
+    assert len(warnings) == 3, warnings
+    assert any("'EXPLODED'" in w for w in warnings)
+    assert any("'ghost'" in w for w in warnings)
+    assert any("'ON_HOLD'" in w for w in warnings)
+    assert harness.status("odd") == "RUNNING"
+
+
+def test_a_writer_holding_the_lock_defers_the_mark_which_lands_afterwards(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "r", ["SUCCEEDED"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys\n"
+         f"c = sqlite3.connect({str(harness.db)!r}, isolation_level=None)\n"
+         "c.execute('BEGIN IMMEDIATE'); c.execute(\"UPDATE runs SET name = 'x' WHERE run_id = 'nothing'\")\n"
+         "print('locked', flush=True); sys.stdin.readline(); c.execute('COMMIT')\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert harness.detect(mono=0) == 1.0  # deferred, recheck soon
+        assert harness.status("r") == "RUNNING"
+    finally:
+        holder.communicate("\n", timeout=10)
+    harness.detect(mono=1.0)
+    assert harness.status("r") == "COMPLETED"
+    assert [data["what"] for _, data in harness.recorder.of(EventType.WARNING)] == ["mark deferred"]
+    assert len(harness.recorder.of(EventType.RUN_COMPLETED)) == 1
+
+
+def test_stalls_are_reported_once_until_the_run_moves(workspace: Path) -> None:
+    h = Harness(workspace)
+    try:
+        h.reconcile(mono=0)
+        add_run(h, "slow", ["RUNNING"])
+        h.detect(mono=1)
+        h.detector.check_stalls(mono=50)
+        h.detector.check_stalls(mono=101)
+        h.detector.check_stalls(mono=150)
+        assert h.recorder.of(EventType.RUN_STALLED) == [("slow", {"idle_s": 100.0})]
+        h.detector.note_activity(["slow"], mono=160)
+        h.detector.check_stalls(mono=200)
+        assert len(h.recorder.of(EventType.RUN_STALLED)) == 1
+        h.detector.check_stalls(mono=261)
+        assert len(h.recorder.of(EventType.RUN_STALLED)) == 2
+    finally:
+        h.stop()
