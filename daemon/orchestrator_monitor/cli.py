@@ -20,6 +20,7 @@ from . import __version__
 from .config import Settings, choose_workspace, load_settings
 from .demo import run_demo
 from .errors import MonitorError
+from .eventlog import show_events
 from .reader import read_run, read_status, state_reader
 from .render import print_run, print_status, print_warnings, write_json
 from .timefmt import utc_now
@@ -63,6 +64,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Co
     return 0
 
 
+def cmd_events(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    return show_events(
+        settings,
+        sys.stdout,
+        run_id=args.run,
+        types=args.type,
+        since=args.since,
+        follow=args.follow,
+        as_json=args.json,
+    )
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -103,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     monitor = add("monitor", cmd_monitor, "one run: workstreams, tasks, tool health, error counts")
     monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
     monitor.add_argument("--json", action="store_true", help="print JSON")
+    events = add("events", cmd_events, "replay and follow the event log (rotated files included)")
+    events.add_argument("--run", metavar="ID", help="only this run's events (kept whole until it is archived)")
+    events.add_argument(
+        "--type", metavar="T", action="append", help="only these types (repeat, or T1,T2; 'log' for log records)"
+    )
+    events.add_argument("--since", metavar="SEQ|TIME", help="from this seq, time (RFC 3339) or age (15m, 2h, 1d) on")
+    events.add_argument("--follow", action="store_true", help="keep printing new lines, across rotation (Ctrl-C stops)")
+    events.add_argument("--json", action="store_true", help="print the JSON lines as written")
     demo = add("demo", cmd_demo, "a workspace with a simulated executor, to see everything move")
     demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs to simulate (default 6)")
     demo.add_argument("--tick", type=_non_negative_float, default=0.5, help="seconds between executor steps")

@@ -1,0 +1,190 @@
+"""The in-process event bus: numbers, stamps and hands each event to the sinks and subscribers.
+
+`publish` assigns `seq` and queues the event's one serialised line to every file sink under one
+lock, so file order is `seq` order and every consumer sees events in that order (which keeps
+each run's order). Only the file sinks (`QueuedWriter`) may then make the publisher wait, and
+only after the lock is released; plug-in sinks and subscribers get bounded queues of their own
+(`Subscription`) and refetch what they missed from the log. Logging records share the `seq`
+numbering and go to the sinks that take them (`publish_line`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from .events import ONCE_PER_RUN, Event, EventType, check_event, encode_event, once_per_run_id
+from .ids import run_id_problem
+from .sinks.writer import QueuedWriter
+from .stamps import EventStamper
+from .subscription import Missed, Sink, SinkRunner, Subscription
+
+SEQ_BLOCK_SIZE = 10_000  # numbers reserved per database write; a crash leaves a gap of at most this
+DEFAULT_SUBSCRIBER_QUEUE_SIZE = 1000
+SINK_CLOSE_SECONDS = 10.0
+_KNOWN_RUN_IDS_LIMIT = 4096  # validated run ids remembered, so validation is not paid per event
+
+logger = logging.getLogger(__name__)
+
+Refetch = Callable[[Missed, frozenset[EventType] | None], list[Event]]
+
+
+class SeqBlocks(Protocol):
+    """Where sequence numbers come from (`progress.EventSeqBlocks` in the daemon)."""
+
+    def reserve(self, count: int) -> range: ...
+
+    def release(self, unused: range) -> None: ...
+
+
+class Bus:
+    """Thread-safe publish/subscribe; `close()` delivers and writes everything accepted."""
+
+    def __init__(
+        self,
+        seq_blocks: SeqBlocks,
+        *,
+        stamper: EventStamper | None = None,
+        refetch: Refetch | None = None,
+        seq_block_size: int = SEQ_BLOCK_SIZE,
+    ) -> None:
+        self._seq_blocks = seq_blocks
+        self._seq_block_size = seq_block_size
+        self._seq = iter(range(0))
+        self._seq_stop = 0
+        self._stamper = stamper or EventStamper()
+        self._refetch = refetch
+        self._lock = threading.RLock()  # re-entrant: a sink may log (-> publish_line) from inside publish
+        self._writers: list[QueuedWriter] = []
+        self._log_writers: list[QueuedWriter] = []
+        self._subscriptions: tuple[Subscription, ...] = ()
+        self._runners: list[SinkRunner] = []
+        self._known_run_ids: set[str] = set()
+        self._closed = False
+        self.counts: Counter[EventType] = Counter()  # events published, by type (for metrics)
+
+    # --- wiring ---
+
+    def add_sink(self, sink: QueuedWriter | Sink, *, name: str | None = None, queue_size: int = 1000) -> None:
+        """A file sink is started and written inline; any other sink gets a thread and a bounded queue."""
+        if isinstance(sink, QueuedWriter):
+            sink.start(report=self._report)
+            with self._lock:
+                self._writers.append(sink)
+                if sink.accepts_logs:
+                    self._log_writers.append(sink)
+            return
+        runner = SinkRunner(name or type(sink).__name__, sink, self.subscribe(queue_size=queue_size), self.refetch)
+        self._runners.append(runner)
+        runner.start()
+
+    def subscribe(
+        self, types: Iterable[EventType] | None = None, *, queue_size: int = DEFAULT_SUBSCRIBER_QUEUE_SIZE
+    ) -> Subscription:
+        """Events of `types` (None: all) from now on, in a queue of their own; close it when done."""
+        subscription = Subscription(types, queue_size, self._unsubscribe)
+        with self._lock:
+            self._subscriptions = (*self._subscriptions, subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+
+    # --- publishing ---
+
+    def publish(self, type: EventType, data: Mapping[str, Any], *, run_id: str | None = None) -> Event:
+        """Number, stamp and deliver one event; returns once the file sinks accepted it.
+
+        `ValueError` for an event the spec does not allow (missing data key, invalid run id),
+        `TypeError` for data that is not JSON: both are bugs in the publisher.
+        """
+        check_event(type, data, run_id)
+        if run_id is not None and run_id not in self._known_run_ids:
+            self._remember_run_id(run_id)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the event bus is closed")
+            seq = self._next_seq()
+            time_text, ulid = self._stamper.stamp()
+            event_id = once_per_run_id(run_id, type) if run_id is not None and type in ONCE_PER_RUN else ulid
+            event = Event(seq, time_text, type, event_id, data, run_id)
+            line = encode_event(event)
+            for writer in self._writers:
+                writer.enqueue(event, line)
+            for subscription in self._subscriptions:
+                subscription.offer(event)
+            self.counts[type] += 1
+        for writer in self._writers:
+            writer.wait_for_room()
+        return event
+
+    def publish_line(self, make_line: Callable[[int], bytes]) -> None:
+        """A non-event line (a logging record) built for its `seq`, for the sinks that take logs."""
+        with self._lock:
+            if self._closed:
+                return
+            line = make_line(self._next_seq())
+            for writer in self._log_writers:
+                writer.enqueue(None, line)
+        for writer in self._log_writers:
+            writer.wait_for_room()
+
+    def refetch(self, missed: Missed, types: frozenset[EventType] | None) -> list[Event]:
+        """The events a subscriber missed, from the log once it is written; empty without a log."""
+        if self._refetch is None:
+            logger.warning("events %d..%d cannot be fetched again: no event log", missed.first_seq, missed.last_seq)
+            return []
+        for writer in self._writers:
+            writer.flush(SINK_CLOSE_SECONDS)
+        return self._refetch(missed, types)
+
+    def _next_seq(self) -> int:
+        seq = next(self._seq, None)
+        if seq is None:
+            block = self._seq_blocks.reserve(self._seq_block_size)
+            self._seq, self._seq_stop = iter(block), block.stop
+            seq = next(self._seq)
+        return seq
+
+    def _remember_run_id(self, run_id: str) -> None:
+        problem = run_id_problem(run_id)
+        if problem is not None:
+            raise ValueError(f"invalid run id {run_id!r}: {problem}")
+        if len(self._known_run_ids) >= _KNOWN_RUN_IDS_LIMIT:
+            self._known_run_ids.clear()
+        self._known_run_ids.add(run_id)
+
+    def _report(self, what: str, detail: str) -> None:
+        """A file sink's notice (the log disk is writable again): a WARNING event for everyone."""
+        if self._closed:
+            logger.warning("%s: %s", what, detail)
+            return
+        self.publish(EventType.WARNING, {"what": what, "detail": detail})
+
+    # --- state and shutdown ---
+
+    def stats(self) -> dict[str, int]:
+        """Failure counters for health and metrics: sink failures and events subscribers missed."""
+        stats = {f"sink_failures.{writer.name}": writer.failures for writer in self._writers}
+        stats.update({f"sink_failures.{runner.name}": runner.failures for runner in self._runners})
+        stats["subscriber_missed"] = sum(s.missed_total for s in self._subscriptions)
+        return stats
+
+    def close(self) -> None:
+        """Stop accepting, deliver what the plug-in sinks have queued, write and sync the files."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for runner in self._runners:
+            runner.close(SINK_CLOSE_SECONDS)
+        for subscription in self._subscriptions:
+            subscription.close()
+        for writer in self._writers:
+            writer.close()
+        unused = range(next(self._seq, self._seq_stop), self._seq_stop)
+        self._seq_blocks.release(unused)
