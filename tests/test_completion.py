@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from orchestrator_monitor.completion import RunSnapshot, Verdict, decide, final_status
 from orchestrator_monitor.state.schema import TASK_STATUSES, TASK_TERMINAL
 

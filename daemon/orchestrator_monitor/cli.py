@@ -23,6 +23,8 @@ from .errors import MonitorError
 from .eventlog import show_events
 from .reader import read_run, read_status, state_reader
 from .render import print_run, print_status, print_warnings, write_json
+from .service import run_daemon
+from .signals import stop_on_signals
 from .timefmt import utc_now
 from .workspace import init_workspace
 
@@ -61,6 +63,14 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err:
 def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     out.print(f"demo workspace: {settings.workspace} (Ctrl-C stops)", markup=False)
     run_demo(settings, runs=args.runs, tick_seconds=args.tick, seed=args.seed, console=out, stop=threading.Event())
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Run the monitor in the foreground until SIGTERM or SIGINT (what systemd starts)."""
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        run_daemon(settings, stop)
     return 0
 
 
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor = add("monitor", cmd_monitor, "one run: workstreams, tasks, tool health, error counts")
     monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
     monitor.add_argument("--json", action="store_true", help="print JSON")
+    add("daemon", cmd_daemon, "run the monitor in the foreground (what systemd starts)")
     events = add("events", cmd_events, "replay and follow the event log (rotated files included)")
     events.add_argument("--run", metavar="ID", help="only this run's events (kept whole until it is archived)")
     events.add_argument(

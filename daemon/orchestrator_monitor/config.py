@@ -50,6 +50,9 @@ class DatabaseSettings(_Section):
 class CompletionSettings(_Section):
     settle_seconds: float = Field(default=0.0, ge=0)
     stall_after_seconds: float = Field(default=DEFAULT_STALL_AFTER_SECONDS, gt=0)
+    debounce_seconds: float = Field(default=0.01, ge=0, le=1)
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    reconcile_seconds: float = Field(default=60.0, gt=0)
 
 
 class ArchiveSettings(_Section):

@@ -1,8 +1,8 @@
 """`orchestrator demo`: a workspace where runs start and finish, to see the monitor at work.
 
-The simulated executor writes the database and run directories; beside it the monitor's
-status view shows what the monitor reads. Run ids carry the start time, so a workspace can
-be reused by several demos.
+The simulated executor writes the database and run directories; beside it the monitor
+daemon (in a thread) marks the runs it finishes, and a live status table shows both. Run
+ids carry the start time, so a workspace can be reused by several demos.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from rich.console import Console
 from rich.live import Live
 
 from .config import Settings
+from .errors import Unavailable
 from .reader import read_status, state_reader
 from .render import plain_run_line, status_table, write_plain
+from .service import run_daemon
 from .simulator import SimulatedExecutor
 from .state.engine import STATE_DB
 from .timefmt import utc_now
@@ -26,6 +28,8 @@ from .views import StatusView
 from .workspace import init_workspace
 
 TICKS_BETWEEN_RUNS = 4
+MONITOR_GRACE_SECONDS = 10.0  # how long the demo waits for the monitor to mark the last runs
+GRACE_POLL_SECONDS = 0.1
 CANCELLED_RUN_INDEX = 3  # one run is given up by the executor itself, as real ones sometimes are
 
 
@@ -38,13 +42,15 @@ def run_demo(
     console: Console,
     stop: threading.Event,
 ) -> StatusView:
-    """Drive `runs` simulated runs to their end (or until `stop`); return the last status view."""
+    """Drive `runs` simulated runs to their end with the monitor beside them; return the last view."""
     init_workspace(settings)
     executor = SimulatedExecutor(settings.resolve(STATE_DB), settings.workspace, random.Random(seed))
     prefix = f"demo-{utc_now():%Y%m%dT%H%M%S}"
     created = 0
     tick = 0
-    with state_reader(settings) as (engine, name):
+    # The monitor's events go to logs/monitor.jsonl only: the live table is the demo's screen.
+    quiet = settings.model_copy(update={"events": settings.events.model_copy(update={"sinks": []})})
+    with _monitor_beside(quiet, console), state_reader(settings) as (engine, name):
 
         def snapshot() -> StatusView:
             view = read_status(engine, name, utc_now())
@@ -65,8 +71,46 @@ def run_demo(
                 update(snapshot())
                 stop.wait(tick_seconds)
             final = snapshot()
+            deadline = time.monotonic() + MONITOR_GRACE_SECONDS
+            while not all(line.terminal for line in final.runs) and time.monotonic() < deadline:
+                if stop.wait(GRACE_POLL_SECONDS):
+                    break
+                final = snapshot()
             update(final)
+    console.print(
+        f"events: {settings.workspace / 'logs' / 'monitor.jsonl'} (orchestrator events --workspace "
+        f"{settings.workspace})",
+        markup=False,
+        highlight=False,
+    )
     return final
+
+
+@contextmanager
+def _monitor_beside(settings: Settings, console: Console) -> Iterator[None]:
+    """The monitor daemon in a thread of its own, for as long as the demo runs."""
+    stop, ready = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def monitor() -> None:
+        try:
+            run_daemon(settings, stop, on_ready=ready.set)
+        except BaseException as exc:  # handed to the demo's thread, which reports it
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=monitor, name="demo-monitor", daemon=True)
+    thread.start()
+    ready.wait()
+    if failure and isinstance(failure[0], Unavailable):
+        console.print(f"not starting a monitor: {failure[0]}; the running one marks the runs", markup=False)
+    elif failure:
+        raise failure[0]
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextmanager

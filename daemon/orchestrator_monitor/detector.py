@@ -53,6 +53,7 @@ class NoHandoff:
 @dataclass
 class _OpenRun:
     status: str
+    run_dir: str | None
     changed_at: float  # monotonic: last observed change of the run's rows
     life_at: float  # monotonic: last change or run-directory activity
     fingerprint: tuple[object, ...] | None = None
@@ -84,9 +85,9 @@ class Detector:
         self._warned: set[str] = set()
         self._started = False
 
-    @property
-    def open_run_ids(self) -> set[str]:
-        return set(self._open)
+    def open_run_dirs(self) -> dict[str, str | None]:
+        """run_id -> the run_dir column of every open run (what the run-directory watcher follows)."""
+        return {run_id: run.run_dir for run_id, run in self._open.items()}
 
     def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
         if key in self._warned:
@@ -105,11 +106,13 @@ class Detector:
         connection = self._connection()
         with connection.begin():
             all_runs = fetch_all_runs(connection)
-            open_snapshots = fetch_snapshots(connection, {r: s for r, s in all_runs.items() if s not in RUN_TERMINAL})
+            open_snapshots = fetch_snapshots(
+                connection, {r: s for r, (s, _) in all_runs.items() if s not in RUN_TERMINAL}
+            )
             orphans = fetch_orphan_run_ids(connection, all_runs)
         if not self._started:
             if not self._ledger.baseline_taken():
-                self._ledger.take_baseline({r: s for r, s in all_runs.items() if s in RUN_TERMINAL})
+                self._ledger.take_baseline({r: s for r, (s, _) in all_runs.items() if s in RUN_TERMINAL})
             self._records = self._ledger.records()
         for run_id in orphans:
             self.warn_once(
@@ -121,13 +124,15 @@ class Detector:
             del self._open[run_id]
             self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
         terminal_unrecorded: dict[str, str] = {}
-        for run_id, status in all_runs.items():
+        for run_id, (status, run_dir) in all_runs.items():
             try:
                 if status in RUN_TERMINAL:
                     if self._needs_completion(run_id, status):
                         terminal_unrecorded[run_id] = status
                 else:
-                    self._observe_open(run_id, status, open_snapshots.get(run_id), mono, announce=self._started)
+                    self._observe_open(
+                        run_id, status, run_dir, open_snapshots.get(run_id), mono, announce=self._started
+                    )
             except Exception:
                 logger.exception("reconciling run %s failed; going on with the others", run_id)
         self._complete_terminal(terminal_unrecorded, now)
@@ -143,7 +148,14 @@ class Detector:
         return False
 
     def _observe_open(
-        self, run_id: str, status: str, snapshot: RunSnapshot | None, mono: float, *, announce: bool
+        self,
+        run_id: str,
+        status: str,
+        run_dir: str | None,
+        snapshot: RunSnapshot | None,
+        mono: float,
+        *,
+        announce: bool,
     ) -> None:
         if status not in RUN_STATUSES:
             self.warn_once(
@@ -160,7 +172,7 @@ class Detector:
             self._reopen(run_id, f"status is {status} again after the run was {record.status}")
         known = self._open.get(run_id)
         if known is None:
-            self._open[run_id] = _OpenRun(status, mono, mono, snapshot.fingerprint if snapshot else None)
+            self._open[run_id] = _OpenRun(status, run_dir, mono, mono, snapshot.fingerprint if snapshot else None)
             if announce:
                 self._publish(EventType.RUN_STATUS_CHANGED, {"from": None, "to": status}, run_id=run_id)
             return
@@ -207,19 +219,19 @@ class Detector:
             left = [run_id for run_id in self._open if run_id not in open_now]
             left_statuses = fetch_statuses(connection, left) if left else {}
             candidates = fetch_candidates(connection)
-            snapshots = fetch_snapshots(connection, {r: open_now[r] for r in candidates if r in open_now})
+            snapshots = fetch_snapshots(connection, {r: open_now[r][0] for r in candidates if r in open_now})
             terminal_snapshots = fetch_snapshots(
                 connection, {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
             )
-        for run_id, status in open_now.items():
-            self._observe_open(run_id, status, snapshots.get(run_id), mono, announce=True)
+        for run_id, (status, run_dir) in open_now.items():
+            self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
         for run_id in left:
             status = left_statuses.get(run_id)
             if status is None:
                 del self._open[run_id]
                 self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
             elif status not in RUN_TERMINAL:
-                self._observe_open(run_id, status, None, mono, announce=True)
+                self._observe_open(run_id, status, self._open[run_id].run_dir, None, mono, announce=True)
         self._complete_terminal({r: s.status for r, s in terminal_snapshots.items()}, now, terminal_snapshots)
         recheck: float | None = None
         for run_id, snapshot in snapshots.items():

@@ -27,15 +27,16 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + CHUNK]
 
 
-def fetch_open_runs(connection: Connection) -> dict[str, str]:
-    """run_id -> status of the runs in a known open status (index seek on status)."""
-    query = select(runs.c.run_id, runs.c.status).where(runs.c.status.in_(OPEN_RUN_STATUSES))
-    return dict(connection.execute(query).all())
+def fetch_open_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
+    """run_id -> (status, run_dir) of the runs in a known open status (index seek on status)."""
+    query = select(runs.c.run_id, runs.c.status, runs.c.run_dir).where(runs.c.status.in_(OPEN_RUN_STATUSES))
+    return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
 
 
-def fetch_all_runs(connection: Connection) -> dict[str, str]:
-    """run_id -> status of every run, for reconciliation and the first-start baseline."""
-    return dict(connection.execute(select(runs.c.run_id, runs.c.status)).all())
+def fetch_all_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
+    """run_id -> (status, run_dir) of every run, for reconciliation and the first-start baseline."""
+    query = select(runs.c.run_id, runs.c.status, runs.c.run_dir)
+    return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
 
 
 def fetch_statuses(connection: Connection, run_ids: Sequence[str]) -> dict[str, str]:

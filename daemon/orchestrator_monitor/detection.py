@@ -1,0 +1,166 @@
+"""The detection job: when the detector's passes run, driven by file events and polls.
+
+A burst of file events is coalesced by a short trailing debounce, then confirmed with the
+probe (in WAL mode the inotify event can arrive before the commit is visible, so an
+unconfirmed wake-up keeps looking for a moment). A poll every `poll_seconds` backs the
+watcher up, a full reconciliation runs every `reconcile_seconds` when the database changed
+(and whenever the kernel dropped events), and a storm of spurious wake-ups switches to
+slow polling (`LoopGuard`). Everything it needs is passed in; `run_detection_iteration`
+is one pass, so tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from .detector import Detector, Publish
+from .events import EventType
+from .loopguard import GuardChange, LoopGuard
+from .state.probe import Change
+from .timefmt import utc_now
+from .watch import Signals
+
+logger = logging.getLogger(__name__)
+
+STORM_POLL_SECONDS = 2.0
+CONFIRM_SECONDS = 0.1  # how long a file event's commit may take to become visible
+DEBOUNCE_LIMIT = 10  # a burst never delays a pass by more than this many debounce periods
+
+
+class Probe(Protocol):
+    def check(self) -> Change: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Timing:
+    debounce_seconds: float
+    poll_seconds: float
+    reconcile_seconds: float
+
+
+class DetectionJob:
+    """Runs the detector on wake-ups; `run` loops until `stop` is set."""
+
+    def __init__(
+        self,
+        *,
+        detector: Detector,
+        probe: Probe,
+        signals: Signals,
+        timing: Timing,
+        publish: Publish,
+        reopen: Callable[[], None],
+        follow_runs: Callable[[dict[str, str | None]], None],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._detector = detector
+        self._probe = probe
+        self._signals = signals
+        self._timing = timing
+        self._publish = publish
+        self._reopen = reopen
+        self._follow_runs = follow_runs
+        self._clock = clock
+        self._wall = wall
+        self._guard = LoopGuard()
+        self._recheck: float | None = None
+        self._next_reconcile = 0.0
+        self._dirty = True  # the database changed since the last reconciliation
+        self._missing = False
+        self.iterations = 0  # progress, for the service's watchdog: passes made, not passes that found work
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            woke = self._signals.wake.wait(self._timeout())
+            if stop.is_set():
+                return
+            self.run_detection_iteration(woke=woke, stop=stop)
+
+    def _timeout(self) -> float:
+        poll = STORM_POLL_SECONDS if self._guard.storm else self._timing.poll_seconds
+        if self._recheck is not None:
+            poll = min(poll, max(0.0, self._recheck - self._clock()))
+        return poll
+
+    def run_detection_iteration(self, *, woke: bool, stop: threading.Event) -> None:
+        """One pass: settle the burst, ask the probe, run what is due."""
+        self.iterations += 1
+        if woke and not self._guard.storm:
+            self._debounce()
+        self._signals.wake.clear()
+        file_events, activity, overflowed = self._signals.take()
+        change = self._probe.check()
+        if woke and file_events and change is Change.NONE and not self._guard.storm:
+            change = self._confirm(stop)
+        self._observe_guard(file_events if change is Change.NONE else 0)
+        mono = self._clock()
+        if change is Change.MISSING:
+            self._warn_missing()
+            return
+        if self._missing or change is Change.REPLACED:
+            self._recover_database(change)
+            overflowed = True
+        if change is Change.CHANGED:
+            self._dirty = True
+        now = self._wall()
+        if overflowed or (self._dirty and mono >= self._next_reconcile):
+            self._detector.run_reconcile_iteration(now=now, mono=mono)
+            self._dirty = False
+            self._next_reconcile = mono + self._timing.reconcile_seconds
+            self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
+        elif change is Change.CHANGED or (self._recheck is not None and mono >= self._recheck):
+            self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
+        if activity:
+            self._detector.note_activity(activity, mono)
+        self._detector.check_stalls(mono)
+        self._follow_runs(self._detector.open_run_dirs())
+
+    def _debounce(self) -> None:
+        limit = self._clock() + DEBOUNCE_LIMIT * self._timing.debounce_seconds
+        self._signals.wake.clear()
+        while self._clock() < limit and self._signals.wake.wait(self._timing.debounce_seconds):
+            self._signals.wake.clear()
+
+    def _confirm(self, stop: threading.Event) -> Change:
+        give_up = self._clock() + CONFIRM_SECONDS
+        change = Change.NONE
+        while change is Change.NONE and self._clock() < give_up and not stop.wait(self._timing.debounce_seconds):
+            change = self._probe.check()
+        return change
+
+    def _observe_guard(self, spurious: int) -> None:
+        transition = self._guard.observe(self._clock(), spurious)
+        if transition is GuardChange.ENTERED:
+            logger.warning(
+                "monitoring loop: too many wake-ups that find nothing; polling every %s s", STORM_POLL_SECONDS
+            )
+            self._publish(EventType.SAFE_MODE_ENTERED, {"reason": "monitoring_loop"})
+        elif transition is GuardChange.EXITED:
+            self._publish(EventType.SAFE_MODE_EXITED, {"reason": "monitoring_loop"})
+
+    def _warn_missing(self) -> None:
+        if not self._missing:
+            self._missing = True
+            self._detector.warn_once("db:missing", "database missing", "the state database file is gone; waiting")
+
+    def _recover_database(self, change: Change) -> None:
+        what = "replaced" if change is Change.REPLACED else "back"
+        logger.warning("state database %s: reopening and reconciling", what)
+        self._reopen()
+        self._probe.reset()
+        self._missing = False
+        self._detector.clear_warning("db:missing")
+        self._detector.warn_once(
+            f"db:{what}:{self._clock()}",
+            f"database {what}",
+            f"the state database file is {what}; reopened, reconciling",
+        )

@@ -1,0 +1,31 @@
+"""Signal handling for the foreground daemon: handlers only set flags.
+
+SIGTERM and SIGINT set the stop event; a second SIGINT forces the exit (an operator who
+presses Ctrl-C twice means it). The previous handlers are put back on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    def handle_exit(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            os._exit(130)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handle_exit) for signum in HANDLED}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
