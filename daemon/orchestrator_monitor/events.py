@@ -35,6 +35,10 @@ class EventType(StrEnum):
     ESCALATION = "ESCALATION"
     WARNING = "WARNING"  # the spec's "a warning event once" (unknown status, orphan task, log disk full)
 
+    # Enum hashes by name in Python code; the str hash (same value: the name) is a C call, and
+    # every publish looks types up in several sets.
+    __hash__ = str.__hash__
+
 
 LOG_TYPE = "log"  # the `type` of a logging record's line; not an event
 

@@ -37,27 +37,26 @@ class EventStamper:
         self._millisecond = -1
         self._ulid_time = ""
         self._random = 0
-        self._random_high = -1
         self._ulid_prefix = ""
 
     def stamp(self) -> tuple[str, str]:
-        now_ns = self._clock_ns()
-        micros = now_ns // 1000
-        second, fraction = divmod(micros, 1_000_000)
+        micros = self._clock_ns() // 1000
+        if micros // 1000 != self._millisecond:
+            self._new_millisecond(micros)
+        else:
+            self._random += 1
+            if not self._random & _LOW_MASK:  # carried into the cached part
+                self._ulid_prefix = self._ulid_time + encode_base32(self._random >> _LOW_BITS, 12)
+        random = self._random
+        ulid = self._ulid_prefix + _PAIRS[(random >> 10) & 1023] + _PAIRS[random & 1023]
+        return f"{self._second_text}.{micros % 1_000_000:06d}Z", ulid
+
+    def _new_millisecond(self, micros: int) -> None:
+        second = micros // 1_000_000
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        millisecond = micros // 1000
-        if millisecond != self._millisecond:
-            self._millisecond = millisecond
-            self._ulid_time = encode_base32(millisecond, 10)
-            self._random = secrets.randbits(_RANDOM_BITS)
-            self._random_high = -1
-        else:
-            self._random += 1
-        random = self._random
-        if random >> _LOW_BITS != self._random_high:
-            self._random_high = random >> _LOW_BITS
-            self._ulid_prefix = self._ulid_time + encode_base32(self._random_high, 12)
-        ulid = self._ulid_prefix + _PAIRS[(random >> 10) & 1023] + _PAIRS[random & 1023]
-        return f"{self._second_text}.{fraction:06d}Z", ulid
+        self._millisecond = micros // 1000
+        self._ulid_time = encode_base32(self._millisecond, 10)
+        self._random = secrets.randbits(_RANDOM_BITS)
+        self._ulid_prefix = self._ulid_time + encode_base32(self._random >> _LOW_BITS, 12)

@@ -66,7 +66,8 @@ class QueuedWriter:
             return
         self._items.append(item)
         self._accepted += 1
-        if self._idle:
+        if self._idle:  # once per wake-up: the writer may take a while to get the GIL back
+            self._idle = False
             self._wake.set()
 
     def wait_for_room(self) -> None:

@@ -1,0 +1,170 @@
+"""Benchmark of the event bus into the JSONL sink, beside stdlib logging and a bare orjson loop.
+
+Issue #3: push N (default 1,000,000) events through `Bus.publish` into a `JsonlSink` (the
+daemon's settings: fsync "interval", rotation at 64 MiB, five files kept), and in the same
+run the same number of equivalent lines through
+  (a) stdlib `logging` + python-json-logger `JsonFormatter` + `FileHandler`, and
+  (b) a bare loop of `orjson.dumps` + a buffered file write (the practical limit).
+Rounds alternate the three (bus, a, b, bus, a, b, ...) so that machine noise spreads over
+all of them; medians are reported. Throughput counts until every line is in the file (the
+bus is closed, the handler flushed). Then publish latency: events published at a paced rate
+the sink keeps up with, each `publish` call timed; p50/p99/p99.9.
+
+Goals: bus >= 8x (a), bus >= 0.4x (b), publish p99 < 50 us.
+
+    .venv/bin/python bench/bus.py                     # 1,000,000 events, 3 rounds
+    .venv/bin/python bench/bus.py --events 100000 --rounds 1 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from orchestrator_monitor.bus import Bus
+from orchestrator_monitor.config import DEFAULT_ROTATE_BYTES, EventsSettings
+from orchestrator_monitor.events import EventType
+from orchestrator_monitor.progress import EventSeqBlocks, create_progress_database
+from orchestrator_monitor.sinks.jsonl import JsonlSink
+from pythonjsonlogger.json import JsonFormatter
+
+DATA = {"from": "PENDING", "to": "RUNNING"}
+RUN_ID = "run-000042"
+
+
+def run_bus(directory: Path, count: int) -> float:
+    """Seconds to publish `count` events and have all of them written."""
+    bus, _ = _open_bus(directory)
+    publish, kind = bus.publish, EventType.RUN_STATUS_CHANGED
+    start = time.perf_counter()
+    for _ in range(count):
+        publish(kind, DATA, run_id=RUN_ID)
+    bus.close()
+    return time.perf_counter() - start
+
+
+def run_logging(directory: Path, count: int) -> float:
+    """(a): the same fields through a logger with python-json-logger and a FileHandler."""
+    handler = logging.FileHandler(directory / "logging.jsonl")
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("bench.bus")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    extra = {"type": "RUN_STATUS_CHANGED", "run_id": RUN_ID, "data": DATA}
+    start = time.perf_counter()
+    for seq in range(count):
+        logger.info("event", extra={**extra, "seq": seq})
+    handler.close()
+    elapsed = time.perf_counter() - start
+    logger.removeHandler(handler)
+    return elapsed
+
+
+def run_bare(directory: Path, count: int) -> float:
+    """(b): build the line's object, orjson.dumps it, buffered write: no numbering, no threads."""
+    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    start = time.perf_counter()
+    with (directory / "bare.jsonl").open("wb", buffering=1 << 16) as handle:
+        write = handle.write
+        for seq in range(count):
+            event = {"time": "2026-01-01T00:00:00.000000Z", "type": "RUN_STATUS_CHANGED", "seq": seq}
+            event.update(id="01JAAAAAAAAAAAAAAAAAAAAAAA", run_id=RUN_ID, data=DATA)
+            write(dumps(event, option=option))
+    return time.perf_counter() - start
+
+
+def measure_latency(directory: Path, count: int, rate_per_second: float) -> list[int]:
+    """Nanoseconds per `publish` at a paced rate (busy-waiting between calls)."""
+    bus, _ = _open_bus(directory)
+    publish, kind, clock = bus.publish, EventType.RUN_STATUS_CHANGED, time.perf_counter_ns
+    interval = int(1e9 / rate_per_second)
+    samples = [0] * count
+    next_at = clock()
+    for index in range(count):
+        while clock() < next_at:
+            pass
+        before = clock()
+        publish(kind, DATA, run_id=RUN_ID)
+        samples[index] = clock() - before
+        next_at += interval
+    bus.close()
+    return samples
+
+
+def _open_bus(directory: Path) -> tuple[Bus, JsonlSink]:
+    settings = EventsSettings()
+    database = directory / ".monitor" / "monitor.db"
+    create_progress_database(database, busy_timeout_seconds=5)
+    bus = Bus(EventSeqBlocks(database, busy_timeout_seconds=5))
+    sink = JsonlSink(
+        directory / "logs" / "monitor.jsonl",
+        logs=True,
+        rotate_bytes=DEFAULT_ROTATE_BYTES,
+        keep_files=settings.keep_files,
+        queue_size=settings.queue_size,
+        fsync=settings.fsync,
+        fsync_interval_seconds=settings.fsync_interval_seconds,
+    )
+    bus.add_sink(sink)
+    return bus, sink
+
+
+def _percentile(sorted_values: list[int], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))] / 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-events", type=int, default=200_000)
+    parser.add_argument("--latency-rate", type=float, default=50_000, help="events per second while timing publish")
+    parser.add_argument("--profile", action="store_true", help="cProfile one bus round")
+    args = parser.parse_args()
+    runners: dict[str, Callable[[Path, int], float]] = {
+        "bus -> JsonlSink": run_bus,
+        "(a) logging + JsonFormatter + FileHandler": run_logging,
+        "(b) orjson.dumps + buffered write": run_bare,
+    }
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    print(f"python {sys.version.split()[0]}, {args.events:,} events per run, {args.rounds} rounds (alternating)")
+    for round_number in range(1, args.rounds + 1):
+        for name, runner in runners.items():
+            with tempfile.TemporaryDirectory(prefix="bench-bus-") as directory:
+                seconds = runner(Path(directory), args.events)
+            times[name].append(seconds)
+            print(f"  round {round_number}: {name:<44} {seconds:7.2f} s  {args.events / seconds:>12,.0f} events/s")
+    rates = {name: args.events / statistics.median(values) for name, values in times.items()}
+    bus_rate, logging_rate, bare_rate = rates.values()
+    print("medians:")
+    for name, rate in rates.items():
+        print(f"  {name:<44} {rate:>12,.0f} events/s")
+    print(f"  bus / (a) = {bus_rate / logging_rate:5.2f}x   (goal >= 8x)")
+    print(f"  bus / (b) = {bus_rate / bare_rate:5.2f}x   (goal >= 0.4x)")
+    with tempfile.TemporaryDirectory(prefix="bench-bus-") as directory:
+        samples = sorted(measure_latency(Path(directory), args.latency_events, args.latency_rate))
+    print(
+        f"publish latency at {args.latency_rate:,.0f} events/s ({args.latency_events:,} calls): "
+        f"p50 {_percentile(samples, 0.50):.1f} us, p99 {_percentile(samples, 0.99):.1f} us, "
+        f"p99.9 {_percentile(samples, 0.999):.1f} us, max {samples[-1] / 1000:.0f} us   (goal p99 < 50 us)"
+    )
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="bench-bus-") as directory:
+            profiler = cProfile.Profile()
+            profiler.runcall(run_bus, Path(directory), args.events)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
