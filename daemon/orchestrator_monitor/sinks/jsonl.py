@@ -2,9 +2,10 @@
 
 Each batch goes out in one `os.write` on an `O_APPEND` descriptor (looping on short writes), so
 other appenders never interleave with a line and `tail -F` only ever sees whole lines appear.
-Rotation renames the file to `.1` (older ones shift up, the oldest past `keep_files` goes) and
-only between lines; before each batch the path is checked against the open file's device and
-inode, so a file moved away by logrotate is followed by a fresh one instead of being written
+Rotation renames the file to `.1` (older ones shift up, the oldest past `keep_files` goes),
+only between lines and at most once per MIN_ROTATE_SECONDS; before each batch the path is
+checked against the open file's device and inode, so a file moved away by logrotate is followed
+by a fresh one instead of being written
 into forever. When writing fails (ENOSPC, EIO, a read-only remount) the sink keeps running: what
 it could not write waits in memory, up to RETAIN_BYTES, and is retried in order and from the
 exact byte where it stopped, so no line is torn or repeated; beyond the bound lines are counted
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,9 +28,10 @@ from .writer import FsyncPolicy, QueuedWriter
 
 MONITOR_LOG = "monitor.jsonl"  # under the workspace's logs/: every event and log record
 ARCHIVAL_LOG = "archival.jsonl"  # archival events only
+MIN_ROTATE_SECONDS = 1.0  # a file lives at least this long: `tail -F` must get to see every file
 RETAIN_BYTES = 32 << 20  # unwritten lines kept in memory while the disk refuses them
 FILE_MODE = 0o640
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC  # read: to check the last byte at start
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class JsonlSink(QueuedWriter):
         queue_size: int,
         fsync: FsyncPolicy = "interval",
         fsync_interval_seconds: float = 1.0,
+        min_rotate_seconds: float = MIN_ROTATE_SECONDS,
     ) -> None:
         super().__init__(path.name, queue_size=queue_size, fsync=fsync, fsync_interval_seconds=fsync_interval_seconds)
         self.path = path
@@ -59,6 +63,8 @@ class JsonlSink(QueuedWriter):
         self.accepts_logs = logs
         self.rotate_bytes = rotate_bytes
         self.keep_files = keep_files
+        self.min_rotate_seconds = min_rotate_seconds
+        self._opened_at = 0.0
         self.lost_lines = 0  # dropped because the unwritten backlog was full
         self.unwritten_lines = 0  # lines not yet written since the current failure began
         self._fd = -1
@@ -79,6 +85,9 @@ class JsonlSink(QueuedWriter):
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._reopen()
+        if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":
+            # A crash during a full disk left half a line: end it, so the next line starts clean.
+            self._size += os.write(self._fd, b"\n")
 
     def write_batch(self, batch: list[object]) -> None:
         if batch:
@@ -129,7 +138,7 @@ class JsonlSink(QueuedWriter):
         try:
             while pos < end:
                 stop = end
-                if not self._mid_line and end - pos > self.rotate_bytes - self._size:
+                if not self._mid_line and end - pos > self.rotate_bytes - self._size and self._may_rotate():
                     stop = chunk.rfind(b"\n", pos, pos + max(0, self.rotate_bytes - self._size)) + 1
                     if stop <= pos:
                         if self._size > 0:
@@ -167,6 +176,12 @@ class JsonlSink(QueuedWriter):
         self._identity = (stat.st_dev, stat.st_ino)
         self._size = stat.st_size
         self._mid_line = False
+        self._opened_at = time.monotonic()
+
+    def _may_rotate(self) -> bool:
+        """A follower by name misses a file that comes and goes between two of its looks, so under
+        a burst the file grows past `rotate_bytes` rather than rotating more than once a second."""
+        return time.monotonic() - self._opened_at >= self.min_rotate_seconds
 
     def _rotate(self) -> None:
         """Shift `.N-1`..`.1` up (dropping the oldest), rename the file to `.1`, start a new one."""
