@@ -5,11 +5,12 @@ other appenders never interleave with a line and `tail -F` only ever sees whole 
 Rotation renames the file to `.1` (older ones shift up, the oldest past `keep_files` goes),
 only between lines and at most once per MIN_ROTATE_SECONDS; before each batch the path is
 checked against the open file's device and inode, so a file moved away by logrotate is followed
-by a fresh one instead of being written
-into forever. When writing fails (ENOSPC, EIO, a read-only remount) the sink keeps running: what
-it could not write waits in memory, up to RETAIN_BYTES, and is retried in order and from the
-exact byte where it stopped, so no line is torn or repeated; beyond the bound lines are counted
-as lost. When writing works again the sink reports it (the bus turns that into a WARNING event).
+by a fresh one instead of being written into forever. When writing fails (ENOSPC, EIO, a
+read-only remount) the sink keeps running: what it could not write waits in memory, up to
+RETAIN_BYTES, and is retried in order and from the exact byte where it stopped, so no line is
+torn or repeated (a line a crash left half-written is ended at the next start); beyond the bound
+lines are counted as lost. When writing works again the sink reports it (the bus turns that
+into a WARNING event).
 """
 
 from __future__ import annotations

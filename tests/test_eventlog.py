@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from events_support import bus_with_log, status_event
+from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.errors import BadInput
+from orchestrator_monitor.eventlog import EventLogReader, LineFilter, parse_since, read_lines
+from orchestrator_monitor.events import EventType
+from orchestrator_monitor.publishing import open_bus
+from orchestrator_monitor.sinks.spool import RunSpoolSink, read_run_events, remove_run_events
+
+
+def test_replay_reads_rotated_files_in_order_with_filters(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.jsonl"
+    bus, _ = bus_with_log(path, rotate_bytes=8_000, keep_files=50, min_rotate_seconds=0)
+    for index in range(300):
+        status_event(bus, run_id=f"run-{index % 3}", index=index)
+    bus.publish(EventType.HEARTBEAT, {"uptime_s": 1, "safe_mode": False})
+    bus.close()
+    assert path.with_name("monitor.jsonl.5").exists()
+    assert [line["seq"] for line in read_lines(path, LineFilter())] == list(range(1, 302))
+    mine = list(read_lines(path, LineFilter(run_id="run-1", since_seq=100, types=frozenset({"RUN_STATUS_CHANGED"}))))
+    assert [line["data"]["index"] for line in mine] == list(range(100, 300, 3))
+    assert [line["type"] for line in read_lines(path, LineFilter(types=frozenset({"HEARTBEAT"})))] == ["HEARTBEAT"]
+
+
+def test_following_crosses_rotations_without_missing_or_repeating(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.jsonl"
+    bus, _ = bus_with_log(path, rotate_bytes=4_000, keep_files=500, min_rotate_seconds=0)
+    reader = EventLogReader(path)
+    seen: list[int] = []
+    for index in range(600):
+        status_event(bus, index=index)
+        if index % 50 == 0:
+            seen += [line["seq"] for line in reader.read_new()]
+    bus.close()
+    seen += [line["seq"] for line in reader.read_new()]
+    reader.close()
+    assert seen == list(range(1, 601))
+
+
+def test_a_half_written_last_line_waits_for_its_end_and_garbage_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.jsonl"
+    line = orjson.dumps({"time": "2026-01-01T00:00:00.000Z", "type": "log", "seq": 7, "message": "m"})
+    path.write_bytes(b"not json\n" + line[:10])
+    reader = EventLogReader(path)
+    assert list(reader.read_new()) == [] and reader.skipped == 1
+    with path.open("ab") as handle:
+        handle.write(line[10:] + b"\n")
+    assert [found["seq"] for found in reader.read_new()] == [7]
+    reader.close()
+
+
+def test_since_takes_a_seq_an_age_or_a_time() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert parse_since("42", now) == (42, None)
+    assert parse_since("15m", now) == (None, "2026-01-01T11:45:00.000000Z")
+    assert parse_since("2026-01-01 10:00:00", now) == (None, "2026-01-01T10:00:00.000000Z")
+    with pytest.raises(BadInput, match="--since 'yesterday'"):
+        parse_since("yesterday", now)
+
+
+def test_a_runs_events_stay_in_its_spool_whatever_rotation_did_until_removed(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "monitor.jsonl"
+    bus, _ = bus_with_log(log, rotate_bytes=4096, keep_files=1, min_rotate_seconds=0)
+    bus.add_sink(RunSpoolSink(tmp_path / ".monitor", queue_size=100))
+    first = bus.publish(EventType.RUN_STALLED, {"idle_s": 900}, run_id="run-a")
+    for index in range(500):
+        status_event(bus, run_id="run-b", index=index)
+    last = bus.publish(EventType.RUN_REOPENED, {"what": "a task"}, run_id="run-a")
+    bus.close()
+    assert first.seq not in {line["seq"] for line in read_lines(log, LineFilter())}  # rotated away
+    assert read_run_events(tmp_path / ".monitor", "run-a") == [first, last]
+    remove_run_events(tmp_path / ".monitor", "run-a")
+    assert read_run_events(tmp_path / ".monitor", "run-a") == []
+
+
+def test_the_events_command_filters_prints_json_and_refuses_bad_input(tmp_path: Path, cli: object) -> None:
+    settings = load_settings(tmp_path, environ={}, overrides=["events.sinks="])
+    with open_bus(settings) as bus:
+        for index in range(5):
+            status_event(bus, run_id="run-x" if index % 2 else "run-y", index=index)
+    ws = ("--workspace", str(tmp_path))
+    result = cli("events", *ws, "--run", "run-x", "--json")  # type: ignore[operator]
+    assert result.code == 0
+    assert [orjson.loads(line)["data"]["index"] for line in result.out.splitlines()] == [1, 3]
+    result = cli("events", *ws, "--since", "4", "--type", "RUN_STATUS_CHANGED")  # type: ignore[operator]
+    assert result.code == 0 and len(result.out.splitlines()) == 2 and "run-y" in result.out
+    for bad in (["--run", "../x"], ["--type", "NOPE"], ["--since", "soon"]):
+        result = cli("events", *ws, *bad)  # type: ignore[operator]
+        assert result.code == 2 and result.err.startswith("orchestrator: error:")
+
+
+def test_an_unreadable_log_is_a_clear_error(tmp_path: Path, cli: object) -> None:
+    log = tmp_path / "logs" / "monitor.jsonl"
+    log.parent.mkdir()
+    log.mkdir()  # a directory where the file should be: unreadable as a log, for root too
+    result = cli("events", "--workspace", str(tmp_path))  # type: ignore[operator]
+    assert result.code == 3 and "cannot read the event log" in result.err
+
+
+def test_following_stops_when_asked(tmp_path: Path) -> None:
+    from orchestrator_monitor.eventlog import follow_lines
+
+    stop = threading.Event()
+    stop.set()
+    assert list(follow_lines(tmp_path / "missing.jsonl", LineFilter(), stop)) == []
