@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from orchestrator_monitor.cli import main
 from orchestrator_monitor.simulator import SimulatedExecutor
-from support import CliResult, drive_to_end
+from support import CliResult, DaemonProcess, drive_to_end
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -93,3 +93,18 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
     with psycopg.connect(postgres_server, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[object]:
+    """Start `orchestrator daemon` processes; any still running at the end is stopped."""
+    started: list[DaemonProcess] = []
+
+    def start(workspace: Path, *settings: str) -> DaemonProcess:
+        started.append(DaemonProcess(workspace, *settings))
+        return started[-1]
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.kill()

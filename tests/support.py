@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import orjson
 from orchestrator_monitor.simulator import SimulatedExecutor
 
 
@@ -35,3 +42,113 @@ def drive_to_end(executor: SimulatedExecutor) -> None:
             return
         executor.step()
     raise AssertionError("the simulated executor did not finish")
+
+
+class EventLog:
+    """Reads `logs/monitor.jsonl` as it grows (a tail that survives being called before the file exists)."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.path = workspace / "logs" / "monitor.jsonl"
+        self.lines: list[dict[str, Any]] = []
+        self._offset = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return self.lines
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        self.lines.extend(orjson.loads(line) for line in complete.splitlines())
+        return self.lines
+
+    def events(self, type: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.read() if e["type"] == type and (run_id is None or e.get("run_id") == run_id)]
+
+    def wait_for(self, condition: Callable[[EventLog], bool], timeout: float = 20.0, what: str = "") -> None:
+        """Wait until `condition(self)` holds, re-reading the file (a condition, not a fixed sleep)."""
+        deadline = time.monotonic() + timeout
+        while not condition(self):
+            if time.monotonic() > deadline:
+                tail = [
+                    f"{e['type']} {e.get('run_id', '')} {e.get('data', e.get('message'))}" for e in self.lines[-15:]
+                ]
+                raise AssertionError(f"timed out waiting for {what or condition}; last lines:\n" + "\n".join(tail))
+            time.sleep(0.01)
+            self.read()
+
+
+class DaemonProcess:
+    """`orchestrator daemon` as a real process on a workspace; `stop()` sends SIGTERM and waits."""
+
+    def __init__(self, workspace: Path, *settings: str) -> None:
+        self.workspace = workspace
+        self.log = EventLog(workspace)
+        args = ["daemon", "--workspace", str(workspace), "--set", "events.sinks="]
+        for item in settings:
+            args += ["--set", item]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator_monitor.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")},
+        )
+        pid = self.process.pid
+        self.log.wait_for(
+            lambda log: (
+                any(e["type"] == "MONITOR_STARTED" and e["data"]["pid"] == pid for e in log.read())
+                or self.process.poll() is not None
+            ),
+            what="MONITOR_STARTED",
+        )
+        assert self.process.poll() is None, self.process.communicate()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as in a crash or an OOM kill."""
+        self.process.kill()
+        self.process.communicate()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, str]:
+        self.process.send_signal(sig)
+        _, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, err
+
+
+class Writer:
+    """The executor's side: plain sqlite3 statements on the state database, each its own transaction."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.db = workspace / ".state" / "orchestration.db"
+
+    def sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        connection = sqlite3.connect(self.db, timeout=30, isolation_level=None)
+        try:
+            return connection.execute(statement, params).fetchall()
+        finally:
+            connection.close()
+
+    def add_run(self, run_id: str, tasks: list[str], workstreams: tuple[str, ...] = ("COMPLETED",)) -> None:
+        """A run with tasks in the given statuses, all in one transaction."""
+        connection = sqlite3.connect(self.db, timeout=30, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO runs (run_id, status) VALUES (?, 'RUNNING')", (run_id,))
+            for n, status in enumerate(tasks):
+                connection.execute(
+                    "INSERT INTO tasks (task_id, run_id, status, attempts, finished_at) VALUES (?, ?, ?, 1, ?)",
+                    (f"{run_id}.t{n}", run_id, status, f"2026-11-24T10:00:{n:02d}Z"),
+                )
+            for n, status in enumerate(workstreams):
+                connection.execute(
+                    "INSERT INTO workstreams (workstream_id, run_id, status) VALUES (?, ?, ?)",
+                    (f"{run_id}.w{n}", run_id, status),
+                )
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    def status(self, run_id: str) -> str:
+        return self.sql("SELECT status FROM runs WHERE run_id = ?", (run_id,))[0][0]

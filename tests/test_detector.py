@@ -65,6 +65,7 @@ class Harness:
             stall_after_seconds=100,
             connection=lambda: self.connection,
         )
+        self.detector.start()
 
     def stop(self) -> None:
         self.connection.close()
@@ -203,10 +204,14 @@ def test_a_change_after_the_mark_gives_one_run_reopened(harness: Harness) -> Non
 
 def test_first_start_takes_a_baseline_and_leaves_finished_runs_alone(workspace: Path) -> None:
     h = Harness(workspace)
+    h.stop()
+    for path in (workspace / ".monitor").glob("monitor.db*"):
+        path.unlink()  # as if the monitor had never started here
+    add_run(h, "old", ["SUCCEEDED"])
+    h.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'old'")
+    add_run(h, "done-not-marked", ["SUCCEEDED"])
+    h._start()
     try:
-        add_run(h, "old", ["SUCCEEDED"])
-        h.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'old'")
-        add_run(h, "done-not-marked", ["SUCCEEDED"])
         h.reconcile()
         h.detect()
         assert [run_id for run_id, _ in h.recorder.of(EventType.RUN_COMPLETED)] == ["done-not-marked"]

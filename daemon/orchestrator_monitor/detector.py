@@ -26,8 +26,10 @@ from .state.schema import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES
 from .state.snapshots import (
     fetch_all_runs,
     fetch_candidates,
+    fetch_newest_rowid,
     fetch_open_runs,
     fetch_orphan_run_ids,
+    fetch_runs_after,
     fetch_snapshots,
     fetch_statuses,
 )
@@ -84,6 +86,7 @@ class Detector:
         self._watch_reopen: set[str] = set()  # completed in this lifetime, not yet archived
         self._warned: set[str] = set()
         self._started = False
+        self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
 
     def open_run_dirs(self) -> dict[str, str | None]:
         """run_id -> the run_dir column of every open run (what the run-directory watcher follows)."""
@@ -99,21 +102,31 @@ class Detector:
     def clear_warning(self, key: str) -> None:
         self._warned.discard(key)
 
+    def start(self) -> None:
+        """Load the ledger; on the very first start in a workspace, record the baseline first.
+
+        Runs terminal at that moment are left for `archive --backfill`; doing this before the
+        daemon says it is watching means a run that finishes afterwards is never mistaken for one.
+        """
+        if not self._ledger.baseline_taken():
+            connection = self._connection()
+            with connection.begin():
+                all_runs = fetch_all_runs(connection)
+            self._ledger.take_baseline({r: s for r, (s, _) in all_runs.items() if s in RUN_TERMINAL})
+        self._records = self._ledger.records()
+
     # -- the full pass -------------------------------------------------------------------
 
     def run_reconcile_iteration(self, *, now: datetime, mono: float) -> None:
         """Compare every run with the ledger; take the baseline on the very first start."""
         connection = self._connection()
         with connection.begin():
+            self._rowid = fetch_newest_rowid(connection)
             all_runs = fetch_all_runs(connection)
             open_snapshots = fetch_snapshots(
                 connection, {r: s for r, (s, _) in all_runs.items() if s not in RUN_TERMINAL}
             )
             orphans = fetch_orphan_run_ids(connection, all_runs)
-        if not self._started:
-            if not self._ledger.baseline_taken():
-                self._ledger.take_baseline({r: s for r, (s, _) in all_runs.items() if s in RUN_TERMINAL})
-            self._records = self._ledger.records()
         for run_id in orphans:
             self.warn_once(
                 f"orphan:{run_id}",
@@ -218,11 +231,13 @@ class Detector:
             open_now = fetch_open_runs(connection)
             left = [run_id for run_id in self._open if run_id not in open_now]
             left_statuses = fetch_statuses(connection, left) if left else {}
+            terminal = {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
+            if self._rowid is not None:
+                new_runs, self._rowid = fetch_runs_after(connection, self._rowid)
+                terminal.update((r, s) for r, s in new_runs.items() if s in RUN_TERMINAL and r not in self._records)
             candidates = fetch_candidates(connection)
             snapshots = fetch_snapshots(connection, {r: open_now[r][0] for r in candidates if r in open_now})
-            terminal_snapshots = fetch_snapshots(
-                connection, {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
-            )
+            terminal_snapshots = fetch_snapshots(connection, terminal)
         for run_id, (status, run_dir) in open_now.items():
             self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
         for run_id in left:

@@ -61,25 +61,29 @@ class StateConnection:
 
 
 class RunFollower:
-    """Keeps the run-directory watches equal to the open runs (recomputed only when they change)."""
+    """Keeps the run-directory watches equal to the open runs.
+
+    Paths are recomputed only when the open runs change; the watcher is asked on every pass,
+    so a directory the executor creates after the run's row is picked up as soon as it exists.
+    """
 
     def __init__(self, workspace: Path, watcher: RunDirWatcher, warn: Callable[[str, str, str], None]) -> None:
         self._workspace = workspace
         self._watcher = watcher
         self._warn = warn
         self._last: dict[str, str | None] = {}
+        self._directories: dict[str, Path] = {}
 
     def __call__(self, runs: dict[str, str | None]) -> None:
-        if runs == self._last:
-            return
-        self._last = runs
-        directories = {}
-        for run_id, run_dir in runs.items():
-            try:
-                directories[run_id] = run_directory(self._workspace, run_id, run_dir)
-            except BadInput as err:
-                self._warn(f"run_dir:{run_id}", "run directory refused", str(err))
-        self._watcher.sync(directories)
+        if runs != self._last:
+            self._last = runs
+            self._directories = {}
+            for run_id, run_dir in runs.items():
+                try:
+                    self._directories[run_id] = run_directory(self._workspace, run_id, run_dir)
+                except BadInput as err:
+                    self._warn(f"run_dir:{run_id}", "run directory refused", str(err))
+        self._watcher.sync(self._directories)
 
 
 def run_detection_thread(job: DetectionJob, stop: threading.Event) -> None:
@@ -107,7 +111,6 @@ def run_daemon(settings: Settings, stop: threading.Event, *, on_ready: Callable[
         stack.callback(connection.close)
         bus = stack.enter_context(open_bus(settings))
         identity = {"version": __version__, "pid": os.getpid(), "workspace": str(workspace.root)}
-        bus.publish(EventType.MONITOR_STARTED, identity)
         stack.callback(bus.publish, EventType.MONITOR_STOPPED, identity)
         ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
         stack.callback(ledger.close)
@@ -119,6 +122,7 @@ def run_daemon(settings: Settings, stop: threading.Event, *, on_ready: Callable[
             stall_after_seconds=settings.completion.stall_after_seconds,
             connection=connection,
         )
+        detector.start()
         signals = Signals()
         watcher = RunDirWatcher(signals)
         stack.callback(watcher.close)
@@ -140,6 +144,7 @@ def run_daemon(settings: Settings, stop: threading.Event, *, on_ready: Callable[
             reopen=connection.reopen,
             follow_runs=RunFollower(workspace.root, watcher, detector.warn_once),
         )
+        bus.publish(EventType.MONITOR_STARTED, identity)
         thread = threading.Thread(target=run_detection_thread, args=(job, stop), name="detection", daemon=True)
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy import Connection, and_, exc, exists, func, select, text
 
 from ..completion import RunSnapshot
 from .schema import RUN_STATUSES, RUN_TERMINAL, runs, tasks, workstreams
@@ -37,6 +37,28 @@ def fetch_all_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
     """run_id -> (status, run_dir) of every run, for reconciliation and the first-start baseline."""
     query = select(runs.c.run_id, runs.c.status, runs.c.run_dir)
     return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
+
+
+def fetch_newest_rowid(connection: Connection) -> int | None:
+    """SQLite: the highest rowid of `runs`, the watermark for runs inserted later; None without rowids."""
+    if connection.dialect.name != "sqlite":
+        return None
+    try:
+        with connection.begin_nested():
+            return int(connection.execute(text("SELECT coalesce(max(rowid), 0) FROM runs")).scalar_one())
+    except exc.OperationalError:  # a WITHOUT ROWID table: reconciliation alone finds new terminal runs
+        return None
+
+
+def fetch_runs_after(connection: Connection, rowid: int) -> tuple[dict[str, str], int]:
+    """Runs inserted after the watermark (a rowid range seek) and the new watermark.
+
+    Catches a run inserted already terminal, or made terminal before a pass saw it open.
+    """
+    rows = connection.execute(
+        text("SELECT rowid, run_id, status FROM runs WHERE rowid > :rowid ORDER BY rowid"), {"rowid": rowid}
+    ).all()
+    return {run_id: status for _, run_id, status in rows}, (rows[-1][0] if rows else rowid)
 
 
 def fetch_statuses(connection: Connection, run_ids: Sequence[str]) -> dict[str, str]:
