@@ -20,8 +20,6 @@ from .events import Event, EventType
 
 logger = logging.getLogger(__name__)
 
-STOP_POLL_SECONDS = 0.5  # how often a sink runner looks at its stop flag while idle
-
 
 @dataclass(frozen=True)
 class Missed:
