@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 STORM_POLL_SECONDS = 2.0
 CONFIRM_SECONDS = 0.1  # how long a file event's commit may take to become visible
+CONFIRM_CHECKS = 10
 DEBOUNCE_LIMIT = 10  # a burst never delays a pass by more than this many debounce periods
 
 
@@ -44,6 +45,7 @@ class Timing:
     debounce_seconds: float
     poll_seconds: float
     reconcile_seconds: float
+    confirm_seconds: float = CONFIRM_SECONDS
 
 
 class DetectionJob:
@@ -76,6 +78,7 @@ class DetectionJob:
         self._next_reconcile = 0.0
         self._dirty = True  # the database changed since the last reconciliation
         self._missing = False
+        self._after_pass = False  # the last iteration ran a pass (which may have marked runs)
         self.iterations = 0  # progress, for the service's watchdog: passes made, not passes that found work
 
     def run(self, stop: threading.Event) -> None:
@@ -101,7 +104,11 @@ class DetectionJob:
         change = self._probe.check()
         if woke and file_events and change is Change.NONE and not self._guard.storm:
             change = self._confirm(stop)
-        self._observe_guard(file_events if change is Change.NONE else 0)
+        # The file events that follow a pass are mostly its own marks' echo (data_version ignores
+        # our own commits, so they can never start a pass): not spurious, or every run the monitor
+        # marks would count toward a "loop" and a busy executor would trip the guard.
+        self._observe_guard(file_events if change is Change.NONE and not self._after_pass else 0)
+        self._after_pass = False
         mono = self._clock()
         if change is Change.MISSING:
             self._warn_missing()
@@ -117,8 +124,10 @@ class DetectionJob:
             self._dirty = False
             self._next_reconcile = mono + self._timing.reconcile_seconds
             self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
+            self._after_pass = True
         elif change is Change.CHANGED or (self._recheck is not None and mono >= self._recheck):
             self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
+            self._after_pass = True
         if activity:
             self._detector.note_activity(activity, mono)
         self._detector.check_stalls(mono)
@@ -131,10 +140,13 @@ class DetectionJob:
             self._signals.wake.clear()
 
     def _confirm(self, stop: threading.Event) -> Change:
-        give_up = self._clock() + CONFIRM_SECONDS
         change = Change.NONE
-        while change is Change.NONE and self._clock() < give_up and not stop.wait(self._timing.debounce_seconds):
+        for _ in range(CONFIRM_CHECKS):
+            if stop.wait(self._timing.confirm_seconds / CONFIRM_CHECKS):
+                break
             change = self._probe.check()
+            if change is not Change.NONE:
+                break
         return change
 
     def _observe_guard(self, spurious: int) -> None:

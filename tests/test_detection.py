@@ -1,0 +1,173 @@
+"""The detection job's timing decisions, driven one pass at a time with a fake clock."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator_monitor.detection import DetectionJob, Timing
+from orchestrator_monitor.events import EventType
+from orchestrator_monitor.state.probe import Change
+from orchestrator_monitor.watch import Signals
+
+
+class FakeDetector:
+    def __init__(self) -> None:
+        self.passes: list[str] = []
+        self.recheck: float | None = None
+        self.activity: list[set[str]] = []
+
+    def run_reconcile_iteration(self, *, now: datetime, mono: float) -> None:
+        self.passes.append("reconcile")
+
+    def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
+        self.passes.append("detect")
+        return self.recheck
+
+    def note_activity(self, run_ids: set[str], mono: float) -> None:
+        self.activity.append(set(run_ids))
+
+    def check_stalls(self, mono: float) -> None:
+        return None
+
+    def open_run_dirs(self) -> dict[str, str | None]:
+        return {}
+
+    def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
+        self.passes.append(f"warn:{what}")
+
+    def clear_warning(self, key: str) -> None:
+        return None
+
+
+class ScriptedProbe:
+    def __init__(self, *answers: Change) -> None:
+        self.answers = list(answers)
+        self.resets = 0
+
+    def check(self) -> Change:
+        return self.answers.pop(0) if self.answers else Change.NONE
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_job(probe: ScriptedProbe, clock: Clock, detector: FakeDetector | None = None):
+    detector = detector or FakeDetector()
+    published: list[tuple[EventType, dict[str, Any]]] = []
+    signals = Signals()
+    job = DetectionJob(
+        detector=detector,  # type: ignore[arg-type]
+        probe=probe,
+        signals=signals,
+        timing=Timing(debounce_seconds=0.0, poll_seconds=0.5, reconcile_seconds=60, confirm_seconds=0.001),
+        publish=lambda type, data, run_id=None: published.append((type, data)),
+        reopen=lambda: None,
+        follow_runs=lambda runs: None,
+        clock=clock,
+        wall=lambda: datetime(2026, 11, 24, tzinfo=UTC),
+    )
+    return job, detector, signals, published
+
+
+def test_an_idle_daemon_reconciles_once_then_does_no_scans() -> None:
+    clock = Clock()
+    job, detector, _, _ = make_job(ScriptedProbe(), clock)
+    stop = threading.Event()
+    for _ in range(1000):  # 1000 polls with nothing changed: over eight minutes at the default interval
+        job.run_detection_iteration(woke=False, stop=stop)
+        clock.now += 0.5
+    assert detector.passes == ["reconcile", "detect"]
+    assert job.iterations == 1000
+
+
+def test_a_change_runs_the_cheap_pass_and_the_full_one_only_when_due() -> None:
+    clock = Clock()
+    job, detector, _, _ = make_job(ScriptedProbe(Change.NONE, Change.CHANGED, Change.CHANGED), clock)
+    stop = threading.Event()
+    job.run_detection_iteration(woke=False, stop=stop)
+    detector.passes.clear()
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == ["detect"]
+    clock.now += 61
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == ["detect", "reconcile", "detect"]
+
+
+def test_a_file_event_before_the_commit_is_visible_is_confirmed_in_the_same_pass() -> None:
+    clock = Clock()
+    probe = ScriptedProbe(Change.NONE, Change.NONE, Change.NONE, Change.CHANGED)
+    job, detector, signals, _ = make_job(probe, clock)
+    stop = threading.Event()
+    job.run_detection_iteration(woke=False, stop=stop)  # start-up reconciliation takes the first answer
+    detector.passes.clear()
+    signals.state_changed()
+    job.run_detection_iteration(woke=True, stop=stop)
+    assert detector.passes == ["detect"]
+
+
+def test_a_settling_run_is_looked_at_again_when_due_without_any_change() -> None:
+    clock = Clock()
+    detector = FakeDetector()
+    detector.recheck = 105.0
+    job, _, _, _ = make_job(ScriptedProbe(), clock, detector)
+    stop = threading.Event()
+    job.run_detection_iteration(woke=False, stop=stop)
+    detector.passes.clear()
+    detector.recheck = None
+    clock.now = 104.9
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == []
+    clock.now = 105.0
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == ["detect"]
+
+
+def test_a_storm_of_wakeups_that_find_nothing_enters_safe_mode_and_leaves_it_when_calm() -> None:
+    clock = Clock()
+    job, detector, signals, published = make_job(ScriptedProbe(), clock)
+    stop = threading.Event()
+    for _ in range(300):  # 30 s of 10 wake-ups a second, 10 file events each, never a database change
+        for _ in range(10):
+            signals.state_changed()
+        job.run_detection_iteration(woke=True, stop=stop)
+        clock.now += 0.1
+    assert published == [(EventType.SAFE_MODE_ENTERED, {"reason": "monitoring_loop"})]
+    for _ in range(60):  # a window to forget the storm, then the calm period
+        job.run_detection_iteration(woke=False, stop=stop)
+        clock.now += 1.0
+    assert published[-1] == (EventType.SAFE_MODE_EXITED, {"reason": "monitoring_loop"})
+    assert detector.passes.count("detect") == 1  # the storm never set off a scan
+
+
+def test_run_directory_activity_is_passed_on() -> None:
+    clock = Clock()
+    job, detector, signals, _ = make_job(ScriptedProbe(), clock)
+    signals.run_activity("r1")
+    signals.run_activity("r2")
+    job.run_detection_iteration(woke=False, stop=threading.Event())
+    assert detector.activity == [{"r1", "r2"}]
+
+
+def test_a_missing_database_is_warned_once_and_a_replaced_one_reopened() -> None:
+    clock = Clock()
+    probe = ScriptedProbe(Change.MISSING, Change.MISSING, Change.REPLACED)
+    reopened: list[bool] = []
+    job, detector, _, _ = make_job(probe, clock)
+    job._reopen = lambda: reopened.append(True)  # type: ignore[method-assign]
+    stop = threading.Event()
+    job.run_detection_iteration(woke=False, stop=stop)
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == ["warn:database missing"]
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert reopened == [True] and probe.resets == 1
+    assert detector.passes[-3:] == ["warn:database replaced", "reconcile", "detect"]
