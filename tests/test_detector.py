@@ -313,3 +313,16 @@ def test_stalls_are_reported_once_until_the_run_moves(workspace: Path) -> None:
         assert len(h.recorder.of(EventType.RUN_STALLED)) == 2
     finally:
         h.stop()
+
+
+def test_hostile_run_ids_in_the_database_are_ignored_with_one_warning(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "../escape", ["SUCCEEDED"])
+    add_run(harness, "fine", ["SUCCEEDED"])
+    for _ in range(2):
+        harness.detect()
+        harness.reconcile()
+    assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_COMPLETED)] == ["fine"]
+    assert harness.status("../escape") == "RUNNING"
+    warnings = harness.recorder.of(EventType.WARNING)
+    assert [(run_id, data["what"]) for run_id, data in warnings] == [(None, "invalid run id")]

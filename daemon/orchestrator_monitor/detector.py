@@ -13,13 +13,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import Connection, exc
 
 from .completion import RunSnapshot, Verdict, decide
 from .events import EventType
+from .ids import run_id_problem
 from .ledger import Ledger, RunRecord
 from .state.marks import mark_run
 from .state.schema import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES
@@ -35,6 +36,7 @@ from .state.snapshots import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Publish(Protocol):
@@ -102,6 +104,17 @@ class Detector:
     def clear_warning(self, key: str) -> None:
         self._warned.discard(key)
 
+    def _admit(self, rows: dict[str, T]) -> dict[str, T]:
+        """Runs whose id is valid; any other is ignored (it would become a path) with one warning."""
+        admitted = {}
+        for run_id, row in rows.items():
+            problem = run_id_problem(run_id)
+            if problem is None:
+                admitted[run_id] = row
+            else:
+                self.warn_once(f"bad-id:{run_id!r}", "invalid run id", f"run {run_id!r} is ignored: {problem}")
+        return admitted
+
     def start(self) -> None:
         """Load the ledger; on the very first start in a workspace, record the baseline first.
 
@@ -118,15 +131,16 @@ class Detector:
     # -- the full pass -------------------------------------------------------------------
 
     def run_reconcile_iteration(self, *, now: datetime, mono: float) -> None:
-        """Compare every run with the ledger; take the baseline on the very first start."""
+        """Compare every run with the ledger: what finished unseen, what reopened, what stalls."""
         connection = self._connection()
         with connection.begin():
             self._rowid = fetch_newest_rowid(connection)
-            all_runs = fetch_all_runs(connection)
+            every_run = fetch_all_runs(connection)
+            all_runs = self._admit(every_run)
             open_snapshots = fetch_snapshots(
                 connection, {r: s for r, (s, _) in all_runs.items() if s not in RUN_TERMINAL}
             )
-            orphans = fetch_orphan_run_ids(connection, all_runs)
+            orphans = fetch_orphan_run_ids(connection, every_run)
         for run_id in orphans:
             self.warn_once(
                 f"orphan:{run_id}",
@@ -228,12 +242,13 @@ class Detector:
         """Read the open runs and the few that may be done; mark those that are. Returns a recheck time."""
         connection = self._connection()
         with connection.begin():
-            open_now = fetch_open_runs(connection)
+            open_now = self._admit(fetch_open_runs(connection))
             left = [run_id for run_id in self._open if run_id not in open_now]
             left_statuses = fetch_statuses(connection, left) if left else {}
             terminal = {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
             if self._rowid is not None:
                 new_runs, self._rowid = fetch_runs_after(connection, self._rowid)
+                new_runs = self._admit(new_runs)
                 terminal.update((r, s) for r, s in new_runs.items() if s in RUN_TERMINAL and r not in self._records)
             candidates = fetch_candidates(connection)
             snapshots = fetch_snapshots(connection, {r: open_now[r][0] for r in candidates if r in open_now})
