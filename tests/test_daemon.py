@@ -277,3 +277,23 @@ def test_sigterm_stops_cleanly_with_monitor_stopped_last(workspace: Path, daemon
     assert code == 0, err
     assert "Traceback" not in err
     assert daemon.log.read()[-1]["type"] == "MONITOR_STOPPED"
+
+
+def test_an_idle_daemon_writes_nothing(workspace: Path, start_daemon) -> None:
+    writer = Writer(workspace)
+    writer.add_run("done", ["SUCCEEDED"])
+    writer.add_run("open", ["RUNNING"])
+    daemon = start_daemon(workspace, "completion.poll_seconds=0.02", "completion.reconcile_seconds=0.1")
+    daemon.log.wait_for(lambda log: "done" in completed_runs(log), what="the start-up work")
+    state = sorted(workspace.joinpath(".state").iterdir())
+    before = {path: path.stat().st_mtime_ns for path in state}
+    ledger = sqlite3.connect(workspace / ".monitor" / "monitor.db")
+    runs_before = ledger.execute("SELECT * FROM monitor_runs ORDER BY run_id").fetchall()
+    lines_before = len(daemon.log.read())
+    started = time.monotonic()
+    # Two seconds: a hundred polls and twenty reconciliation periods with nothing to find.
+    daemon.log.wait_for(lambda log: time.monotonic() - started > 2.0, what="two idle seconds")
+    assert {path: path.stat().st_mtime_ns for path in state} == before
+    assert ledger.execute("SELECT * FROM monitor_runs ORDER BY run_id").fetchall() == runs_before
+    ledger.close()
+    assert all(line["type"] == "HEARTBEAT" for line in daemon.log.read()[lines_before:])

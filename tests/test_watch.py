@@ -80,3 +80,39 @@ def test_a_deleted_run_directory_drops_its_watch(tmp_path: Path, watcher) -> Non
             break
         signals.wake.wait(0.01)
     assert w.watched == set()
+
+
+def test_without_inotify_run_directories_are_polled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_inotify() -> None:
+        raise OSError(24, "inotify instance limit reached")
+
+    monkeypatch.setattr("orchestrator_monitor.watch.InotifyFD", no_inotify)
+    signals = Signals()
+    watcher = RunDirWatcher(signals, polling_seconds=0.05)
+    try:
+        assert not watcher.uses_inotify
+        assert not watcher.watch_state(tmp_path, "orchestration.db")  # the data_version poll covers it
+        run = tmp_path / "runs" / "r"
+        run.mkdir(parents=True)
+        watcher.sync({"r": run})
+        assert watcher.watched == {"r"}
+        (run / "out.txt").write_text("written while polled")
+        assert "r" in wait_for_activity(signals, "r")
+    finally:
+        watcher.close()
+
+
+def test_at_the_watch_limit_a_directory_is_polled(tmp_path: Path, watcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    w, signals = watcher
+
+    def limit(*args: object) -> None:
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(w._inotify, "add_callback", limit)
+    w._polling_seconds = 0.05
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    w.sync({"r": run})
+    assert w.watched == {"r"}
+    (run / "out.txt").write_text("x")
+    assert "r" in wait_for_activity(signals, "r")

@@ -125,8 +125,9 @@ class _PollingHandler(FileSystemEventHandler):
 class RunDirWatcher:
     """Watches `.state/` and the directories of the runs it is given; see the module docstring."""
 
-    def __init__(self, signals: Signals) -> None:
+    def __init__(self, signals: Signals, *, polling_seconds: float = POLLING_INTERVAL_SECONDS) -> None:
         self._signals = signals
+        self._polling_seconds = polling_seconds
         self._lock = threading.Lock()
         self._inotify: InotifyFD | None = None
         self._watches: dict[str, tuple[Path, int]] = {}  # run id -> (directory, inotify watch descriptor)
@@ -136,9 +137,7 @@ class RunDirWatcher:
             self._inotify = InotifyFD()
             self._inotify.start()
         except OSError as err:  # no inotify here, or the instance limit: poll everything
-            logger.warning(
-                "inotify unavailable (%s): run directories are polled every %.0f s", err, POLLING_INTERVAL_SECONDS
-            )
+            logger.warning("inotify unavailable (%s): run directories are polled every %.1f s", err, polling_seconds)
 
     @property
     def uses_inotify(self) -> bool:
@@ -187,7 +186,7 @@ class RunDirWatcher:
                 self._watches[run_id] = (directory, wd)
                 return
         if self._polling is None:
-            self._polling = PollingObserver(timeout=POLLING_INTERVAL_SECONDS)
+            self._polling = PollingObserver(timeout=self._polling_seconds)
             self._polling.start()
         watch = self._polling.schedule(_PollingHandler(self._signals, run_id), str(directory), recursive=False)
         self._polled[run_id] = (directory, watch)
