@@ -8,7 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,29 @@ class Writer:
 
     def status(self, run_id: str) -> str:
         return self.sql("SELECT status FROM runs WHERE run_id = ?", (run_id,))[0][0]
+
+
+_LOCK_HOLDER = """
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+if sys.argv[2] == "EXCLUSIVE":
+    c.execute("PRAGMA locking_mode=EXCLUSIVE")
+c.execute("BEGIN " + sys.argv[2])
+c.execute("UPDATE runs SET name = name WHERE 0")
+print("locked", flush=True)
+sys.stdin.readline()
+c.execute("COMMIT")
+"""
+
+
+@contextmanager
+def lock_held(db: Path, mode: str = "IMMEDIATE") -> Iterator[None]:
+    """Another process holds the database's write lock (EXCLUSIVE: readers too) until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(db), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.communicate("\n", timeout=10)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from orchestrator_monitor.state.schema import TASK_TERMINAL
 from sqlalchemy import create_engine, text
-from support import run_process
+from support import lock_held, run_process
 
 RUN_KEYS = {
     "run_id", "name", "status", "terminal", "tasks_total", "tasks_terminal", "progress", "tasks",
@@ -155,21 +155,8 @@ def test_a_database_without_the_schema_exits_3_naming_the_table(tmp_path: Path) 
 def test_a_database_locked_by_a_writer_exits_3_after_the_busy_timeout(simulated: tuple[Path, list[str]]) -> None:
     workspace, _ = simulated
     db = workspace / ".state" / "orchestration.db"
-    # A writer that holds an EXCLUSIVE lock (even WAL readers are shut out) until told to stop.
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sqlite3, sys\n"
-         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-         "c.execute('PRAGMA locking_mode=EXCLUSIVE'); c.execute('BEGIN EXCLUSIVE')\n"
-         "c.execute(\"UPDATE runs SET name = name\")\n"
-         "print('locked', flush=True); sys.stdin.readline()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held(db, "EXCLUSIVE"):  # even WAL readers are shut out
         result = run_process("status", "--workspace", str(workspace), "--set", "database.busy_timeout_seconds=0.2")
-    finally:
-        holder.communicate("\n", timeout=10)
     assert result.code == 3
     assert f"state database {db} is locked" in result.err
     assert "Traceback" not in result.err

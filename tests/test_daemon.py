@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from orchestrator_monitor.completion import final_status
 from sqlalchemy import create_engine, text
-from support import DaemonProcess, EventLog, Writer, run_process
+from support import DaemonProcess, EventLog, Writer, lock_held, run_process
 
 SIMULATE = """
 import random, sys
@@ -204,28 +204,14 @@ def test_the_database_deleted_and_restored(workspace: Path, daemon: DaemonProces
 
 
 def test_a_writer_holding_the_lock_delays_but_does_not_lose_a_mark(workspace: Path, start_daemon) -> None:
-    daemon = start_daemon(workspace, "database.busy_timeout_seconds=0.3")
     writer = Writer(workspace)
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sqlite3, sys\n"
-         f"c = sqlite3.connect({str(writer.db)!r}, isolation_level=None)\n"
-         "c.execute('BEGIN IMMEDIATE')\n"
-         "c.execute(\"INSERT INTO runs (run_id, status) VALUES ('held', 'RUNNING')\")\n"
-         "c.execute(\"INSERT INTO tasks (task_id, run_id, status) VALUES ('held.t', 'held', 'SUCCEEDED')\")\n"
-         "c.execute('COMMIT'); c.execute('BEGIN IMMEDIATE')\n"
-         "print('locked', flush=True); sys.stdin.readline(); c.execute('COMMIT')\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    writer.add_run("held", ["SUCCEEDED"])
+    with lock_held(writer.db):  # the executor holds its write lock longer than the busy timeout
+        daemon = start_daemon(workspace, "database.busy_timeout_seconds=0.3")
         daemon.log.wait_for(lambda log: any(e["data"]["what"] == "mark deferred" for e in log.events("WARNING")))
         assert writer.status("held") == "RUNNING"
-    finally:
-        holder.communicate("\n", timeout=10)
     daemon.log.wait_for(lambda log: "held" in completed_runs(log), what="the deferred mark")
     assert writer.status("held") == "COMPLETED"
-    daemon.stop()
 
 
 def test_run_directory_activity_counts_as_life(workspace: Path, start_daemon) -> None:

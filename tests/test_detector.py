@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from orchestrator_monitor.ledger import Ledger
 from orchestrator_monitor.simulator import SimulatedExecutor
 from orchestrator_monitor.state.engine import open_engine
 from sqlalchemy import Connection
+from support import lock_held
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -276,20 +275,9 @@ def test_unknown_statuses_and_orphans_are_warned_once_and_count_as_open(harness:
 def test_a_writer_holding_the_lock_defers_the_mark_which_lands_afterwards(harness: Harness) -> None:
     harness.reconcile()
     add_run(harness, "r", ["SUCCEEDED"])
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sqlite3, sys\n"
-         f"c = sqlite3.connect({str(harness.db)!r}, isolation_level=None)\n"
-         "c.execute('BEGIN IMMEDIATE'); c.execute(\"UPDATE runs SET name = 'x' WHERE run_id = 'nothing'\")\n"
-         "print('locked', flush=True); sys.stdin.readline(); c.execute('COMMIT')\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held(harness.db):
         assert harness.detect(mono=0) == 1.0  # deferred, recheck soon
         assert harness.status("r") == "RUNNING"
-    finally:
-        holder.communicate("\n", timeout=10)
     harness.detect(mono=1.0)
     assert harness.status("r") == "COMPLETED"
     assert [data["what"] for _, data in harness.recorder.of(EventType.WARNING)] == ["mark deferred"]
