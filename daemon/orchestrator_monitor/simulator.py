@@ -38,6 +38,11 @@ FINISH_TASK = (
     "UPDATE tasks SET status = ?, error_type = ?, error_message = ?, "
     f"finished_at = {NOW_SQL}, updated_at = {NOW_SQL} WHERE task_id = ?"
 )
+RESET_TASK = (
+    "UPDATE tasks SET status = 'PENDING', attempts = 0, started_at = NULL, finished_at = NULL, "
+    f"updated_at = {NOW_SQL} WHERE task_id = ?"
+)
+FINISH_RUN = f"UPDATE runs SET status = ?, finished_at = {NOW_SQL}, updated_at = {NOW_SQL} WHERE run_id = ?"
 CANCEL_RUN = f"UPDATE runs SET status = 'CANCELLED', finished_at = {NOW_SQL}, updated_at = {NOW_SQL} WHERE run_id = ?"
 CANCEL_TASKS = (
     f"UPDATE tasks SET status = 'CANCELLED', finished_at = {NOW_SQL}, updated_at = {NOW_SQL} "
@@ -174,23 +179,40 @@ class SimulatedExecutor:
             yield SET_WORKSTREAM, (status, ws_id)
 
 
-def bulk_populate(db_path: Path, *, runs: int, tasks_per_run: int, workstreams_per_run: int = 5) -> None:
+def bulk_populate(
+    db_path: Path,
+    *,
+    runs: int,
+    tasks_per_run: int,
+    workstreams_per_run: int = 5,
+    open_runs: int | None = None,
+    open_tasks_per_run: int = 3,
+) -> None:
     """A large workspace in one transaction, with the same SQL shapes, for benchmarks.
 
-    Runs are finished, failed or still running in a fixed mix so views have every case.
+    Most runs are finished and terminal, with their workstreams terminal, as if marked
+    earlier: every task SUCCEEDED (run COMPLETED), or every third task FAILED when
+    r % 7 == 0 (PARTIAL), or every task FAILED when r % 13 == 0 (FAILED). `open_runs`
+    (default a tenth) stay open, spread evenly (run r is open when r * open_runs % runs <
+    open_runs: r % 10 == 0 by default): RUNNING, with every workstream RUNNING and every task
+    done (the failures as above) but the last `open_tasks_per_run`, which are RUNNING and
+    PENDING in turn, so that an executor finishing those tasks and the workstreams completes
+    the run. Run directories are not created.
     """
     tools = list(TOOLS)
+    open_runs = runs // 10 if open_runs is None else max(0, min(open_runs, runs))
+    workstream_ids = [f".ws{w}" for w in range(workstreams_per_run)]
     connection = sqlite3.connect(db_path, isolation_level=None)
     try:
         connection.execute("BEGIN IMMEDIATE")
         for r in range(runs):
             run_id = f"run-{r:06d}"
-            running = r % 10 == 0
+            is_open = r * open_runs % runs < open_runs
             connection.execute(INSERT_RUN, (run_id, f"bulk {r}"))
             connection.execute(START_RUN, (run_id,))
             connection.executemany(
                 INSERT_WORKSTREAM,
-                [(f"{run_id}.ws{w}", run_id, f"workstream {w}") for w in range(workstreams_per_run)],
+                [(run_id + ws, run_id, f"workstream {w}") for w, ws in enumerate(workstream_ids)],
             )
             connection.executemany(
                 INSERT_TASK,
@@ -198,7 +220,7 @@ def bulk_populate(db_path: Path, *, runs: int, tasks_per_run: int, workstreams_p
                     (
                         f"{run_id}.t{t}",
                         run_id,
-                        f"{run_id}.ws{t % workstreams_per_run}",
+                        run_id + workstream_ids[t % workstreams_per_run],
                         f"task {t}",
                         tools[t % len(tools)],
                     )
@@ -210,13 +232,31 @@ def bulk_populate(db_path: Path, *, runs: int, tasks_per_run: int, workstreams_p
                 "WHERE run_id = ?",
                 (run_id,),
             )
-            every_third = [f"{run_id}.t{t}" for t in range(0, tasks_per_run, 3)]
-            if running:
-                connection.executemany(START_TASK, [(task_id,) for task_id in every_third])
-            elif r % 7 == 0:
-                connection.executemany(
-                    FINISH_TASK, [("FAILED", "exit_code", "bulk failure", task_id) for task_id in every_third]
-                )
+            failing = range(tasks_per_run) if r % 13 == 0 else range(0, tasks_per_run, 3) if r % 7 == 0 else range(0)
+            connection.executemany(
+                FINISH_TASK, [("FAILED", "exit_code", "bulk failure", f"{run_id}.t{t}") for t in failing]
+            )
+            if is_open:
+                unfinished = range(max(0, tasks_per_run - open_tasks_per_run), tasks_per_run)
+                connection.executemany(RESET_TASK, [(f"{run_id}.t{t}",) for t in unfinished])
+                connection.executemany(START_TASK, [(f"{run_id}.t{t}",) for t in unfinished if t % 2 == 0])
+                connection.executemany(SET_WORKSTREAM, [("RUNNING", run_id + ws) for ws in workstream_ids])
+                continue
+            failed = set(failing)
+            connection.executemany(
+                SET_WORKSTREAM,
+                [
+                    (_outcome(range(w, tasks_per_run, workstreams_per_run), failed), run_id + ws)
+                    for w, ws in enumerate(workstream_ids)
+                ],
+            )
+            connection.execute(FINISH_RUN, (_outcome(range(tasks_per_run), failed), run_id))
         connection.execute("COMMIT")
     finally:
         connection.close()
+
+
+def _outcome(tasks: range, failed: set[int]) -> str:
+    """A finished group's status by the completion rule: COMPLETED, FAILED (nothing succeeded) or PARTIAL."""
+    failures = sum(t in failed for t in tasks)
+    return "COMPLETED" if not failures else "FAILED" if failures == len(tasks) else "PARTIAL"

@@ -1,0 +1,981 @@
+"""Benchmark of detection: from an executor's commit to the `RUN_COMPLETED` line, beside a 1 s full-scan poller.
+
+Issue #4: on a state database of 10,000 runs and 1,000,000 tasks, an external writer
+finishes runs one at a time; the latency from the writer's commit that completes a run to
+its `RUN_COMPLETED` line appearing in `logs/monitor.jsonl` (default settle window) should
+have p99 <= 50 ms. A burst of 1,000 runs finishing within one second should be fully
+marked in under 5 s. Idle, the daemon should use at most 0.5% of a core and at most
+100 MB of RSS.
+
+What it does:
+
+1. builds the workspace (`orchestrator init`, then `simulator.bulk_populate`: most runs
+   terminal, `--open` runs RUNNING with a few tasks left) and caches it under `--workdir`;
+2. for each measured lifetime, copies the database into a fresh workspace (identical
+   starting states; a first start, so the daemon takes its baseline) and starts either
+   - the daemon, `orchestrator daemon` as a real process (console sink off), or
+   - the baseline: a peer-like poller process that every 1 s re-reads every run's task and
+     workstream counts (`GROUP BY run_id, status`, a full scan), decides with the same
+     `completion.decide`, marks with a plain UPDATE and appends `RUN_COMPLETED` to its own
+     JSONL file;
+   each under GNU time for its peak RSS (`os.wait4` in this process would be wrong: Python
+   starts children with vfork, and Linux counts this process's RSS in the child's maxrss);
+3. waits until it is watching (`MONITOR_STARTED`), finishes a sentinel run and waits for its
+   `RUN_COMPLETED` (so the first reconciliation is over), then:
+   - idle (first daemon lifetime only): `--idle-seconds` with nothing happening; CPU share
+     from /proc/PID/stat utime+stime, VmRSS and VmHWM at start and end, lines and bytes
+     written meanwhile;
+   - singles: a writer process (plain sqlite3, `BEGIN IMMEDIATE ... COMMIT`, the simulator's
+     SQL) finishes runs one at a time with a random gap, taking `time.monotonic()` right
+     after each COMMIT (CLOCK_MONOTONIC is system-wide, so comparable across processes);
+     a thread here follows the JSONL file (a 1 ms poll of appended bytes) and takes
+     `time.monotonic()` when each run's line appears; latency = appearance - commit;
+   - burst: `--burst` runs finished in `--burst-batches` transactions spread over
+     `--burst-seconds`; time from the first commit until the last line appears;
+4. rounds alternate the two (daemon, poller, poller, daemon, ...) and prints percentiles of
+   all samples, the ratio, and the goals.
+
+The machine is shared and noisy (2 cores), so read percentiles and ratios, not single
+figures. The follower's 1 ms poll adds up to about a millisecond to every latency, the
+same for both. Usage:
+
+    .venv/bin/python bench/detect.py                   # full size (first build takes a while)
+    .venv/bin/python bench/detect.py --quick           # small sizes, a smoke run
+    .venv/bin/python bench/detect.py --idle-seconds 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from orchestrator_monitor.simulator import FINISH_TASK, SET_WORKSTREAM, bulk_populate
+from orchestrator_monitor.state.engine import STATE_DB
+
+GOAL_P99_MS = 50.0
+GOAL_BURST_SECONDS = 5.0
+GOAL_IDLE_CPU_PERCENT = 0.5
+GOAL_RSS_MB = 100.0
+MARKER = "bench-workspace.json"
+MONITOR_LOG = Path("logs") / "monitor.jsonl"
+POLLER_LOG = Path("logs") / "poller.jsonl"
+PYTHON = sys.executable
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None  # GNU time, for peak RSS
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FOLLOW_POLL_SECONDS = 0.001
+START_TIMEOUT = 120.0  # a daemon's start and first reconciliation on a big workspace
+SETTLE_TIMEOUT = 60.0  # how long every finished run may take to show up
+
+# The external writer: an executor finishing runs with plain sqlite3 and the simulator's SQL.
+# argv: spec.json result.json. It connects, says "ready", waits for "go" on stdin (so its
+# start-up is not in the measurement), then commits and records time.monotonic() right
+# after each COMMIT.
+WRITER_CODE = """
+import json, random, sqlite3, sys, time
+with open(sys.argv[1], encoding="utf-8") as file:
+    spec = json.load(file)
+connection = sqlite3.connect(spec["database"], timeout=30, isolation_level=None)
+rng = random.Random(spec["seed"])
+
+def finish(group):
+    connection.execute("BEGIN IMMEDIATE")
+    for _run_id, task_ids, workstream_ids in group:
+        connection.executemany(spec["finish_task"], [("SUCCEEDED", None, None, t) for t in task_ids])
+        connection.executemany(spec["set_workstream"], [("COMPLETED", w) for w in workstream_ids])
+    connection.execute("COMMIT")
+    return time.monotonic()
+
+print("ready", flush=True)
+sys.stdin.readline()
+commits = []
+runs = spec["runs"]
+if spec["mode"] == "single":
+    low, high = spec["gap_seconds"]
+    for run in runs:
+        commits.append([run[0], finish([run])])
+        time.sleep(rng.uniform(low, high))
+else:
+    batches = spec["batches"]
+    size = -(-len(runs) // batches)
+    start = time.monotonic()
+    for index in range(batches):
+        delay = start + index * spec["seconds"] / batches - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        group = runs[index * size : (index + 1) * size]
+        if group:
+            committed = finish(group)
+            commits.extend([run[0], committed] for run in group)
+connection.close()
+with open(sys.argv[2], "w", encoding="utf-8") as file:
+    json.dump(commits, file)
+"""
+
+# The baseline, like the peers' sensors: every `interval` seconds (fixed rate) re-read every
+# run, and every run's task and workstream counts (a full scan), decide with the monitor's
+# own rule, mark with a plain UPDATE and append a RUN_COMPLETED line per run (one write per
+# tick), plus a SCAN line with the scan's duration. argv: database, log path, interval.
+POLLER_CODE = """
+import json, os, signal, sqlite3, sys, time
+from datetime import datetime, timezone
+from orchestrator_monitor.completion import RunSnapshot, Verdict, decide
+from orchestrator_monitor.state.schema import RUN_TERMINAL
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+database, log_path, interval = sys.argv[1], sys.argv[2], float(sys.argv[3])
+connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+def now_text():
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+def emit(lines):
+    if lines:
+        os.write(fd, "".join(json.dumps(line) + "\\n" for line in lines).encode())
+
+emit([{"time": now_text(), "type": "POLLER_STARTED", "data": {"pid": os.getpid()}}])
+next_tick = time.monotonic()
+while True:
+    started = time.monotonic()
+    connection.execute("BEGIN")
+    statuses = dict(connection.execute("SELECT run_id, status FROM runs"))
+    tasks, workstreams = {}, {}
+    for run_id, status, count in connection.execute(
+        "SELECT run_id, status, count(*) FROM tasks GROUP BY run_id, status"
+    ):
+        tasks.setdefault(run_id, {})[status] = count
+    for run_id, status, count in connection.execute(
+        "SELECT run_id, status, count(*) FROM workstreams GROUP BY run_id, status"
+    ):
+        workstreams.setdefault(run_id, {})[status] = count
+    connection.execute("COMMIT")
+    marks = []
+    for run_id, status in statuses.items():
+        if status in RUN_TERMINAL:
+            continue
+        snapshot = RunSnapshot(run_id, status, tasks.get(run_id, {}), workstreams.get(run_id, {}), ())
+        decision = decide(snapshot, changed_at=0.0, now=0.0, settle_seconds=0.0)
+        if decision.verdict is Verdict.MARK:
+            marks.append((run_id, status, decision.status, snapshot.tasks))
+    lines = []
+    if marks:
+        connection.execute("BEGIN IMMEDIATE")
+        for run_id, status, final, _ in marks:
+            connection.execute(
+                "UPDATE runs SET status = ?, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), "
+                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE run_id = ? AND status = ?",
+                (final, run_id, status),
+            )
+        connection.execute("COMMIT")
+        stamp = now_text()
+        for run_id, _, final, counts in marks:
+            data = {"status": final, "marked_by": "poller", "tasks": counts}
+            lines.append({"time": stamp, "type": "RUN_COMPLETED", "run_id": run_id, "data": data})
+    lines.append({"time": now_text(), "type": "SCAN", "data": {"seconds": time.monotonic() - started}})
+    emit(lines)
+    next_tick += interval
+    delay = next_tick - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    else:
+        next_tick = time.monotonic()
+"""
+
+
+# --- the workspace -----------------------------------------------------------------------------
+
+
+def mb(size_bytes: float) -> float:
+    return size_bytes / (1024 * 1024)
+
+
+def orchestrator_command() -> list[str]:
+    """The venv's `orchestrator` script next to this interpreter, else the one on PATH."""
+    beside = Path(PYTHON).parent / "orchestrator"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("orchestrator")
+    if found is None:
+        sys.exit("bench: cannot find the `orchestrator` command; install the package (pip install -e .)")
+    return [found]
+
+
+def read_only(database: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{quote(str(database))}?mode=ro", uri=True)
+
+
+def count_rows(database: Path) -> tuple[int, int, int]:
+    """Runs, tasks, and runs still open."""
+    connection = read_only(database)
+    try:
+        runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0]
+        tasks = connection.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        open_runs = connection.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+    finally:
+        connection.close()
+    return int(runs), int(tasks), int(open_runs)
+
+
+def prepare_workspace(workdir: Path, runs: int, tasks_per_run: int, open_runs: int, *, rebuild: bool) -> Path:
+    """The cached template workspace of this size, built when missing, incomplete or `rebuild`."""
+    workspace = workdir / f"detect-{runs}x{tasks_per_run}-open{open_runs}"
+    database = workspace / STATE_DB
+    marker = workspace / MARKER
+    wanted = (runs, runs * tasks_per_run, open_runs)
+    if not rebuild and marker.is_file() and database.is_file():
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        if count_rows(database) == wanted:
+            print(
+                f"workspace: reusing {workspace} (built {info['built_at']}: bulk_populate "
+                f"{info['populate_seconds']:.1f} s); database {mb(database.stat().st_size):.0f} MB"
+            )
+            return workspace
+        print(f"workspace: {workspace} does not have {wanted} runs/tasks/open runs; rebuilding")
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    workspace.mkdir(parents=True)
+    print(f"workspace: building {workspace}: {runs} runs x {tasks_per_run} tasks, {open_runs} open ...", flush=True)
+    subprocess.run([*orchestrator_command(), "init", "--workspace", str(workspace)], check=True, capture_output=True)
+    started = time.perf_counter()
+    bulk_populate(database, runs=runs, tasks_per_run=tasks_per_run, open_runs=open_runs)
+    populate_seconds = time.perf_counter() - started
+    connection = sqlite3.connect(database)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # copies of the main file alone are complete
+    finally:
+        connection.close()
+    marker.write_text(
+        json.dumps(
+            {
+                "runs": runs,
+                "tasks_per_run": tasks_per_run,
+                "open_runs": open_runs,
+                "populate_seconds": populate_seconds,
+                "built_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+        ),
+        encoding="utf-8",
+    )
+    print(
+        f"workspace: built: bulk_populate {populate_seconds:.1f} s "
+        f"({runs * tasks_per_run / populate_seconds:,.0f} tasks/s); database {mb(database.stat().st_size):.0f} MB"
+    )
+    return workspace
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """What a writer must finish to complete a run: its open tasks and its workstreams."""
+
+    run_id: str
+    task_ids: list[str]
+    workstream_ids: list[str]
+
+    def as_json(self) -> list[Any]:
+        return [self.run_id, self.task_ids, self.workstream_ids]
+
+
+def read_open_runs(database: Path) -> list[OpenRun]:
+    connection = read_only(database)
+    try:
+        open_ids = [row[0] for row in connection.execute("SELECT run_id FROM runs WHERE status = 'RUNNING'")]
+        tasks: dict[str, list[str]] = {run_id: [] for run_id in open_ids}
+        workstreams: dict[str, list[str]] = {run_id: [] for run_id in open_ids}
+        for run_id in open_ids:
+            tasks[run_id] = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT task_id FROM tasks WHERE run_id = ? AND status IN ('PENDING', 'QUEUED', 'RUNNING')",
+                    (run_id,),
+                )
+            ]
+            workstreams[run_id] = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT workstream_id FROM workstreams WHERE run_id = ? AND status IN ('PENDING', 'RUNNING')",
+                    (run_id,),
+                )
+            ]
+    finally:
+        connection.close()
+    return [OpenRun(run_id, tasks[run_id], workstreams[run_id]) for run_id in open_ids]
+
+
+def fresh_copy(template: Path, destination: Path, open_runs: Sequence[OpenRun], *, run_dirs: bool) -> Path:
+    """A new workspace with the template's files and database, nothing of any monitor's state."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(
+        template,
+        destination,
+        ignore=shutil.ignore_patterns(".monitor", "logs", "*-wal", "*-shm", "*-journal", MARKER, "runs"),
+    )
+    (destination / "logs").mkdir(exist_ok=True)
+    if run_dirs:  # an executor's open runs have directories; each gets an inotify watch
+        for run in open_runs:
+            (destination / "runs" / run.run_id).mkdir(parents=True)
+    return destination
+
+
+# --- following a JSONL file --------------------------------------------------------------------
+
+
+class LogFollower:
+    """Reads the lines appended to a JSONL file every millisecond and timestamps each on arrival."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.completed: dict[str, float] = {}  # run id -> time.monotonic() its RUN_COMPLETED appeared
+        self.repeated: Counter[str] = Counter()  # run ids with more than one RUN_COMPLETED
+        self.types: Counter[str] = Counter()
+        self.first: dict[str, tuple[float, dict[str, Any]]] = {}  # type -> (arrival, line) of its first line
+        self.notable: list[str] = []  # warnings, errors, safe mode
+        self.scan_seconds: list[float] = []  # the poller's SCAN lines
+        self.lines = 0
+        self.bytes = 0
+        self.last_arrival = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name=f"follow {path.name}", daemon=True)
+
+    def __enter__(self) -> LogFollower:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _follow(self) -> None:
+        fd = -1
+        pending = b""
+        while not self._stop.is_set():
+            if fd < 0:
+                try:
+                    fd = os.open(self.path, os.O_RDONLY)
+                except FileNotFoundError:
+                    time.sleep(FOLLOW_POLL_SECONDS)
+                    continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                time.sleep(FOLLOW_POLL_SECONDS)
+                continue
+            arrival = time.monotonic()
+            self.bytes += len(chunk)
+            *complete, pending = (pending + chunk).split(b"\n")
+            for line in complete:
+                self._take(line, arrival)
+        if fd >= 0:
+            os.close(fd)
+
+    def _take(self, raw: bytes, arrival: float) -> None:
+        self.lines += 1
+        self.last_arrival = arrival
+        line = json.loads(raw)
+        kind = str(line.get("type"))
+        self.types[kind] += 1
+        self.first.setdefault(kind, (arrival, line))
+        if kind == "RUN_COMPLETED":
+            run_id = str(line.get("run_id"))
+            if run_id in self.completed:
+                self.repeated[run_id] += 1
+            else:
+                self.completed[run_id] = arrival
+        elif kind == "SCAN":
+            self.scan_seconds.append(float(line["data"]["seconds"]))
+        elif kind in ("WARNING", "SAFE_MODE_ENTERED", "SAFE_MODE_EXITED", "ESCALATION") or (
+            kind == "log" and line.get("level") in ("WARNING", "ERROR", "CRITICAL")
+        ):
+            detail = line.get("message") or line.get("data")
+            self.notable.append(f"{kind} {line.get('run_id') or ''} {detail}".strip()[:300])
+
+    def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
+        """Poll `condition` every 2 ms; the time it became true (monotonic). Exits the bench on timeout."""
+        give_up = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > give_up:
+                raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} in {self.path}")
+            time.sleep(0.002)
+        return time.monotonic()
+
+    def wait_quiet(self, quiet: float, timeout: float) -> None:
+        """Until no line has arrived for `quiet` seconds."""
+        give_up = time.monotonic() + timeout
+        while time.monotonic() - self.last_arrival < quiet and time.monotonic() < give_up:
+            time.sleep(0.01)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat(5)
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    status: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        key, _, value = line.partition(":")
+        status[key] = value.strip()
+    return status
+
+
+def proc_memory_mb(pid: int) -> tuple[float, float]:
+    """VmRSS and VmHWM (peak RSS so far), MB."""
+    status = proc_status(pid)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    try:
+        text = Path(f"/proc/{pid}/io").read_text(encoding="ascii")
+    except OSError:
+        return {}
+    return {key: int(value) for key, _, value in (line.partition(": ") for line in text.splitlines())}
+
+
+def child_pid(pid: int, timeout: float = 5.0) -> int | None:
+    """The (first) child of `pid`, once it has forked."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()
+        except OSError:
+            return None
+        if children:
+            return int(children[0])
+        time.sleep(0.001)
+    return None
+
+
+class Measured:
+    """A long-running process started under GNU time (peak RSS at exit), its output in files."""
+
+    def __init__(self, label: str, argv: list[str], directory: Path) -> None:
+        self.label = label
+        self.rss_path = directory / f"{label}.maxrss"
+        self.out_path = directory / f"{label}.out"
+        wrapped = [TIME, "-f", "%M", "-o", str(self.rss_path), *argv] if TIME else argv
+        self.spawned = time.monotonic()
+        with self.out_path.open("wb") as out:
+            self.process = subprocess.Popen(wrapped, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.pid = self.process.pid
+        if TIME:  # the measured process is time's child
+            self.pid = child_pid(self.process.pid) or self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> float | None:
+        """SIGTERM the measured process (not time), wait; its peak RSS in MB when GNU time reported it."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.process.wait(5)
+        if TIME and self.rss_path.is_file():
+            fields = self.rss_path.read_text(encoding="utf-8").split()
+            if fields and fields[-1].isdigit():
+                return int(fields[-1]) / 1024
+        return None
+
+    def output_tail(self) -> str:
+        return self.out_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+
+
+def run_writer(database: Path, runs: Sequence[OpenRun], scratch: Path, spec: dict[str, Any]) -> list[tuple[str, float]]:
+    """Finish `runs` from a writer process; (run id, monotonic commit time) of each."""
+    spec_path, result_path = scratch / "writer-spec.json", scratch / "writer-result.json"
+    spec_path.write_text(
+        json.dumps(
+            {
+                "database": str(database),
+                "finish_task": FINISH_TASK,
+                "set_workstream": SET_WORKSTREAM,
+                "runs": [run.as_json() for run in runs],
+                **spec,
+            }
+        ),
+        encoding="utf-8",
+    )
+    result_path.unlink(missing_ok=True)
+    writer = subprocess.Popen(
+        [PYTHON, "-c", WRITER_CODE, str(spec_path), str(result_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdin is not None and writer.stdout is not None
+    if writer.stdout.readline().strip() != "ready":
+        raise BenchError("the writer did not start")
+    writer.stdin.write("go\n")
+    writer.stdin.flush()
+    if writer.wait() != 0:
+        raise BenchError(f"the writer exited {writer.returncode}")
+    return [(run_id, float(moment)) for run_id, moment in json.loads(result_path.read_text(encoding="utf-8"))]
+
+
+# --- one lifetime of the daemon or the poller ----------------------------------------------------
+
+
+@dataclass
+class Idle:
+    seconds: float
+    cpu_percent: float
+    rss_start_mb: float
+    rss_end_mb: float
+    hwm_end_mb: float
+    lines: int
+    wchar: int
+    threads: str
+
+
+@dataclass
+class Lifetime:
+    """What one start of a system on a fresh copy measured."""
+
+    system: str
+    round_number: int
+    startup_seconds: float = 0.0  # spawn -> MONITOR_STARTED (or POLLER_STARTED)
+    first_pass_seconds: float = 0.0  # started -> the sentinel run's RUN_COMPLETED
+    idle: Idle | None = None
+    singles: list[float] = field(default_factory=list)  # latency, seconds
+    burst_seconds: float | None = None
+    burst_commit_span: float | None = None
+    burst_latencies: list[float] = field(default_factory=list)
+    peak_rss_mb: float | None = None
+    hwm_mb: float | None = None
+    repeated: int = 0
+    missing: int = 0
+    left_open: int = 0
+    expected_open: int = 0
+    notable: list[str] = field(default_factory=list)
+    types: Counter[str] = field(default_factory=Counter)
+    scan_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    samples: int
+    gap_seconds: tuple[float, float]
+    burst: int
+    burst_batches: int
+    burst_seconds: float
+    idle_seconds: float
+    seed: int
+
+
+def measure_lifetime(
+    system: str,
+    round_number: int,
+    template: Path,
+    open_runs: list[OpenRun],
+    plan: Plan,
+    scratch: Path,
+    *,
+    idle: bool,
+    run_dirs: bool,
+    daemon_sets: Sequence[str],
+) -> Lifetime:
+    """Start `system` ("daemon" or "poller") on a fresh copy; idle, singles, burst; stop it."""
+    result = Lifetime(system, round_number)
+    rng = random.Random(plan.seed * 1000 + round_number)
+    chosen = rng.sample(open_runs, 1 + plan.samples + plan.burst)
+    sentinel, singles, burst = chosen[0], chosen[1 : 1 + plan.samples], chosen[1 + plan.samples :]
+    workspace = fresh_copy(template, scratch / f"{system}-{round_number}", open_runs, run_dirs=run_dirs)
+    database = workspace / STATE_DB
+    if system == "daemon":
+        log_path, started_type = workspace / MONITOR_LOG, "MONITOR_STARTED"
+        sets = [item for name in ("events.sinks=", *daemon_sets) for item in ("--set", name)]
+        argv = [*orchestrator_command(), "daemon", "--workspace", str(workspace), *sets]
+    else:
+        log_path, started_type = workspace / POLLER_LOG, "POLLER_STARTED"
+        argv = [PYTHON, "-c", POLLER_CODE, str(database), str(log_path), "1.0"]
+    with LogFollower(log_path) as follower:
+        process = Measured(system, argv, workspace)
+        try:
+            started_at = follower.wait(
+                lambda: started_type in follower.first or not process.alive(), START_TIMEOUT, started_type
+            )
+            if not process.alive():
+                raise BenchError(f"{system} exited {process.process.returncode}: {process.output_tail()}")
+            result.startup_seconds = follower.first[started_type][0] - process.spawned
+            if process.pid != int(follower.first[started_type][1]["data"]["pid"]):
+                raise BenchError(f"{system}: the pid in {started_type} is not the process under time")
+            run_writer(database, [sentinel], workspace, {"mode": "single", "gap_seconds": [0, 0], "seed": 0})
+            ready = follower.wait(lambda: sentinel.run_id in follower.completed, START_TIMEOUT, "the sentinel run")
+            result.first_pass_seconds = ready - started_at
+            follower.wait_quiet(1.0, 30.0)
+
+            if idle and plan.idle_seconds > 0:
+                result.idle = measure_idle(process.pid, follower, plan.idle_seconds)
+
+            commits = run_writer(
+                database,
+                singles,
+                workspace,
+                {"mode": "single", "gap_seconds": list(plan.gap_seconds), "seed": rng.randrange(1 << 30)},
+            )
+            done = {run_id for run_id, _ in commits}
+            follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every single run")
+            result.singles = [follower.completed[run_id] - moment for run_id, moment in commits]
+            follower.wait_quiet(1.0, 30.0)
+
+            if plan.burst:
+                spec = {"mode": "burst", "batches": plan.burst_batches, "seconds": plan.burst_seconds, "seed": 0}
+                commits = run_writer(database, burst, workspace, spec)
+                done = {run_id for run_id, _ in commits}
+                follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every burst run")
+                first_commit = min(moment for _, moment in commits)
+                result.burst_seconds = max(follower.completed[run_id] for run_id in done) - first_commit
+                result.burst_commit_span = max(moment for _, moment in commits) - first_commit
+                result.burst_latencies = [follower.completed[run_id] - moment for run_id, moment in commits]
+            result.hwm_mb = proc_memory_mb(process.pid)[1]
+        finally:
+            result.peak_rss_mb = process.stop()
+        time.sleep(0.05)  # the last lines (MONITOR_STOPPED)
+    finished = {sentinel.run_id, *(r.run_id for r in singles), *(r.run_id for r in burst)}
+    result.missing = len(finished - follower.completed.keys())
+    result.repeated = sum(follower.repeated.values())
+    result.expected_open = len(open_runs) - len(finished)
+    result.left_open = count_rows(database)[2]
+    result.notable = follower.notable
+    result.types = follower.types
+    result.scan_seconds = follower.scan_seconds
+    shutil.rmtree(workspace, ignore_errors=True)
+    return result
+
+
+def measure_idle(pid: int, follower: LogFollower, seconds: float) -> Idle:
+    print(f"   idle: {seconds:.0f} s with nothing happening ...", flush=True)
+    rss_start, _ = proc_memory_mb(pid)
+    lines_before, io_before = follower.lines, proc_io(pid)
+    cpu_before, wall_before = proc_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    cpu_after, wall_after = proc_cpu_seconds(pid), time.monotonic()
+    rss_end, hwm_end = proc_memory_mb(pid)
+    io_after = proc_io(pid)
+    return Idle(
+        seconds=wall_after - wall_before,
+        cpu_percent=100 * (cpu_after - cpu_before) / (wall_after - wall_before),
+        rss_start_mb=rss_start,
+        rss_end_mb=rss_end,
+        hwm_end_mb=hwm_end,
+        lines=follower.lines - lines_before,
+        wchar=io_after.get("wchar", 0) - io_before.get("wchar", 0),
+        threads=proc_status(pid).get("Threads", "?"),
+    )
+
+
+def measure_poller_idle(
+    template: Path, open_runs: list[OpenRun], scratch: Path, seconds: float
+) -> tuple[float, float] | None:
+    """CPU share and RSS of the baseline poller with nothing happening (its scans never stop)."""
+    workspace = fresh_copy(template, scratch / "poller-idle", open_runs, run_dirs=False)
+    log_path = workspace / POLLER_LOG
+    argv = [PYTHON, "-c", POLLER_CODE, str(workspace / STATE_DB), str(log_path), "1.0"]
+    with LogFollower(log_path) as follower:
+        process = Measured("poller-idle", argv, workspace)
+        try:
+            follower.wait(lambda: follower.types["SCAN"] >= 2 or not process.alive(), START_TIMEOUT, "two scans")
+            if not process.alive():
+                return None
+            pid = process.pid
+            cpu_before, wall_before = proc_cpu_seconds(pid), time.monotonic()
+            time.sleep(seconds)
+            cpu = 100 * (proc_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+            rss = proc_memory_mb(pid)[0]
+        finally:
+            process.stop()
+    shutil.rmtree(workspace, ignore_errors=True)
+    return cpu, rss
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if len(ordered) < 2:
+        only = ordered[0] if ordered else float("nan")
+        return {"p50": only, "p90": only, "p99": only, "max": only, "min": only}
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"min": ordered[0], "p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "max": ordered[-1]}
+
+
+def latency_row(label: str, values: Sequence[float]) -> str:
+    q = percentiles(values)
+    return (
+        f"{label:<34} {len(values):>6} {q['min'] * 1000:8.1f} {q['p50'] * 1000:8.1f} {q['p90'] * 1000:8.1f} "
+        f"{q['p99'] * 1000:8.1f} {q['max'] * 1000:8.1f} {sum(v * 1000 > GOAL_P99_MS for v in values):>6}"
+    )
+
+
+def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, out: TextIO) -> list[str]:
+    """Print everything side by side; returns the goals missed."""
+    daemon = [lt for lt in lifetimes if lt.system == "daemon"]
+    poller = [lt for lt in lifetimes if lt.system == "poller"]
+    print("\n== per lifetime (fresh copy each; a first start, so the daemon takes its baseline)", file=out)
+    for lt in lifetimes:
+        singles = percentiles(lt.singles)
+        burst = f"{lt.burst_seconds:.2f} s" if lt.burst_seconds is not None else "-"
+        peak = f"{lt.peak_rss_mb:.1f}" if lt.peak_rss_mb is not None else "?"
+        print(
+            f"   round {lt.round_number + 1} {lt.system:<6}: start {lt.startup_seconds:.2f} s + first pass "
+            f"{lt.first_pass_seconds:.2f} s; singles p50 {singles['p50'] * 1000:.1f} ms p99 "
+            f"{singles['p99'] * 1000:.1f} ms; burst {burst}; peak RSS {peak} MB; "
+            f"lines {dict(sorted(lt.types.items()))}",
+            file=out,
+        )
+        slowest = sorted(range(len(lt.singles)), key=lambda i: lt.singles[i], reverse=True)[:4]
+        print(
+            "      slowest singles (#sample: ms; #1 is the first after start-up or the idle window): "
+            + ", ".join(f"#{i + 1}: {lt.singles[i] * 1000:.0f}" for i in slowest),
+            file=out,
+        )
+        problems = []
+        if lt.missing or lt.repeated:
+            problems.append(f"{lt.missing} runs without RUN_COMPLETED, {lt.repeated} repeated")
+        if lt.left_open != lt.expected_open:
+            problems.append(f"{lt.left_open} runs left RUNNING, expected {lt.expected_open}")
+        for problem in problems:
+            print(f"      PROBLEM: {problem}", file=out)
+        for line in lt.notable[:10]:
+            print(f"      notable: {line}", file=out)
+        if len(lt.notable) > 10:
+            print(f"      notable: ... {len(lt.notable) - 10} more", file=out)
+
+    print("\n== single runs: commit -> RUN_COMPLETED line appears (ms), all rounds", file=out)
+    print(
+        f"{'':<34} {'n':>6} {'min':>8} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'>' + str(int(GOAL_P99_MS)):>6}",
+        file=out,
+    )
+    daemon_singles = [x for lt in daemon for x in lt.singles]
+    poller_singles = [x for lt in poller for x in lt.singles]
+    print(latency_row("daemon (inotify + data_version)", daemon_singles), file=out)
+    print(latency_row("baseline: full scan every 1 s", poller_singles), file=out)
+    for lt in lifetimes:
+        print(latency_row(f"   round {lt.round_number + 1} {lt.system}", lt.singles), file=out)
+    d, p = percentiles(daemon_singles), percentiles(poller_singles)
+    print(
+        f"ratio baseline / daemon: p50 {p['p50'] / d['p50']:.1f}x, p99 {p['p99'] / d['p99']:.1f}x",
+        file=out,
+    )
+    scans = [x for lt in poller for x in lt.scan_seconds]
+    if scans:
+        print(
+            f"baseline scan (3 queries over every run, task and workstream): median {statistics.median(scans):.3f} s,"
+            f" max {max(scans):.3f} s, {len(scans)} scans",
+            file=out,
+        )
+
+    print("\n== burst: first commit -> last RUN_COMPLETED line (s)", file=out)
+    for lt in lifetimes:
+        if lt.burst_seconds is None:
+            continue
+        q = percentiles(lt.burst_latencies)
+        print(
+            f"   round {lt.round_number + 1} {lt.system:<6}: all {len(lt.burst_latencies)} marked after "
+            f"{lt.burst_seconds:.2f} s (commits spanned {lt.burst_commit_span:.2f} s; per run p50 "
+            f"{q['p50']:.2f} s, max {q['max']:.2f} s; {len(lt.burst_latencies) / lt.burst_seconds:.0f} runs/s)",
+            file=out,
+        )
+    daemon_bursts = [lt.burst_seconds for lt in daemon if lt.burst_seconds is not None]
+    poller_bursts = [lt.burst_seconds for lt in poller if lt.burst_seconds is not None]
+    if daemon_bursts and poller_bursts:
+        print(
+            f"   median: daemon {statistics.median(daemon_bursts):.2f} s, baseline "
+            f"{statistics.median(poller_bursts):.2f} s",
+            file=out,
+        )
+
+    print("\n== start-up, idle and memory (daemon)", file=out)
+    starts = [lt.startup_seconds for lt in daemon]
+    firsts = [lt.first_pass_seconds for lt in daemon]
+    print(
+        f"   spawn -> MONITOR_STARTED: median {statistics.median(starts):.2f} s; MONITOR_STARTED -> first "
+        f"reconciliation done (sentinel run marked): median {statistics.median(firsts):.2f} s",
+        file=out,
+    )
+    idles = [lt.idle for lt in daemon if lt.idle is not None]
+    for idle in idles:
+        print(
+            f"   idle {idle.seconds:.0f} s: CPU {idle.cpu_percent:.3f}% of a core; VmRSS {idle.rss_start_mb:.1f} -> "
+            f"{idle.rss_end_mb:.1f} MB, VmHWM {idle.hwm_end_mb:.1f} MB; {idle.lines} log lines, "
+            f"{idle.wchar} bytes written; {idle.threads} threads",
+            file=out,
+        )
+    if poller_idle is not None:
+        print(f"   baseline poller idle: CPU {poller_idle[0]:.1f}% of a core, VmRSS {poller_idle[1]:.1f} MB", file=out)
+    peaks = [lt.peak_rss_mb or lt.hwm_mb or 0.0 for lt in daemon]
+    print(
+        f"   daemon peak RSS over each whole lifetime (GNU time %M, incl. burst): "
+        f"{', '.join(f'{x:.1f}' for x in peaks)} MB",
+        file=out,
+    )
+
+    missed: list[str] = []
+    print("\n== goals", file=out)
+
+    def goal(ok: bool, text: str) -> None:
+        print(f"   {'PASS' if ok else 'MISS'}: {text}", file=out)
+        if not ok:
+            missed.append(text)
+
+    goal(d["p99"] * 1000 <= GOAL_P99_MS, f"single-run p99 <= {GOAL_P99_MS:.0f} ms: {d['p99'] * 1000:.1f} ms")
+    worst_burst = max(daemon_bursts) if daemon_bursts else float("nan")
+    goal(
+        worst_burst < GOAL_BURST_SECONDS, f"burst fully marked < {GOAL_BURST_SECONDS:.0f} s: worst {worst_burst:.2f} s"
+    )
+    if idles:
+        worst_cpu = max(idle.cpu_percent for idle in idles)
+        goal(worst_cpu <= GOAL_IDLE_CPU_PERCENT, f"idle CPU <= {GOAL_IDLE_CPU_PERCENT}% of a core: {worst_cpu:.3f}%")
+    worst_rss = max(peaks) if peaks else float("nan")
+    goal(worst_rss <= GOAL_RSS_MB, f"RSS <= {GOAL_RSS_MB:.0f} MB: peak {worst_rss:.1f} MB")
+    exact = all(not lt.missing and not lt.repeated and lt.left_open == lt.expected_open for lt in daemon)
+    goal(exact, "every finished run marked, exactly one RUN_COMPLETED each")
+    return missed
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, help="runs in the workspace (default 10000; --quick 500)")
+    parser.add_argument("--tasks-per-run", type=int, help="tasks per run (default 100; --quick 20)")
+    parser.add_argument(
+        "--open", type=int, help="runs left RUNNING for the writer to finish (default 1500; --quick 150)"
+    )
+    parser.add_argument("--samples", type=int, help="single runs finished per system, over all rounds (default 400)")
+    parser.add_argument("--rounds", type=int, default=2, help="lifetimes per system, alternating (default 2)")
+    parser.add_argument("--burst", type=int, help="runs finished in the burst (default 1000; --quick 100)")
+    parser.add_argument("--burst-batches", type=int, default=10, help="transactions in the burst (default 10)")
+    parser.add_argument("--burst-seconds", type=float, default=1.0, help="the burst's commits span (default 1 s)")
+    parser.add_argument("--gap-ms", type=float, nargs=2, default=(50.0, 150.0), metavar=("MIN", "MAX"),
+                        help="random gap between single runs (default 50 150 ms)")  # fmt: skip
+    parser.add_argument("--idle-seconds", type=float, help="idle window (default 60; e.g. 300; 0 skips)")
+    parser.add_argument("--no-run-dirs", action="store_true", help="do not create the open runs' directories")
+    parser.add_argument("--daemon-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra --set for the daemon, e.g. completion.debounce_seconds=0.005")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "orchestrator-bench",
+        help="where built workspaces are cached (default: %(default)s)",
+    )
+    parser.add_argument("--rebuild", action="store_true", help="build the workspace again even if cached")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "runs": 500 if quick else 10_000,
+        "tasks_per_run": 20 if quick else 100,
+        "open": 150 if quick else 1500,
+        "samples": 60 if quick else 400,
+        "burst": 100 if quick else 1000,
+        "idle_seconds": 5.0 if quick else 60.0,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if min(args.runs, args.tasks_per_run, args.rounds, args.burst_batches) < 1 or args.samples < args.rounds:
+        parser.error("--runs, --tasks-per-run, --rounds, --burst-batches must be >= 1, --samples >= --rounds")
+    per_lifetime = 1 + args.samples // args.rounds + args.burst
+    if args.open < per_lifetime or args.open > args.runs:
+        parser.error(f"--open must be between {per_lifetime} (1 + samples / rounds + burst) and --runs")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(
+        f"bench/detect.py: python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"peak RSS by {'GNU time' if TIME else 'VmHWM only'}"
+    )
+    workdir = args.workdir.absolute()
+    template = prepare_workspace(workdir, args.runs, args.tasks_per_run, args.open, rebuild=args.rebuild)
+    open_runs = read_open_runs(template / STATE_DB)
+    plan = Plan(
+        samples=args.samples // args.rounds,
+        gap_seconds=(args.gap_ms[0] / 1000, args.gap_ms[1] / 1000),
+        burst=args.burst,
+        burst_batches=args.burst_batches,
+        burst_seconds=args.burst_seconds,
+        idle_seconds=args.idle_seconds,
+        seed=args.seed,
+    )
+    print(
+        f"plan: {args.rounds} rounds (daemon and baseline alternating), each lifetime on a fresh copy: "
+        f"{plan.samples} single runs (gap {args.gap_ms[0]:.0f}-{args.gap_ms[1]:.0f} ms), then a burst of "
+        f"{plan.burst} runs in {plan.burst_batches} transactions over {plan.burst_seconds:.1f} s; "
+        f"idle window {plan.idle_seconds:.0f} s in the first daemon lifetime; "
+        f"{len(open_runs)} open runs, run directories {'not ' if args.no_run_dirs else ''}created"
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="detect-", dir=workdir))
+    lifetimes: list[Lifetime] = []
+    poller_idle: tuple[float, float] | None = None
+    try:
+        for round_number in range(args.rounds):
+            order = ("daemon", "poller") if round_number % 2 == 0 else ("poller", "daemon")
+            for system in order:
+                print(f"round {round_number + 1}/{args.rounds}: {system} ...", flush=True)
+                lifetimes.append(
+                    measure_lifetime(
+                        system,
+                        round_number,
+                        template,
+                        open_runs,
+                        plan,
+                        scratch,
+                        idle=system == "daemon" and round_number == 0,
+                        run_dirs=not args.no_run_dirs,
+                        daemon_sets=args.daemon_set,
+                    )
+                )
+        if args.idle_seconds > 0:
+            poller_idle = measure_poller_idle(template, open_runs, scratch, min(args.idle_seconds, 10.0))
+    except BenchError as err:
+        print(f"bench: {err}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    missed = report(lifetimes, poller_idle, sys.stdout)
+    print("\n== summary")
+    print("goals: all met" if not missed else "goals missed:")
+    for line in missed:
+        print(f"   {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
