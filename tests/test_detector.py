@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from orchestrator_monitor.completion import final_status
-from orchestrator_monitor.detector import Detector
+from orchestrator_monitor.detector import REOPEN_WATCH_SECONDS, Detector
 from orchestrator_monitor.events import EventType
 from orchestrator_monitor.ledger import Ledger
 from orchestrator_monitor.simulator import SimulatedExecutor
@@ -314,3 +314,15 @@ def test_hostile_run_ids_in_the_database_are_ignored_with_one_warning(harness: H
     assert harness.status("../escape") == "RUNNING"
     warnings = harness.recorder.of(EventType.WARNING)
     assert [(run_id, data["what"]) for run_id, data in warnings] == [(None, "invalid run id")]
+
+
+def test_rows_of_runs_completed_long_ago_are_not_re_read(harness: Harness) -> None:
+    harness.reconcile(mono=0)
+    add_run(harness, "old", ["SUCCEEDED"])
+    harness.detect(mono=0)
+    harness.sql("UPDATE tasks SET attempts = 2 WHERE run_id = 'old'")  # a late rewrite, an hour on
+    harness.reconcile(mono=REOPEN_WATCH_SECONDS + 1)
+    assert harness.recorder.of(EventType.RUN_REOPENED) == []  # past the window: archival has sealed it
+    harness.sql("UPDATE runs SET status = 'RUNNING' WHERE run_id = 'old'")
+    harness.reconcile(mono=REOPEN_WATCH_SECONDS + 2)
+    assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_REOPENED)] == ["old"]  # status: always seen

@@ -37,6 +37,7 @@ from .state.snapshots import (
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+REOPEN_WATCH_SECONDS = 3600.0
 
 
 class Publish(Protocol):
@@ -85,7 +86,7 @@ class Detector:
         self._connection = connection
         self._open: dict[str, _OpenRun] = {}
         self._records: dict[str, RunRecord] = {}
-        self._watch_reopen: set[str] = set()  # completed in this lifetime, not yet archived
+        self._watch_reopen: dict[str, float] = {}  # run -> when this daemon completed it (monotonic)
         self._warned: set[str] = set()
         self._started = False
         self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
@@ -162,7 +163,7 @@ class Detector:
                     )
             except Exception:
                 logger.exception("reconciling run %s failed; going on with the others", run_id)
-        self._complete_terminal(terminal_unrecorded, now)
+        self._complete_terminal(terminal_unrecorded, mono)
         self._check_reopened(mono)
         self._started = True
 
@@ -217,7 +218,13 @@ class Detector:
         run.stalled = False
 
     def _check_reopened(self, mono: float) -> None:
-        """A run completed in this lifetime whose rows changed after the mark: one RUN_REOPENED."""
+        """A run completed recently whose rows changed after the mark: one RUN_REOPENED.
+
+        Only runs completed in the last `REOPEN_WATCH_SECONDS` are re-read (late writes come soon
+        after the end; older runs are sealed by archival), so this pass stays small for months.
+        """
+        for run_id in [r for r, at in self._watch_reopen.items() if mono - at > REOPEN_WATCH_SECONDS]:
+            del self._watch_reopen[run_id]
         candidates = {r: self._records[r].status or "" for r in self._watch_reopen if not self._records[r].reopened}
         if not candidates:
             return
@@ -232,7 +239,7 @@ class Detector:
         self._ledger.reopen(run_id)
         record = self._records[run_id]
         self._records[run_id] = replace(record, reopened=True)
-        self._watch_reopen.discard(run_id)
+        self._watch_reopen.pop(run_id, None)
         logger.warning("run %s reopened: %s", run_id, what)
         self._publish(EventType.RUN_REOPENED, {"what": what}, run_id=run_id)
 
@@ -256,13 +263,13 @@ class Detector:
         for run_id, (status, run_dir) in open_now.items():
             self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
         for run_id in left:
-            status = left_statuses.get(run_id)
-            if status is None:
+            left_status = left_statuses.get(run_id)
+            if left_status is None:
                 del self._open[run_id]
                 self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
-            elif status not in RUN_TERMINAL:
-                self._observe_open(run_id, status, self._open[run_id].run_dir, None, mono, announce=True)
-        self._complete_terminal({r: s.status for r, s in terminal_snapshots.items()}, now, terminal_snapshots)
+            elif left_status not in RUN_TERMINAL:
+                self._observe_open(run_id, left_status, self._open[run_id].run_dir, None, mono, announce=True)
+        self._complete_terminal({r: s.status for r, s in terminal_snapshots.items()}, mono, terminal_snapshots)
         recheck: float | None = None
         for run_id, snapshot in snapshots.items():
             try:
@@ -314,13 +321,13 @@ class Detector:
                 "read; finished_at is the latest readable one",
                 snapshot.run_id,
             )
-        self._finish(snapshot, decision.status, "monitor")
+        self._finish(snapshot, decision.status, "monitor", mono)
         return None
 
     # -- recording a completion ------------------------------------------------------------
 
     def _complete_terminal(
-        self, statuses: dict[str, str], now: datetime, snapshots: dict[str, RunSnapshot] | None = None
+        self, statuses: dict[str, str], mono: float, snapshots: dict[str, RunSnapshot] | None = None
     ) -> None:
         """Runs found terminal without our mark: the executor's status (or our mark from before a crash)."""
         if not statuses:
@@ -332,13 +339,13 @@ class Detector:
         for run_id, snapshot in snapshots.items():
             record = self._records.get(run_id)
             ours = record is not None and record.phase == "marking" and record.status == snapshot.status
-            self._finish(snapshot, snapshot.status, "monitor" if ours else "executor")
+            self._finish(snapshot, snapshot.status, "monitor" if ours else "executor", mono)
 
     def _finished_before(self, run_id: str) -> bool:
         record = self._records.get(run_id)
-        return record is not None and record.phase in ("completed", "announced")
+        return record is not None and record.phase in ("completed", "announced", "archived", "reported")
 
-    def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str) -> None:
+    def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float) -> None:
         run_id = snapshot.run_id
         previous = self._open.pop(run_id, None)
         if self._finished_before(run_id):  # a reopened run ending again: its completion was announced already
@@ -353,7 +360,7 @@ class Detector:
         if previous is not None:
             self._publish(EventType.RUN_STATUS_CHANGED, {"from": previous.status, "to": status}, run_id=run_id)
         self._announce(run_id, status, marked_by, snapshot.tasks)
-        self._watch_reopen.add(run_id)
+        self._watch_reopen[run_id] = mono
 
     def _announce(self, run_id: str, status: str, marked_by: str, tasks: dict[str, int] | Any) -> None:
         self._publish(

@@ -11,6 +11,7 @@ loop's `data_version` poll covers the database.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -18,12 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD
+from watchdog.observers.inotify_c import CallbackId, InotifyConstants, InotifyEvent, InotifyFD, Mask, WatchDescriptor
 from watchdog.observers.polling import PollingObserver
 
 logger = logging.getLogger(__name__)
 
-_STATE_MASK = (
+_STATE_MASK = Mask(
     InotifyConstants.IN_MODIFY
     | InotifyConstants.IN_CLOSE_WRITE
     | InotifyConstants.IN_CREATE
@@ -31,7 +32,8 @@ _STATE_MASK = (
     | InotifyConstants.IN_MOVED_FROM
     | InotifyConstants.IN_MOVED_TO
 )
-_RUN_MASK = _STATE_MASK | InotifyConstants.IN_ATTRIB
+_RUN_MASK = Mask(_STATE_MASK | InotifyConstants.IN_ATTRIB)
+_STATE_CALLBACK = CallbackId(0)
 POLLING_INTERVAL_SECONDS = 5.0  # fallback only: activity there feeds stall detection, which counts minutes
 
 
@@ -130,7 +132,9 @@ class RunDirWatcher:
         self._polling_seconds = polling_seconds
         self._lock = threading.Lock()
         self._inotify: InotifyFD | None = None
-        self._watches: dict[str, tuple[Path, int]] = {}  # run id -> (directory, inotify watch descriptor)
+        # run id -> (watch descriptor, callback id): ids are unique, as two runs may share a directory
+        self._watches: dict[str, tuple[WatchDescriptor, CallbackId]] = {}
+        self._callback_ids = itertools.count(1)
         self._polling: PollingObserver | None = None
         self._polled: dict[str, tuple[Path, object]] = {}
         try:
@@ -149,7 +153,10 @@ class RunDirWatcher:
             return False
         try:
             self._inotify.add_callback(
-                os.fsencode(state_dir), _STATE_MASK, _StateCallback(self._signals, StateFileFilter(db_name)), "state"
+                os.fsencode(state_dir),
+                _STATE_MASK,
+                _StateCallback(self._signals, StateFileFilter(db_name)),
+                _STATE_CALLBACK,
             )
         except OSError as err:
             logger.warning("cannot watch %s (%s): the database is polled instead", state_dir, err)
@@ -174,16 +181,17 @@ class RunDirWatcher:
 
     def _watch(self, run_id: str, directory: Path) -> None:
         if self._inotify is not None:
+            callback_id = CallbackId(next(self._callback_ids))
             try:
                 wd = self._inotify.add_callback(
-                    os.fsencode(directory), _RUN_MASK, _RunCallback(self._signals, run_id, self), run_id
+                    os.fsencode(directory), _RUN_MASK, _RunCallback(self._signals, run_id, self), callback_id
                 )
             except FileNotFoundError:
                 return
             except OSError as err:  # ENOSPC: the kernel's watch limit; poll this one
                 logger.warning("inotify cannot watch %s (%s): polling it", directory, err)
             else:
-                self._watches[run_id] = (directory, wd)
+                self._watches[run_id] = (wd, callback_id)
                 return
         if self._polling is None:
             self._polling = PollingObserver(timeout=self._polling_seconds)
@@ -192,9 +200,9 @@ class RunDirWatcher:
         self._polled[run_id] = (directory, watch)
 
     def _unwatch(self, run_id: str) -> None:
-        _, wd = self._watches.pop(run_id)
+        watch = self._watches.pop(run_id)
         if self._inotify is not None:
-            self._inotify.remove_callbacks([(wd, run_id)])
+            self._inotify.remove_callbacks([watch])
 
     def _unpoll(self, run_id: str) -> None:
         _, watch = self._polled.pop(run_id)
