@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -22,7 +23,9 @@ from .sinks.writer import QueuedWriter
 from .stamps import EventStamper
 from .subscription import Missed, Sink, SinkRunner, Subscription
 
-SEQ_BLOCK_SIZE = 10_000  # numbers reserved per database write; a crash leaves a gap of at most this
+SEQ_BLOCK_SIZE = 10_000  # numbers reserved per database write when events are few; a crash leaves a gap of one block
+SEQ_BLOCK_MAX = 1_000_000  # a burst doubles the block up to this: each reservation is a database commit (~ms, fsync)
+SEQ_BLOCK_GROW_SECONDS = 1.0  # a block used up faster than this doubles the next one
 DEFAULT_SUBSCRIBER_QUEUE_SIZE = 1000
 SINK_CLOSE_SECONDS = 10.0
 _KNOWN_RUN_IDS_LIMIT = 4096  # validated run ids remembered, so validation is not paid per event
@@ -53,6 +56,8 @@ class Bus:
     ) -> None:
         self._seq_blocks = seq_blocks
         self._seq_block_size = seq_block_size
+        self._next_block_size = seq_block_size
+        self._block_reserved_at = -SEQ_BLOCK_GROW_SECONDS
         self._seq = iter(range(0))
         self._seq_stop = 0
         self._stamper = stamper or EventStamper()
@@ -138,14 +143,24 @@ class Bus:
         if self._refetch is None:
             logger.warning("events %d..%d cannot be fetched again: no event log", missed.first_seq, missed.last_seq)
             return []
-        for writer in self._writers:
-            writer.flush(SINK_CLOSE_SECONDS)
+        self.flush()
         return self._refetch(missed, types)
+
+    def flush(self, timeout: float = SINK_CLOSE_SECONDS) -> None:
+        """Wait until the file sinks wrote what was published so far (for readers of the files, like archival)."""
+        for writer in self._writers:
+            writer.flush(timeout)
 
     def _next_seq(self) -> int:
         seq = next(self._seq, None)
         if seq is None:
-            block = self._seq_blocks.reserve(self._seq_block_size)
+            now = time.monotonic()
+            if now - self._block_reserved_at < SEQ_BLOCK_GROW_SECONDS:
+                self._next_block_size = min(2 * self._next_block_size, max(SEQ_BLOCK_MAX, self._seq_block_size))
+            else:
+                self._next_block_size = self._seq_block_size
+            self._block_reserved_at = now
+            block = self._seq_blocks.reserve(self._next_block_size)
             self._seq, self._seq_stop = iter(block), block.stop
             seq = next(self._seq)
         return seq
