@@ -100,8 +100,8 @@ def start_daemon() -> Iterator[object]:
     """Start `orchestrator daemon` processes; any still running at the end is stopped."""
     started: list[DaemonProcess] = []
 
-    def start(workspace: Path, *settings: str) -> DaemonProcess:
-        started.append(DaemonProcess(workspace, *settings))
+    def start(workspace: Path, *settings: str, **options: object) -> DaemonProcess:
+        started.append(DaemonProcess(workspace, *settings, **options))  # type: ignore[arg-type]
         return started[-1]
 
     yield start

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +38,13 @@ def run_process(*args: str, env: dict[str, str] | None = None, timeout: float = 
         env={**{k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}, **(env or {})},
     )
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the daemon binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def drive_to_end(executor: SimulatedExecutor) -> None:
@@ -84,10 +94,21 @@ class EventLog:
 class DaemonProcess:
     """`orchestrator daemon` as a real process on a workspace; `stop()` sends SIGTERM and waits."""
 
-    def __init__(self, workspace: Path, *settings: str) -> None:
+    def __init__(
+        self, workspace: Path, *settings: str, env: dict[str, str] | None = None, user: int | None = None
+    ) -> None:
         self.workspace = workspace
         self.log = EventLog(workspace)
-        args = ["daemon", "--workspace", str(workspace), "--set", "events.sinks="]
+        self.port = free_port()
+        args = [
+            "daemon",
+            "--workspace",
+            str(workspace),
+            "--set",
+            "events.sinks=",
+            "--set",
+            f"dashboard.port={self.port}",
+        ]
         for item in settings:
             args += ["--set", item]
         self.process = subprocess.Popen(
@@ -95,7 +116,8 @@ class DaemonProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")},
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}, **(env or {})},
+            **({"user": user, "group": user, "extra_groups": []} if user is not None else {}),  # type: ignore[arg-type]
         )
         pid = self.process.pid
         self.log.wait_for(
@@ -106,6 +128,16 @@ class DaemonProcess:
             what="MONITOR_STARTED",
         )
         assert self.process.poll() is None, self.process.communicate()
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+        """GET from the daemon's HTTP server: status and body (an error status is an answer too)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind, as in a crash or an OOM kill."""

@@ -70,7 +70,9 @@ def make_job(probe: ScriptedProbe, clock: Clock, detector: FakeDetector | None =
         probe=probe,
         signals=signals,
         timing=Timing(debounce_seconds=0.0, poll_seconds=0.5, reconcile_seconds=60, confirm_seconds=0.001),
-        publish=lambda type, data, run_id=None: published.append((type, data)),
+        on_guard=lambda storm: published.append(
+            (EventType.SAFE_MODE_ENTERED if storm else EventType.SAFE_MODE_EXITED, {"reason": "monitoring_loop"})
+        ),
         reopen=lambda: None,
         follow_runs=lambda runs: None,
         clock=clock,

@@ -21,8 +21,10 @@ from .config import Settings, choose_workspace, load_settings
 from .demo import run_demo
 from .errors import MonitorError
 from .eventlog import show_events
+from .healthreport import collect_health
+from .notify import Notifier, watchdog_interval_seconds
 from .reader import read_run, read_status, state_reader
-from .render import print_run, print_status, print_warnings, write_json
+from .render import print_run, print_status, print_warnings, write_json, write_plain
 from .service import run_daemon
 from .signals import stop_on_signals
 from .timefmt import utc_now
@@ -67,11 +69,33 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Co
 
 
 def cmd_daemon(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
-    """Run the monitor in the foreground until SIGTERM or SIGINT (what systemd starts)."""
-    stop = threading.Event()
-    with stop_on_signals(stop):
-        run_daemon(settings, stop)
+    """Run the monitor in the foreground until SIGTERM or SIGINT (what systemd starts); SIGHUP reloads."""
+    stop, reload = threading.Event(), threading.Event()
+    notifier = Notifier.from_environment(os.environ)
+    with stop_on_signals(stop, reload):
+        run_daemon(
+            settings,
+            stop,
+            notifier=notifier,
+            watchdog_seconds=watchdog_interval_seconds(os.environ, os.getpid()),
+            reload_requested=reload,
+            load_settings=lambda: load_settings(settings.workspace, config_file=args.config, overrides=args.set),
+        )
     return 0
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Run the checks once and read the daemon's heartbeat: exit 0 healthy, 1 not."""
+    report = collect_health(settings, utc_now())
+    if args.json:
+        write_json(report, sys.stdout)
+    else:
+        for name, check in sorted(report["checks"].items()):
+            write_plain(out, f"{name}\t{check['status']}\t{check['detail']}")
+        extras = [f"safe mode: {', '.join(report['safe_modes'])}"] if report["safe_modes"] else []
+        extras += [f"escalated: {', '.join(report['escalations'])}"] if report["escalations"] else []
+        write_plain(out, "; ".join(["healthy" if report["healthy"] else "unhealthy", *extras]))
+    return 0 if report["healthy"] else 1
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
@@ -127,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
     monitor.add_argument("--json", action="store_true", help="print JSON")
     add("daemon", cmd_daemon, "run the monitor in the foreground (what systemd starts)")
+    health = add(
+        "health", cmd_health, "run the checks once and read the running daemon's heartbeat (exit 1: unhealthy)"
+    )
+    health.add_argument("--json", action="store_true", help="print JSON")
     events = add("events", cmd_events, "replay and follow the event log (rotated files included)")
     events.add_argument("--run", metavar="ID", help="only this run's events (kept whole until it is archived)")
     events.add_argument(

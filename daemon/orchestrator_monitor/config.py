@@ -27,6 +27,7 @@ DEFAULT_STALL_AFTER_SECONDS = 900.0
 DEFAULT_RESERVE_BYTES = 1 << 30  # the archive may share a disk with the executor: leave it 1 GiB
 DEFAULT_DASHBOARD_PORT = 8765
 DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
+DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
 DEFAULT_ROTATE_BYTES = 64 << 20  # logs/*.jsonl are renamed to .1 past this size
 DEFAULT_EVENT_QUEUE_SIZE = 10_000  # lines a log file may lag behind before publishers wait
 
@@ -70,6 +71,19 @@ class DashboardSettings(_Section):
 
 class EscalationSettings(_Section):
     repeat_seconds: float = Field(default=DEFAULT_ESCALATION_REPEAT_SECONDS, gt=0)
+    command: str | None = Field(default=None, min_length=1)
+    webhook: str | None = Field(default=None, pattern=r"^https?://")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+
+class HealthSettings(_Section):
+    heartbeat_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    heartbeat_event_seconds: float = Field(default=DEFAULT_HEARTBEAT_EVENT_SECONDS, ge=1)
+    stale_after_seconds: float = Field(default=30.0, gt=0)
+    db_check_seconds: float = Field(default=30.0, ge=0.1)
+    storage_check_seconds: float = Field(default=60.0, ge=0.1)
+    quick_check_seconds: float = Field(default=2.0, gt=0, le=60)
+    min_free_percent: float = Field(default=5.0, ge=0, lt=100)
 
 
 class EventsSettings(_Section):
@@ -99,6 +113,7 @@ class Settings(_Section):
     archive: ArchiveSettings = ArchiveSettings()
     dashboard: DashboardSettings = DashboardSettings()
     escalation: EscalationSettings = EscalationSettings()
+    health: HealthSettings = HealthSettings()
     events: EventsSettings = EventsSettings()
 
     def resolve(self, path: Path) -> Path:

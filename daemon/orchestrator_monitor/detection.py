@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from .detector import Detector, Publish
-from .events import EventType
+from .detector import Detector
 from .loopguard import GuardChange, LoopGuard
 from .state.probe import Change
 from .timefmt import utc_now
@@ -58,7 +57,7 @@ class DetectionJob:
         probe: Probe,
         signals: Signals,
         timing: Timing,
-        publish: Publish,
+        on_guard: Callable[[bool], None],
         reopen: Callable[[], None],
         follow_runs: Callable[[dict[str, str | None]], None],
         clock: Callable[[], float] = time.monotonic,
@@ -68,7 +67,7 @@ class DetectionJob:
         self._probe = probe
         self._signals = signals
         self._timing = timing
-        self._publish = publish
+        self._on_guard = on_guard  # the loop guard's transitions (True: a loop), for safe mode
         self._reopen = reopen
         self._follow_runs = follow_runs
         self._clock = clock
@@ -155,9 +154,9 @@ class DetectionJob:
             logger.warning(
                 "monitoring loop: too many wake-ups that find nothing; polling every %s s", STORM_POLL_SECONDS
             )
-            self._publish(EventType.SAFE_MODE_ENTERED, {"reason": "monitoring_loop"})
+            self._on_guard(True)
         elif transition is GuardChange.EXITED:
-            self._publish(EventType.SAFE_MODE_EXITED, {"reason": "monitoring_loop"})
+            self._on_guard(False)
 
     def _warn_missing(self) -> None:
         if not self._missing:

@@ -37,6 +37,7 @@ from .state.snapshots import (
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
 REOPEN_WATCH_SECONDS = 3600.0
 
 
@@ -77,8 +78,10 @@ class Detector:
         settle_seconds: float,
         stall_after_seconds: float,
         connection: Callable[[], Connection],
+        marks_allowed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._ledger = ledger
+        self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
         self._publish = publish
         self._handoff = handoff
         self._settle = settle_seconds
@@ -90,6 +93,11 @@ class Detector:
         self._warned: set[str] = set()
         self._started = False
         self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
+
+    def configure(self, *, settle_seconds: float, stall_after_seconds: float) -> None:
+        """Take the [reload] keys of a configuration reloaded on SIGHUP."""
+        self._settle = settle_seconds
+        self._stall_after = stall_after_seconds
 
     def open_run_dirs(self) -> dict[str, str | None]:
         """run_id -> the run_dir column of every open run (what the run-directory watcher follows)."""
@@ -298,6 +306,8 @@ class Detector:
             return decision.recheck_at
         if decision.verdict is not Verdict.MARK or decision.status is None:
             return None
+        if not self._marks_allowed():
+            return mono + MARK_RETRY_SECONDS  # safe mode: the decision stands, the write waits
         self._ledger.begin_mark(snapshot.run_id, decision.status)
         try:
             result = mark_run(self._connection(), snapshot, decision.status, now)
@@ -309,7 +319,7 @@ class Detector:
                 f"could not mark run {snapshot.run_id}: {err.orig}; will retry",
                 snapshot.run_id,
             )
-            return mono + 1.0
+            return mono + MARK_RETRY_SECONDS
         if not result.marked:
             self._ledger.forget(snapshot.run_id)  # it changed under us: the next pass looks again
             return None

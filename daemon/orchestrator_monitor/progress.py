@@ -8,8 +8,16 @@ Detection, the event sequence and heartbeats add their tables here as they land.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .timefmt import format_timestamp, parse_timestamp
 
 PROGRESS_SCHEMA_VERSION = 1
 
@@ -26,6 +34,7 @@ def create_progress_database(path: Path, *, busy_timeout_seconds: float) -> None
             (str(PROGRESS_SCHEMA_VERSION),),
         )
         connection.execute(_CREATE_EVENT_SEQ)
+        connection.execute(_CREATE_HEARTBEATS)
     finally:
         connection.close()
 
@@ -72,3 +81,70 @@ class EventSeqBlocks:
         connection = sqlite3.connect(self._path, timeout=self._busy_timeout_seconds, isolation_level=None)
         connection.execute(_CREATE_EVENT_SEQ)
         return connection
+
+
+# Heartbeats: one row per job of the running daemon, rewritten every `health.heartbeat_seconds`,
+# so `orchestrator health` (another process) can tell a live daemon from a stale one. Rows of
+# a previous daemon are replaced when a new one starts (`clear_heartbeats`).
+_CREATE_HEARTBEATS = (
+    "CREATE TABLE IF NOT EXISTS monitor_heartbeats (job TEXT PRIMARY KEY, pid INTEGER NOT NULL, "
+    "beat_at TEXT NOT NULL, errors TEXT NOT NULL, detail TEXT NOT NULL)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A job's last sign of progress: when, the daemon's pid, its recent errors, and what it reports."""
+
+    job: str
+    pid: int
+    beat_at: datetime
+    errors: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def age_seconds(self, now: datetime) -> float:
+        return max(0.0, (now - self.beat_at).total_seconds())
+
+
+def record_heartbeats(path: Path, beats: Iterable[Heartbeat], *, busy_timeout_seconds: float) -> None:
+    """Write the jobs' heartbeats in one transaction."""
+    rows = [
+        (
+            b.job,
+            b.pid,
+            format_timestamp(b.beat_at),
+            orjson.dumps(list(b.errors)).decode(),
+            orjson.dumps(b.detail).decode(),
+        )
+        for b in beats
+    ]
+    with closing(sqlite3.connect(path, timeout=busy_timeout_seconds, isolation_level=None)) as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany("INSERT OR REPLACE INTO monitor_heartbeats VALUES (?, ?, ?, ?, ?)", rows)
+        connection.execute("COMMIT")
+
+
+def clear_heartbeats(path: Path, *, busy_timeout_seconds: float) -> None:
+    """Forget a previous daemon's heartbeats (a starting daemon owns the workspace lock)."""
+    with closing(sqlite3.connect(path, timeout=busy_timeout_seconds, isolation_level=None)) as connection:
+        connection.execute("DELETE FROM monitor_heartbeats")
+
+
+def read_heartbeats(path: Path, *, busy_timeout_seconds: float) -> list[Heartbeat]:
+    """Every job's heartbeat; empty when no daemon ever ran here (or the file does not exist)."""
+    if not path.is_file():
+        return []
+    uri = f"file:{path.absolute()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True, timeout=busy_timeout_seconds)) as connection:
+            rows = connection.execute("SELECT job, pid, beat_at, errors, detail FROM monitor_heartbeats").fetchall()
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return []
+        raise
+    beats = []
+    for job, pid, beat_at, errors, detail in rows:
+        moment = parse_timestamp(beat_at)
+        if moment is not None:
+            beats.append(Heartbeat(job, int(pid), moment, tuple(orjson.loads(errors)), orjson.loads(detail)))
+    return beats

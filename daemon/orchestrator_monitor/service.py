@@ -1,8 +1,10 @@
 """The daemon: the one place that builds everything, runs it and stops it, top to bottom.
 
-settings -> workspace lock -> event bus -> state database -> ledger -> detector ->
-watchers -> detection thread -> wait for the stop event -> undo it all in reverse
-(an `ExitStack`), with `MONITOR_STOPPED` the last line written.
+settings -> workspace lock -> event bus and metrics -> state database -> ledger -> supervisor
+(health, safe mode) -> detector -> watchers -> detection thread -> scheduled checks -> web
+server -> READY -> the main loop (SIGHUP reloads, watchdog pings while the loops make
+progress) until the stop event -> undo it all in reverse (an `ExitStack`), with
+`MONITOR_STOPPED` the last line written.
 """
 
 from __future__ import annotations
@@ -10,33 +12,50 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import deque
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine
 
 from . import __version__
+from .archive.worker import ArchiveWorker
 from .config import Settings
 from .detection import DetectionJob, Probe, Timing
-from .detector import Detector, NoHandoff
-from .errors import BadInput
+from .detector import Detector
+from .errors import BadInput, MonitorError
 from .events import EventType
+from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
 from .ids import run_directory
 from .ledger import Ledger
 from .lock import hold_lock
+from .metrics import MonitorMetrics
+from .notify import Notifier
 from .publishing import open_bus
-from .state.engine import database_url, open_engine, sqlite_path
+from .reload import merge_reloadable
+from .state.engine import database_url, describe_database, open_engine, sqlite_path
 from .state.probe import PollingProbe, SqliteProbe
+from .subscription import Subscription
+from .supervisor import LoopProgress, Supervisor
 from .watch import RunDirWatcher, Signals
+from .web import create_app
+from .webserver import WebServer, check_exposure
 from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-THREAD_JOIN_SECONDS = 8.0  # SIGTERM must end the process within 10 s
-ERROR_PAUSE_SECONDS = 1.0
-RECENT_ERRORS = 5
+THREAD_JOIN_SECONDS = 5.0  # SIGTERM must end the process within 10 s, all joins included
+WEB_STOP_SECONDS = 3.0
+ERROR_PAUSE_SECONDS = 1.0  # a failing detection pass is retried after this, doubling up to the maximum
+MAX_ERROR_PAUSE_SECONDS = 8.0
+BACKOFF_RESET_SECONDS = 60.0  # a pass loop that ran this long before failing starts the backoff over
+MAIN_LOOP_SECONDS = 1.0
+LIVENESS_FLOOR_SECONDS = 15.0  # the detection loop may make no pass for this long and still be live
 
 
 class StateConnection:
@@ -86,20 +105,89 @@ class RunFollower:
         self._watcher.sync(self._directories)
 
 
-def run_detection_thread(job: DetectionJob, stop: threading.Event) -> None:
-    """Run the job until `stop`; an exception is logged and retried after a pause (per-job isolation)."""
-    errors: deque[str] = deque(maxlen=RECENT_ERRORS)
+def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Callable[[str], None]) -> None:
+    """Run the job until `stop`; a failure is logged, kept for the heartbeat and retried with backoff."""
+    pause = ERROR_PAUSE_SECONDS
     while not stop.is_set():
+        started = time.monotonic()
         try:
             job.run(stop)
         except Exception as err:
-            errors.append(repr(err))
-            logger.exception("detection pass failed (%d recent errors); retrying", len(errors))
-            stop.wait(ERROR_PAUSE_SECONDS)
+            if time.monotonic() - started > BACKOFF_RESET_SECONDS:
+                pause = ERROR_PAUSE_SECONDS
+            on_error(repr(err))
+            logger.exception("detection pass failed; retrying in %.0f s", pause)
+            stop.wait(pause)
+            pause = min(pause * 2, MAX_ERROR_PAUSE_SECONDS)
 
 
-def run_daemon(settings: Settings, stop: threading.Event, *, on_ready: Callable[[], None] = lambda: None) -> None:
-    """Run the monitor until `stop` is set. Raises `Unavailable` (exit 3) for a held workspace or missing database."""
+def start_scheduler(supervisor: Supervisor, settings: Settings, reports: Subscription) -> BackgroundScheduler:
+    """The scheduled checks: each starts at once, may start half its interval late, never overlaps itself."""
+    health = settings.health
+    jobs: list[tuple[str, float, Callable[[datetime], None]]] = [
+        (HEARTBEAT, health.heartbeat_seconds, partial(supervisor.run_heartbeat_iteration, reports=reports)),
+        (DATABASE, health.db_check_seconds, supervisor.run_db_check_iteration),
+        (STORAGE, health.storage_check_seconds, supervisor.run_storage_check_iteration),
+    ]
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not two log lines per job run
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(len(jobs))},
+        job_defaults={"coalesce": True, "max_instances": 1},
+    )
+    for name, seconds, iteration in jobs:
+        scheduler.add_job(
+            supervisor.isolate(name, iteration),
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            misfire_grace_time=max(1, round(seconds / 2)),
+            next_run_time=datetime.now(UTC),
+        )
+    scheduler.start()
+    return scheduler
+
+
+def reload_settings(
+    current: Settings, load: Callable[[], Settings], detector: Detector, supervisor: Supervisor
+) -> Settings:
+    """SIGHUP: take the new configuration's [reload] keys; a bad one keeps the running one and says why."""
+    try:
+        applied, waiting = merge_reloadable(current, load())
+    except MonitorError as err:
+        logger.error("configuration not reloaded, the running one is kept: %s", err)
+        return current
+    detector.configure(
+        settle_seconds=applied.completion.settle_seconds, stall_after_seconds=applied.completion.stall_after_seconds
+    )
+    supervisor.settings = applied
+    logger.info("configuration reloaded%s", "" if applied != current else " (no change)")
+    if waiting:
+        logger.warning("configuration reloaded; these keys take effect on restart: %s", ", ".join(waiting))
+    return applied
+
+
+def run_daemon(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    on_ready: Callable[[], None] = lambda: None,
+    notifier: Notifier | None = None,
+    watchdog_seconds: float | None = None,
+    reload_requested: threading.Event | None = None,
+    load_settings: Callable[[], Settings] | None = None,
+) -> None:
+    """Run the monitor until `stop` is set. Raises `Unavailable` (exit 3) for a held workspace or missing database.
+
+    `notifier` speaks systemd's notify protocol; `watchdog_seconds` is how often to send
+    `WATCHDOG=1` (only while the loops make progress); `reload_requested` set (SIGHUP) makes
+    the main loop call `load_settings` and take what may change while running.
+    """
+    notifier = notifier or Notifier(None)
+    dashboard = settings.dashboard
+    if dashboard.enabled:
+        check_exposure(dashboard.host, dashboard.token)
     workspace = Workspace.from_settings(settings)
     busy = settings.database.busy_timeout_seconds
     url = database_url(settings)
@@ -112,21 +200,50 @@ def run_daemon(settings: Settings, stop: threading.Event, *, on_ready: Callable[
         bus = stack.enter_context(open_bus(settings))
         identity = {"version": __version__, "pid": os.getpid(), "workspace": str(workspace.root)}
         stack.callback(bus.publish, EventType.MONITOR_STOPPED, identity)
+        metrics = MonitorMetrics()
+        bus.add_sink(metrics, name="metrics", queue_size=settings.events.subscriber_queue_size)
+        reports = bus.subscribe({EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
+        stack.callback(reports.close)
         ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
         stack.callback(ledger.close)
+        archival = ArchiveWorker.for_daemon(
+            settings, engine=engine, publish=bus.publish, flush=bus.flush, ledger=ledger
+        )
+        stack.callback(archival.close)  # before the bus and the ledger close: it publishes and records
+        archival.start()
+        db_file = sqlite_path(url)
+        check_engine = None if db_file is not None else open_engine(url, busy_timeout_seconds=busy, readonly=True)
+        if check_engine is not None:
+            stack.callback(check_engine.dispose)
+        poll = settings.completion.poll_seconds
+        progress = LoopProgress(max(LIVENESS_FLOOR_SECONDS, 3 * busy) + 2 * poll, time.monotonic)
+        supervisor = Supervisor(
+            settings=settings,
+            publish=bus.publish,
+            metrics=metrics,
+            notifier=notifier,
+            detection=progress,
+            check_database=DatabaseChecker(db_file, check_engine, describe_database(url), timeout_seconds=busy),
+            progress_db=workspace.progress_db,
+        )
+        metrics.bind(
+            heartbeat_age=supervisor.heartbeat_age_seconds,
+            detection_lag=progress.age_seconds,
+            event_counts=lambda: dict(bus.counts),
+        )
         detector = Detector(
             ledger=ledger,
             publish=bus.publish,
-            handoff=NoHandoff(),
+            handoff=archival,
             settle_seconds=settings.completion.settle_seconds,
             stall_after_seconds=settings.completion.stall_after_seconds,
             connection=connection,
+            marks_allowed=supervisor.marks_allowed,
         )
         detector.start()
         signals = Signals()
         watcher = RunDirWatcher(signals)
         stack.callback(watcher.close)
-        db_file = sqlite_path(url)
         probe: Probe = PollingProbe()
         if db_file is not None:
             watcher.watch_state(db_file.parent, db_file.name)
@@ -137,18 +254,42 @@ def run_daemon(settings: Settings, stop: threading.Event, *, on_ready: Callable[
             signals=signals,
             timing=Timing(
                 debounce_seconds=settings.completion.debounce_seconds,
-                poll_seconds=settings.completion.poll_seconds,
+                poll_seconds=poll,
                 reconcile_seconds=settings.completion.reconcile_seconds,
             ),
-            publish=bus.publish,
+            on_guard=supervisor.observe_loop,
             reopen=connection.reopen,
             follow_runs=RunFollower(workspace.root, watcher, detector.warn_once),
         )
+        progress.follow(lambda: job.iterations)
         bus.publish(EventType.MONITOR_STARTED, identity)
-        thread = threading.Thread(target=run_detection_thread, args=(job, stop), name="detection", daemon=True)
+        on_error = partial(supervisor.record_error, "detection")
+        thread = threading.Thread(
+            target=run_detection_thread, args=(job, stop, on_error), name="detection", daemon=True
+        )
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)
+        scheduler = start_scheduler(supervisor, settings, reports)
+        stack.callback(scheduler.shutdown, wait=True)
+        if dashboard.enabled:
+            server = WebServer(
+                create_app(health=supervisor.report, metrics=metrics, token=dashboard.token),
+                dashboard.host,
+                dashboard.port,
+            )
+            server.start()
+            stack.callback(server.close, WEB_STOP_SECONDS)
         stack.callback(stop.set)
+        stack.callback(notifier.stopping)
         logger.info("watching %s", workspace.root)
+        notifier.ready(f"watching {workspace.root}")
         on_ready()
-        stop.wait()
+        tick = min(MAIN_LOOP_SECONDS, watchdog_seconds / 2) if watchdog_seconds else MAIN_LOOP_SECONDS
+        next_ping = 0.0
+        while not stop.wait(tick):  # the main loop: reload on SIGHUP, ping the watchdog while loops progress
+            if reload_requested is not None and reload_requested.is_set() and load_settings is not None:
+                reload_requested.clear()
+                settings = reload_settings(settings, load_settings, detector, supervisor)
+            if watchdog_seconds and time.monotonic() >= next_ping and supervisor.live():
+                notifier.watchdog()
+                next_ping = time.monotonic() + watchdog_seconds

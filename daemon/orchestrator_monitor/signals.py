@@ -1,7 +1,8 @@
 """Signal handling for the foreground daemon: handlers only set flags.
 
 SIGTERM and SIGINT set the stop event; a second SIGINT forces the exit (an operator who
-presses Ctrl-C twice means it). The previous handlers are put back on the way out.
+presses Ctrl-C twice means it). SIGHUP sets the reload flag, which the daemon's main loop
+acts on (never the handler itself). The previous handlers are put back on the way out.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event, reload: threading.Event | None = None) -> Iterator[None]:
     def handle_exit(signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and stop.is_set():
             os._exit(130)
         stop.set()
 
+    def handle_hup(signum: int, frame: FrameType | None) -> None:
+        if reload is not None:
+            reload.set()
+
     previous = {signum: signal.signal(signum, handle_exit) for signum in HANDLED}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, handle_hup)
     try:
         yield
     finally:
