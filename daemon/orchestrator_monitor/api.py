@@ -1,24 +1,32 @@
 """The Python entry points of the seed, for programs that embed the monitor.
 
-`run_status` works now; the others are filled in as detection, archival and reports land.
+`monitor` is filled in with the service issue (#6).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
-from .config import choose_workspace, load_settings
+from .archive.archiver import ArchiveOutcome, fetch_terminal_run
+from .archive.commands import as_monitor_error
+from .archive.failures import ArchiveFailure
+from .config import Settings, choose_workspace, load_settings
+from .pipeline import open_pipeline
 from .reader import read_run, state_reader
+from .reports.reporter import report_run
 from .timefmt import utc_now
 from .views import RunDetail
 
 
+def _settings(workspace: str | Path | None, config_file: Path | None) -> Settings:
+    return load_settings(choose_workspace(str(workspace) if workspace else None, os.environ), config_file=config_file)
+
+
 def run_status(run_id: str, *, workspace: str | Path | None = None, config_file: Path | None = None) -> RunDetail:
     """One run's status, workstreams, tool health and error counts (what `orchestrator monitor` shows)."""
-    settings = load_settings(
-        choose_workspace(str(workspace) if workspace else None, os.environ), config_file=config_file
-    )
+    settings = _settings(workspace, config_file)
     with state_reader(settings) as (engine, name):
         return read_run(engine, name, run_id, utc_now())
 
@@ -28,11 +36,19 @@ def monitor(*, workspace: str | Path | None = None, config_file: Path | None = N
     raise NotImplementedError("the daemon arrives with the detection and service issues (#4, #6)")
 
 
-def archive_run(run_id: str, *, workspace: str | Path | None = None, config_file: Path | None = None) -> None:
-    """Archive a terminal run now (idempotent)."""
-    raise NotImplementedError("archival arrives with issue #5")
+def archive_run(run_id: str, *, workspace: str | Path | None = None, config_file: Path | None = None) -> ArchiveOutcome:
+    """Archive a terminal run now (idempotent) and write its reports; `MonitorError` says why not."""
+    settings = _settings(workspace, config_file)
+    with open_pipeline(settings, threading.Event()) as pipeline:
+        try:
+            outcome, _ = pipeline.process(fetch_terminal_run(pipeline.archival, run_id))
+        except ArchiveFailure as failure:
+            raise as_monitor_error(failure) from None
+    return outcome
 
 
-def generate_report(run_id: str, *, workspace: str | Path | None = None, config_file: Path | None = None) -> None:
-    """Write the run's reports."""
-    raise NotImplementedError("reports arrive with issue #5")
+def generate_report(run_id: str, *, workspace: str | Path | None = None, config_file: Path | None = None) -> list[Path]:
+    """Write the run's reports; returns their paths."""
+    settings = _settings(workspace, config_file)
+    with open_pipeline(settings, threading.Event()) as pipeline:
+        return report_run(pipeline.reporting, run_id, utc_now())

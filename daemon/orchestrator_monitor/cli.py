@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import __version__
+from .archive.commands import archive_command, report_command, verify_command
 from .config import Settings, choose_workspace, load_settings
 from .demo import run_demo
 from .errors import MonitorError
@@ -110,6 +111,18 @@ def cmd_events(args: argparse.Namespace, settings: Settings, out: Console, err: 
     )
 
 
+def cmd_archive(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    return archive_command(settings, args.run, out, err)
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    return verify_command(settings, args.run, out, err)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    return report_command(settings, args.run, out, err)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -163,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--since", metavar="SEQ|TIME", help="from this seq, time (RFC 3339) or age (15m, 2h, 1d) on")
     events.add_argument("--follow", action="store_true", help="keep printing new lines, across rotation (Ctrl-C stops)")
     events.add_argument("--json", action="store_true", help="print the JSON lines as written")
+    archive = add("archive", cmd_archive, "archive a terminal run now (idempotent), or every one not yet archived")
+    which = archive.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="ID", help="the run id")
+    which.add_argument("--backfill", action="store_true", help="every terminal run without an archive")
+    add("verify", cmd_verify, "check an archive's fixity (exit 1 naming each bad file)").add_argument(
+        "--run", required=True, metavar="ID", help="the run id"
+    )
+    add("report", cmd_report, "write the run's reports").add_argument(
+        "--run", required=True, metavar="ID", help="the run id"
+    )
     demo = add("demo", cmd_demo, "a workspace with a simulated executor, to see everything move")
     demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs to simulate (default 6)")
     demo.add_argument("--tick", type=_non_negative_float, default=0.5, help="seconds between executor steps")

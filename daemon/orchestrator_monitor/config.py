@@ -25,6 +25,7 @@ WORKSPACE_CONFIG = Path("config") / "monitor.toml"
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0  # how long a reader waits for an executor's write lock
 DEFAULT_STALL_AFTER_SECONDS = 900.0
 DEFAULT_RESERVE_BYTES = 1 << 30  # the archive may share a disk with the executor: leave it 1 GiB
+DEFAULT_ARCHIVE_PARALLEL = 2  # backfill: runs archived at once (each already copies on several threads)
 DEFAULT_DASHBOARD_PORT = 8765
 DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
 DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
@@ -60,6 +61,7 @@ class ArchiveSettings(_Section):
     root: Path = Path(".archive")
     quiet_seconds: float = Field(default=1.0, ge=0)
     reserve_bytes: int = Field(default=DEFAULT_RESERVE_BYTES, ge=0)
+    parallel: int = Field(default=DEFAULT_ARCHIVE_PARALLEL, ge=1, le=64)
 
 
 class DashboardSettings(_Section):

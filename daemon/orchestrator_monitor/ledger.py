@@ -10,6 +10,8 @@ Phases of a run here:
   marking    the monitor is about to mark it (the mark may or may not have landed)
   completed  terminal, recorded; its RUN_COMPLETED may not have gone out yet
   announced  RUN_COMPLETED went out and the run was handed to archival
+  archived   its bag is published and recorded; RUN_ARCHIVED may not have gone out yet
+  reported   its reports are written and recorded; REPORT_GENERATED may not have gone out yet
 """
 
 from __future__ import annotations
@@ -142,6 +144,50 @@ class Ledger:
 
     def announce(self, run_id: str) -> None:
         self._set(run_id, "phase = 'announced'")
+
+    def archived(self, run_id: str, status: str) -> bool:
+        """Record a published bag; False when it was recorded already (or the run's completion is not out yet).
+
+        A run the ledger does not know (archived by a command before any daemon saw it) gets a row,
+        so a daemon starting later takes it as done, as it would a baseline run.
+        """
+        return self._advance(
+            "INSERT INTO monitor_runs (run_id, phase, status, updated_at) VALUES (?, 'archived', ?, ?) "
+            "ON CONFLICT (run_id) DO UPDATE SET phase = 'archived', updated_at = excluded.updated_at "
+            "WHERE phase IN ('baseline', 'announced')",
+            (run_id, status, format_timestamp(utc_now())),
+        )
+
+    def reported(self, run_id: str) -> bool:
+        """Record written reports; False when the run was not waiting for them."""
+        return self._advance(
+            "UPDATE monitor_runs SET phase = 'reported', updated_at = ? WHERE run_id = ? AND phase = 'archived'",
+            (format_timestamp(utc_now()), run_id),
+        )
+
+    def phase(self, run_id: str) -> str | None:
+        with self._lock:
+            row = self._connection.execute("SELECT phase FROM monitor_runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def runs_in_phase(self, phase: str) -> list[str]:
+        """Runs waiting in `phase`, oldest first: what the archival worker resumes at start."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT run_id FROM monitor_runs WHERE phase = ? ORDER BY updated_at", (phase,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def _advance(self, sql: str, params: tuple[object, ...]) -> bool:
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                changed = self._connection.execute(sql, params).rowcount > 0
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+        return changed
 
     def reopen(self, run_id: str) -> None:
         self._set(run_id, "reopened = 1")

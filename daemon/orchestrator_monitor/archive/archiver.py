@@ -1,0 +1,213 @@
+"""One archival of one run: checks, bookkeeping and events around `staging.build_and_publish`.
+
+Order matters for exactly-once: the bag is published first (its existence is the truth), then
+the `archival_log` row, then the ledger, then `RUN_ARCHIVED`. A crash between any two leaves a
+published bag, and the retry finds it, does no work, and records and announces what is missing
+(the event repeats with the same id). Commands and the daemon's worker both take the run's lock,
+so two archivals of one run never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
+
+from ..errors import BadInput, ProblemFound
+from ..events import Event, EventType
+from ..ids import run_directory, validate_run_id
+from ..ledger import Ledger
+from ..lock import hold_lock
+from ..sinks.spool import read_run_events
+from ..state.archival_log import ArchivalLog, ArchivalRow, now_text
+from ..state.engine import describe_database, read_transaction, translate_errors
+from ..state.queries import fetch_run
+from ..state.schema import RUN_TERMINAL
+from ..timefmt import utc_now
+from ..workspace import Workspace
+from .bag import BagSummary, read_summary
+from .copier import Flag
+from .failures import ArchiveFailure
+from .snapshot import snapshot_run_rows
+from .staging import build_and_publish, remove_staging, staging_for
+from .tree import Inventory, scan_tree
+
+logger = logging.getLogger(__name__)
+
+
+class Publish(Protocol):
+    def __call__(self, type: EventType, data: dict[str, Any], *, run_id: str | None = None) -> object: ...
+
+
+@dataclass(frozen=True)
+class Archival:
+    """What archiving needs, passed in (the daemon's worker and the commands build one each)."""
+
+    workspace: Workspace
+    engine: Engine  # the state database, writable (archival_log)
+    url: str
+    busy_timeout_seconds: float
+    reserve_bytes: int
+    publish: Publish
+    flush_events: Callable[[], None]
+    log: ArchivalLog
+    ledger: Ledger
+    stop: Flag
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run_id: str
+    status: str
+    run_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveOutcome:
+    run_id: str
+    path: Path
+    summary: BagSummary
+    seconds: float
+    created: bool  # False: it was archived already
+    copied_files: int = 0
+    resumed_files: int = 0
+
+
+def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
+    """The run's status and directory; unknown is bad input (2), not terminal a problem (1)."""
+    validate_run_id(run_id)
+    with translate_errors(describe_database(ctx.url)), read_transaction(ctx.engine) as connection:
+        row = fetch_run(connection, run_id)
+    if row is None:
+        raise BadInput(f"unknown run: {run_id}")
+    if row["status"] not in RUN_TERMINAL:
+        raise ProblemFound(f"run {run_id} is {row['status']}, not terminal: it is archived once it has finished")
+    return RunRow(run_id, row["status"], run_directory(ctx.workspace.root, run_id, row["run_dir"]))
+
+
+def run_lock(workspace: Workspace, run_id: str) -> Path:
+    return workspace.monitor_dir / "locks" / f"{run_id}.lock"
+
+
+def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) -> ArchiveOutcome:
+    """Archive `run` (idempotent); `ArchiveFailure` after ARCHIVE_FAILED, `Interrupted` on a stop."""
+    final = ctx.workspace.archive_root / run.run_id
+    with hold_lock(run_lock(ctx.workspace, run.run_id), f"run {run.run_id}"):
+        if final.exists():
+            remove_staging(staging_for(ctx.workspace.archive_root, run.run_id))
+            outcome = ArchiveOutcome(run.run_id, final, read_summary(final), 0.0, created=False)
+            _record_success(ctx, run, outcome, log_row=False)
+            return outcome
+        started = time.monotonic()
+        started_at = now_text()
+        try:
+            inventory = inventory or scan_tree(run.run_dir)
+            check_storage(ctx.workspace.archive_root, inventory, ctx.reserve_bytes)
+        except ArchiveFailure as failure:
+            _record_failure(ctx, run, final, started_at, failure)
+            raise
+        ctx.log.record(ArchivalRow(run.run_id, "STARTED", str(final), started_at))
+        started_event = ctx.publish(EventType.ARCHIVE_STARTED, {"archive_path": str(final)}, run_id=run.run_id)
+        try:
+            summary, payload = build_and_publish(
+                run_id=run.run_id,
+                status=run.status,
+                run_dir=run.run_dir,
+                final=final,
+                inventory=inventory,
+                snapshot=lambda path: _snapshot(ctx, run.run_id, path),
+                events=lambda: _run_events(ctx, run.run_id, started_event),
+                stop=ctx.stop,
+                shown=os.path.relpath(run.run_dir, ctx.workspace.root),
+                now=utc_now(),
+            )
+        except ArchiveFailure as failure:
+            _record_failure(ctx, run, final, started_at, failure)
+            raise
+        outcome = ArchiveOutcome(
+            run.run_id,
+            final,
+            summary,
+            round(time.monotonic() - started, 3),
+            created=True,
+            copied_files=payload.copied_files,
+            resumed_files=payload.resumed_files,
+        )
+        _record_success(ctx, run, outcome, log_row=True, started_at=started_at)
+        return outcome
+
+
+def check_storage(archive_root: Path, inventory: Inventory, reserve_bytes: int) -> None:
+    """Refuse to start when the copy would leave less than `reserve_bytes` free (apparent sizes)."""
+    try:
+        archive_root.mkdir(parents=True, exist_ok=True)
+        usage = os.statvfs(archive_root)
+    except OSError as err:
+        raise ArchiveFailure("storage_unavailable", f"archive root {archive_root}: {err.strerror}") from None
+    if not os.access(archive_root, os.W_OK):
+        raise ArchiveFailure("storage_unavailable", f"archive root {archive_root} is not writable")
+    free = usage.f_bavail * usage.f_frsize
+    need = inventory.apparent_bytes
+    if free - need < reserve_bytes:
+        raise ArchiveFailure(
+            "storage_full",
+            f"archiving needs {need} bytes and {free} are free in {archive_root}: that would leave less than "
+            f"archive.reserve_bytes ({reserve_bytes})",
+        )
+
+
+def _snapshot(ctx: Archival, run_id: str, path: Path) -> None:
+    try:
+        snapshot_run_rows(ctx.url, run_id, path, busy_timeout_seconds=ctx.busy_timeout_seconds)
+    except (sqlite3.Error, sa_exc.SQLAlchemyError) as err:
+        raise ArchiveFailure("database", f"snapshot of the run's rows failed: {err}") from None
+
+
+def _run_events(ctx: Archival, run_id: str, started: object) -> list[Event]:
+    """The run's spooled events (written out first), with ARCHIVE_STARTED even if the spool lags."""
+    ctx.flush_events()
+    events = {event.seq: event for event in read_run_events(ctx.workspace.monitor_dir, run_id)}
+    if isinstance(started, Event):
+        events.setdefault(started.seq, started)
+    return list(events.values())
+
+
+def _record_failure(ctx: Archival, run: RunRow, final: Path, started_at: str, failure: ArchiveFailure) -> None:
+    logger.warning("archiving run %s failed: %s", run.run_id, failure)
+    ctx.log.record(ArchivalRow(run.run_id, "FAILED", str(final), started_at, now_text(), error=str(failure)))
+    ctx.publish(EventType.ARCHIVE_FAILED, {"reason": failure.reason, "detail": failure.detail}, run_id=run.run_id)
+
+
+def _record_success(
+    ctx: Archival, run: RunRow, outcome: ArchiveOutcome, *, log_row: bool, started_at: str | None = None
+) -> None:
+    if log_row:
+        ctx.log.record(
+            ArchivalRow(
+                run.run_id,
+                "SUCCEEDED",
+                str(outcome.path),
+                started_at or now_text(),
+                now_text(),
+                outcome.summary.files,
+                outcome.summary.bytes,
+                outcome.summary.manifest_sha256,
+            )
+        )
+    if ctx.ledger.archived(run.run_id, run.status):
+        data = {
+            "archive_path": str(outcome.path),
+            "files": outcome.summary.files,
+            "bytes": outcome.summary.bytes,
+            "seconds": outcome.seconds,
+            "manifest_sha256": outcome.summary.manifest_sha256,
+        }
+        ctx.publish(EventType.RUN_ARCHIVED, data, run_id=run.run_id)

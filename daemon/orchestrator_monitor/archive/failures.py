@@ -1,0 +1,27 @@
+"""Why an archival did not finish: a failure the operator must see, or a stop that resumes later."""
+
+from __future__ import annotations
+
+import errno
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+
+
+class ArchiveFailure(Exception):
+    """An archival that failed; `reason` is the ARCHIVE_FAILED reason of the spec."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Interrupted(Exception):
+    """The daemon is stopping: staging and journal stay for the next start to resume."""
+
+
+def storage_failure(err: OSError, what: str) -> ArchiveFailure:
+    """The failure for an error while writing the archive (ENOSPC is storage_full, the rest io)."""
+    reason = "storage_full" if err.errno in STORAGE_ERRNOS else "io"
+    return ArchiveFailure(reason, f"{what}: {err.strerror or err}")

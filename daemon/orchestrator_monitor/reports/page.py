@@ -1,0 +1,64 @@
+"""`reports/<run_id>.html`: the report page, rendered with Jinja2; never a failure because of a template.
+
+The template is looked up in the workspace's `config/templates/` first (an operator's own
+page) and then in the package (`orchestrator_monitor/reports/templates/`, shipped as package
+data, so an installed wheel finds it without the repository; the repository's
+`config/templates/report.html.j2` is a link to that same file, not a copy). A missing or
+broken template gives the generic page below and a warning for the caller to publish.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .drawing import WIDTH
+
+TEMPLATE_NAME = "report.html.j2"
+TEMPLATE_DIR = Path("config") / "templates"  # under the workspace
+
+
+def render_page(context: dict[str, Any], workspace: Path) -> tuple[str, str | None]:
+    """The page and, when the template could not be used, why (for a WARNING event)."""
+    environment = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.FileSystemLoader(workspace / TEMPLATE_DIR),
+                jinja2.PackageLoader("orchestrator_monitor.reports", "templates"),
+            ]
+        ),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    try:
+        return environment.get_template(TEMPLATE_NAME).render(width=WIDTH, **context), None
+    except Exception as err:  # a template is the operator's code: any error in it gets the generic page
+        why = f"template {TEMPLATE_NAME} unusable ({type(err).__name__}: {err}); generic page written"
+        return generic_page(context), why
+
+
+def generic_page(context: dict[str, Any]) -> str:
+    """A plain page of the summary's numbers, with no template at all."""
+    summary = context["summary"]
+    rows = [
+        ("status", summary["status"]),
+        ("started", summary["started_at"]),
+        ("finished", summary["finished_at"]),
+        ("duration (s)", summary["duration_seconds"]),
+        ("tasks", summary["tasks"]["total"]),
+        *((f"tasks {status}", count) for status, count in summary["tasks"]["by_status"].items()),
+        ("errors", summary["errors"]["total"]),
+        ("archive", summary["archive"]["path"]),
+    ]
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape('-' if v is None else str(v))}</td></tr>" for k, v in rows
+    )
+    title = html.escape(f"Run {summary['run_id']}: {summary['status']}")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
+        f"<body><h1>{title}</h1><p>Generic report (the report template could not be used).</p>"
+        f"<table>{cells}</table></body></html>\n"
+    )
