@@ -95,7 +95,7 @@ class DaemonProcess:
     """`orchestrator daemon` as a real process on a workspace; `stop()` sends SIGTERM and waits."""
 
     def __init__(
-        self, workspace: Path, *settings: str, env: dict[str, str] | None = None, user: int | None = None
+        self, workspace: Path, *settings: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
     ) -> None:
         self.workspace = workspace
         self.log = EventLog(workspace)
@@ -112,12 +112,11 @@ class DaemonProcess:
         for item in settings:
             args += ["--set", item]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator_monitor.cli", *args],
+            [*prefix, sys.executable, "-m", "orchestrator_monitor.cli", *args],  # a prefix that execs keeps the pid
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**{k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}, **(env or {})},
-            **({"user": user, "group": user, "extra_groups": []} if user is not None else {}),  # type: ignore[arg-type]
         )
         pid = self.process.pid
         self.log.wait_for(

@@ -1,0 +1,88 @@
+"""The daemon's web app through httpx's ASGI transport: truthful /healthz, token, /metrics.
+
+(Starlette's TestClient would do the same, but it touches an anyio alias that warns.)"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from orchestrator_monitor.errors import BadInput
+from orchestrator_monitor.events import Event, EventType
+from orchestrator_monitor.metrics import MonitorMetrics
+from orchestrator_monitor.web import create_app
+from orchestrator_monitor.webserver import check_exposure
+from prometheus_client.parser import text_string_to_metric_families
+
+TOKEN = "s3cret-token-0123456789"
+
+
+class Client:
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        async def fetch() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self._app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                return await http.get(path, headers=headers)
+
+        return asyncio.run(fetch())
+
+
+def client(report: dict[str, Any], token: str | None = None) -> tuple[Client, MonitorMetrics]:
+    metrics = MonitorMetrics()
+    metrics.bind(heartbeat_age=lambda: 1.5, detection_lag=lambda: 0.25, event_counts=lambda: {EventType.HEARTBEAT: 3})
+    return Client(create_app(health=lambda: report, metrics=metrics, token=token)), metrics
+
+
+def test_healthz_tells_the_truth() -> None:
+    good, _ = client({"healthy": True})
+    assert good.get("/healthz").status_code == 200
+    bad, _ = client({"healthy": False, "checks": {"db_connection_check": {"status": "corrupt"}}})
+    assert bad.get("/healthz").status_code == 503
+    assert bad.get("/api/health").json()["checks"]["db_connection_check"]["status"] == "corrupt"
+
+
+def test_a_token_guards_everything_but_healthz() -> None:
+    app, _ = client({"healthy": True}, token=TOKEN)
+    assert app.get("/healthz").status_code == 200
+    assert app.get("/metrics").status_code == 401
+    assert app.get("/api/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert app.get("/api/health", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_metrics_parse_and_count_runs_archives_requests_and_events() -> None:
+    app, metrics = client({"healthy": True})
+    metrics.handle(Event(1, "t", EventType.RUN_COMPLETED, "a:RUN_COMPLETED", {"status": "FAILED"}, "a"))
+    metrics.handle(Event(2, "t", EventType.RUN_COMPLETED, "b:RUN_COMPLETED", {"status": "COMPLETED"}, "b"))
+    metrics.handle(Event(3, "t", EventType.RUN_ARCHIVED, "b:RUN_ARCHIVED", {"files": 4, "bytes": 100}, "b"))
+    app.get("/healthz")
+    app.get("/no/such/page")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(app.get("/metrics").text)
+        for s in family.samples
+    }
+    assert samples[("runs_completed_total", (("status", "FAILED"),))] == 1
+    assert samples[("runs_completed_total", (("status", "COMPLETED"),))] == 1
+    assert samples[("runs_failed_total", ())] == 1
+    assert samples[("artifacts_archived_total", ())] == 4
+    assert samples[("archive_size_bytes", ())] == 100
+    assert samples[("dashboard_requests_total", (("path", "/healthz"),))] == 1
+    assert samples[("dashboard_requests_total", (("path", "other"),))] == 1
+    assert samples[("events_total", (("type", "HEARTBEAT"),))] == 3
+    assert samples[("heartbeat_age_seconds", ())] == 1.5
+    assert samples[("detection_lag_seconds", ())] == 0.25
+    assert samples[("safe_mode", (("reason", "database_read_only"),))] == 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.org"])
+def test_a_host_other_than_loopback_needs_a_token(host: str) -> None:
+    with pytest.raises(BadInput, match=r"not a loopback address and dashboard\.token is not set"):
+        check_exposure(host, None)
+    check_exposure(host, TOKEN)
+    check_exposure("127.0.0.1", None)
+    check_exposure("::1", None)
