@@ -72,7 +72,7 @@ def write_tag_files(
         f"Run-Id: {run_id}\n"
         f"Run-Status: {status}\n"
     )
-    link_lines = "".join(f"data/run/{listing_name(p)}\t{listing_name(t)}\n" for p, t in links)
+    link_lines = "".join(f"data/run/{listing_name(p)}\t{listing_name(t)}\n" for p, t in sorted(links))
     tags = {
         "bagit.txt": BAGIT_TXT.encode(),
         MANIFEST: manifest,

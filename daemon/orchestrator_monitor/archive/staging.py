@@ -51,7 +51,7 @@ def remove_staging(staging: Path) -> None:
 
 def special_lines(inventory: Inventory) -> list[str]:
     """special-files.txt: FIFOs, sockets, devices (never opened) and names kept under another name."""
-    lines = [f"data/run/{listing_name(path)}\t{kind}" for path, kind in inventory.specials]
+    lines = [f"data/run/{listing_name(path)}\t{kind}" for path, kind in sorted(inventory.specials)]
     for entry in inventory.files:
         if not is_utf8(entry.relative):
             lines.append(f"data/run/{listing_name(entry.relative)}\tundecodable-name\t{bag_path_for(entry.relative)}")
