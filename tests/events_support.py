@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from orchestrator_monitor.bus import Bus
-from orchestrator_monitor.events import Event, EventType
+from orchestrator_monitor.events import EventType
 from orchestrator_monitor.sinks.jsonl import JsonlSink
 
 STATUS = {"from": "PENDING", "to": "RUNNING"}
@@ -48,7 +48,7 @@ def bus_with_log(path: Path, **options: Any) -> tuple[Bus, JsonlSink]:
     return bus, sink
 
 
-def status_event(bus: Bus, run_id: str = "run-1", **data: Any) -> Event:
+def status_event(bus: Bus, run_id: str = "run-1", **data: Any) -> int:
     return bus.publish(EventType.RUN_STATUS_CHANGED, {**STATUS, **data}, run_id=run_id)
 
 

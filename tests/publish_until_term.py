@@ -23,9 +23,9 @@ def main() -> int:
     settings = load_settings(Path(sys.argv[1]), environ={}, overrides=["events.sinks=", "events.queue_size=50000"])
     with open_bus(settings) as bus:
         while not stop.is_set():
-            event = bus.publish(EventType.RUN_STATUS_CHANGED, {"from": "RUNNING", "to": "RUNNING"}, run_id="run-9")
-            sys.stdout.write(f"{event.seq}\n")
-            if event.seq % 100 == 0:
+            seq = bus.publish(EventType.RUN_STATUS_CHANGED, {"from": "RUNNING", "to": "RUNNING"}, run_id="run-9")
+            sys.stdout.write(f"{seq}\n")
+            if seq % 100 == 0:
                 sys.stdout.flush()
     sys.stdout.flush()
     return 0

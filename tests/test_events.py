@@ -74,11 +74,14 @@ def test_the_schema_rejects_an_event_without_its_data_keys() -> None:
 
 
 def test_ids_once_per_run_are_stable_and_others_are_increasing_ulids(tmp_path: Path) -> None:
-    bus, _ = bus_with_log(tmp_path / "monitor.jsonl")
-    once = bus.publish(EventType.RUN_REOPENED, {"what": "task t1 changed"}, run_id="run-1")
-    assert once.id == "run-1:RUN_REOPENED" and EventType.RUN_REOPENED in ONCE_PER_RUN
-    ids = [bus.publish(EventType.HEARTBEAT, {"uptime_s": n, "safe_mode": False}).id for n in range(2000)]
+    bus, sink = bus_with_log(tmp_path / "monitor.jsonl")
+    bus.publish(EventType.RUN_REOPENED, {"what": "task t1 changed"}, run_id="run-1")
+    for n in range(2000):
+        bus.publish(EventType.HEARTBEAT, {"uptime_s": n, "safe_mode": False})
     bus.close()
+    once, *others = read_objects(sink.path)
+    assert once["id"] == "run-1:RUN_REOPENED" and EventType.RUN_REOPENED in ONCE_PER_RUN
+    ids = [line["id"] for line in others]
     assert all(ULID.fullmatch(event_id) for event_id in ids)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
@@ -114,7 +117,7 @@ def test_seq_increases_strictly_across_restarts_and_crashes(tmp_path: Path) -> N
     seen: list[int] = []
     for crash in (False, True, False):
         bus = Bus(EventSeqBlocks(database, busy_timeout_seconds=5), seq_block_size=50)
-        seen += [bus.publish(EventType.HEARTBEAT, {"uptime_s": 1, "safe_mode": False}).seq for _ in range(120)]
+        seen += [bus.publish(EventType.HEARTBEAT, {"uptime_s": 1, "safe_mode": False}) for _ in range(120)]
         if not crash:  # a crash never gives the rest of its block back: a gap, never a repeat
             bus.close()
     assert seen == sorted(set(seen))
@@ -132,6 +135,14 @@ def test_a_clean_stop_gives_back_the_unused_numbers() -> None:
 
 def test_a_line_decodes_back_to_the_event(tmp_path: Path) -> None:
     bus, sink = bus_with_log(tmp_path / "monitor.jsonl")
-    event = bus.publish(EventType.RUN_COMPLETED, {"status": "PARTIAL", "marked_by": "monitor", "tasks": {}}, run_id="r")
+    subscription = bus.subscribe()
+    data = {"status": "PARTIAL", "marked_by": "monitor", "tasks": {}}
+    for run_id in ("r", None):  # with and without run_id: the bus encodes both lines without the Event
+        bus.publish(
+            EventType.RUN_COMPLETED if run_id else EventType.WARNING, data | {"what": "w", "detail": ""}, run_id=run_id
+        )
     bus.close()
-    assert decode_event(orjson.loads(sink.path.read_bytes())) == event
+    events = list(subscription)
+    lines = [orjson.loads(line) for line in sink.path.read_bytes().splitlines()]
+    assert [decode_event(line) for line in lines] == events and len(events) == 2
+    assert lines == [event.to_json() for event in events]

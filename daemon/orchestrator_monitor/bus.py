@@ -6,6 +6,10 @@ each run's order). Only the file sinks (`QueuedWriter`) may then make the publis
 only after the lock is released; plug-in sinks and subscribers get bounded queues of their own
 (`Subscription`) and refetch what they missed from the log. Logging records share the `seq`
 numbering and go to the sinks that take them (`publish_line`).
+
+`publish` is the daemon's hot path, so who takes what is decided once per event type when the
+wiring changes (`_Route`), not per event; the line is encoded straight from the fields; and the
+`Event` record is only built when a subscriber or plug-in sink takes that type.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from .events import ONCE_PER_RUN, Event, EventType, check_event, encode_event, once_per_run_id
+import orjson
+
+from .events import ONCE_PER_RUN, REQUIRED_DATA, RUN_SCOPED, Event, EventType, check_event
 from .ids import run_id_problem
 from .sinks.writer import QueuedWriter
 from .stamps import EventStamper
@@ -33,6 +38,14 @@ _KNOWN_RUN_IDS_LIMIT = 4096  # validated run ids remembered, so validation is no
 logger = logging.getLogger(__name__)
 
 Refetch = Callable[[Missed, frozenset[EventType] | None], list[Event]]
+
+
+class _Route(NamedTuple):
+    """Who takes events of one type: file sinks by line, file sinks by (run_id, line), subscriptions."""
+
+    lines: tuple[QueuedWriter, ...]
+    run_lines: tuple[QueuedWriter, ...]
+    subscriptions: tuple[Subscription, ...]
 
 
 class SeqBlocks(Protocol):
@@ -60,16 +73,23 @@ class Bus:
         self._block_reserved_at = -SEQ_BLOCK_GROW_SECONDS
         self._seq = iter(range(0))
         self._seq_stop = 0
-        self._stamper = stamper or EventStamper()
+        self._stamp = (stamper or EventStamper()).stamp
         self._refetch = refetch
         self._lock = threading.RLock()  # re-entrant: a sink may log (-> publish_line) from inside publish
         self._writers: list[QueuedWriter] = []
-        self._log_writers: list[QueuedWriter] = []
+        self._log_writers: tuple[QueuedWriter, ...] = ()
         self._subscriptions: tuple[Subscription, ...] = ()
+        self._routes: dict[EventType, _Route] = {}
         self._runners: list[SinkRunner] = []
         self._known_run_ids: set[str] = set()
         self._closed = False
-        self.counts: Counter[EventType] = Counter()  # events published, by type (for metrics)
+        self._counts = dict.fromkeys(EventType, 0)
+        self._route()
+
+    @property
+    def counts(self) -> dict[EventType, int]:
+        """Events published so far, by type (for metrics)."""
+        return {type: count for type, count in self._counts.items() if count}
 
     # --- wiring ---
 
@@ -79,8 +99,7 @@ class Bus:
             sink.start(report=self._report)
             with self._lock:
                 self._writers.append(sink)
-                if sink.accepts_logs:
-                    self._log_writers.append(sink)
+                self._route()
             return
         runner = SinkRunner(name or type(sink).__name__, sink, self.subscribe(queue_size=queue_size), self.refetch)
         self._runners.append(runner)
@@ -93,48 +112,94 @@ class Bus:
         subscription = Subscription(types, queue_size, self._unsubscribe)
         with self._lock:
             self._subscriptions = (*self._subscriptions, subscription)
+            self._route()
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+            self._route()
+
+    def _route(self) -> None:
+        """Decide, per event type, who takes it (under the lock, whenever the wiring changes)."""
+        self._routes = {
+            type: _Route(
+                tuple(w for w in self._writers if not w.keyed_by_run and w.takes(type)),
+                tuple(w for w in self._writers if w.keyed_by_run and w.takes(type)),
+                tuple(s for s in self._subscriptions if s.types is None or type in s.types),
+            )
+            for type in EventType
+        }
+        self._log_writers = tuple(w for w in self._writers if w.accepts_logs)
 
     # --- publishing ---
 
-    def publish(self, type: EventType, data: Mapping[str, Any], *, run_id: str | None = None) -> Event:
-        """Number, stamp and deliver one event; returns once the file sinks accepted it.
+    def publish(self, type: EventType, data: Mapping[str, Any], *, run_id: str | None = None) -> int:
+        """Number, stamp and deliver one event; returns its `seq` once the file sinks accepted it.
 
         `ValueError` for an event the spec does not allow (missing data key, invalid run id),
         `TypeError` for data that is not JSON: both are bugs in the publisher.
         """
-        check_event(type, data, run_id)
+        if not data.keys() >= REQUIRED_DATA[type] or (run_id is None and type in RUN_SCOPED):
+            check_event(type, data, run_id)  # raises, saying what is wrong
         if run_id is not None and run_id not in self._known_run_ids:
             self._remember_run_id(run_id)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the event bus is closed")
-            seq = self._next_seq()
-            time_text, ulid = self._stamper.stamp()
-            event_id = once_per_run_id(run_id, type) if run_id is not None and type in ONCE_PER_RUN else ulid
-            event = Event(seq, time_text, type, event_id, data, run_id)
-            line = encode_event(event)
-            for writer in self._writers:
-                writer.enqueue(event, line)
-            for subscription in self._subscriptions:
-                subscription.offer(event)
-            self.counts[type] += 1
-        for writer in self._writers:
-            writer.wait_for_room()
-        return event
+            seq = next(self._seq, None)
+            if seq is None:
+                seq = self._next_block()
+            time_text, event_id = self._stamp()
+            route = self._routes[type]
+            # The line of Event.to_json, built here without the Event (the round trip is tested).
+            if run_id is None:
+                line = orjson.dumps(
+                    {"time": time_text, "type": type, "seq": seq, "id": event_id, "data": data},
+                    option=orjson.OPT_APPEND_NEWLINE,
+                )
+            else:
+                if type in ONCE_PER_RUN:
+                    event_id = f"{run_id}:{type}"
+                line = orjson.dumps(
+                    {"time": time_text, "type": type, "seq": seq, "id": event_id, "run_id": run_id, "data": data},
+                    option=orjson.OPT_APPEND_NEWLINE,
+                )
+                if route.run_lines:
+                    item = (run_id, line)
+                    for writer in route.run_lines:
+                        writer.items.append(item)
+                        if writer.idle:
+                            writer.wake()
+            for writer in route.lines:
+                writer.items.append(line)
+                if writer.idle:
+                    writer.wake()
+            if route.subscriptions:
+                event = Event(seq, time_text, type, event_id, data, run_id)
+                for subscription in route.subscriptions:
+                    subscription.offer(event)
+            self._counts[type] += 1
+        for writer in route.lines:
+            if len(writer.items) > writer.queue_size:
+                writer.wait_for_room()
+        if run_id is not None:
+            for writer in route.run_lines:
+                if len(writer.items) > writer.queue_size:
+                    writer.wait_for_room()
+        return seq
 
     def publish_line(self, make_line: Callable[[int], bytes]) -> None:
         """A non-event line (a logging record) built for its `seq`, for the sinks that take logs."""
         with self._lock:
             if self._closed:
                 return
-            line = make_line(self._next_seq())
+            seq = next(self._seq, None)
+            line = make_line(self._next_block() if seq is None else seq)
             for writer in self._log_writers:
-                writer.enqueue(None, line)
+                writer.items.append(line)
+                if writer.idle:
+                    writer.wake()
         for writer in self._log_writers:
             writer.wait_for_room()
 
@@ -151,19 +216,17 @@ class Bus:
         for writer in self._writers:
             writer.flush(timeout)
 
-    def _next_seq(self) -> int:
-        seq = next(self._seq, None)
-        if seq is None:
-            now = time.monotonic()
-            if now - self._block_reserved_at < SEQ_BLOCK_GROW_SECONDS:
-                self._next_block_size = min(2 * self._next_block_size, max(SEQ_BLOCK_MAX, self._seq_block_size))
-            else:
-                self._next_block_size = self._seq_block_size
-            self._block_reserved_at = now
-            block = self._seq_blocks.reserve(self._next_block_size)
-            self._seq, self._seq_stop = iter(block), block.stop
-            seq = next(self._seq)
-        return seq
+    def _next_block(self) -> int:
+        """Reserve the next block of numbers and return its first."""
+        now = time.monotonic()
+        if now - self._block_reserved_at < SEQ_BLOCK_GROW_SECONDS:
+            self._next_block_size = min(2 * self._next_block_size, max(SEQ_BLOCK_MAX, self._seq_block_size))
+        else:
+            self._next_block_size = self._seq_block_size
+        self._block_reserved_at = now
+        block = self._seq_blocks.reserve(self._next_block_size)
+        self._seq, self._seq_stop = iter(block), block.stop
+        return next(self._seq)
 
     def _remember_run_id(self, run_id: str) -> None:
         problem = run_id_problem(run_id)

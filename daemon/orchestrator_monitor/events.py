@@ -122,12 +122,11 @@ def check_event(type: EventType, data: Mapping[str, Any], run_id: str | None) ->
         raise ValueError(f"{type} event needs a run_id")
 
 
-def once_per_run_id(run_id: str, type: EventType) -> str:
-    return f"{run_id}:{type}"
-
-
 def encode_event(event: Event) -> bytes:
-    """The event's JSONL line, newline included; `TypeError` when `data` holds something not JSON."""
+    """The event's JSONL line, newline included; `TypeError` when `data` holds something not JSON.
+
+    `Bus.publish` builds the same line from the fields, without an `Event` (tests check both agree).
+    """
     return orjson.dumps(event.to_json(), option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -52,9 +52,7 @@ class Subscription:
         self._on_close = on_close
 
     def offer(self, event: Event) -> None:
-        """Called by the bus under its lock, in `seq` order; never blocks."""
-        if self.types is not None and event.type not in self.types:
-            return
+        """Called by the bus under its lock, in `seq` order, only with events of `types`; never blocks."""
         with self._ready:
             if len(self._items) >= self.queue_size:
                 first, _, count = self._missed or (event.seq, 0, 0)

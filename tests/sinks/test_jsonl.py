@@ -134,7 +134,7 @@ def test_a_full_log_disk_is_survived_counted_and_reported_when_space_returns(sma
     assert notice is not None and notice.type == EventType.WARNING
     assert notice.data["what"] == "log_write_failed" and "ENOSPC" in notice.data["detail"]
     lines = read_objects(path)
-    assert [line["seq"] for line in lines] == [event.seq for event in published] + [notice.seq]
+    assert [line["seq"] for line in lines] == [*published, notice.seq]
     assert sink.lost_lines == 0 and sink.unwritten_lines == 0
 
 
@@ -142,7 +142,7 @@ def test_a_line_left_torn_by_a_crash_is_closed_before_anything_is_appended(tmp_p
     path = tmp_path / "monitor.jsonl"
     path.write_bytes(b'{"time":"2026-01-01T00:00:00.000Z","type":"RUN_STA')
     bus, _ = bus_with_log(path)
-    event = status_event(bus)
+    seq = status_event(bus)
     bus.close()
     torn, line = path.read_bytes().splitlines()
-    assert torn.startswith(b'{"time"') and orjson.loads(line)["seq"] == event.seq
+    assert torn.startswith(b'{"time"') and orjson.loads(line)["seq"] == seq

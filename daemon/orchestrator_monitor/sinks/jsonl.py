@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..events import Event, EventType
+from ..events import EventType
 from ..timefmt import format_timestamp, utc_now
 from .writer import FsyncPolicy, QueuedWriter
 
@@ -76,12 +76,8 @@ class JsonlSink(QueuedWriter):
         self._backlog_bytes = 0
         self._failure: str | None = None  # what went wrong and since when, while writing fails
 
-    def item_for(self, event: Event | None, line: bytes) -> object | None:
-        if event is None:
-            return line if self.accepts_logs else None
-        if self.types is None or event.type in self.types:
-            return line
-        return None
+    def takes(self, type: EventType) -> bool:
+        return self.types is None or type in self.types
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,8 @@ def remove_run_events(monitor_dir: Path, run_id: str) -> None:
 class RunSpoolSink(QueuedWriter):
     """Appends each run-scoped event to its run's spool file; one open/write/close per run and batch."""
 
+    keyed_by_run = True
+
     def __init__(
         self,
         monitor_dir: Path,
@@ -65,11 +67,6 @@ class RunSpoolSink(QueuedWriter):
         super().__init__("run-spool", queue_size=queue_size, fsync=fsync, fsync_interval_seconds=fsync_interval_seconds)
         self.directory = monitor_dir / SPOOL_DIRECTORY
         self._unsynced_paths: set[Path] = set()
-
-    def item_for(self, event: Event | None, line: bytes) -> object | None:
-        if event is None or event.run_id is None:
-            return None
-        return (event.run_id, line)
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

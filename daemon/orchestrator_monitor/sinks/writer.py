@@ -2,22 +2,26 @@
 
 Only file sinks the contract depends on (`logs/*.jsonl`, the run spool) are built on this:
 they must never drop an event, so a full queue makes the publisher wait (backpressure).
-`enqueue` runs under the bus lock and must stay O(1): it appends to a deque (atomic under
-the GIL) and wakes the writer only when the writer said it was idle, so a busy bus pays
-neither a condition variable nor a syscall per event; the writer takes whatever has piled
-up as one batch. Every other consumer gets a `Subscription` instead and cannot slow the bus.
+The bus appends to `items` itself, under its lock, and must stay O(1): a deque append (atomic
+under the GIL), and a wake-up only when the writer said it was `idle`, so a busy bus pays
+neither a method call, a condition variable nor a syscall per event and sink; which events
+a sink takes (`takes`, `keyed_by_run`, `accepts_logs`) is asked once per type, not per event.
+The writer takes whatever has piled up as one batch. Every other consumer gets a
+`Subscription` instead and cannot slow the bus.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat
 from typing import Literal
 
-from ..events import Event
+from ..events import EventType
 
 FsyncPolicy = Literal["never", "interval", "batch"]
 Report = Callable[[str, str], None]  # (what, detail): how a writer tells the bus something went wrong
@@ -33,19 +37,21 @@ class QueuedWriter:
     """A sink whose batches are written by its own thread; subclasses say what to keep and how to write."""
 
     accepts_logs = False  # whether logging records (not events) go here too
+    keyed_by_run = False  # items are (run_id, line) and only events with a run_id come here
 
     def __init__(self, name: str, *, queue_size: int, fsync: FsyncPolicy, fsync_interval_seconds: float) -> None:
         self.name = name
         self.fsync = fsync
         self.fsync_interval_seconds = fsync_interval_seconds
         self.failures = 0  # batches whose writing raised something unexpected
-        self._queue_size = queue_size
-        self._items: deque[object] = deque()
-        self._idle = False
+        self.queue_size = queue_size
+        self.items: deque[object] = deque()  # appended to by the bus, under its lock
+        self.idle = False  # the writer waits for `wake`
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._waiters = 0
-        self._accepted = 0
+        self._taking = threading.Lock()  # makes "taken + still queued" exact for flush()
+        self._taken = 0
         self._written = 0
         self._written_changed = threading.Condition()
         self._stopping = False
@@ -56,28 +62,23 @@ class QueuedWriter:
 
     # --- the publisher's side (under the bus lock, except wait_for_room) ---
 
-    def item_for(self, event: Event | None, line: bytes) -> object | None:
-        """What to queue for this line (None: not for this sink); `event` is None for a log record."""
-        return line
+    def takes(self, type: EventType) -> bool:
+        """Whether events of `type` come here; asked when the bus routes, once per type."""
+        return True
 
-    def enqueue(self, event: Event | None, line: bytes) -> None:
-        item = self.item_for(event, line)
-        if item is None:
-            return
-        self._items.append(item)
-        self._accepted += 1
-        if self._idle:  # once per wake-up: the writer may take a while to get the GIL back
-            self._idle = False
-            self._wake.set()
+    def wake(self) -> None:
+        """Called by the bus after an append that found the writer idle: once per wake-up."""
+        self.idle = False
+        self._wake.set()
 
     def wait_for_room(self) -> None:
         """Backpressure: block while the queue is over its bound (never in the writer's own thread)."""
-        if len(self._items) <= self._queue_size or threading.current_thread() is self._thread:
+        if len(self.items) <= self.queue_size or threading.current_thread() is self._thread:
             return
         with self._room:
             self._waiters += 1
             try:
-                while len(self._items) > self._queue_size and self.running:
+                while len(self.items) > self.queue_size and self.running:
                     self._room.wait(ROOM_WAIT_SECONDS)
             finally:
                 self._waiters -= 1
@@ -97,7 +98,8 @@ class QueuedWriter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call was written (or given up on); False on timeout."""
-        target = self._accepted
+        with self._taking:
+            target = self._taken + len(self.items)
         self._wake.set()
         with self._written_changed:
             return self._written_changed.wait_for(lambda: self._written >= target or not self.running, timeout)
@@ -110,7 +112,7 @@ class QueuedWriter:
             self._thread.join(JOIN_SECONDS)
             if self._thread.is_alive():
                 logger.error(
-                    "sink %s did not drain within %.0f s; %d lines unwritten", self.name, JOIN_SECONDS, len(self._items)
+                    "sink %s did not drain within %.0f s; %d lines unwritten", self.name, JOIN_SECONDS, len(self.items)
                 )
 
     # --- the writer thread ---
@@ -120,22 +122,23 @@ class QueuedWriter:
             batch = self._take_batch()
             if batch or self.pending_retry():
                 self._write_safely(batch)
-            if self._stopping and not self._items:
+            if self._stopping and not self.items:
                 break
             self._sync_if_due(final=False)
         self._sync_if_due(final=True)
         self.release()
 
     def _take_batch(self) -> list[object]:
-        items = self._items
+        items = self.items
         if not items and not self._stopping:
-            self._idle = True
+            self.idle = True
             self._wake.clear()
-            if not items:  # re-check after announcing idleness: enqueue either sees it or we see the item
+            if not items:  # re-check after announcing idleness: the bus either sees it or we see the item
                 self._wake.wait(self._wait_seconds())
-            self._idle = False
-        count = len(items)
-        batch = [items.popleft() for _ in range(count)]
+            self.idle = False
+        with self._taking:  # pops in C (no Python per line): what was queued when we looked, in order
+            batch = list(map(operator.call, repeat(items.popleft, len(items))))
+            self._taken += len(batch)
         if batch and self._waiters:
             with self._room:
                 self._room.notify_all()
