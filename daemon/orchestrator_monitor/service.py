@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine
 from . import __version__
 from .archive.worker import ArchiveWorker
 from .config import Settings
+from .dashboard import open_dashboard
 from .detection import DetectionJob, Probe, Timing
 from .detector import Detector
 from .errors import BadInput, MonitorError
@@ -273,7 +274,12 @@ def run_daemon(
         stack.callback(scheduler.shutdown, wait=True)
         if dashboard.enabled:
             server = WebServer(
-                create_app(health=supervisor.report, metrics=metrics, token=dashboard.token),
+                create_app(
+                    health=supervisor.report,
+                    metrics=metrics,
+                    token=dashboard.token,
+                    dashboard=stack.enter_context(open_dashboard(settings, bus)),
+                ),
                 dashboard.host,
                 dashboard.port,
             )

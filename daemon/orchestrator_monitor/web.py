@@ -10,38 +10,38 @@ scanner cannot blow up the metric's label set.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .dashboard.guard import presented_token, route_label
 from .metrics import CONTENT_TYPE, MonitorMetrics
 
 OPEN_PATHS = frozenset({"/healthz"})
 
 
 class CountRequests:
-    """`dashboard_requests_total{path}`: by route path, `other` for anything unrouted."""
+    """`dashboard_requests_total{path}`: by route template, `other` for anything unrouted."""
 
-    def __init__(self, app: ASGIApp, metrics: MonitorMetrics, paths: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: MonitorMetrics, routes: Sequence[BaseRoute]) -> None:
         self._app = app
         self._metrics = metrics
-        self._paths = paths
+        self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
-            self._metrics.dashboard_requests.labels(path if path in self._paths else "other").inc()
+            self._metrics.dashboard_requests.labels(route_label(self._routes, scope)).inc()
         await self._app(scope, receive, send)
 
 
 class RequireToken:
-    """`Authorization: Bearer <token>` on every path but the open ones; no token configured: open."""
+    """A bearer token (header, or `access_token` for pages) on every path but the open ones; none configured: open."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self._app = app
@@ -51,8 +51,7 @@ class RequireToken:
         if self._expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self._app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self._expected):
+        if hmac.compare_digest(presented_token(scope), self._expected):
             await self._app(scope, receive, send)
             return
         response = PlainTextResponse("a bearer token is required\n", 401, {"WWW-Authenticate": "Bearer"})
@@ -62,8 +61,10 @@ class RequireToken:
 HealthReport = Callable[[], dict[str, Any]]  # `Supervisor.report` in the daemon: at least `healthy`
 
 
-def create_app(*, health: HealthReport, metrics: MonitorMetrics, token: str | None) -> Starlette:
-    """The daemon's app; it only reads (health, metrics) and never changes the daemon's state."""
+def create_app(
+    *, health: HealthReport, metrics: MonitorMetrics, token: str | None, dashboard: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """The daemon's app; it only reads (health, metrics, `dashboard` routes), never changing the daemon's state."""
 
     async def healthz(request: Request) -> Response:
         report = health()
@@ -80,7 +81,7 @@ def create_app(*, health: HealthReport, metrics: MonitorMetrics, token: str | No
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/api/health", api_health, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
+        *dashboard,
     ]
-    paths = frozenset(route.path for route in routes)
-    middleware = [Middleware(CountRequests, metrics=metrics, paths=paths), Middleware(RequireToken, token=token)]
+    middleware = [Middleware(CountRequests, metrics=metrics, routes=routes), Middleware(RequireToken, token=token)]
     return Starlette(routes=routes, middleware=middleware)

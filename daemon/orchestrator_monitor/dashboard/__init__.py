@@ -1,45 +1,45 @@
 """The live web dashboard: pages, JSON API and event stream, read-only.
 
-`dashboard_routes(context)` is what the daemon's app (`web.create_app`) mounts beside
-`/healthz`, `/api/health` and `/metrics`; `create_dashboard_app` serves the same routes on
-their own (tests, benchmarks), with the token and the request counter around them.
+`open_dashboard` gives the routes that the daemon's app (`web.create_app`) serves beside
+`/healthz`, `/api/health` and `/metrics`, with what they need open behind them: a
+read-only engine on the state database and the event hub's feed.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from .guard import CountRequest, CountRequests, RequireToken
+from ..bus import Bus
+from ..config import Settings
+from ..eventlog import refetch_events
+from ..reader import state_reader
+from ..sinks.jsonl import MONITOR_LOG
+from ..timefmt import utc_now
+from ..workspace import Workspace
+from .hub import BusFeed, EventHub, Feed, LogFeed
 from .routes import DashboardContext, dashboard_routes
 
-__all__ = ["DashboardContext", "create_dashboard_app", "dashboard_routes"]
+__all__ = ["DashboardContext", "dashboard_routes", "open_dashboard"]
 
 
-def create_dashboard_app(
-    context: DashboardContext,
-    *,
-    token: str | None,
-    count_request: CountRequest,
-    extra_routes: Sequence[BaseRoute] = (),
-) -> Starlette:
-    """The dashboard alone; its lifespan starts the event hub's feed and stops it."""
-    routes = [*extra_routes, *dashboard_routes(context)]
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        context.hub.start()
+@contextmanager
+def open_dashboard(settings: Settings, bus: Bus | None) -> Iterator[list[BaseRoute]]:
+    """The dashboard's routes, fed by the daemon's `bus` or, without one (another process publishes), by its log."""
+    workspace = Workspace.from_settings(settings)
+    log = workspace.logs_dir / MONITOR_LOG
+    feed: Feed = (
+        BusFeed(bus, settings.events.subscriber_queue_size)
+        if bus is not None
+        else LogFeed(log, partial(refetch_events, log))
+    )
+    hub = EventHub(feed)
+    with state_reader(settings) as (engine, name):
+        hub.start()
         try:
-            yield
+            yield dashboard_routes(DashboardContext(engine, name, workspace, hub, utc_now))
         finally:
-            context.hub.close()
-
-    middleware = [
-        Middleware(CountRequests, routes=routes, count=count_request),
-        Middleware(RequireToken, token=token),
-    ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+            hub.close()
