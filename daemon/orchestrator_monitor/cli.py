@@ -23,6 +23,7 @@ from .demo import run_demo
 from .errors import MonitorError
 from .eventlog import show_events
 from .healthreport import collect_health
+from .live import follow_run, follow_status
 from .notify import Notifier, watchdog_interval_seconds
 from .reader import read_run, read_status, state_reader
 from .render import print_run, print_status, print_warnings, write_json, write_plain
@@ -42,6 +43,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings, out: Console, err: Co
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    if args.follow:
+        return _until_signal(lambda stop: follow_status(settings, out, stop))
     with state_reader(settings) as (engine, name):
         view = read_status(engine, name, utc_now())
     if args.json:
@@ -53,6 +56,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: 
 
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    if args.follow:
+        return _until_signal(lambda stop: follow_run(settings, args.run, out, stop))
     with state_reader(settings) as (engine, name):
         detail = read_run(engine, name, args.run, utc_now())
     if args.json:
@@ -61,6 +66,13 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err:
         print_run(detail, out)
     print_warnings(detail.warnings, err)
     return 0
+
+
+def _until_signal(follow: Callable[[threading.Event], int]) -> int:
+    """A live view until it ends by itself or SIGINT/SIGTERM (a clean stop, exit 0)."""
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        return follow(stop)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
@@ -159,10 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("init", cmd_init, "create a workspace and its schema (idempotent)")
     status = add("status", cmd_status, "all runs, one line each")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    status_output = status.add_mutually_exclusive_group()
+    status_output.add_argument("--json", action="store_true", help="print JSON")
+    status_output.add_argument("--follow", action="store_true", help="live, redrawn on events (Ctrl-C stops)")
     monitor = add("monitor", cmd_monitor, "one run: workstreams, tasks, tool health, error counts")
     monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
-    monitor.add_argument("--json", action="store_true", help="print JSON")
+    monitor_output = monitor.add_mutually_exclusive_group()
+    monitor_output.add_argument("--json", action="store_true", help="print JSON")
+    monitor_output.add_argument(
+        "--follow", action="store_true", help="live until the run is archived and reported (Ctrl-C stops)"
+    )
     add("daemon", cmd_daemon, "run the monitor in the foreground (what systemd starts)")
     health = add(
         "health", cmd_health, "run the checks once and read the running daemon's heartbeat (exit 1: unhealthy)"

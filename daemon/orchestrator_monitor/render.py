@@ -99,6 +99,12 @@ def print_run(detail: RunDetail, console: Console) -> None:
         _print_run_plain(detail, header, console)
         return
     console.print(header, highlight=False)
+    for table in run_tables(detail):
+        console.print(table)
+
+
+def run_tables(detail: RunDetail) -> list[Table]:
+    """The run's workstreams, tool health and (when any) error counts, as `monitor` and its live view show them."""
     workstreams = Table("workstream", "name", "status", "progress", "tasks", title="workstreams")
     for ws in detail.workstreams:
         workstreams.add_row(
@@ -108,7 +114,6 @@ def print_run(detail: RunDetail, console: Console) -> None:
             format_progress(ws.tasks_terminal, ws.tasks_total, ws.progress),
             ", ".join(f"{status} {count}" for status, count in ws.tasks.items()),
         )
-    console.print(workstreams)
     tools = Table(
         "tool", "tasks", "succeeded", "failed", "skipped", "active", "success", "attempts", title="tool health"
     )
@@ -123,12 +128,13 @@ def print_run(detail: RunDetail, console: Console) -> None:
             "-" if tool.success_rate is None else f"{tool.success_rate:.0%}",
             str(tool.attempts),
         )
-    console.print(tools)
+    tables = [workstreams, tools]
     if detail.errors:
         errors = Table("error type", "count", title="errors")
         for error_type, count in detail.errors.items():
             errors.add_row(error_type, str(count))
-        console.print(errors)
+        tables.append(errors)
+    return tables
 
 
 def _print_run_plain(detail: RunDetail, header: str, console: Console) -> None:
