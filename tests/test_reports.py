@@ -65,3 +65,15 @@ def test_reports_of_a_run_of_100000_tasks_take_under_a_second(workspace: Path, c
     assert docs["summary"]["tasks"]["total"] == 100_000
     assert elapsed < 3.0, f"{elapsed:.2f} s (goal 1 s; bench/archive.py measures it)"
     assert len((workspace / "reports" / f"{run_id}.html").read_bytes()) < 2_000_000
+
+
+def test_a_report_that_cannot_be_written_fails_with_an_escalation(workspace: Path, cli) -> None:
+    add_terminal_run(workspace, "nowhere")
+    (workspace / "reports").rmdir()
+    (workspace / "reports").write_text("a file where the reports folder should be")
+    result = cli("report", "--run", "nowhere", "--workspace", str(workspace))
+    assert result.code == 1 and "reports of run nowhere failed" in result.err
+    log = EventLog(workspace)
+    assert log.events("REPORT_FAILED")[0]["run_id"] == "nowhere"
+    assert log.events("ESCALATION")[0]["data"]["trigger"] == "report_generation_failure"
+    assert not log.events("REPORT_GENERATED")

@@ -50,7 +50,14 @@ class Pipeline:
 
 
 def pipeline_for(
-    settings: Settings, *, engine: Engine, publish: Publish, flush: Callable[[], None], ledger: Ledger, stop: Flag
+    settings: Settings,
+    *,
+    engine: Engine,
+    publish: Publish,
+    flush: Callable[[], None],
+    ledger: Ledger,
+    stop: Flag,
+    escalate: bool = True,
 ) -> Pipeline:
     workspace = Workspace.from_settings(settings)
     url = database_url(settings)
@@ -66,7 +73,7 @@ def pipeline_for(
         ledger=ledger,
         stop=stop,
     )
-    return Pipeline(archival, Reporting(workspace, engine, url, publish, flush, ledger))
+    return Pipeline(archival, Reporting(workspace, engine, url, publish, flush, ledger, escalate))
 
 
 @contextmanager

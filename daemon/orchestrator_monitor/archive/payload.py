@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from .copier import Flag, SyncPool, copy_and_hash
-from .failures import storage_failure
+from .failures import Interrupted, storage_failure
 from .journal import Journal
 from .names import bag_path_for
 from .tree import FileEntry, Inventory, open_root
@@ -74,8 +74,8 @@ def stage_payload(
 
     try:
         with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="archive-copy") as pool:
-            for future in [pool.submit(stage, e) for e in inventory.files if e.first is None]:
-                future.result()
+            futures = [pool.submit(stage, e) for e in inventory.files if e.first is None]
+        _raise_first_cause([f.exception() for f in futures])
         sync.wait()
     finally:
         sync.shutdown()
@@ -85,6 +85,14 @@ def stage_payload(
             _link_again(bag_dir, entry, payload)
     payload.resumed_files = journal.resumed_files
     return payload
+
+
+def _raise_first_cause(errors: list[BaseException | None]) -> None:
+    """The failure that stopped the copies, not the `Interrupted` of the copies it stopped."""
+    found = [e for e in errors if e is not None]
+    causes = [e for e in found if not isinstance(e, Interrupted)]
+    if causes or found:
+        raise (causes or found)[0]
 
 
 def _make_parent(staged: Path) -> None:

@@ -73,7 +73,9 @@ class ArchiveWorker:
         cls, settings: Settings, *, engine: Engine, publish: Publish, flush: Callable[[], None], ledger: Ledger
     ) -> ArchiveWorker:
         stop = threading.Event()
-        pipeline = pipeline_for(settings, engine=engine, publish=publish, flush=flush, ledger=ledger, stop=stop)
+        pipeline = pipeline_for(
+            settings, engine=engine, publish=publish, flush=flush, ledger=ledger, stop=stop, escalate=False
+        )
         return cls(pipeline, quiet_seconds=settings.archive.quiet_seconds, stop=stop)
 
     def completed(self, run_id: str) -> None:

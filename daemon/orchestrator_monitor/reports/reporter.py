@@ -2,7 +2,8 @@
 
 The reports are rebuilt from the state database and the published bag every time, so writing
 them again is harmless; `REPORT_GENERATED` has the once-per-run id. A failure gives
-`REPORT_FAILED` and an `ESCALATION` (trigger `report_generation_failure`). Once the run is
+`REPORT_FAILED` and, from a command, an `ESCALATION` (trigger `report_generation_failure`; in the
+daemon the supervisor turns REPORT_FAILED into one, once per incident). Once the run is
 archived and reported, its event spool is dropped: the bag holds the events.
 """
 
@@ -56,6 +57,7 @@ class Reporting:
     publish: Publish
     flush_events: Callable[[], None]  # the spool is removed only once REPORT_GENERATED is written there
     ledger: Ledger
+    escalate: bool = True  # False in the daemon: its supervisor escalates REPORT_FAILED once per incident
 
 
 def report_paths(workspace: Workspace, run_id: str) -> list[Path]:
@@ -73,9 +75,9 @@ def report_run(ctx: Reporting, run_id: str, now: datetime) -> list[Path]:
         detail = f"reports of run {run_id} failed: {type(err).__name__}: {err}"
         logger.exception("%s", detail)
         ctx.publish(EventType.REPORT_FAILED, {"reason": type(err).__name__, "detail": detail}, run_id=run_id)
-        ctx.publish(
-            EventType.ESCALATION, {"trigger": ESCALATION_TRIGGER, "severity": "error", "detail": detail}, run_id=run_id
-        )
+        if ctx.escalate:
+            escalation = {"trigger": ESCALATION_TRIGGER, "severity": "error", "detail": detail}
+            ctx.publish(EventType.ESCALATION, escalation, run_id=run_id)
         raise ReportFailure(detail) from None
     ctx.ledger.reported(run_id)
     ctx.publish(EventType.REPORT_GENERATED, {"paths": [str(p) for p in paths]}, run_id=run_id)
