@@ -56,6 +56,7 @@ ERROR_PAUSE_SECONDS = 1.0  # a failing detection pass is retried after this, dou
 MAX_ERROR_PAUSE_SECONDS = 8.0
 BACKOFF_RESET_SECONDS = 60.0  # a pass loop that ran this long before failing starts the backoff over
 MAIN_LOOP_SECONDS = 1.0
+MISSING_DIRECTORY_SECONDS = 5.0  # run activity feeds stall detection, which counts minutes
 LIVENESS_FLOOR_SECONDS = 15.0  # the detection loop may make no pass for this long and still be live
 
 
@@ -83,19 +84,29 @@ class StateConnection:
 class RunFollower:
     """Keeps the run-directory watches equal to the open runs.
 
-    Paths are recomputed only when the open runs change; the watcher is asked on every pass,
-    so a directory the executor creates after the run's row is picked up as soon as it exists.
+    Paths are recomputed only when the open runs change; the watcher is asked then, and every
+    `MISSING_DIRECTORY_SECONDS` for directories the executor creates after the run's row (each
+    ask stats every unwatched directory: on every pass it was most of an idle daemon's CPU).
     """
 
-    def __init__(self, workspace: Path, watcher: RunDirWatcher, warn: Callable[[str, str, str], None]) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        watcher: RunDirWatcher,
+        warn: Callable[[str, str, str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._workspace = workspace
         self._watcher = watcher
         self._warn = warn
+        self._clock = clock
+        self._next_sync = 0.0
         self._last: dict[str, str | None] = {}
         self._directories: dict[str, Path] = {}
 
     def __call__(self, runs: dict[str, str | None]) -> None:
-        if runs != self._last:
+        changed = runs != self._last
+        if changed:
             self._last = runs
             self._directories = {}
             for run_id, run_dir in runs.items():
@@ -103,7 +114,9 @@ class RunFollower:
                     self._directories[run_id] = run_directory(self._workspace, run_id, run_dir)
                 except BadInput as err:
                     self._warn(f"run_dir:{run_id}", "run directory refused", str(err))
-        self._watcher.sync(self._directories)
+        if changed or self._clock() >= self._next_sync:
+            self._watcher.sync(self._directories)
+            self._next_sync = self._clock() + MISSING_DIRECTORY_SECONDS
 
 
 def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Callable[[str], None]) -> None:
