@@ -46,6 +46,8 @@ class Feed(Protocol):
 
     def events(self, stop: threading.Event) -> Iterator[Event]: ...
 
+    def close(self) -> None: ...
+
 
 class BusFeed:
     """The daemon's bus: one bounded subscription; what it misses is fetched again by seq."""
@@ -73,6 +75,11 @@ class BusFeed:
         finally:
             subscription.close()
 
+    def close(self) -> None:
+        """Wakes `events` at once (it is waiting on the subscription)."""
+        if self._subscription is not None:
+            self._subscription.close()
+
 
 class LogFeed:
     """`logs/monitor.jsonl` followed from its current end (the daemon runs in another process)."""
@@ -95,6 +102,9 @@ class LogFeed:
                     return
         finally:
             self._reader.close()
+
+    def close(self) -> None:
+        return None  # `events` waits on the stop flag itself
 
 
 class Client:
@@ -159,6 +169,7 @@ class EventHub:
 
     def close(self) -> None:
         self._stop.set()
+        self._feed.close()
         if self._thread.is_alive():
             self._thread.join(FEED_STOP_SECONDS)
 
