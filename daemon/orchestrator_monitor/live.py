@@ -216,10 +216,11 @@ def follow_run(settings: Settings, run_id: str, console: Console, stop: threadin
             _follow(console, View(first, redraw, lambda screen: screen, print_plain, lambda: outcome.done), watch, stop)
         finally:
             watch.close()
-    if outcome.archive_path is not None:
-        write_plain(console, f"archive\t{outcome.archive_path}")
-    for path in outcome.report_paths:
-        write_plain(console, f"report\t{path}")
+    if not console.is_terminal:  # on a terminal, the last frame shows them
+        if outcome.archive_path is not None:
+            write_plain(console, f"archive\t{outcome.archive_path}")
+        for path in outcome.report_paths:
+            write_plain(console, f"report\t{path}")
     return 0
 
 
