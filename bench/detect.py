@@ -53,6 +53,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -67,6 +68,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+import orchestrator_monitor
 from orchestrator_monitor.simulator import FINISH_TASK, SET_WORKSTREAM, bulk_populate
 from orchestrator_monitor.state.engine import STATE_DB
 
@@ -83,6 +85,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FOLLOW_POLL_SECONDS = 0.001
 START_TIMEOUT = 120.0  # a daemon's start and first reconciliation on a big workspace
 SETTLE_TIMEOUT = 60.0  # how long every finished run may take to show up
+SLOW_COMMIT_SECONDS = 0.005
 
 # The external writer: an executor finishing runs with plain sqlite3 and the simulator's SQL.
 # argv: spec.json result.json. It connects, says "ready", waits for "go" on stdin (so its
@@ -100,8 +103,10 @@ def finish(group):
     for _run_id, task_ids, workstream_ids in group:
         connection.executemany(spec["finish_task"], [("SUCCEEDED", None, None, t) for t in task_ids])
         connection.executemany(spec["set_workstream"], [("COMPLETED", w) for w in workstream_ids])
+    before = time.monotonic()
     connection.execute("COMMIT")
-    return time.monotonic()
+    after = time.monotonic()
+    return after, after - before
 
 print("ready", flush=True)
 sys.stdin.readline()
@@ -110,7 +115,7 @@ runs = spec["runs"]
 if spec["mode"] == "single":
     low, high = spec["gap_seconds"]
     for run in runs:
-        commits.append([run[0], finish([run])])
+        commits.append([run[0], *finish([run])])
         time.sleep(rng.uniform(low, high))
 else:
     batches = spec["batches"]
@@ -122,8 +127,8 @@ else:
             time.sleep(delay)
         group = runs[index * size : (index + 1) * size]
         if group:
-            committed = finish(group)
-            commits.extend([run[0], committed] for run in group)
+            committed, seconds = finish(group)
+            commits.extend([run[0], committed, seconds] for run in group)
 connection.close()
 with open(sys.argv[2], "w", encoding="utf-8") as file:
     json.dump(commits, file)
@@ -329,6 +334,13 @@ def fresh_copy(template: Path, destination: Path, open_runs: Sequence[OpenRun], 
         ignore=shutil.ignore_patterns(".monitor", "logs", "*-wal", "*-shm", "*-journal", MARKER, "runs"),
     )
     (destination / "logs").mkdir(exist_ok=True)
+    # Write the copy out now: otherwise the kernel flushes its ~300 MB of dirty pages some 30 s
+    # later, in the middle of a measurement, and every fsync of the daemon waits behind it.
+    fd = os.open(destination / STATE_DB, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     if run_dirs:  # an executor's open runs have directories; each gets an inotify watch
         for run in open_runs:
             (destination / "runs" / run.run_id).mkdir(parents=True)
@@ -406,10 +418,15 @@ class LogFollower:
             detail = line.get("message") or line.get("data")
             self.notable.append(f"{kind} {line.get('run_id') or ''} {detail}".strip()[:300])
 
-    def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
-        """Poll `condition` every 2 ms; the time it became true (monotonic). Exits the bench on timeout."""
+    def wait(self, condition: Callable[[], bool], timeout: float, what: str, process: Measured | None = None) -> float:
+        """Poll `condition` every 2 ms; the time it became true (monotonic). BenchError on timeout or exit."""
         give_up = time.monotonic() + timeout
         while not condition():
+            if process is not None and not process.alive():
+                raise BenchError(
+                    f"{process.label} exited {process.process.returncode} while waiting for {what}: "
+                    f"{process.output_tail()}"
+                )
             if time.monotonic() > give_up:
                 raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} in {self.path}")
             time.sleep(0.002)
@@ -456,6 +473,13 @@ def proc_io(pid: int) -> dict[str, int]:
     except OSError:
         return {}
     return {key: int(value) for key, _, value in (line.partition(": ") for line in text.splitlines())}
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now, for the daemon's dashboard (8765 may be taken by another daemon)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def child_pid(pid: int, timeout: float = 5.0) -> int | None:
@@ -510,8 +534,15 @@ class Measured:
         return self.out_path.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
-def run_writer(database: Path, runs: Sequence[OpenRun], scratch: Path, spec: dict[str, Any]) -> list[tuple[str, float]]:
-    """Finish `runs` from a writer process; (run id, monotonic commit time) of each."""
+def run_writer(
+    database: Path, runs: Sequence[OpenRun], scratch: Path, spec: dict[str, Any]
+) -> list[tuple[str, float, float]]:
+    """Finish `runs` from a writer process; (run id, monotonic time COMMIT returned, its duration) of each.
+
+    A COMMIT that crosses SQLite's auto-checkpoint threshold (1000 WAL pages) also runs the
+    checkpoint before it returns, so its run became visible earlier than the time recorded:
+    those latencies are too low, never too high.
+    """
     spec_path, result_path = scratch / "writer-spec.json", scratch / "writer-result.json"
     spec_path.write_text(
         json.dumps(
@@ -539,7 +570,8 @@ def run_writer(database: Path, runs: Sequence[OpenRun], scratch: Path, spec: dic
     writer.stdin.flush()
     if writer.wait() != 0:
         raise BenchError(f"the writer exited {writer.returncode}")
-    return [(run_id, float(moment)) for run_id, moment in json.loads(result_path.read_text(encoding="utf-8"))]
+    rows = json.loads(result_path.read_text(encoding="utf-8"))
+    return [(run_id, float(moment), float(seconds)) for run_id, moment, seconds in rows]
 
 
 # --- one lifetime of the daemon or the poller ----------------------------------------------------
@@ -567,6 +599,7 @@ class Lifetime:
     first_pass_seconds: float = 0.0  # started -> the sentinel run's RUN_COMPLETED
     idle: Idle | None = None
     singles: list[float] = field(default_factory=list)  # latency, seconds
+    slow_commits: int = 0  # single-run COMMITs that took longer than SLOW_COMMIT_SECONDS (a checkpoint)
     burst_seconds: float | None = None
     burst_commit_span: float | None = None
     burst_latencies: list[float] = field(default_factory=list)
@@ -603,6 +636,7 @@ def measure_lifetime(
     idle: bool,
     run_dirs: bool,
     daemon_sets: Sequence[str],
+    keep: bool = False,
 ) -> Lifetime:
     """Start `system` ("daemon" or "poller") on a fresh copy; idle, singles, burst; stop it."""
     result = Lifetime(system, round_number)
@@ -613,7 +647,8 @@ def measure_lifetime(
     database = workspace / STATE_DB
     if system == "daemon":
         log_path, started_type = workspace / MONITOR_LOG, "MONITOR_STARTED"
-        sets = [item for name in ("events.sinks=", *daemon_sets) for item in ("--set", name)]
+        settings = ("events.sinks=", f"dashboard.port={free_port()}", *daemon_sets)
+        sets = [item for name in settings for item in ("--set", name)]
         argv = [*orchestrator_command(), "daemon", "--workspace", str(workspace), *sets]
     else:
         log_path, started_type = workspace / POLLER_LOG, "POLLER_STARTED"
@@ -621,16 +656,14 @@ def measure_lifetime(
     with LogFollower(log_path) as follower:
         process = Measured(system, argv, workspace)
         try:
-            started_at = follower.wait(
-                lambda: started_type in follower.first or not process.alive(), START_TIMEOUT, started_type
-            )
-            if not process.alive():
-                raise BenchError(f"{system} exited {process.process.returncode}: {process.output_tail()}")
+            started_at = follower.wait(lambda: started_type in follower.first, START_TIMEOUT, started_type, process)
             result.startup_seconds = follower.first[started_type][0] - process.spawned
             if process.pid != int(follower.first[started_type][1]["data"]["pid"]):
                 raise BenchError(f"{system}: the pid in {started_type} is not the process under time")
             run_writer(database, [sentinel], workspace, {"mode": "single", "gap_seconds": [0, 0], "seed": 0})
-            ready = follower.wait(lambda: sentinel.run_id in follower.completed, START_TIMEOUT, "the sentinel run")
+            ready = follower.wait(
+                lambda: sentinel.run_id in follower.completed, START_TIMEOUT, "the sentinel run", process
+            )
             result.first_pass_seconds = ready - started_at
             follower.wait_quiet(1.0, 30.0)
 
@@ -643,20 +676,21 @@ def measure_lifetime(
                 workspace,
                 {"mode": "single", "gap_seconds": list(plan.gap_seconds), "seed": rng.randrange(1 << 30)},
             )
-            done = {run_id for run_id, _ in commits}
-            follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every single run")
-            result.singles = [follower.completed[run_id] - moment for run_id, moment in commits]
+            done = {run_id for run_id, _, _ in commits}
+            follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every single run", process)
+            result.singles = [follower.completed[run_id] - moment for run_id, moment, _ in commits]
+            result.slow_commits = sum(seconds > SLOW_COMMIT_SECONDS for _, _, seconds in commits)
             follower.wait_quiet(1.0, 30.0)
 
             if plan.burst:
                 spec = {"mode": "burst", "batches": plan.burst_batches, "seconds": plan.burst_seconds, "seed": 0}
                 commits = run_writer(database, burst, workspace, spec)
-                done = {run_id for run_id, _ in commits}
-                follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every burst run")
-                first_commit = min(moment for _, moment in commits)
+                done = {run_id for run_id, _, _ in commits}
+                follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every burst run", process)
+                first_commit = min(moment - seconds for _, moment, seconds in commits)
                 result.burst_seconds = max(follower.completed[run_id] for run_id in done) - first_commit
-                result.burst_commit_span = max(moment for _, moment in commits) - first_commit
-                result.burst_latencies = [follower.completed[run_id] - moment for run_id, moment in commits]
+                result.burst_commit_span = max(moment for _, moment, _ in commits) - first_commit
+                result.burst_latencies = [follower.completed[run_id] - moment for run_id, moment, _ in commits]
             result.hwm_mb = proc_memory_mb(process.pid)[1]
         finally:
             result.peak_rss_mb = process.stop()
@@ -669,7 +703,8 @@ def measure_lifetime(
     result.notable = follower.notable
     result.types = follower.types
     result.scan_seconds = follower.scan_seconds
-    shutil.rmtree(workspace, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(workspace, ignore_errors=True)
     return result
 
 
@@ -750,7 +785,8 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
         print(
             f"   round {lt.round_number + 1} {lt.system:<6}: start {lt.startup_seconds:.2f} s + first pass "
             f"{lt.first_pass_seconds:.2f} s; singles p50 {singles['p50'] * 1000:.1f} ms p99 "
-            f"{singles['p99'] * 1000:.1f} ms; burst {burst}; peak RSS {peak} MB; "
+            f"{singles['p99'] * 1000:.1f} ms ({lt.slow_commits} COMMITs > {SLOW_COMMIT_SECONDS * 1000:.0f} ms: "
+            f"the writer checkpointed); burst {burst}; peak RSS {peak} MB; "
             f"lines {dict(sorted(lt.types.items()))}",
             file=out,
         )
@@ -894,6 +930,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rebuild", action="store_true", help="build the workspace again even if cached")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--keep", action="store_true", help="keep each lifetime's workspace and output (debugging)")
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -920,7 +957,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"bench/detect.py: python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-        f"peak RSS by {'GNU time' if TIME else 'VmHWM only'}"
+        f"peak RSS by {'GNU time' if TIME else 'VmHWM only'}; package {Path(orchestrator_monitor.__file__).parent}"
     )
     workdir = args.workdir.absolute()
     template = prepare_workspace(workdir, args.runs, args.tasks_per_run, args.open, rebuild=args.rebuild)
@@ -960,15 +997,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         idle=system == "daemon" and round_number == 0,
                         run_dirs=not args.no_run_dirs,
                         daemon_sets=args.daemon_set,
+                        keep=args.keep,
                     )
                 )
         if args.idle_seconds > 0:
             poller_idle = measure_poller_idle(template, open_runs, scratch, min(args.idle_seconds, 10.0))
     except BenchError as err:
         print(f"bench: {err}", file=sys.stderr)
+        if args.keep:
+            print(f"bench: workspaces kept in {scratch}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
     missed = report(lifetimes, poller_idle, sys.stdout)
     print("\n== summary")
     print("goals: all met" if not missed else "goals missed:")
