@@ -75,6 +75,13 @@ def _choice(params: QueryParams, name: str, choices: Collection[str], default: s
     return value
 
 
+def _status(params: QueryParams, statuses: tuple[str, ...]) -> str | None:
+    status = _text(params, "status")
+    if status is not None and status not in statuses:
+        raise BadParameter(f"status: {status!r} is not one of {', '.join(statuses)}")
+    return status
+
+
 def _descending(params: QueryParams, default: str) -> bool:
     return _choice(params, "order", ("asc", "desc"), default) == "desc"
 
@@ -82,11 +89,8 @@ def _descending(params: QueryParams, default: str) -> bool:
 def parse_run_filter(params: QueryParams, query_bytes: int) -> RunFilter:
     """`/api/runs?status=&q=&sort=&order=&limit=&offset=`."""
     _check_shape(params, _RUN_PARAMETERS, query_bytes)
-    status = _text(params, "status")
-    if status is not None and status not in RUN_STATUSES:
-        raise BadParameter(f"status: {status!r} is not one of {', '.join(RUN_STATUSES)}")
     return RunFilter(
-        status=status,
+        status=_status(params, RUN_STATUSES),
         search=_text(params, "q"),
         sort=_choice(params, "sort", RUN_SORTS, "created_at"),
         descending=_descending(params, "desc"),
@@ -98,11 +102,8 @@ def parse_run_filter(params: QueryParams, query_bytes: int) -> RunFilter:
 def parse_task_filter(params: QueryParams, query_bytes: int) -> TaskFilter:
     """`/api/runs/<id>?status=&tool=&workstream=&q=&sort=&order=&limit=&offset=` (the tasks table)."""
     _check_shape(params, _TASK_PARAMETERS, query_bytes)
-    status = _text(params, "status")
-    if status is not None and status not in TASK_STATUSES:
-        raise BadParameter(f"status: {status!r} is not one of {', '.join(TASK_STATUSES)}")
     return TaskFilter(
-        status=status,
+        status=_status(params, TASK_STATUSES),
         tool=_text(params, "tool"),
         workstream_id=_text(params, "workstream"),
         search=_text(params, "q"),
