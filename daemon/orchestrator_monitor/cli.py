@@ -17,20 +17,17 @@ from pathlib import Path
 from rich.console import Console
 
 from . import __version__
-from .archive.commands import archive_command, report_command, verify_command
 from .config import Settings, choose_workspace, load_settings
-from .demo import run_demo
 from .errors import MonitorError
-from .eventlog import show_events
-from .healthreport import collect_health
-from .live import follow_run, follow_status
-from .notify import Notifier, watchdog_interval_seconds
 from .reader import read_run, read_status, state_reader
 from .render import print_run, print_status, print_warnings, write_json, write_plain
-from .service import run_daemon
 from .signals import stop_on_signals
 from .timefmt import utc_now
 from .workspace import init_workspace
+
+# The daemon, archival, live views and the demo are imported by their own handlers: they pull in
+# uvicorn, APScheduler, Jinja2 and watchdog, which `status` and `monitor` (run by scripts, often
+# in loops) should not pay for at every start (bench/views.py).
 
 Handler = Callable[[argparse.Namespace, Settings, Console, Console], int]
 
@@ -44,6 +41,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings, out: Console, err: Co
 
 def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     if args.follow:
+        from .live import follow_status
+
         return _until_signal(lambda stop: follow_status(settings, out, stop))
     with state_reader(settings) as (engine, name):
         view = read_status(engine, name, utc_now())
@@ -57,6 +56,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: 
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     if args.follow:
+        from .live import follow_run
+
         return _until_signal(lambda stop: follow_run(settings, args.run, out, stop))
     with state_reader(settings) as (engine, name):
         detail = read_run(engine, name, args.run, utc_now())
@@ -76,6 +77,8 @@ def _until_signal(follow: Callable[[threading.Event], int]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .demo import run_demo
+
     out.print(f"demo workspace: {settings.workspace} (Ctrl-C stops)", markup=False)
     run_demo(settings, runs=args.runs, tick_seconds=args.tick, seed=args.seed, console=out, stop=threading.Event())
     return 0
@@ -83,6 +86,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Co
 
 def cmd_daemon(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     """Run the monitor in the foreground until SIGTERM or SIGINT (what systemd starts); SIGHUP reloads."""
+    from .notify import Notifier, watchdog_interval_seconds
+    from .service import run_daemon
+
     stop, reload = threading.Event(), threading.Event()
     notifier = Notifier.from_environment(os.environ)
     with stop_on_signals(stop, reload):
@@ -99,6 +105,8 @@ def cmd_daemon(args: argparse.Namespace, settings: Settings, out: Console, err: 
 
 def cmd_health(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     """Run the checks once and read the daemon's heartbeat: exit 0 healthy, 1 not."""
+    from .healthreport import collect_health
+
     report = collect_health(settings, utc_now())
     if args.json:
         write_json(report, sys.stdout)
@@ -112,6 +120,8 @@ def cmd_health(args: argparse.Namespace, settings: Settings, out: Console, err: 
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .eventlog import show_events
+
     return show_events(
         settings,
         sys.stdout,
@@ -124,14 +134,20 @@ def cmd_events(args: argparse.Namespace, settings: Settings, out: Console, err: 
 
 
 def cmd_archive(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .archive.commands import archive_command
+
     return archive_command(settings, args.run, out, err)
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .archive.commands import verify_command
+
     return verify_command(settings, args.run, out, err)
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .archive.commands import report_command
+
     return report_command(settings, args.run, out, err)
 
 
