@@ -135,11 +135,11 @@ def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Cal
             pause = min(pause * 2, MAX_ERROR_PAUSE_SECONDS)
 
 
-def start_scheduler(supervisor: Supervisor, settings: Settings, reports: Subscription) -> BackgroundScheduler:
+def start_scheduler(supervisor: Supervisor, settings: Settings, outcomes: Subscription) -> BackgroundScheduler:
     """The scheduled checks: each starts at once, may start half its interval late, never overlaps itself."""
     health = settings.health
     jobs: list[tuple[str, float, Callable[[datetime], None]]] = [
-        (HEARTBEAT, health.heartbeat_seconds, partial(supervisor.run_heartbeat_iteration, reports=reports)),
+        (HEARTBEAT, health.heartbeat_seconds, partial(supervisor.run_heartbeat_iteration, outcomes=outcomes)),
         (DATABASE, health.db_check_seconds, supervisor.run_db_check_iteration),
         (STORAGE, health.storage_check_seconds, supervisor.run_storage_check_iteration),
     ]
@@ -216,15 +216,10 @@ def run_daemon(
         stack.callback(bus.publish, EventType.MONITOR_STOPPED, identity)
         metrics = MonitorMetrics()
         bus.add_sink(metrics, name="metrics", queue_size=settings.events.subscriber_queue_size)
-        reports = bus.subscribe({EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
-        stack.callback(reports.close)
+        outcomes = bus.subscribe({EventType.ARCHIVE_FAILED, EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
+        stack.callback(outcomes.close)
         ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
         stack.callback(ledger.close)
-        archival = ArchiveWorker.for_daemon(
-            settings, engine=engine, publish=bus.publish, flush=bus.flush, ledger=ledger
-        )
-        stack.callback(archival.close)  # before the bus and the ledger close: it publishes and records
-        archival.start()
         db_file = sqlite_path(url)
         check_engine = None if db_file is not None else open_engine(url, busy_timeout_seconds=busy, readonly=True)
         if check_engine is not None:
@@ -240,6 +235,16 @@ def run_daemon(
             check_database=DatabaseChecker(db_file, check_engine, describe_database(url), timeout_seconds=busy),
             progress_db=workspace.progress_db,
         )
+        archival = ArchiveWorker.for_daemon(
+            settings,
+            engine=engine,
+            publish=bus.publish,
+            flush=bus.flush,
+            ledger=ledger,
+            allowed=supervisor.archival_allowed,
+        )
+        stack.callback(archival.close)  # before the bus and the ledger close: it publishes and records
+        archival.start()
         metrics.bind(
             heartbeat_age=supervisor.heartbeat_age_seconds,
             detection_lag=progress.age_seconds,
@@ -283,7 +288,7 @@ def run_daemon(
         )
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)
-        scheduler = start_scheduler(supervisor, settings, reports)
+        scheduler = start_scheduler(supervisor, settings, outcomes)
         stack.callback(scheduler.shutdown, wait=True)
         if dashboard.enabled:
             server = WebServer(

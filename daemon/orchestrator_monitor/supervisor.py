@@ -24,7 +24,7 @@ from .config import Settings
 from .detector import Publish
 from .escalation import deliver_escalation
 from .events import Event, EventType
-from .health import HEARTBEAT, check_archival_storage
+from .health import HEARTBEAT, STORAGE, check_archival_storage
 from .metrics import MonitorMetrics
 from .notify import Notifier
 from .progress import Heartbeat, record_heartbeats
@@ -136,30 +136,43 @@ class Supervisor:
         with self._lock:
             before = self._state
             self._state, effects = observe(before, seen, self._clock(), self.settings.escalation.repeat_seconds)
-            self._apply(before, effects)
+            escalations = self._apply(before, effects)
+        self._deliver(escalations)
 
     def observe_loop(self, storm: bool) -> None:
         """The detection job's loop guard changed: safe mode `monitoring_loop` follows it."""
         detail = "wake-ups that find nothing: polling slowly" if storm else "calm again"
         self.observe(Observation(LOOP, Condition.LOOP if storm else Condition.OK, detail))
 
-    def observe_report(self, event: Event) -> None:
-        """A report failed (an incident until a later report is written) or was written."""
-        if event.type is EventType.REPORT_FAILED:
+    def observe_outcome(self, event: Event) -> None:
+        """What archival and reports said: a full disk mid-archive, a failed or a written report."""
+        if event.type is EventType.ARCHIVE_FAILED and event.data["reason"] == "storage_full":
+            self.observe(Observation(STORAGE, Condition.FULL, f"run {event.run_id}: {event.data['detail']}"))
+        elif event.type is EventType.REPORT_FAILED:
             self.observe(Observation(REPORTS, Condition.FAILED, f"run {event.run_id}: {event.data['detail']}"))
         elif event.type is EventType.REPORT_GENERATED:
             self.observe(Observation(REPORTS, Condition.OK, f"run {event.run_id}: reports written"))
 
-    def _apply(self, before: HealthState, effects: list[Effect]) -> None:
-        """Publish the machine's events (under the lock, so they go out in the order decided)."""
+    def _apply(self, before: HealthState, effects: list[Effect]) -> list[dict[str, Any]]:
+        """Publish the machine's events (under the lock, so they go out in the order decided).
+
+        Returns the escalations for `_deliver`, which runs their hooks after the lock is released:
+        a slow command or webhook must not hold up the other observers.
+        """
+        escalations = []
         for effect in effects:
             self._publish(effect.type, dict(effect.data))
             if effect.type is EventType.ESCALATION:
                 logger.error("ESCALATION %s: %s", effect.data["trigger"], effect.data["detail"])
-                self._escalate(self.settings, dict(effect.data))
+                escalations.append(dict(effect.data))
         self._metrics.show_health(self._state, self._detection.live())
         if effects and (before.safe_modes != self._state.safe_modes or before.passing != self._state.passing):
             self._notifier.status(self.status_line())
+        return escalations
+
+    def _deliver(self, escalations: list[dict[str, Any]]) -> None:
+        for escalation in escalations:
+            self._escalate(self.settings, escalation)
 
     def status_line(self) -> str:
         state = self._state
@@ -173,21 +186,22 @@ class Supervisor:
 
     # -- the scheduled jobs ---------------------------------------------------------------------
 
-    def run_heartbeat_iteration(self, now: datetime, reports: Subscription | None = None) -> None:
-        """Liveness of the loops, escalation repeats, report failures, and the heartbeat rows."""
+    def run_heartbeat_iteration(self, now: datetime, outcomes: Subscription | None = None) -> None:
+        """Liveness of the loops, escalation repeats, archival and report outcomes, and the heartbeat rows."""
         self._last_beat = self._clock()
         age = self._detection.age_seconds()
         if self._detection.live():
             self.observe(Observation(HEARTBEAT, Condition.OK, "loops make progress"))
         else:
             self.observe(Observation(HEARTBEAT, Condition.STALE, f"the detection loop made no pass for {age:.0f} s"))
-        while reports is not None and (item := reports.get(0)) is not None:
+        while outcomes is not None and (item := outcomes.get(0)) is not None:
             if isinstance(item, Event):  # a Missed marker: only the latest outcome matters, and it follows
-                self.observe_report(item)
+                self.observe_outcome(item)
         with self._lock:
             before = self._state
             self._state, effects = repeat_escalations(before, self._clock(), self.settings.escalation.repeat_seconds)
-            self._apply(before, effects)
+            escalations = self._apply(before, effects)
+        self._deliver(escalations)
         pid, errors = os.getpid(), tuple(self.recent_errors())
         record_heartbeats(
             self._progress_db,

@@ -32,6 +32,7 @@ RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 300.0
 CLOSE_SECONDS = 8.0  # SIGTERM must end the daemon within 10 s
 IDLE_WAIT_SECONDS = 60.0
+SAFE_MODE_POLL_SECONDS = 2.0  # while archival waits for room: how soon it notices the room
 
 
 def run_archive_iteration(pipeline: Pipeline, run_id: str, *, quiet_seconds: float, now_ns: int) -> float | None:
@@ -58,8 +59,16 @@ def run_archive_iteration(pipeline: Pipeline, run_id: str, *, quiet_seconds: flo
 class ArchiveWorker:
     """Implements the detector's `Handoff`; `start()` after construction, `close()` before the bus closes."""
 
-    def __init__(self, pipeline: Pipeline, *, quiet_seconds: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        quiet_seconds: float,
+        stop: threading.Event,
+        allowed: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._pipeline = pipeline
+        self._allowed = allowed  # False in safe mode archive_storage_full: archival waits
         self._quiet = quiet_seconds
         self._stop = stop
         self._due: dict[str, float] = {}  # run id -> monotonic time of its next attempt
@@ -70,13 +79,20 @@ class ArchiveWorker:
 
     @classmethod
     def for_daemon(
-        cls, settings: Settings, *, engine: Engine, publish: Publish, flush: Callable[[], None], ledger: Ledger
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine,
+        publish: Publish,
+        flush: Callable[[], None],
+        ledger: Ledger,
+        allowed: Callable[[], bool] = lambda: True,
     ) -> ArchiveWorker:
         stop = threading.Event()
         pipeline = pipeline_for(
             settings, engine=engine, publish=publish, flush=flush, ledger=ledger, stop=stop, escalate=False
         )
-        return cls(pipeline, quiet_seconds=settings.archive.quiet_seconds, stop=stop)
+        return cls(pipeline, quiet_seconds=settings.archive.quiet_seconds, stop=stop, allowed=allowed)
 
     def completed(self, run_id: str) -> None:
         self._schedule(run_id, 0.0)
@@ -125,8 +141,16 @@ class ArchiveWorker:
             return run_id, 0.0
 
     def _run(self) -> None:
+        waiting_for_room = False
         while not self._stop.is_set():
             self._pipeline.archival.log.flush()
+            if not self._allowed():
+                waiting_for_room = True
+                self._stop.wait(SAFE_MODE_POLL_SECONDS)
+                continue
+            if waiting_for_room:  # the storage check sees room again: every waiting run, now
+                waiting_for_room = False
+                self.wake()
             run_id, wait = self._next()
             if run_id is None:
                 self._wake.wait(wait)
