@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from orchestrator_monitor.completion import final_status
-from orchestrator_monitor.detector import REOPEN_WATCH_SECONDS, Detector
+from orchestrator_monitor.completions import REOPEN_WATCH_SECONDS
+from orchestrator_monitor.detector import Detector
 from orchestrator_monitor.events import EventType
 from orchestrator_monitor.ledger import Ledger
 from orchestrator_monitor.simulator import SimulatedExecutor

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
-import orjson
 from sqlalchemy import Connection, exc
 
 from .completion import RunSnapshot, Verdict, decide
-from .events import EventType
+from .completions import Completions, Handoff
+from .events import EventType, Publish
 from .ids import run_id_problem
-from .ledger import Ledger, RunRecord
+from .ledger import Ledger
 from .state.marks import mark_run
 from .state.schema import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES
 from .state.snapshots import (
@@ -38,22 +38,6 @@ from .state.snapshots import (
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
-REOPEN_WATCH_SECONDS = 3600.0
-
-
-class Publish(Protocol):
-    def __call__(self, type: EventType, data: dict[str, Any], *, run_id: str | None = None) -> object: ...
-
-
-class Handoff(Protocol):
-    """Where a completed run goes next (archival); the default does nothing."""
-
-    def completed(self, run_id: str) -> None: ...
-
-
-class NoHandoff:
-    def completed(self, run_id: str) -> None:
-        return None
 
 
 @dataclass
@@ -80,16 +64,13 @@ class Detector:
         connection: Callable[[], Connection],
         marks_allowed: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._ledger = ledger
         self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
         self._publish = publish
-        self._handoff = handoff
         self._settle = settle_seconds
         self._stall_after = stall_after_seconds
         self._connection = connection
         self._open: dict[str, _OpenRun] = {}
-        self._records: dict[str, RunRecord] = {}
-        self._watch_reopen: dict[str, float] = {}  # run -> when this daemon completed it (monotonic)
+        self._completions = Completions(ledger=ledger, publish=publish, handoff=handoff)
         self._warned: set[str] = set()
         self._started = False
         self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
@@ -130,12 +111,10 @@ class Detector:
         Runs terminal at that moment are left for `archive --backfill`; doing this before the
         daemon says it is watching means a run that finishes afterwards is never mistaken for one.
         """
-        if not self._ledger.baseline_taken():
-            connection = self._connection()
-            with connection.begin():
-                all_runs = fetch_all_runs(connection)
-            self._ledger.take_baseline({r: s for r, (s, _) in all_runs.items() if s in RUN_TERMINAL})
-        self._records = self._ledger.records()
+        connection = self._connection()
+        with connection.begin():
+            all_runs = fetch_all_runs(connection)
+        self._completions.load({run_id: status for run_id, (status, _) in all_runs.items()})
 
     # -- the full pass -------------------------------------------------------------------
 
@@ -163,7 +142,7 @@ class Detector:
         for run_id, (status, run_dir) in all_runs.items():
             try:
                 if status in RUN_TERMINAL:
-                    if self._needs_completion(run_id, status):
+                    if self._completions.needs_completion(run_id, status):
                         terminal_unrecorded[run_id] = status
                 else:
                     self._observe_open(
@@ -172,16 +151,8 @@ class Detector:
             except Exception:
                 logger.exception("reconciling run %s failed; going on with the others", run_id)
         self._complete_terminal(terminal_unrecorded, mono)
-        self._check_reopened(mono)
+        self._completions.check_reopened(connection, mono)
         self._started = True
-
-    def _needs_completion(self, run_id: str, status: str) -> bool:
-        record = self._records.get(run_id)
-        if record is None or record.phase == "marking":
-            return True
-        if record.phase == "completed":  # recorded, but its event may not have gone out: again, same id
-            self._announce(run_id, status, record.marked_by or "executor", record.tasks)
-        return False
 
     def _observe_open(
         self,
@@ -200,12 +171,7 @@ class Detector:
                 f"run {run_id} has status {status!r}, counted as not terminal",
                 run_id,
             )
-        record = self._records.get(run_id)
-        if record is not None and record.phase == "marking":
-            self._ledger.forget(run_id)  # the intended mark never landed
-            del self._records[run_id]
-        elif record is not None and record.phase != "baseline" and not record.reopened:
-            self._reopen(run_id, f"status is {status} again after the run was {record.status}")
+        self._completions.observe_open(run_id, status)
         known = self._open.get(run_id)
         if known is None:
             self._open[run_id] = _OpenRun(status, run_dir, mono, mono, snapshot.fingerprint if snapshot else None)
@@ -225,32 +191,6 @@ class Detector:
         run.changed_at = run.life_at = mono
         run.stalled = False
 
-    def _check_reopened(self, mono: float) -> None:
-        """A run completed recently whose rows changed after the mark: one RUN_REOPENED.
-
-        Only runs completed in the last `REOPEN_WATCH_SECONDS` are re-read (late writes come soon
-        after the end; older runs are sealed by archival), so this pass stays small for months.
-        """
-        for run_id in [r for r, at in self._watch_reopen.items() if mono - at > REOPEN_WATCH_SECONDS]:
-            del self._watch_reopen[run_id]
-        candidates = {r: self._records[r].status or "" for r in self._watch_reopen if not self._records[r].reopened}
-        if not candidates:
-            return
-        connection = self._connection()
-        with connection.begin():
-            snapshots = fetch_snapshots(connection, candidates)
-        for run_id, snapshot in snapshots.items():
-            if _fingerprint_text(snapshot) != self._records[run_id].fingerprint:
-                self._reopen(run_id, "tasks or workstreams changed after the run was marked")
-
-    def _reopen(self, run_id: str, what: str) -> None:
-        self._ledger.reopen(run_id)
-        record = self._records[run_id]
-        self._records[run_id] = replace(record, reopened=True)
-        self._watch_reopen.pop(run_id, None)
-        logger.warning("run %s reopened: %s", run_id, what)
-        self._publish(EventType.RUN_REOPENED, {"what": what}, run_id=run_id)
-
     # -- the cheap pass ------------------------------------------------------------------
 
     def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
@@ -264,7 +204,9 @@ class Detector:
             if self._rowid is not None:
                 new_runs, self._rowid = fetch_runs_after(connection, self._rowid)
                 new_runs = self._admit(new_runs)
-                terminal.update((r, s) for r, s in new_runs.items() if s in RUN_TERMINAL and r not in self._records)
+                terminal.update(
+                    (r, s) for r, s in new_runs.items() if s in RUN_TERMINAL and not self._completions.known(r)
+                )
             candidates = fetch_candidates(connection)
             snapshots = fetch_snapshots(connection, {r: open_now[r][0] for r in candidates if r in open_now})
             terminal_snapshots = fetch_snapshots(connection, terminal)
@@ -299,7 +241,7 @@ class Detector:
                     f"run {snapshot.run_id} has tasks with status {status!r}, counted as not terminal",
                     snapshot.run_id,
                 )
-        if self._finished_before(snapshot.run_id):
+        if self._completions.finished(snapshot.run_id):
             return None  # reopened after its mark: observed, never marked or announced again
         decision = decide(snapshot, changed_at=run.changed_at, now=mono, settle_seconds=self._settle)
         if decision.verdict is Verdict.SETTLING:
@@ -308,11 +250,11 @@ class Detector:
             return None
         if not self._marks_allowed():
             return mono + MARK_RETRY_SECONDS  # safe mode: the decision stands, the write waits
-        self._ledger.begin_mark(snapshot.run_id, decision.status)
+        self._completions.begin_mark(snapshot.run_id, decision.status)
         try:
             result = mark_run(self._connection(), snapshot, decision.status, now)
         except exc.OperationalError as err:
-            self._ledger.forget(snapshot.run_id)
+            self._completions.abandon_mark(snapshot.run_id)
             self.warn_once(
                 f"mark:{snapshot.run_id}",
                 "mark deferred",
@@ -321,7 +263,7 @@ class Detector:
             )
             return mono + MARK_RETRY_SECONDS
         if not result.marked:
-            self._ledger.forget(snapshot.run_id)  # it changed under us: the next pass looks again
+            self._completions.abandon_mark(snapshot.run_id)  # it changed under us: the next pass looks again
             return None
         if result.unreadable_times:
             self.warn_once(
@@ -346,39 +288,12 @@ class Detector:
             connection = self._connection()
             with connection.begin():
                 snapshots = fetch_snapshots(connection, statuses)
-        for run_id, snapshot in snapshots.items():
-            record = self._records.get(run_id)
-            ours = record is not None and record.phase == "marking" and record.status == snapshot.status
-            self._finish(snapshot, snapshot.status, "monitor" if ours else "executor", mono)
-
-    def _finished_before(self, run_id: str) -> bool:
-        record = self._records.get(run_id)
-        return record is not None and record.phase in ("completed", "announced", "archived", "reported")
+        for snapshot in snapshots.values():
+            self._finish(snapshot, snapshot.status, self._completions.marked_by(snapshot), mono)
 
     def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float) -> None:
-        run_id = snapshot.run_id
-        previous = self._open.pop(run_id, None)
-        if self._finished_before(run_id):  # a reopened run ending again: its completion was announced already
-            if previous is not None:
-                self._publish(EventType.RUN_STATUS_CHANGED, {"from": previous.status, "to": status}, run_id=run_id)
-            return
-        fingerprint = _fingerprint_text(snapshot)
-        self._ledger.complete(run_id, status=status, marked_by=marked_by, tasks=snapshot.tasks, fingerprint=fingerprint)
-        self._records[run_id] = RunRecord(
-            run_id, "completed", status, marked_by, dict(snapshot.tasks), fingerprint, False
-        )
-        if previous is not None:
-            self._publish(EventType.RUN_STATUS_CHANGED, {"from": previous.status, "to": status}, run_id=run_id)
-        self._announce(run_id, status, marked_by, snapshot.tasks)
-        self._watch_reopen[run_id] = mono
-
-    def _announce(self, run_id: str, status: str, marked_by: str, tasks: dict[str, int] | Any) -> None:
-        self._publish(
-            EventType.RUN_COMPLETED, {"status": status, "marked_by": marked_by, "tasks": dict(tasks)}, run_id=run_id
-        )
-        self._ledger.announce(run_id)
-        self._records[run_id] = replace(self._records[run_id], phase="announced")
-        self._handoff.completed(run_id)
+        previous = self._open.pop(snapshot.run_id, None)
+        self._completions.finish(snapshot, status, marked_by, mono, previous.status if previous else None)
 
     # -- life and stalls -----------------------------------------------------------------
 
@@ -395,8 +310,3 @@ class Detector:
             if run.status == "RUNNING" and not run.stalled and mono - run.life_at >= self._stall_after:
                 run.stalled = True
                 self._publish(EventType.RUN_STALLED, {"idle_s": round(mono - run.life_at, 3)}, run_id=run_id)
-
-
-def _fingerprint_text(snapshot: RunSnapshot) -> str:
-    """The rows' part of the fingerprint (the run's own status left out: the mark changes it)."""
-    return orjson.dumps([str(part) for part in snapshot.fingerprint[1:]]).decode()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -110,6 +110,12 @@ class Event:
             "run_id": self.run_id,
             "data": self.data,
         }
+
+
+class Publish(Protocol):
+    """How the rest of the daemon publishes: `Bus.publish`, or a recorder in tests."""
+
+    def __call__(self, type: EventType, data: dict[str, Any], *, run_id: str | None = None) -> object: ...
 
 
 def check_event(type: EventType, data: Mapping[str, Any], run_id: str | None) -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from .archive.archiver import Archival, ArchiveOutcome, Publish, RunRow, archive_run, fetch_terminal_run
+from .archive.archiver import Archival, ArchiveOutcome, RunRow, archive_run, fetch_terminal_run
 from .archive.copier import Flag
 from .archive.tree import Inventory
 from .config import Settings
 from .errors import MonitorError
+from .events import Publish
 from .ledger import Ledger
 from .publishing import open_bus
 from .reports.reporter import Reporting, report_run

@@ -17,11 +17,9 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Connection, Engine
 
 from . import __version__
 from .archive.worker import ArchiveWorker
@@ -29,21 +27,21 @@ from .config import Settings
 from .dashboard import open_dashboard
 from .detection import DetectionJob, Probe, Timing
 from .detector import Detector
-from .errors import BadInput, MonitorError
+from .errors import MonitorError
 from .events import EventType
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
-from .ids import run_directory
 from .ledger import Ledger
 from .lock import hold_lock
 from .metrics import MonitorMetrics
 from .notify import Notifier
 from .publishing import open_bus
 from .reload import merge_reloadable
+from .state.connection import StateConnection
 from .state.engine import database_url, describe_database, open_engine, sqlite_path
 from .state.probe import PollingProbe, SqliteProbe
 from .subscription import Subscription
 from .supervisor import LoopProgress, Supervisor
-from .watch import RunDirWatcher, Signals
+from .watch import RunDirWatcher, RunFollower, Signals
 from .web import create_app
 from .webserver import WebServer, check_exposure
 from .workspace import Workspace
@@ -56,67 +54,7 @@ ERROR_PAUSE_SECONDS = 1.0  # a failing detection pass is retried after this, dou
 MAX_ERROR_PAUSE_SECONDS = 8.0
 BACKOFF_RESET_SECONDS = 60.0  # a pass loop that ran this long before failing starts the backoff over
 MAIN_LOOP_SECONDS = 1.0
-MISSING_DIRECTORY_SECONDS = 5.0  # run activity feeds stall detection, which counts minutes
 LIVENESS_FLOOR_SECONDS = 15.0  # the detection loop may make no pass for this long and still be live
-
-
-class StateConnection:
-    """The detector's one connection (its `data_version` is what tells others' commits from ours)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._connection = engine.connect()
-
-    def __call__(self) -> Connection:
-        return self._connection
-
-    def reopen(self) -> None:
-        """After the database file was replaced: a new connection (and file descriptor) on the new file."""
-        self._connection.invalidate()
-        self._connection.close()
-        self._engine.dispose()
-        self._connection = self._engine.connect()
-
-    def close(self) -> None:
-        self._connection.close()
-
-
-class RunFollower:
-    """Keeps the run-directory watches equal to the open runs.
-
-    Paths are recomputed only when the open runs change; the watcher is asked then, and every
-    `MISSING_DIRECTORY_SECONDS` for directories the executor creates after the run's row (each
-    ask stats every unwatched directory: on every pass it was most of an idle daemon's CPU).
-    """
-
-    def __init__(
-        self,
-        workspace: Path,
-        watcher: RunDirWatcher,
-        warn: Callable[[str, str, str], None],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._workspace = workspace
-        self._watcher = watcher
-        self._warn = warn
-        self._clock = clock
-        self._next_sync = 0.0
-        self._last: dict[str, str | None] = {}
-        self._directories: dict[str, Path] = {}
-
-    def __call__(self, runs: dict[str, str | None]) -> None:
-        changed = runs != self._last
-        if changed:
-            self._last = runs
-            self._directories = {}
-            for run_id, run_dir in runs.items():
-                try:
-                    self._directories[run_id] = run_directory(self._workspace, run_id, run_dir)
-                except BadInput as err:
-                    self._warn(f"run_dir:{run_id}", "run directory refused", str(err))
-        if changed or self._clock() >= self._next_sync:
-            self._watcher.sync(self._directories)
-            self._next_sync = self._clock() + MISSING_DIRECTORY_SECONDS
 
 
 def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Callable[[str], None]) -> None:

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .detector import Publish
 from .escalation import deliver_escalation
-from .events import Event, EventType
+from .events import Event, EventType, Publish
 from .health import HEARTBEAT, STORAGE, check_archival_storage
 from .metrics import MonitorMetrics
 from .notify import Notifier

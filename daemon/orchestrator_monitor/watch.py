@@ -15,12 +15,16 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify_c import CallbackId, InotifyConstants, InotifyEvent, InotifyFD, Mask, WatchDescriptor
 from watchdog.observers.polling import PollingObserver
+
+from .errors import BadInput
+from .ids import run_directory
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ _STATE_MASK = Mask(
 )
 _RUN_MASK = Mask(_STATE_MASK | InotifyConstants.IN_ATTRIB)
 _STATE_CALLBACK = CallbackId(0)
+MISSING_DIRECTORY_SECONDS = 5.0  # run activity feeds stall detection, which counts minutes
 POLLING_INTERVAL_SECONDS = 5.0  # fallback only: activity there feeds stall detection, which counts minutes
 
 
@@ -221,3 +226,41 @@ class RunDirWatcher:
         if self._polling is not None:
             self._polling.stop()
             self._polling.join(timeout)
+
+
+class RunFollower:
+    """Keeps the run-directory watches equal to the open runs.
+
+    Paths are recomputed only when the open runs change; the watcher is asked then, and every
+    `MISSING_DIRECTORY_SECONDS` for directories the executor creates after the run's row (each
+    ask stats every unwatched directory: on every pass it was most of an idle daemon's CPU).
+    """
+
+    def __init__(
+        self,
+        workspace: Path,
+        watcher: RunDirWatcher,
+        warn: Callable[[str, str, str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._workspace = workspace
+        self._watcher = watcher
+        self._warn = warn
+        self._clock = clock
+        self._next_sync = 0.0
+        self._last: dict[str, str | None] = {}
+        self._directories: dict[str, Path] = {}
+
+    def __call__(self, runs: dict[str, str | None]) -> None:
+        changed = runs != self._last
+        if changed:
+            self._last = runs
+            self._directories = {}
+            for run_id, run_dir in runs.items():
+                try:
+                    self._directories[run_id] = run_directory(self._workspace, run_id, run_dir)
+                except BadInput as err:
+                    self._warn(f"run_dir:{run_id}", "run directory refused", str(err))
+        if changed or self._clock() >= self._next_sync:
+            self._watcher.sync(self._directories)
+            self._next_sync = self._clock() + MISSING_DIRECTORY_SECONDS

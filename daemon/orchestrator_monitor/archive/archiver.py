@@ -16,13 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from ..errors import BadInput, ProblemFound
-from ..events import Event, EventType
+from ..events import Event, EventType, Publish
 from ..ids import run_directory, validate_run_id
 from ..ledger import Ledger
 from ..lock import hold_lock
@@ -41,10 +40,6 @@ from .staging import build_and_publish, remove_staging, staging_for
 from .tree import Inventory, scan_tree
 
 logger = logging.getLogger(__name__)
-
-
-class Publish(Protocol):
-    def __call__(self, type: EventType, data: dict[str, Any], *, run_id: str | None = None) -> object: ...
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from sqlalchemy import Engine
 
 from ..config import Settings
 from ..errors import BadInput, ProblemFound, Unavailable
+from ..events import Publish
 from ..ledger import Ledger
 from ..pipeline import Pipeline, pipeline_for
-from .archiver import Publish, fetch_terminal_run
+from .archiver import fetch_terminal_run
 from .failures import ArchiveFailure, Interrupted
 from .tree import scan_tree
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine, select
@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 from ..archive.bag import read_summary
 from ..durable import replace_files
 from ..errors import BadInput, MonitorError, ProblemFound
-from ..events import EventType
+from ..events import EventType, Publish
 from ..ids import validate_run_id
 from ..ledger import Ledger
 from ..sinks.spool import remove_run_events
@@ -37,10 +37,6 @@ from .page import render_page
 logger = logging.getLogger(__name__)
 
 ESCALATION_TRIGGER = "report_generation_failure"
-
-
-class Publish(Protocol):
-    def __call__(self, type: EventType, data: dict[str, Any], *, run_id: str | None = None) -> object: ...
 
 
 class ReportFailure(MonitorError):
