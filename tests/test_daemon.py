@@ -286,3 +286,17 @@ def test_an_idle_daemon_writes_nothing(workspace: Path, start_daemon) -> None:
     assert ledger.execute("SELECT * FROM monitor_runs ORDER BY run_id").fetchall() == runs_before
     ledger.close()
     assert all(line["type"] == "HEARTBEAT" for line in daemon.log.read()[lines_before:])
+
+
+def test_a_write_into_an_archived_run_is_reported(workspace: Path, start_daemon) -> None:
+    daemon = start_daemon(workspace, "archive.quiet_seconds=0", "archive.reserve_bytes=0")
+    writer = Writer(workspace)
+    (workspace / "runs" / "sealed").mkdir(parents=True)
+    (workspace / "runs" / "sealed" / "result.txt").write_text("final")
+    writer.add_run("sealed", ["SUCCEEDED"])
+    daemon.log.wait_for(lambda log: log.events("REPORT_GENERATED", "sealed"), what="archived and reported")
+    (workspace / "runs" / "sealed" / "late.txt").write_text("too late")
+    daemon.log.wait_for(
+        lambda log: any(e["data"]["what"] == "write after archival" for e in log.events("WARNING", "sealed")),
+        what="the late write reported",
+    )

@@ -31,7 +31,10 @@ class FakeDetector:
     def check_stalls(self, mono: float) -> None:
         return None
 
-    def open_run_dirs(self) -> dict[str, str | None]:
+    def seal_archived(self, mono: float) -> None:
+        return None
+
+    def watched_run_dirs(self) -> dict[str, str | None]:
         return {}
 
     def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:

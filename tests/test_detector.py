@@ -327,3 +327,19 @@ def test_rows_of_runs_completed_long_ago_are_not_re_read(harness: Harness) -> No
     harness.sql("UPDATE runs SET status = 'RUNNING' WHERE run_id = 'old'")
     harness.reconcile(mono=REOPEN_WATCH_SECONDS + 2)
     assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_REOPENED)] == ["old"]  # status: always seen
+
+
+def test_a_write_into_an_archived_run_directory_is_reported_once(harness: Harness) -> None:
+    harness.reconcile(mono=0)
+    add_run(harness, "r", ["SUCCEEDED"])
+    harness.detect(mono=1)
+    assert "r" not in harness.detector.watched_run_dirs()  # done, not archived yet: nothing to watch for
+    harness.detector.note_activity(["r"], mono=2)  # the executor still flushing: not a warning yet
+    assert harness.ledger.archived("r", "COMPLETED")  # what the archive worker records
+    harness.detector.seal_archived(mono=3)
+    assert harness.detector.watched_run_dirs() == {"r": None}
+    harness.detector.note_activity(["r"], mono=4)
+    harness.detector.note_activity(["r"], mono=5)
+    warnings = harness.recorder.of(EventType.WARNING)
+    assert [(run_id, data["what"]) for run_id, data in warnings] == [("r", "write after archival")]
+    assert harness.detector.watched_run_dirs() == {}

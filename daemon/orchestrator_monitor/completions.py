@@ -87,6 +87,10 @@ class Completions:
         elif record is not None and record.phase != "baseline" and not record.reopened:
             self.reopen(run_id, f"status is {status} again after the run was {record.status}")
 
+    def archived_among(self, run_ids: list[str]) -> set[str]:
+        """Which runs archival has published (the archive worker records that in the ledger)."""
+        return self._ledger.archived_among(run_ids) if run_ids else set()
+
     def begin_mark(self, run_id: str, status: str) -> None:
         self._ledger.begin_mark(run_id, status)
 

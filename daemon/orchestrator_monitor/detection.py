@@ -130,7 +130,8 @@ class DetectionJob:
         if activity:
             self._detector.note_activity(activity, mono)
         self._detector.check_stalls(mono)
-        self._follow_runs(self._detector.open_run_dirs())
+        self._detector.seal_archived(mono)
+        self._follow_runs(self._detector.watched_run_dirs())
 
     def _debounce(self) -> None:
         limit = self._clock() + DEBOUNCE_LIMIT * self._timing.debounce_seconds

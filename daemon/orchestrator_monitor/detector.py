@@ -18,7 +18,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, exc
 
 from .completion import RunSnapshot, Verdict, decide
-from .completions import Completions, Handoff
+from .completions import REOPEN_WATCH_SECONDS, Completions, Handoff
 from .events import EventType, Publish
 from .ids import run_id_problem
 from .ledger import Ledger
@@ -71,6 +71,8 @@ class Detector:
         self._connection = connection
         self._open: dict[str, _OpenRun] = {}
         self._completions = Completions(ledger=ledger, publish=publish, handoff=handoff)
+        self._finished: dict[str, tuple[str | None, float]] = {}  # completed here, not yet archived
+        self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
         self._warned: set[str] = set()
         self._started = False
         self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
@@ -80,9 +82,10 @@ class Detector:
         self._settle = settle_seconds
         self._stall_after = stall_after_seconds
 
-    def open_run_dirs(self) -> dict[str, str | None]:
-        """run_id -> the run_dir column of every open run (what the run-directory watcher follows)."""
-        return {run_id: run.run_dir for run_id, run in self._open.items()}
+    def watched_run_dirs(self) -> dict[str, str | None]:
+        """run_id -> run_dir column of the runs whose directories are watched: the open ones, for
+        stall detection, and those archived within `REOPEN_WATCH_SECONDS`, for a late write."""
+        return {**{run_id: run.run_dir for run_id, run in self._open.items()}, **self._sealed}
 
     def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
         if key in self._warned:
@@ -294,16 +297,38 @@ class Detector:
     def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float) -> None:
         previous = self._open.pop(snapshot.run_id, None)
         self._completions.finish(snapshot, status, marked_by, mono, previous.status if previous else None)
+        self._finished[snapshot.run_id] = (previous.run_dir if previous else None, mono)
+
+    def seal_archived(self, mono: float) -> None:
+        """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.
+
+        Asks the ledger only while some run completed here waits for its bag (seconds, usually).
+        """
+        for run_id, (_, finished_at) in list(self._finished.items()):
+            if mono - finished_at > REOPEN_WATCH_SECONDS:
+                del self._finished[run_id]
+                self._sealed.pop(run_id, None)
+        waiting = [run_id for run_id in self._finished if run_id not in self._sealed]
+        for run_id in self._completions.archived_among(waiting):
+            self._sealed[run_id] = self._finished[run_id][0]
 
     # -- life and stalls -----------------------------------------------------------------
 
     def note_activity(self, run_ids: Iterable[str], mono: float) -> None:
-        """Run-directory activity counts as life for stall detection."""
+        """Run-directory activity counts as life for stall detection; after archival it is a warning."""
         for run_id in run_ids:
             run = self._open.get(run_id)
             if run is not None:
                 run.life_at = mono
                 run.stalled = False
+            elif self._sealed.pop(run_id, False) is not False:
+                self._finished.pop(run_id, None)
+                self.warn_once(
+                    f"late-write:{run_id}",
+                    "write after archival",
+                    f"run {run_id}: its directory changed after it was archived; the archive keeps what was there",
+                    run_id,
+                )
 
     def check_stalls(self, mono: float) -> None:
         for run_id, run in self._open.items():

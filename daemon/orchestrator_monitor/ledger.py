@@ -170,6 +170,20 @@ class Ledger:
             row = self._connection.execute("SELECT phase FROM monitor_runs WHERE run_id = ?", (run_id,)).fetchone()
         return row[0] if row else None
 
+    def archived_among(self, run_ids: list[str]) -> set[str]:
+        """Which of these runs have a published bag (phase archived or reported)."""
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(run_ids), 500):
+                chunk = run_ids[start : start + 500]
+                rows = self._connection.execute(
+                    f"SELECT run_id FROM monitor_runs WHERE phase IN ('archived', 'reported') "
+                    f"AND run_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                found.update(row[0] for row in rows)
+        return found
+
     def runs_in_phase(self, phase: str) -> list[str]:
         """Runs waiting in `phase`, oldest first: what the archival worker resumes at start."""
         with self._lock:
