@@ -22,9 +22,10 @@ What it does:
    starts children with vfork, and Linux counts this process's RSS in the child's maxrss);
 3. waits until it is watching (`MONITOR_STARTED`), finishes a sentinel run and waits for its
    `RUN_COMPLETED` (so the first reconciliation is over), then:
-   - idle (first daemon lifetime only): `--idle-seconds` with nothing happening; CPU share
-     from /proc/PID/stat utime+stime, VmRSS and VmHWM at start and end, lines and bytes
-     written meanwhile;
+   - idle (first daemon lifetime only): `--idle-settle` seconds for the daemon's follow-up of
+     the sentinel (archive, report, the reconciliation due a minute after a change), then
+     `--idle-seconds` with nothing happening; CPU share from /proc/PID/stat utime+stime (also
+     per tenth of the window), VmRSS and VmHWM at start and end, lines and bytes written;
    - singles: a writer process (plain sqlite3, `BEGIN IMMEDIATE ... COMMIT`, the simulator's
      SQL) finishes runs one at a time with a random gap, taking `time.monotonic()` right
      after each COMMIT (CLOCK_MONOTONIC is system-wide, so comparable across processes);
@@ -83,6 +84,7 @@ PYTHON = sys.executable
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None  # GNU time, for peak RSS
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FOLLOW_POLL_SECONDS = 0.001
+IDLE_SLICES = 10
 START_TIMEOUT = 120.0  # a daemon's start and first reconciliation on a big workspace
 SETTLE_TIMEOUT = 60.0  # how long every finished run may take to show up
 SLOW_COMMIT_SECONDS = 0.005
@@ -587,6 +589,9 @@ class Idle:
     lines: int
     wchar: int
     threads: str
+    settle_seconds: float
+    settle_cpu_percent: float
+    slices: list[float]
 
 
 @dataclass
@@ -622,6 +627,7 @@ class Plan:
     burst_batches: int
     burst_seconds: float
     idle_seconds: float
+    idle_settle: float
     seed: int
 
 
@@ -668,7 +674,7 @@ def measure_lifetime(
             follower.wait_quiet(1.0, 30.0)
 
             if idle and plan.idle_seconds > 0:
-                result.idle = measure_idle(process.pid, follower, plan.idle_seconds)
+                result.idle = measure_idle(process.pid, follower, plan.idle_seconds, plan.idle_settle)
 
             commits = run_writer(
                 database,
@@ -708,12 +714,22 @@ def measure_lifetime(
     return result
 
 
-def measure_idle(pid: int, follower: LogFollower, seconds: float) -> Idle:
-    print(f"   idle: {seconds:.0f} s with nothing happening ...", flush=True)
+def cpu_share(pid: int, seconds: float) -> float:
+    """Percent of a core the process used over the next `seconds`."""
+    cpu_before, wall_before = proc_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return 100 * (proc_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
+
+
+def measure_idle(pid: int, follower: LogFollower, seconds: float, settle: float) -> Idle:
+    """CPU over a settle period (the daemon's own follow-up of the sentinel run: archive, report, checks of
+    a database that changed), then over the idle window, in ten slices, with memory and writes."""
+    print(f"   idle: {settle:.0f} s to settle, then {seconds:.0f} s with nothing happening ...", flush=True)
+    settle_cpu = cpu_share(pid, settle) if settle > 0 else float("nan")
     rss_start, _ = proc_memory_mb(pid)
     lines_before, io_before = follower.lines, proc_io(pid)
     cpu_before, wall_before = proc_cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
+    slices = [cpu_share(pid, seconds / IDLE_SLICES) for _ in range(IDLE_SLICES)]
     cpu_after, wall_after = proc_cpu_seconds(pid), time.monotonic()
     rss_end, hwm_end = proc_memory_mb(pid)
     io_after = proc_io(pid)
@@ -726,6 +742,9 @@ def measure_idle(pid: int, follower: LogFollower, seconds: float) -> Idle:
         lines=follower.lines - lines_before,
         wchar=io_after.get("wchar", 0) - io_before.get("wchar", 0),
         threads=proc_status(pid).get("Threads", "?"),
+        settle_seconds=settle,
+        settle_cpu_percent=settle_cpu,
+        slices=slices,
     )
 
 
@@ -863,9 +882,15 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
     idles = [lt.idle for lt in daemon if lt.idle is not None]
     for idle in idles:
         print(
-            f"   idle {idle.seconds:.0f} s: CPU {idle.cpu_percent:.3f}% of a core; VmRSS {idle.rss_start_mb:.1f} -> "
-            f"{idle.rss_end_mb:.1f} MB, VmHWM {idle.hwm_end_mb:.1f} MB; {idle.lines} log lines, "
-            f"{idle.wchar} bytes written; {idle.threads} threads",
+            f"   settle {idle.settle_seconds:.0f} s after the sentinel run (the daemon's follow-up): CPU "
+            f"{idle.settle_cpu_percent:.3f}% of a core",
+            file=out,
+        )
+        print(
+            f"   idle {idle.seconds:.0f} s: CPU {idle.cpu_percent:.3f}% of a core (slices of "
+            f"{idle.seconds / len(idle.slices):.0f} s: {' '.join(f'{x:.2f}' for x in idle.slices)}); VmRSS "
+            f"{idle.rss_start_mb:.1f} -> {idle.rss_end_mb:.1f} MB, VmHWM {idle.hwm_end_mb:.1f} MB; {idle.lines} log "
+            f"lines, {idle.wchar} bytes written; {idle.threads} threads",
             file=out,
         )
     if poller_idle is not None:
@@ -918,6 +943,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--gap-ms", type=float, nargs=2, default=(50.0, 150.0), metavar=("MIN", "MAX"),
                         help="random gap between single runs (default 50 150 ms)")  # fmt: skip
     parser.add_argument("--idle-seconds", type=float, help="idle window (default 60; e.g. 300; 0 skips)")
+    parser.add_argument(
+        "--idle-settle",
+        type=float,
+        help="seconds between the sentinel run and the idle window, for the daemon's follow-up work "
+        "(archive, report, the reconciliation due 60 s after a change, a db check of a changed file) "
+        "(default 70; --quick 2)",
+    )
     parser.add_argument("--no-run-dirs", action="store_true", help="do not create the open runs' directories")
     parser.add_argument("--daemon-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra --set for the daemon, e.g. completion.debounce_seconds=0.005")  # fmt: skip
@@ -940,6 +972,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "samples": 60 if quick else 400,
         "burst": 100 if quick else 1000,
         "idle_seconds": 5.0 if quick else 60.0,
+        "idle_settle": 2.0 if quick else 70.0,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -969,13 +1002,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         burst_batches=args.burst_batches,
         burst_seconds=args.burst_seconds,
         idle_seconds=args.idle_seconds,
+        idle_settle=args.idle_settle,
         seed=args.seed,
     )
     print(
         f"plan: {args.rounds} rounds (daemon and baseline alternating), each lifetime on a fresh copy: "
         f"{plan.samples} single runs (gap {args.gap_ms[0]:.0f}-{args.gap_ms[1]:.0f} ms), then a burst of "
         f"{plan.burst} runs in {plan.burst_batches} transactions over {plan.burst_seconds:.1f} s; "
-        f"idle window {plan.idle_seconds:.0f} s in the first daemon lifetime; "
+        f"idle window {plan.idle_seconds:.0f} s ({plan.idle_settle:.0f} s after the sentinel run) in the first "
+        "daemon lifetime; "
         f"{len(open_runs)} open runs, run directories {'not ' if args.no_run_dirs else ''}created"
     )
     scratch = Path(tempfile.mkdtemp(prefix="detect-", dir=workdir))
