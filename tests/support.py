@@ -127,6 +127,15 @@ class DaemonProcess:
             what="MONITOR_STARTED",
         )
         assert self.process.poll() is None, self.process.communicate()
+        if "dashboard.enabled=false" not in settings:  # the HTTP server comes up just after MONITOR_STARTED
+            self.log.wait_for(lambda log: self._listening() or self.process.poll() is not None, what="the port")
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
         """GET from the daemon's HTTP server: status and body (an error status is an answer too)."""
