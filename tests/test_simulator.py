@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from support import free_port
+
 
 def test_simulated_runs_end_with_retries_failures_artifacts_and_logs(simulated: tuple[Path, list[str]]) -> None:
     workspace, _ = simulated
@@ -28,9 +30,25 @@ def test_simulated_runs_end_with_retries_failures_artifacts_and_logs(simulated: 
 
 
 def test_demo_command_runs_to_the_end_in_a_fresh_workspace(tmp_path: Path, cli) -> None:
-    result = cli("demo", "--workspace", str(tmp_path / "demo"), "--runs", "3", "--tick", "0", "--seed", "3")
+    demo = tmp_path / "demo"
+    args = (
+        "--workspace",
+        str(demo),
+        "--runs",
+        "3",
+        "--tick",
+        "0",
+        "--seed",
+        "3",
+        "--set",
+        f"dashboard.port={free_port()}",
+    )
+    result = cli("demo", *args)
     assert result.code == 0, result.err
-    status = cli("status", "--workspace", str(tmp_path / "demo"))
-    lines = [line.split("\t") for line in status.out.splitlines()]
+    lines = [line.split("\t") for line in cli("status", "--workspace", str(demo)).out.splitlines()]
     assert len(lines) == 3
-    assert all(fields[2].endswith("100%") for fields in lines)
+    assert all(fields[2].endswith("100%") and fields[1] in ("COMPLETED", "FAILED", "PARTIAL") for fields in lines)
+    for fields in lines:  # the monitor beside the demo marked, archived and reported every run
+        assert (demo / ".archive" / fields[0] / "bagit.txt").is_file()
+        assert (demo / "reports" / f"{fields[0]}.html").is_file()
+    assert "dashboard: http://127.0.0.1:" in result.out

@@ -25,10 +25,10 @@ from .simulator import SimulatedExecutor
 from .state.engine import STATE_DB
 from .timefmt import utc_now
 from .views import StatusView
-from .workspace import init_workspace
+from .workspace import Workspace, init_workspace
 
 TICKS_BETWEEN_RUNS = 4
-MONITOR_GRACE_SECONDS = 10.0  # how long the demo waits for the monitor to mark the last runs
+MONITOR_GRACE_SECONDS = 30.0  # how long the demo waits for the monitor to mark, archive and report the last runs
 GRACE_POLL_SECONDS = 0.1
 CANCELLED_RUN_INDEX = 3  # one run is given up by the executor itself, as real ones sometimes are
 
@@ -72,18 +72,25 @@ def run_demo(
                 stop.wait(tick_seconds)
             final = snapshot()
             deadline = time.monotonic() + MONITOR_GRACE_SECONDS
-            while not all(line.terminal for line in final.runs) and time.monotonic() < deadline:
+            while not _all_reported(final, settings) and time.monotonic() < deadline:
                 if stop.wait(GRACE_POLL_SECONDS):
                     break
                 final = snapshot()
             update(final)
-    console.print(
-        f"events: {settings.workspace / 'logs' / 'monitor.jsonl'} (orchestrator events --workspace "
-        f"{settings.workspace})",
-        markup=False,
-        highlight=False,
-    )
+    workspace = Workspace.from_settings(settings)
+    for line, where in (
+        ("events", f"{workspace.logs_dir / 'monitor.jsonl'} (orchestrator events --workspace {workspace.root})"),
+        ("archives", f"{workspace.archive_root} (orchestrator verify --workspace {workspace.root} --run ID)"),
+        ("reports", f"{workspace.reports_dir}"),
+    ):
+        console.print(f"{line}: {where}", markup=False, highlight=False)
     return final
+
+
+def _all_reported(view: StatusView, settings: Settings) -> bool:
+    """Every run terminal, and every run the monitor finished archived and reported (its summary written)."""
+    reports = Workspace.from_settings(settings).reports_dir
+    return all(line.terminal and (reports / f"{line.run_id}_summary.json").exists() for line in view.runs)
 
 
 @contextmanager
@@ -102,10 +109,12 @@ def _monitor_beside(settings: Settings, console: Console) -> Iterator[None]:
     thread = threading.Thread(target=monitor, name="demo-monitor", daemon=True)
     thread.start()
     ready.wait()
-    if failure and isinstance(failure[0], Unavailable):
+    if failure and isinstance(failure[0], Unavailable) and "daemon.lock" in str(failure[0]):
         console.print(f"not starting a monitor: {failure[0]}; the running one marks the runs", markup=False)
     elif failure:
         raise failure[0]
+    elif settings.dashboard.enabled:
+        console.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/", markup=False)
     try:
         yield
     finally:
