@@ -28,13 +28,13 @@ class BusLogHandler(logging.Handler):
         self.bus = bus
         self.setFormatter(OrjsonFormatter(LOG_FIELDS, rename_fields=_RENAMED))
 
-    def handle(self, record: logging.LogRecord) -> bool | logging.LogRecord:
+    def handle(self, record: logging.LogRecord) -> bool:
         # Without the handler lock `logging` would take around emit(): a record logged while
         # another thread holds the bus lock would otherwise take the two locks in both orders.
         checked = self.filter(record)
         if checked:
             self.emit(checked if isinstance(checked, logging.LogRecord) else record)
-        return checked
+        return bool(checked)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

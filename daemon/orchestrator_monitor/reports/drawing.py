@@ -9,7 +9,7 @@ chart has one stacked bar per tool: succeeded, failed, skipped, cancelled.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ class Shape:
     title: str
 
 
-def timeline(workstreams: list[Mapping[str, Any]], tasks: list[TaskRow]) -> dict[str, Any]:
+def timeline(workstreams: Sequence[Mapping[str, Any]], tasks: list[TaskRow]) -> dict[str, Any]:
     """Lanes and bars of the task timeline; empty when no task has readable start and finish times."""
     spans: defaultdict[str | None, list[tuple[datetime, datetime, str]]] = defaultdict(list)
     for task in tasks:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +66,7 @@ def by_status(statuses: Iterable[str]) -> dict[str, Any]:
 
 def summary(
     run: Mapping[str, Any],
-    workstreams: list[Mapping[str, Any]],
+    workstreams: Sequence[Mapping[str, Any]],
     tasks: list[TaskRow],
     archive: ArchiveFacts,
     now: datetime,

@@ -13,6 +13,7 @@ import logging
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import orjson
 
@@ -73,7 +74,8 @@ class RunSpoolSink(QueuedWriter):
 
     def write_batch(self, batch: list[object]) -> None:
         by_run: defaultdict[str, list[bytes]] = defaultdict(list)
-        for run_id, line in batch:  # type: ignore[misc]
+        for item in batch:
+            run_id, line = cast(tuple[str, bytes], item)
             by_run[run_id].append(line)
         failed = 0
         for run_id, lines in by_run.items():
