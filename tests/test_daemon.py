@@ -130,6 +130,10 @@ def test_kill_9_never_loses_or_repeats_a_mark(workspace: Path, trial: int, start
     assert executor.wait(timeout=60) == 0
     again = start_daemon(workspace)
     again.log.wait_for(lambda log: set(completed_runs(log)) == set(runs), what="all runs announced")
+    again.log.wait_for(
+        lambda log: {e["run_id"] for e in log.events("REPORT_GENERATED")} == set(runs), what="all runs reported"
+    )
+    assert {e["run_id"] for e in again.log.events("RUN_ARCHIVED")} == set(runs)  # no event lost to the kill
     assert again.stop()[0] == 0
     ids = {e["run_id"]: e["id"] for e in again.log.events("RUN_COMPLETED")}
     assert all(ids[r] == f"{r}:RUN_COMPLETED" for r in runs)  # a repeat after a crash carries the same id

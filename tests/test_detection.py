@@ -95,17 +95,27 @@ def test_an_idle_daemon_reconciles_once_then_does_no_scans() -> None:
     assert job.iterations == 1000
 
 
-def test_a_change_runs_the_cheap_pass_and_the_full_one_only_when_due() -> None:
+def test_a_change_runs_the_cheap_pass_and_the_full_one_only_when_due_and_quiet() -> None:
     clock = Clock()
-    job, detector, _, _ = make_job(ScriptedProbe(Change.NONE, Change.CHANGED, Change.CHANGED), clock)
+    probe = ScriptedProbe(Change.NONE, Change.CHANGED, Change.CHANGED, Change.NONE, Change.CHANGED, Change.CHANGED)
+    job, detector, _, _ = make_job(probe, clock)
     stop = threading.Event()
     job.run_detection_iteration(woke=False, stop=stop)
     detector.passes.clear()
     job.run_detection_iteration(woke=False, stop=stop)
     assert detector.passes == ["detect"]
-    clock.now += 61
+    clock.now += 61  # the period is over: a commit still gets the cheap pass alone, at once
     job.run_detection_iteration(woke=False, stop=stop)
-    assert detector.passes == ["detect", "reconcile", "detect"]
+    assert detector.passes == ["detect", "detect"]
+    job.run_detection_iteration(woke=False, stop=stop)  # the first quiet moment: the full pass
+    assert detector.passes == ["detect", "detect", "reconcile", "detect"]
+    detector.passes.clear()
+    clock.now += 61  # commits never stop: after one more period the full pass runs after the cheap one
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == ["detect"]
+    clock.now += 60
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == ["detect", "detect", "reconcile", "detect"]
 
 
 def test_a_file_event_before_the_commit_is_visible_is_confirmed_in_the_same_pass() -> None:

@@ -60,6 +60,7 @@ class Harness:
         self.detector = Detector(
             ledger=self.ledger,
             publish=self.recorder,
+            flush=lambda: None,
             handoff=self.handoff,
             settle_seconds=self.settle,
             stall_after_seconds=100,
@@ -343,3 +344,18 @@ def test_a_write_into_an_archived_run_directory_is_reported_once(harness: Harnes
     warnings = harness.recorder.of(EventType.WARNING)
     assert [(run_id, data["what"]) for run_id, data in warnings] == [("r", "write after archival")]
     assert harness.detector.watched_run_dirs() == {}
+
+
+def test_a_run_is_recorded_announced_only_after_its_event_was_written(workspace: Path) -> None:
+    h = Harness(workspace)
+    phases_at_flush: list[str | None] = []
+    h.detector._completions._flush = lambda: phases_at_flush.append(h.ledger.phase("r"))  # type: ignore[attr-defined]
+    try:
+        h.reconcile()
+        add_run(h, "r", ["SUCCEEDED"])
+        h.detect()
+        assert phases_at_flush == ["completed"]  # the log was flushed while the ledger still said "completed"
+        assert h.ledger.phase("r") == "announced"
+        assert h.handoff.runs == ["r"]
+    finally:
+        h.stop()

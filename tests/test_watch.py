@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from orchestrator_monitor.watch import RunDirWatcher, Signals, StateFileFilter
+from orchestrator_monitor.watch import MISSING_DIRECTORY_SECONDS, RunDirWatcher, RunFollower, Signals, StateFileFilter
 
 
 def test_state_filter_takes_the_database_and_its_journals_but_not_shm() -> None:
@@ -116,3 +116,26 @@ def test_at_the_watch_limit_a_directory_is_polled(tmp_path: Path, watcher, monke
     assert w.watched == {"r"}
     (run / "out.txt").write_text("x")
     assert "r" in wait_for_activity(signals, "r")
+
+
+class RecordingWatcher:
+    def __init__(self) -> None:
+        self.synced: list[dict[str, Path]] = []
+
+    def sync(self, directories: dict[str, Path]) -> None:
+        self.synced.append(dict(directories))
+
+
+def test_the_follower_keeps_watches_equal_to_the_runs_and_refuses_escaping_dirs(tmp_path: Path) -> None:
+    watcher, warnings, now = RecordingWatcher(), [], [0.0]
+    follow = RunFollower(tmp_path, watcher, lambda key, what, detail: warnings.append(what), clock=lambda: now[0])
+    follow({"a": None, "b": "elsewhere/b"})
+    assert watcher.synced[-1] == {"a": tmp_path / "runs" / "a", "b": tmp_path / "elsewhere" / "b"}
+    follow({"a": None, "b": "elsewhere/b"})
+    assert len(watcher.synced) == 1  # nothing changed: not even a stat of missing directories
+    now[0] = MISSING_DIRECTORY_SECONDS
+    follow({"a": None, "b": "elsewhere/b"})
+    assert len(watcher.synced) == 2  # a directory created after its run's row is picked up
+    follow({"b": "moved/b", "c": "../../etc"})
+    assert watcher.synced[-1] == {"b": tmp_path / "moved" / "b"}
+    assert warnings == ["run directory refused"]

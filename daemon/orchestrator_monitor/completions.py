@@ -9,7 +9,7 @@ run to archival, and watches recently completed runs for changes after their mar
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -42,11 +42,13 @@ class NoHandoff:
 class Completions:
     """The records of finished runs (loaded from the ledger at start) and the announcements."""
 
-    def __init__(self, *, ledger: Ledger, publish: Publish, handoff: Handoff) -> None:
+    def __init__(self, *, ledger: Ledger, publish: Publish, flush: Callable[[], None], handoff: Handoff) -> None:
         self._ledger = ledger
         self._publish = publish
+        self._flush = flush
         self._handoff = handoff
         self._records: dict[str, RunRecord] = {}
+        self._published: list[str] = []  # RUN_COMPLETED out, not yet known written: see `commit`
         self._watch_reopen: dict[str, float] = {}  # run -> when this daemon completed it (monotonic)
 
     def load(self, runs: Mapping[str, str]) -> None:
@@ -118,9 +120,23 @@ class Completions:
     def _announce(self, run_id: str, status: str, marked_by: str, tasks: Mapping[str, int]) -> None:
         data = {"status": status, "marked_by": marked_by, "tasks": dict(tasks)}
         self._publish(EventType.RUN_COMPLETED, data, run_id=run_id)
-        self._ledger.announce(run_id)
-        self._records[run_id] = replace(self._records[run_id], phase="announced")
-        self._handoff.completed(run_id)
+        self._published.append(run_id)
+
+    def commit(self) -> None:
+        """After a pass: once its RUN_COMPLETED lines are written, record them announced and hand the runs on.
+
+        `publish` returns when the log accepted a line, not when it wrote it; recording the run
+        announced before that would let a `kill -9` lose its event for good. One flush and one
+        ledger transaction serve a whole pass, however many runs it completed.
+        """
+        if not self._published:
+            return
+        self._flush()
+        self._ledger.announce_many(self._published)
+        for run_id in self._published:
+            self._records[run_id] = replace(self._records[run_id], phase="announced")
+            self._handoff.completed(run_id)
+        self._published = []
 
     def check_reopened(self, connection: Connection, mono: float) -> None:
         """A run completed recently whose rows changed after the mark: one RUN_REOPENED.

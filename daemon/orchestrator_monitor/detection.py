@@ -74,7 +74,7 @@ class DetectionJob:
         self._wall = wall
         self._guard = LoopGuard()
         self._recheck: float | None = None
-        self._next_reconcile = 0.0
+        self._next_reconcile: float | None = None  # None: the start-up reconciliation is still to run
         self._dirty = True  # the database changed since the last reconciliation
         self._missing = False
         self._after_pass = False  # the last iteration ran a pass (which may have marked runs)
@@ -82,7 +82,11 @@ class DetectionJob:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            woke = self._signals.wake.wait(self._timeout())
+            if self._guard.storm:  # safe mode monitoring_loop: file events are not listened to, only polls
+                stop.wait(self._timeout())
+                woke = False
+            else:
+                woke = self._signals.wake.wait(self._timeout())
             if stop.is_set():
                 return
             self.run_detection_iteration(woke=woke, stop=stop)
@@ -118,13 +122,14 @@ class DetectionJob:
         if change is Change.CHANGED:
             self._dirty = True
         now = self._wall()
-        if overflowed or (self._dirty and mono >= self._next_reconcile):
+        cheap_due = change is Change.CHANGED or (self._recheck is not None and mono >= self._recheck)
+        if cheap_due and self._next_reconcile is not None and not overflowed:
+            self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
+            self._after_pass = True
+        if overflowed or self._reconcile_due(mono, cheap_due):
             self._detector.run_reconcile_iteration(now=now, mono=mono)
             self._dirty = False
             self._next_reconcile = mono + self._timing.reconcile_seconds
-            self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
-            self._after_pass = True
-        elif change is Change.CHANGED or (self._recheck is not None and mono >= self._recheck):
             self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
             self._after_pass = True
         if activity:
@@ -132,6 +137,19 @@ class DetectionJob:
         self._detector.check_stalls(mono)
         self._detector.seal_archived(mono)
         self._follow_runs(self._detector.watched_run_dirs())
+
+    def _reconcile_due(self, mono: float, busy: bool) -> bool:
+        """At start; then when the database changed and the period is over, at a quiet moment.
+
+        A commit that completes a run is never kept waiting behind the full pass (hundreds of
+        milliseconds on a big workspace): while commits keep coming, the pass waits for one
+        iteration without a change, for at most one more period.
+        """
+        if self._next_reconcile is None:
+            return True
+        if not self._dirty or mono < self._next_reconcile:
+            return False
+        return not busy or mono >= self._next_reconcile + self._timing.reconcile_seconds
 
     def _debounce(self) -> None:
         limit = self._clock() + DEBOUNCE_LIMIT * self._timing.debounce_seconds

@@ -58,6 +58,7 @@ class Detector:
         *,
         ledger: Ledger,
         publish: Publish,
+        flush: Callable[[], None],
         handoff: Handoff,
         settle_seconds: float,
         stall_after_seconds: float,
@@ -70,7 +71,7 @@ class Detector:
         self._stall_after = stall_after_seconds
         self._connection = connection
         self._open: dict[str, _OpenRun] = {}
-        self._completions = Completions(ledger=ledger, publish=publish, handoff=handoff)
+        self._completions = Completions(ledger=ledger, publish=publish, flush=flush, handoff=handoff)
         self._finished: dict[str, tuple[str | None, float]] = {}  # completed here, not yet archived
         self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
         self._warned: set[str] = set()
@@ -155,6 +156,7 @@ class Detector:
                 logger.exception("reconciling run %s failed; going on with the others", run_id)
         self._complete_terminal(terminal_unrecorded, mono)
         self._completions.check_reopened(connection, mono)
+        self._completions.commit()
         self._started = True
 
     def _observe_open(
@@ -232,6 +234,7 @@ class Detector:
                 continue
             if when is not None:
                 recheck = when if recheck is None else min(recheck, when)
+        self._completions.commit()
         return recheck
 
     def _decide_and_mark(self, snapshot: RunSnapshot, now: datetime, mono: float) -> float | None:

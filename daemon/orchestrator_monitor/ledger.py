@@ -142,8 +142,19 @@ class Ledger:
             ]
         )
 
-    def announce(self, run_id: str) -> None:
-        self._set(run_id, "phase = 'announced'")
+    def announce_many(self, run_ids: list[str]) -> None:
+        """RUN_COMPLETED of these runs is written: one transaction for a pass's worth of runs."""
+        now = format_timestamp(utc_now())
+        self._write(
+            [
+                (
+                    "UPDATE monitor_runs SET phase = 'announced', updated_at = ? "
+                    "WHERE run_id = ? AND phase = 'completed'",
+                    (now, run_id),
+                )
+                for run_id in run_ids
+            ]
+        )
 
     def archived(self, run_id: str, status: str) -> bool:
         """Record a published bag; False when it was recorded already (or the run's completion is not out yet).

@@ -191,6 +191,7 @@ def run_daemon(
         detector = Detector(
             ledger=ledger,
             publish=bus.publish,
+            flush=bus.flush,
             handoff=archival,
             settle_seconds=settings.completion.settle_seconds,
             stall_after_seconds=settings.completion.stall_after_seconds,

@@ -253,14 +253,16 @@ class RunFollower:
 
     def __call__(self, runs: dict[str, str | None]) -> None:
         changed = runs != self._last
-        if changed:
-            self._last = runs
-            self._directories = {}
+        if changed:  # only the runs that came or changed: a burst changes a few of thousands
+            directories = {r: path for r, path in self._directories.items() if r in runs and runs[r] == self._last[r]}
             for run_id, run_dir in runs.items():
+                if run_id in directories:
+                    continue
                 try:
-                    self._directories[run_id] = run_directory(self._workspace, run_id, run_dir)
+                    directories[run_id] = run_directory(self._workspace, run_id, run_dir)
                 except BadInput as err:
                     self._warn(f"run_dir:{run_id}", "run directory refused", str(err))
+            self._last, self._directories = runs, directories
         if changed or self._clock() >= self._next_sync:
             self._watcher.sync(self._directories)
             self._next_sync = self._clock() + MISSING_DIRECTORY_SECONDS

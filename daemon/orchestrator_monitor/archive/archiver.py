@@ -40,6 +40,7 @@ from .staging import build_and_publish, remove_staging, staging_for
 from .tree import Inventory, scan_tree
 
 logger = logging.getLogger(__name__)
+ARCHIVABLE_PHASES = (None, "baseline", "announced")  # where `Ledger.archived` moves a run on
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def _record_success(
                 outcome.summary.manifest_sha256,
             )
         )
-    if ctx.ledger.archived(run.run_id, run.status):
+    if ctx.ledger.phase(run.run_id) in ARCHIVABLE_PHASES:  # not recorded yet: RUN_ARCHIVED first, written
         data = {
             "archive_path": str(outcome.path),
             "files": outcome.summary.files,
@@ -206,3 +207,5 @@ def _record_success(
             "manifest_sha256": outcome.summary.manifest_sha256,
         }
         ctx.publish(EventType.RUN_ARCHIVED, data, run_id=run.run_id)
+        ctx.flush_events()  # a crash from here on repeats the event (same id) rather than losing it
+        ctx.ledger.archived(run.run_id, run.status)

@@ -75,10 +75,10 @@ def report_run(ctx: Reporting, run_id: str, now: datetime) -> list[Path]:
             escalation = {"trigger": ESCALATION_TRIGGER, "severity": "error", "detail": detail}
             ctx.publish(EventType.ESCALATION, escalation, run_id=run_id)
         raise ReportFailure(detail) from None
-    ctx.ledger.reported(run_id)
     ctx.publish(EventType.REPORT_GENERATED, {"paths": [str(p) for p in paths]}, run_id=run_id)
+    ctx.flush_events()  # written before it is recorded: a crash repeats the event (same id), never loses it
+    ctx.ledger.reported(run_id)
     if (ctx.workspace.archive_root / run_id).exists():
-        ctx.flush_events()
         remove_run_events(ctx.workspace.monitor_dir, run_id)
     return paths
 
