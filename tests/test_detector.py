@@ -359,3 +359,18 @@ def test_a_run_is_recorded_announced_only_after_its_event_was_written(workspace:
         assert h.handoff.runs == ["r"]
     finally:
         h.stop()
+
+
+def test_statuses_and_times_stored_as_blobs_are_warnings_not_crashes(harness: Harness, cli) -> None:
+    harness.reconcile()
+    add_run(harness, "blob", ["SUCCEEDED", "SUCCEEDED"])
+    harness.sql("UPDATE tasks SET status = X'00ff' WHERE task_id = 'blob.t1'")
+    harness.sql("UPDATE runs SET created_at = X'00ff', name = X'01' WHERE run_id = 'blob'")
+    harness.detect()
+    harness.reconcile()
+    assert harness.status("blob") == "RUNNING"  # a task in an unknown status: not terminal
+    assert any("x00" in data["detail"] for _, data in harness.recorder.of(EventType.WARNING))
+    result = cli("status", "--workspace", str(harness.workspace), "--json")
+    assert result.code == 0, result.err
+    detail = cli("monitor", "--workspace", str(harness.workspace), "--run", "blob", "--json")
+    assert detail.code == 0, detail.err

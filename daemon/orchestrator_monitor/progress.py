@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -134,7 +135,7 @@ def read_heartbeats(path: Path, *, busy_timeout_seconds: float) -> list[Heartbea
     """Every job's heartbeat; empty when no daemon ever ran here (or the file does not exist)."""
     if not path.is_file():
         return []
-    uri = f"file:{path.absolute()}?mode=ro"
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"  # quoted: a '#' or '?' in the path is a name
     try:
         with closing(sqlite3.connect(uri, uri=True, timeout=busy_timeout_seconds)) as connection:
             rows = connection.execute("SELECT job, pid, beat_at, errors, detail FROM monitor_heartbeats").fetchall()

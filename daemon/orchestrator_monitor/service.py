@@ -228,7 +228,7 @@ def run_daemon(
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)
         scheduler = start_scheduler(supervisor, settings, outcomes)
-        stack.callback(scheduler.shutdown, wait=True)
+        stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if dashboard.enabled:
             server = WebServer(
                 create_app(
@@ -242,6 +242,7 @@ def run_daemon(
             )
             server.start()
             stack.callback(server.close, WEB_STOP_SECONDS)
+        stack.callback(archival.stopping)  # every thread is told at once; the joins above then overlap
         stack.callback(stop.set)
         stack.callback(notifier.stopping)
         logger.info("watching %s", workspace.root)

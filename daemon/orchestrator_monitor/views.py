@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .state.schema import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES, TASK_TERMINAL
+from .state.schema import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES, TASK_TERMINAL, as_text
 from .timefmt import parse_timestamp
 
 MAX_WARNINGS = 20
@@ -122,23 +122,23 @@ def _age_seconds(row: Mapping[str, Any], now: datetime, warnings: _Warnings) -> 
 
 
 def _run_line(row: Mapping[str, Any], counts: Mapping[str, int], now: datetime, warnings: _Warnings) -> RunLine:
-    status = row["status"]
+    status = as_text(row["status"]) or ""
     if status not in RUN_STATUSES:
         warnings.add(f"run {row['run_id']}: status {status!r} is not a known status (counted as not terminal)")
     total = sum(counts.values())
     done = _terminal_count(counts, warnings)
     return RunLine(
         run_id=row["run_id"],
-        name=row.get("name"),
+        name=as_text(row.get("name")),
         status=status,
         terminal=status in RUN_TERMINAL,
         tasks_total=total,
         tasks_terminal=done,
         progress=_progress(done, total),
         tasks=dict(sorted(counts.items())),
-        created_at=row.get("created_at"),
-        started_at=row.get("started_at"),
-        finished_at=row.get("finished_at"),
+        created_at=as_text(row.get("created_at")),
+        started_at=as_text(row.get("started_at")),
+        finished_at=as_text(row.get("finished_at")),
         age_seconds=_age_seconds(row, now, warnings),
     )
 

@@ -35,6 +35,7 @@ RETRY_MAX_SECONDS = 300.0
 CLOSE_SECONDS = 8.0  # SIGTERM must end the daemon within 10 s
 IDLE_WAIT_SECONDS = 60.0
 ARCHIVAL_NICE = 10
+REOPENED_RECHECK_SECONDS = 60.0
 SAFE_MODE_POLL_SECONDS = 2.0  # while archival waits for room: how soon it notices the room
 
 
@@ -46,9 +47,12 @@ def run_archive_iteration(pipeline: Pipeline, run_id: str, *, quiet_seconds: flo
     """
     try:
         run = fetch_terminal_run(pipeline.archival, run_id)
-    except (BadInput, ProblemFound) as err:  # deleted, or reopened and running again: nothing to archive
+    except BadInput as err:  # deleted from the state database: nothing to archive
         logger.warning("run %s is not archived: %s", run_id, err)
         return None
+    except ProblemFound as err:  # reopened and running again: archived once it ends
+        logger.info("run %s is not terminal (%s); looking again in %.0f s", run_id, err, REOPENED_RECHECK_SECONDS)
+        return REOPENED_RECHECK_SECONDS
     inventory = None
     if not (pipeline.archival.workspace.archive_root / run_id).exists():
         inventory = scan_tree(run.run_dir)
@@ -79,6 +83,7 @@ class ArchiveWorker:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._waiting_for_room = False
 
     @classmethod
     def for_daemon(
@@ -114,6 +119,11 @@ class ArchiveWorker:
         self._thread = threading.Thread(target=self._run, name="archival", daemon=True)
         self._thread.start()
 
+    def stopping(self) -> None:
+        """Ask the thread to stop now (a copy ends at its next chunk); `close` waits for it."""
+        self._stop.set()
+        self._wake.set()
+
     def close(self, timeout: float = CLOSE_SECONDS) -> None:
         self._stop.set()
         self._wake.set()
@@ -145,35 +155,44 @@ class ArchiveWorker:
 
     def _run(self) -> None:
         _lower_priority()
-        waiting_for_room = False
         while not self._stop.is_set():
-            self._pipeline.archival.log.flush()
-            if not self._allowed():
-                waiting_for_room = True
-                self._stop.wait(SAFE_MODE_POLL_SECONDS)
-                continue
-            if waiting_for_room:  # the storage check sees room again: every waiting run, now
-                waiting_for_room = False
-                self.wake()
-            run_id, wait = self._next()
-            if run_id is None:
-                self._wake.wait(wait)
-                self._wake.clear()
-                continue
             try:
-                retry = run_archive_iteration(self._pipeline, run_id, quiet_seconds=self._quiet, now_ns=time.time_ns())
-            except Interrupted:
-                logger.info("archival of run %s interrupted; it resumes at the next start", run_id)
-                return
-            except Unavailable as err:  # the run's lock (a command is archiving it) or the database
-                logger.warning("run %s: %s; retrying", run_id, err)
-                retry = RETRY_FIRST_SECONDS
-            except Exception as err:
-                retry = self._backoff(run_id, err)
-            else:
-                self._failures.pop(run_id, None)
-            if retry is not None:
-                self._schedule(run_id, retry)
+                if self._run_once():
+                    return
+            except Exception:  # never let the thread die quietly: log, pause, go on
+                logger.exception("archival loop failed; going on in %.0f s", RETRY_FIRST_SECONDS)
+                self._stop.wait(RETRY_FIRST_SECONDS)
+
+    def _run_once(self) -> bool:
+        """One turn of the loop; True when the daemon is stopping and the thread must end."""
+        self._pipeline.archival.log.flush()
+        if not self._allowed():
+            self._waiting_for_room = True
+            self._stop.wait(SAFE_MODE_POLL_SECONDS)
+            return False
+        if self._waiting_for_room:  # the storage check sees room again: every waiting run, now
+            self._waiting_for_room = False
+            self.wake()
+        run_id, wait = self._next()
+        if run_id is None:
+            self._wake.wait(wait)
+            self._wake.clear()
+            return False
+        try:
+            retry = run_archive_iteration(self._pipeline, run_id, quiet_seconds=self._quiet, now_ns=time.time_ns())
+        except Interrupted:
+            logger.info("archival of run %s interrupted; it resumes at the next start", run_id)
+            return True
+        except Unavailable as err:  # the run's lock (a command is archiving it) or the database
+            logger.warning("run %s: %s; retrying", run_id, err)
+            retry = RETRY_FIRST_SECONDS
+        except Exception as err:
+            retry = self._backoff(run_id, err)
+        else:
+            self._failures.pop(run_id, None)
+        if retry is not None:
+            self._schedule(run_id, retry)
+        return False
 
     def _backoff(self, run_id: str, err: Exception) -> float:
         failures = self._failures[run_id] = self._failures.get(run_id, 0) + 1

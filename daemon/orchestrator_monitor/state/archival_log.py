@@ -62,7 +62,7 @@ class ArchivalLog:
             try:
                 with self._engine.connect() as connection, write_transaction(connection):
                     connection.execute(insert(archival_log), [asdict(row) for row in self._pending])
-            except exc.OperationalError as err:
+            except exc.DBAPIError as err:  # locked, read-only, unreachable: the rows wait, never lost here
                 logger.warning("archival_log: %d rows wait for the state database: %s", len(self._pending), err.orig)
                 return False
             self._pending.clear()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, RowMapping, case, func, select
 
-from .schema import runs, tasks, workstreams
+from .schema import as_text, runs, tasks, workstreams
 
 RUN_COLUMNS = ("run_id", "name", "status", "run_dir", "created_at", "started_at", "finished_at", "updated_at")
 
 Row = dict[str, Any]
+GROUP_TEXT_COLUMNS = ("workstream_id", "tool", "status", "error_type")
 
 
 def fetch_runs(connection: Connection) -> list[Row]:
@@ -35,7 +36,9 @@ def fetch_task_counts(connection: Connection) -> dict[str, dict[str, int]]:
     query = select(tasks.c.run_id, tasks.c.status, func.count()).group_by(tasks.c.run_id, tasks.c.status)
     counts: dict[str, dict[str, int]] = {}
     for run_id, status, count in connection.execute(query).all():  # one fetchall, not a fetchone per row
-        counts.setdefault(run_id, {})[status] = count
+        per_run = counts.setdefault(run_id, {})
+        key = as_text(status) or "NULL"
+        per_run[key] = per_run.get(key, 0) + count
     return counts
 
 
@@ -45,7 +48,7 @@ def fetch_workstreams(connection: Connection, run_id: str) -> list[Row]:
         .where(workstreams.c.run_id == run_id)
         .order_by(workstreams.c.workstream_id)
     )
-    return [dict(row) for row in connection.execute(query).mappings()]
+    return [_texts(row, ("name", "status")) for row in connection.execute(query).mappings()]
 
 
 def fetch_task_groups(connection: Connection, run_id: str) -> list[Row]:
@@ -64,4 +67,9 @@ def fetch_task_groups(connection: Connection, run_id: str) -> list[Row]:
         .where(tasks.c.run_id == run_id)
         .group_by(tasks.c.workstream_id, tasks.c.tool, tasks.c.status, tasks.c.error_type)
     )
-    return [dict(row) for row in connection.execute(query).mappings()]
+    return [_texts(row, GROUP_TEXT_COLUMNS) for row in connection.execute(query).mappings()]
+
+
+def _texts(row: RowMapping, columns: tuple[str, ...]) -> Row:
+    """The row with these TEXT columns as text, whatever a writer stored in them (see `as_text`)."""
+    return {**row, **{column: as_text(row[column]) for column in columns}}

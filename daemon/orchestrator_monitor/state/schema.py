@@ -82,3 +82,9 @@ archival_log = Table(
 )
 
 EXECUTOR_TABLES = (runs, workstreams, tasks)
+
+
+def as_text(value: object) -> str | None:
+    """A TEXT column's value as text: SQLite keeps whatever a writer stored there (a BLOB, a number),
+    and a view or an event must show it, never crash on it or write bad JSON."""
+    return value if value is None or isinstance(value, str) else repr(value)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, exc, exists, func, select, text
 
 from ..completion import RunSnapshot
-from .schema import RUN_STATUSES, RUN_TERMINAL, runs, tasks, workstreams
+from .schema import RUN_STATUSES, RUN_TERMINAL, as_text, runs, tasks, workstreams
 
 OPEN_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_TERMINAL)
 OPEN_TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING")
@@ -33,10 +33,14 @@ def fetch_open_runs(connection: Connection) -> dict[str, tuple[str, str | None]]
     return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
 
 
+def _text(value: object) -> str:
+    return as_text(value) or "NULL"
+
+
 def fetch_all_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
     """run_id -> (status, run_dir) of every run, for reconciliation and the first-start baseline."""
     query = select(runs.c.run_id, runs.c.status, runs.c.run_dir)
-    return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
+    return {run_id: (_text(status), run_dir) for run_id, status, run_dir in connection.execute(query)}
 
 
 def fetch_newest_rowid(connection: Connection) -> int | None:
@@ -58,14 +62,14 @@ def fetch_runs_after(connection: Connection, rowid: int) -> tuple[dict[str, str]
     rows = connection.execute(
         text("SELECT rowid, run_id, status FROM runs WHERE rowid > :rowid ORDER BY rowid"), {"rowid": rowid}
     ).all()
-    return {run_id: status for _, run_id, status in rows}, (rows[-1][0] if rows else rowid)
+    return {run_id: _text(status) for _, run_id, status in rows}, (rows[-1][0] if rows else rowid)
 
 
 def fetch_statuses(connection: Connection, run_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for chunk in _chunks(run_ids):
         query = select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(chunk))
-        found.update(connection.execute(query).all())
+        found.update((run_id, _text(status)) for run_id, status in connection.execute(query))
     return found
 
 
@@ -98,14 +102,14 @@ def fetch_snapshots(connection: Connection, run_statuses: dict[str, str]) -> dic
             .group_by(tasks.c.run_id, tasks.c.status)
         )
         for row in connection.execute(task_query):
-            task_rows[row[0]].append(tuple(row[1:]))
+            task_rows[row[0]].append((_text(row[1]), *row[2:]))
         ws_query = (
             select(workstreams.c.run_id, workstreams.c.status, func.count())
             .where(workstreams.c.run_id.in_(chunk))
             .group_by(workstreams.c.run_id, workstreams.c.status)
         )
         for row in connection.execute(ws_query):
-            ws_rows[row[0]].append(tuple(row[1:]))
+            ws_rows[row[0]].append((_text(row[1]), *row[2:]))
     return {
         run_id: _snapshot(run_id, status, sorted(task_rows[run_id]), sorted(ws_rows[run_id]))
         for run_id, status in run_statuses.items()
