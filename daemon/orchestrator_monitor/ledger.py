@@ -97,9 +97,17 @@ class Ledger:
         self._write([*rows, ("INSERT INTO monitor_meta (key, value) VALUES ('baseline_at', ?)", (now,))])
 
     def records(self) -> dict[str, RunRecord]:
+        """Every run's record; the task counts and fingerprint only where a restart still needs them.
+
+        A daemon that runs for months holds a record per run it ever saw: for runs archived,
+        reported or behind the baseline, the phase and status are all it will ask about.
+        """
         with self._lock:
             rows = self._connection.execute(
-                "SELECT run_id, phase, status, marked_by, tasks, fingerprint, reopened FROM monitor_runs"
+                "SELECT run_id, phase, status, marked_by, "
+                "CASE WHEN phase IN ('marking', 'completed', 'announced') THEN tasks END, "
+                "CASE WHEN phase IN ('marking', 'completed', 'announced') THEN fingerprint END, "
+                "reopened FROM monitor_runs"
             ).fetchall()
         return {
             row[0]: RunRecord(
