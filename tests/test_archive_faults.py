@@ -107,6 +107,32 @@ def test_a_file_the_monitor_may_not_read_fails_the_archival_naming_it(open_works
     assert not (open_workspace / ".archive" / "perm").exists()
 
 
+def without_dac_override() -> tuple[str, ...]:
+    """A prefix that runs a command as the service does: no CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH."""
+    prefix = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all")
+    if subprocess.run([*prefix, "true"], check=False).returncode:
+        pytest.skip("setpriv cannot drop capabilities here (needs CAP_SETPCAP)")
+    return prefix
+
+
+@needs_root
+def test_a_monitor_without_dac_override_publishes_read_only_bags(workspace: Path, cli) -> None:
+    run_dir = add_terminal_run(workspace, "nocap")
+    (run_dir / "sub").mkdir()
+    (run_dir / "sub" / "f.txt").write_text("payload")
+    process = start_archiver(workspace, "nocap", *without_dac_override())
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    bag = workspace / ".archive" / "nocap"
+    assert_bagit_valid(bag)
+    assert all(path.stat().st_mode & 0o222 == 0 for path in [bag, *bag.rglob("*")])
+    assert not (workspace / ".archive" / ".staging").exists()
+    os.chmod(bag, 0o755)  # as a kill between the rename and the sealing of the top leaves it
+    again = cli("archive", "--run", "nocap", "--workspace", str(workspace))
+    assert again.code == 0 and "already archived" in again.out
+    assert bag.stat().st_mode & 0o777 == 0o555
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tmpfs"

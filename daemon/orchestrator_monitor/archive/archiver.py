@@ -32,7 +32,7 @@ from ..state.queries import fetch_run
 from ..state.schema import RUN_TERMINAL
 from ..timefmt import utc_now
 from ..workspace import Workspace
-from .bag import BagSummary, read_summary
+from .bag import BagSummary, read_summary, seal_top
 from .copier import Flag
 from .failures import ArchiveFailure
 from .snapshot import snapshot_run_rows
@@ -99,6 +99,8 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
     with hold_lock(run_lock(ctx.workspace, run.run_id), f"run {run.run_id}"):
         if final.exists():
             remove_staging(staging_for(ctx.workspace.archive_root, run.run_id))
+            if final.stat().st_mode & 0o222:  # killed between the rename and the sealing of the top
+                seal_top(final)
             outcome = ArchiveOutcome(run.run_id, final, read_summary(final), 0.0, created=False)
             _record_success(ctx, run, outcome, log_row=False)
             return outcome

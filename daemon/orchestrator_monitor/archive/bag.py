@@ -1,8 +1,11 @@
 """The bag's tag files, the durable read-only publication, and what a published bag says of itself.
 
-Publication is the one step others can see: every file and directory of the staged bag is
-durable and read-only first, then one `rename` into `<archive root>/<run_id>` and an fsync of
-the archive root, so a reader finds no bag or the whole bag, and never a writable one.
+Publication is the one step others can see: every file and directory of the staged bag but
+its top directory is durable and read-only first, then one `rename` into
+`<archive root>/<run_id>`, the top made read-only and durable at once, and an fsync of the
+archive root, so a reader finds no bag or the whole bag. The top stays writable until after
+the rename because Linux refuses to move a directory one may not write to a new parent (its
+`..` changes): without CAP_DAC_OVERRIDE a sealed top could never be published.
 """
 
 from __future__ import annotations
@@ -88,19 +91,32 @@ def write_tag_files(
 
 
 def seal(bag_dir: Path) -> None:
-    """Make every file and directory read-only and every directory durable (files already are)."""
-    for _, _, filenames, dirfd in os.fwalk(os.fsencode(bag_dir), follow_symlinks=False, topdown=False):
+    """Make every file and directory but the top read-only and every directory durable (files already are)."""
+    top = os.fsencode(bag_dir)
+    for dirpath, _, filenames, dirfd in os.fwalk(top, follow_symlinks=False, topdown=False):
         for name in filenames:  # the staged bag holds only our regular files and directories
             os.chmod(name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH, dir_fd=dirfd)
         os.fsync(dirfd)
-        os.fchmod(dirfd, 0o555)
+        if dirpath != top:  # the top is sealed by `publish`, after the rename
+            os.fchmod(dirfd, 0o555)
 
 
 def publish(bag_dir: Path, final: Path) -> None:
-    """Rename the sealed bag into place (never over an existing one) and make the rename durable."""
+    """Rename the sealed bag into place (never over an existing one), seal its top, make both durable."""
     if final.exists():
         raise FileExistsError(f"{final} exists: an archive is never overwritten")
     os.rename(bag_dir, final)
+    seal_top(final)
+
+
+def seal_top(final: Path) -> None:
+    """Make a published bag's top directory read-only, durably (also what a crash right after the rename left)."""
+    fd = os.open(final, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o555)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     sync_directory(final.parent)
 
 
