@@ -107,6 +107,25 @@ def test_a_file_the_monitor_may_not_read_fails_the_archival_naming_it(open_works
     assert not (open_workspace / ".archive" / "perm").exists()
 
 
+@pytest.mark.slow
+@needs_root
+def test_a_directory_the_monitor_may_not_list_fails_the_archival_naming_it(open_workspace: Path) -> None:
+    run_dir = add_terminal_run(open_workspace, "dirperm")
+    (run_dir / "readable.txt").write_text("ok")
+    (run_dir / "a" / "locked").mkdir(parents=True)
+    (run_dir / "a" / "locked" / "inside.txt").write_text("private")
+    subprocess.run(["chmod", "-R", "a+rwX", str(open_workspace)], check=True)
+    os.chmod(run_dir / "a" / "locked", 0o700)
+    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    process = start_archiver(open_workspace, "dirperm", *nobody)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert b"permission" in err and b"runs/dirperm/a/locked" in err
+    failed = EventLog(open_workspace).events("ARCHIVE_FAILED")
+    assert failed[-1]["data"]["reason"] == "permission" and "a/locked" in failed[-1]["data"]["detail"]
+    assert not (open_workspace / ".archive" / "dirperm").exists()
+
+
 def without_dac_override() -> tuple[str, ...]:
     """A prefix that runs a command as the service does: no CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH."""
     prefix = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all")

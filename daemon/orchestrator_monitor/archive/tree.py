@@ -1,23 +1,29 @@
 """The run directory as it is on disk, read without following anything.
 
-`scan_tree` walks with `os.fwalk(follow_symlinks=False)` (which refuses a directory swapped for
-a symlink mid-walk) and `lstat`s every name, so a symlink is listed with its target and never
-followed, a FIFO, socket or device is listed and never opened, and hard links are recognised by
-(device, inode) so each is copied once. Names stay bytes: they need not be UTF-8.
+`scan_tree` walks from directory descriptors, opening each subdirectory beneath its parent with
+`O_NOFOLLOW` (a directory swapped for a symlink mid-walk is refused), and `lstat`s every name,
+so a symlink is listed with its target and never followed, a FIFO, socket or device is listed
+and never opened, and hard links are recognised by (device, inode) so each is copied once.
+Names stay bytes: they need not be UTF-8. A directory or name the monitor may not read fails
+the scan (`permission`), naming it: never a silently smaller bag (`os.fwalk` skips such a
+directory, and its `onerror` would only get the last component of the name).
 `open_beneath` opens a scanned file again one component at a time with `O_NOFOLLOW`, so nothing
 outside the run directory can be reached even if the executor swaps a directory for a link.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .failures import ArchiveFailure
+from .names import listing_name
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_GONE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO never hangs
 
 
@@ -69,39 +75,68 @@ def scan_tree(run_dir: Path) -> Inventory:
     if not stat.S_ISDIR(top.st_mode):
         raise ArchiveFailure("unsafe_run_dir", f"{run_dir} is not a directory (a symbolic link is never followed)")
     inventory.newest_change_ns = top.st_ctime_ns
-    seen: dict[tuple[int, int], bytes] = {}
-    root = os.fsencode(run_dir)
-    for dirpath, dirnames, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
-        prefix = os.path.relpath(dirpath, root)
-        prefix = b"" if prefix == b"." else prefix + b"/"
-        for name in sorted(filenames) + sorted(dirnames):
-            try:
-                info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed since the listing: not part of the run any more
-            inventory.newest_change_ns = max(inventory.newest_change_ns, info.st_ctime_ns)
-            relative = prefix + name
-            if stat.S_ISDIR(info.st_mode):
-                continue
-            if stat.S_ISLNK(info.st_mode):
-                inventory.links.append((relative, os.readlink(name, dir_fd=dirfd)))
-            elif stat.S_ISREG(info.st_mode):
-                key = (info.st_dev, info.st_ino)
-                first = seen.setdefault(key, relative) if info.st_nlink > 1 else relative
-                inventory.files.append(
-                    FileEntry(
-                        relative,
-                        info.st_size,
-                        info.st_dev,
-                        info.st_ino,
-                        info.st_mtime_ns,
-                        info.st_ctime_ns,
-                        None if first == relative else first,
-                    )
-                )
-            else:
-                inventory.specials.append((relative, special_kind(info.st_mode)))
+    try:
+        root_fd = open_root(run_dir)
+    except PermissionError:
+        raise ArchiveFailure("permission", f"cannot list {run_dir}: permission denied") from None
+    try:
+        _scan_directory(root_fd, b"", inventory, {}, os.fsencode(run_dir))
+    finally:
+        os.close(root_fd)
     return inventory
+
+
+def _scan_directory(
+    dirfd: int, prefix: bytes, inventory: Inventory, seen: dict[tuple[int, int], bytes], run_path: bytes
+) -> None:
+    """One directory's names, sorted, then its subdirectories, each opened beneath it without following."""
+    subdirectories: list[bytes] = []
+    for name in sorted(os.fsencode(entry) for entry in os.listdir(dirfd)):
+        relative = prefix + name
+        try:
+            info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed since the listing: not part of the run any more
+        except PermissionError:
+            raise _unreadable(run_path, relative) from None
+        inventory.newest_change_ns = max(inventory.newest_change_ns, info.st_ctime_ns)
+        if stat.S_ISDIR(info.st_mode):
+            subdirectories.append(name)
+        elif stat.S_ISLNK(info.st_mode):
+            inventory.links.append((relative, os.readlink(name, dir_fd=dirfd)))
+        elif stat.S_ISREG(info.st_mode):
+            key = (info.st_dev, info.st_ino)
+            first = seen.setdefault(key, relative) if info.st_nlink > 1 else relative
+            inventory.files.append(
+                FileEntry(
+                    relative,
+                    info.st_size,
+                    info.st_dev,
+                    info.st_ino,
+                    info.st_mtime_ns,
+                    info.st_ctime_ns,
+                    None if first == relative else first,
+                )
+            )
+        else:
+            inventory.specials.append((relative, special_kind(info.st_mode)))
+    for name in subdirectories:
+        try:
+            subfd = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+        except PermissionError:
+            raise _unreadable(run_path, prefix + name) from None
+        except OSError as err:
+            if err.errno not in _GONE_ERRNOS:
+                raise
+            continue  # removed or swapped for a link since the listing: not followed
+        try:
+            _scan_directory(subfd, prefix + name + b"/", inventory, seen, run_path)
+        finally:
+            os.close(subfd)
+
+
+def _unreadable(run_path: bytes, relative: bytes) -> ArchiveFailure:
+    return ArchiveFailure("permission", f"cannot read {listing_name(run_path + b'/' + relative)}: permission denied")
 
 
 def open_beneath(root_fd: int, relative: bytes) -> int:
