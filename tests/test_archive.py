@@ -87,6 +87,20 @@ def test_a_run_becomes_a_valid_read_only_bag_and_nothing_outside_is_read(workspa
     assert len(events_of(workspace, "RUN_ARCHIVED")) == 1 and len(events_of(workspace, "ARCHIVE_STARTED")) == 1
 
 
+def test_a_bag_published_just_before_a_kill_gets_its_succeeded_row_on_the_retry(workspace: Path, cli) -> None:
+    (add_terminal_run(workspace, "crashed") / "f").write_text("payload")
+    assert cli("archive", "--run", "crashed", "--workspace", str(workspace)).code == 0
+    state = sqlite3.connect(workspace / ".state" / "orchestration.db")
+    with state:  # as a kill between the rename and the archival_log row leaves it: only STARTED
+        state.execute("DELETE FROM archival_log WHERE status = 'SUCCEEDED'")
+    for _ in range(2):
+        again = cli("archive", "--run", "crashed", "--workspace", str(workspace))
+        assert again.code == 0 and "already archived" in again.out
+    rows = state.execute("SELECT status, file_count, manifest_sha256 FROM archival_log WHERE run_id = 'crashed'")
+    archived = events_of(workspace, "RUN_ARCHIVED")[0]["data"]
+    assert rows.fetchall() == [("STARTED", None, None), ("SUCCEEDED", 3, archived["manifest_sha256"])]
+
+
 def test_odd_names_are_kept_and_verified(workspace: Path, cli) -> None:
     run_dir = add_terminal_run(workspace, "names")
     odd = ["ünïcødé ✓.txt", "with space.txt", "100%.txt", "%41 literal", "new\nline.txt", "carriage\rreturn"]

@@ -102,7 +102,8 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
             if final.stat().st_mode & 0o222:  # killed between the rename and the sealing of the top
                 seal_top(final)
             outcome = ArchiveOutcome(run.run_id, final, read_summary(final), 0.0, created=False)
-            _record_success(ctx, run, outcome, log_row=False)
+            # killed between the rename and the SUCCEEDED row: the row is written now, once
+            _record_success(ctx, run, outcome, log_row=not ctx.log.has_succeeded(run.run_id))
             return outcome
         started = time.monotonic()
         started_at = now_text()

@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Engine, exc, insert
+from sqlalchemy import Engine, exc, insert, select
 
 from ..timefmt import format_timestamp, utc_now
 from .marks import write_transaction
@@ -54,6 +54,19 @@ class ArchivalLog:
         with self._lock:
             self._pending.append(row)
         return self.flush()
+
+    def has_succeeded(self, run_id: str) -> bool:
+        """Whether a SUCCEEDED archive row of `run_id` is in the database or waiting to go there."""
+        with self._lock:
+            if any(row.run_id == run_id and row.status == "SUCCEEDED" for row in self._pending):
+                return True
+        query = select(archival_log.c.id).where(
+            archival_log.c.run_id == run_id,
+            archival_log.c.action == ACTION_ARCHIVE,
+            archival_log.c.status == "SUCCEEDED",
+        )
+        with self._engine.connect() as connection:
+            return connection.execute(query.limit(1)).first() is not None
 
     def flush(self) -> bool:
         with self._lock:
