@@ -101,6 +101,21 @@ def test_a_bag_published_just_before_a_kill_gets_its_succeeded_row_on_the_retry(
     assert rows.fetchall() == [("STARTED", None, None), ("SUCCEEDED", 3, archived["manifest_sha256"])]
 
 
+def test_a_symlink_in_the_middle_of_the_run_dir_is_never_followed(workspace: Path, cli, tmp_path: Path) -> None:
+    (tmp_path / "outside" / "sub").mkdir(parents=True)
+    (tmp_path / "outside" / "sub" / "secret").write_bytes(SECRET)
+    (tmp_path / "outside" / "sub" / "link").symlink_to("/etc/passwd")
+    add_terminal_run(workspace, "deep").rmdir()
+    (workspace / "runs" / "deep").symlink_to(tmp_path / "outside")
+    sql = sqlite3.connect(workspace / ".state" / "orchestration.db")
+    with sql:
+        sql.execute("UPDATE runs SET run_dir = 'runs/deep/sub' WHERE run_id = 'deep'")
+    result = cli("archive", "--run", "deep", "--workspace", str(workspace))
+    assert result.code == 1 and "unsafe_run_dir" in result.err and "deep is a symbolic link" in result.err
+    assert events_of(workspace, "ARCHIVE_FAILED")[-1]["data"]["reason"] == "unsafe_run_dir"
+    assert not (workspace / ".archive" / "deep").exists()
+
+
 def test_odd_names_are_kept_and_verified(workspace: Path, cli) -> None:
     run_dir = add_terminal_run(workspace, "names")
     odd = ["ünïcødé ✓.txt", "with space.txt", "100%.txt", "%41 literal", "new\nline.txt", "carriage\rreturn"]

@@ -37,7 +37,7 @@ from .copier import Flag
 from .failures import ArchiveFailure
 from .snapshot import snapshot_run_rows
 from .staging import build_and_publish, remove_staging, staging_for
-from .tree import Inventory, scan_tree
+from .tree import Inventory, RunDir, scan_tree
 
 logger = logging.getLogger(__name__)
 ARCHIVABLE_PHASES = (None, "baseline", "announced")  # where `Ledger.archived` moves a run on
@@ -63,7 +63,7 @@ class Archival:
 class RunRow:
     run_id: str
     status: str
-    run_dir: Path
+    run_dir: RunDir
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,8 @@ def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
         raise BadInput(f"unknown run: {run_id}")
     if row["status"] not in RUN_TERMINAL:
         raise ProblemFound(f"run {run_id} is {row['status']}, not terminal: it is archived once it has finished")
-    return RunRow(run_id, row["status"], run_directory(ctx.workspace.root, run_id, row["run_dir"]))
+    root = ctx.workspace.root
+    return RunRow(run_id, row["status"], RunDir(root, run_directory(root, run_id, row["run_dir"]).relative_to(root)))
 
 
 def run_lock(workspace: Workspace, run_id: str) -> Path:
@@ -125,7 +126,7 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
                 snapshot=lambda path: _snapshot(ctx, run.run_id, path),
                 events=lambda: _run_events(ctx, run.run_id, started_event),
                 stop=ctx.stop,
-                shown=os.path.relpath(run.run_dir, ctx.workspace.root),
+                shown=str(run.run_dir.relative),
                 now=utc_now(),
             )
         except ArchiveFailure as failure:

@@ -18,7 +18,7 @@ from .copier import Flag, SyncPool, copy_and_hash
 from .failures import Interrupted, storage_failure
 from .journal import Journal
 from .names import bag_path_for
-from .tree import FileEntry, Inventory, open_root
+from .tree import FileEntry, Inventory, RunDir, open_root
 
 COPY_THREADS = 4
 
@@ -42,7 +42,7 @@ class _Either:
 
 
 def stage_payload(
-    run_dir: Path, bag_dir: Path, inventory: Inventory, journal: Journal, stop: Flag, shown: str
+    run_dir: RunDir, bag_dir: Path, inventory: Inventory, journal: Journal, stop: Flag, shown: str
 ) -> Payload:
     """Copy every regular file of `inventory` under `bag_dir`, skipping what the journal has."""
     payload = Payload({})

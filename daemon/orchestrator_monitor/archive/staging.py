@@ -32,7 +32,7 @@ from .failures import ArchiveFailure, storage_failure
 from .journal import JOURNAL_NAME, Journal
 from .names import bag_path_for, is_utf8, listing_name
 from .payload import Payload, stage_payload
-from .tree import Inventory
+from .tree import Inventory, RunDir
 
 STAGING_DIR = ".staging"
 
@@ -62,7 +62,7 @@ def build_and_publish(
     *,
     run_id: str,
     status: str,
-    run_dir: Path,
+    run_dir: RunDir,
     final: Path,
     inventory: Inventory,
     snapshot: Callable[[Path], None],

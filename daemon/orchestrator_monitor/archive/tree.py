@@ -28,6 +28,20 @@ FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBL
 
 
 @dataclass(frozen=True, slots=True)
+class RunDir:
+    """A run directory as its workspace and a path inside it, opened by `open_root` one component at a time."""
+
+    workspace: Path
+    relative: Path
+
+    def __fspath__(self) -> str:
+        return str(self.workspace / self.relative)
+
+    def __str__(self) -> str:
+        return self.__fspath__()
+
+
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """A regular file; `first` is the path of an earlier hard link to the same inode, if any."""
 
@@ -65,21 +79,17 @@ def special_kind(mode: int) -> str:
     return "unknown"
 
 
-def scan_tree(run_dir: Path) -> Inventory:
+def scan_tree(run_dir: RunDir) -> Inventory:
     """Everything under `run_dir`; a missing directory is an empty run, a symlinked one is refused."""
     inventory = Inventory()
     try:
-        top = os.lstat(run_dir)
+        root_fd = open_root(run_dir)
     except FileNotFoundError:
         return inventory
-    if not stat.S_ISDIR(top.st_mode):
-        raise ArchiveFailure("unsafe_run_dir", f"{run_dir} is not a directory (a symbolic link is never followed)")
-    inventory.newest_change_ns = top.st_ctime_ns
-    try:
-        root_fd = open_root(run_dir)
     except PermissionError:
         raise ArchiveFailure("permission", f"cannot list {run_dir}: permission denied") from None
     try:
+        inventory.newest_change_ns = os.fstat(root_fd).st_ctime_ns
         _scan_directory(root_fd, b"", inventory, {}, os.fsencode(run_dir))
     finally:
         os.close(root_fd)
@@ -155,5 +165,22 @@ def open_beneath(root_fd: int, relative: bytes) -> int:
             os.close(fd)
 
 
-def open_root(run_dir: Path) -> int:
-    return os.open(run_dir, _DIR_FLAGS)
+def open_root(run_dir: RunDir) -> int:
+    """Open `run_dir` from its workspace one component at a time, following a symlink at none of them.
+
+    `ids.run_directory` keeps the path inside the workspace as text only: with `runs/r1` a link
+    to `/outside`, `run_dir = runs/r1/sub` would lead outside. Only the workspace may be a link.
+    """
+    fd = os.open(run_dir.workspace, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    try:
+        for part in run_dir.relative.parts:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            detail = f"{run_dir}: {part} is a symbolic link or not a directory (never followed)"
+            raise ArchiveFailure("unsafe_run_dir", detail) from None
+        raise
+    return fd
