@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sqlite3
@@ -11,8 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 from archive_support import add_terminal_run, assert_bagit_valid, assert_reports_valid, bag_files, manifest_paths
+from orchestrator_monitor.archive import staging
 from orchestrator_monitor.archive.archiver import fetch_terminal_run
-from orchestrator_monitor.archive.failures import Interrupted
+from orchestrator_monitor.archive.failures import ArchiveFailure, Interrupted
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.ledger import Ledger
 from orchestrator_monitor.pipeline import open_pipeline
@@ -254,6 +256,25 @@ def test_an_interrupted_archival_resumes_from_its_journal(workspace: Path, cli) 
     assert outcome.copied_files == 300 - journaled
     assert_bagit_valid(workspace / ".archive" / "large")
     assert not staging.exists() and len(reports) == 3
+
+
+def test_a_failing_resume_closes_the_journal(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = add_terminal_run(workspace, "leak")
+    for n in range(20):
+        (run_dir / f"f{n}").write_bytes(os.urandom(2048))
+    settings = load_settings(workspace)
+    with open_pipeline(settings, StopAfter(10)) as pipeline, pytest.raises(Interrupted):
+        pipeline.process(fetch_terminal_run(pipeline.archival, "leak"))
+
+    def unwritable(path: Path) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(staging, "make_writable", unwritable)  # the resume cannot unseal the staged bag
+    with open_pipeline(settings, threading.Event()) as pipeline, pytest.raises(ArchiveFailure):
+        pipeline.process(fetch_terminal_run(pipeline.archival, "leak"))
+    journal = str(workspace / ".archive" / ".staging" / "leak" / "journal.jsonl")
+    fds = Path("/proc/self/fd")
+    assert [fd for fd in os.listdir(fds) if os.path.realpath(fds / fd) == journal] == []
 
 
 def test_a_journal_that_cannot_be_trusted_is_discarded(workspace: Path, cli) -> None:

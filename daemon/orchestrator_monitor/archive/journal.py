@@ -33,8 +33,12 @@ class Journal:
         self._done = done
         self._lock = threading.Lock()
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        if not done and os.fstat(self._fd).st_size == 0:
-            os.write(self._fd, orjson.dumps({"run_id": run_id, "version": JOURNAL_VERSION}) + b"\n")
+        try:
+            if not done and os.fstat(self._fd).st_size == 0:
+                os.write(self._fd, orjson.dumps({"run_id": run_id, "version": JOURNAL_VERSION}) + b"\n")
+        except OSError:
+            os.close(self._fd)  # no journal object to close it later (a full disk)
+            raise
 
     @classmethod
     def load(cls, path: Path, run_id: str) -> Journal | None:

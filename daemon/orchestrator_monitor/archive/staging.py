@@ -76,13 +76,13 @@ def build_and_publish(
     bag_dir = staging / "bag"
     try:
         staging.mkdir(parents=True, exist_ok=True)
-        journal = Journal.load(staging / JOURNAL_NAME, run_id)
+        if bag_dir.exists():
+            make_writable(bag_dir)  # sealed before a crash that came before the rename
+        journal = Journal.load(staging / JOURNAL_NAME, run_id)  # opened last: nothing here fails after it
         if journal is None:
             remove_staging(staging)
             staging.mkdir(parents=True)
             journal = Journal(staging / JOURNAL_NAME, run_id, {})
-        if bag_dir.exists():
-            make_writable(bag_dir)  # sealed before a crash that came before the rename
     except OSError as err:
         raise _discarding(storage_failure(err, f"cannot prepare {staging}"), staging) from None
     try:
