@@ -14,7 +14,7 @@ import pytest
 from orchestrator_monitor.bus import Bus
 from orchestrator_monitor.config import Settings, load_settings
 from orchestrator_monitor.dashboard import open_dashboard
-from orchestrator_monitor.dashboard.hub import RING_SIZE, Client
+from orchestrator_monitor.dashboard.hub import RING_SIZE, Client, format_event
 from orchestrator_monitor.events import Event, EventType
 from orchestrator_monitor.metrics import MonitorMetrics
 from orchestrator_monitor.publishing import open_bus
@@ -207,7 +207,7 @@ def test_a_client_that_falls_behind_is_dropped_not_waited_for() -> None:
     async def fill() -> Client:
         client = Client(asyncio.get_running_loop(), queue_size=3)
         for seq in range(1, 6):
-            client.push(Event(seq, "2026-01-01T00:00:00Z", EventType.WARNING, str(seq), {}))
+            client.push((seq, format_event(Event(seq, "2026-01-01T00:00:00Z", EventType.WARNING, str(seq), {}))))
         return client
 
     client = asyncio.run(fill())

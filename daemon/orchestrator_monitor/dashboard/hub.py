@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+import orjson
+
 from ..bus import Bus
 from ..eventlog import FOLLOW_POLL_SECONDS, EventLogReader
 from ..events import Event, EventType, decode_event
@@ -35,6 +37,11 @@ FEED_STOP_SECONDS = 5.0
 _EVENT_TYPES = frozenset(str(t) for t in EventType)
 
 Refetch = Callable[[Missed, frozenset[EventType] | None], list[Event]]
+Frame = tuple[int, bytes]  # an event's seq and its SSE frame, serialised once for every client
+
+
+def format_event(event: Event) -> bytes:
+    return b"id: %d\ndata: %s\n\n" % (event.seq, orjson.dumps(event.to_json()))
 
 
 class Feed(Protocol):
@@ -114,10 +121,10 @@ class Client:
         self.loop = loop
         self.dropped = False
         self._queue_size = queue_size
-        self._items: deque[Event] = deque()
+        self._items: deque[Frame] = deque()
         self._wake = asyncio.Event()
 
-    def push(self, event: Event) -> None:
+    def push(self, frame: Frame) -> None:
         """On the client's loop; past the bound the client is dropped instead of slowing anyone."""
         if self.dropped:
             return
@@ -125,10 +132,10 @@ class Client:
             self.dropped = True
             self._items.clear()
         else:
-            self._items.append(event)
+            self._items.append(frame)
         self._wake.set()
 
-    async def next_batch(self, timeout: float) -> list[Event]:
+    async def next_batch(self, timeout: float) -> list[Frame]:
         """What arrived since the last call; empty after `timeout` with nothing new (time for a keep-alive)."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -140,9 +147,9 @@ class Client:
         return batch
 
 
-def _push_all(clients: tuple[Client, ...], event: Event) -> None:
+def _push_all(clients: tuple[Client, ...], frame: Frame) -> None:
     for client in clients:
-        client.push(event)
+        client.push(frame)
 
 
 class EventHub:
@@ -202,12 +209,13 @@ class EventHub:
             logger.exception("the dashboard's event feed failed; live updates stop")
 
     def _dispatch(self, event: Event) -> None:
+        frame = (event.seq, format_event(event))  # once here, not once per client on the event loop
         with self._lock:
             self._ring.append(event)
             self._latest_seq = max(self._latest_seq, event.seq)
             targets = [(loop, tuple(clients)) for loop, clients in self._clients.items()]
         for loop, clients in targets:
             try:
-                loop.call_soon_threadsafe(_push_all, clients, event)
+                loop.call_soon_threadsafe(_push_all, clients, frame)
             except RuntimeError:  # that loop was closed (a server stopped): its clients are gone
                 continue
