@@ -90,7 +90,8 @@ class NamespaceSystemd:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.process.poll() is None:
             found = children.read_text().split() if children.exists() else []
-            if found and self.systemctl("is-system-running", pid=int(found[0])).stdout.strip():
+            state = self.systemctl("is-system-running", pid=int(found[0])).stdout.strip() if found else ""
+            if state and state != "offline":  # "offline": systemctl could not reach the manager's bus yet
                 return int(found[0])
             time.sleep(0.05)  # another process's start-up: nothing to await
         self.close()
