@@ -57,10 +57,12 @@ def test_the_unit_exposure_is_at_most_2_and_every_option_left_out_is_justified()
 
 def drop_in(workspace: Path, port: int) -> str:
     return f"""[Service]
-# The test's paths and user: root (the interpreter lives under /root), no state directories.
+# The test's paths and user: root (the interpreter lives under /root), no state directories,
+# and the real /tmp: a checkout (and its venv) may live there, as CI's clone may.
 User=root
 Group=root
 ProtectHome=no
+PrivateTmp=no
 StateDirectory=
 LogsDirectory=
 ReadWritePaths={workspace}
