@@ -227,3 +227,23 @@ def test_sigterm_during_work_stops_within_10_s_and_a_restart_finishes_the_work(w
     statuses = Writer(workspace).sql("SELECT count(*) FROM runs WHERE status IN ('RUNNING', 'PENDING')")
     assert statuses == [(0,)]
     assert again.stop()[0] == 0
+
+
+def test_sigterm_does_not_wait_for_a_running_escalation_hook(workspace: Path, tmp_path: Path, start_daemon) -> None:
+    marker = tmp_path / "hook.pid"
+    hook = f"sh -c 'echo $$ > {marker}; exec sleep 30'"  # a hook that hangs, as a dead webhook would
+    daemon: DaemonProcess = start_daemon(
+        workspace,
+        f"archive.root={tmp_path / 'no' / 'such' / 'root'}",  # archival storage unavailable: ESCALATION
+        f"escalation.command={hook}",
+        "escalation.timeout_seconds=30",
+    )
+    try:
+        wait_until(lambda: marker.exists() and marker.read_text().strip(), what="the hook running")
+        started = time.monotonic()
+        code, err = daemon.stop(signal.SIGTERM, timeout=15)
+        assert code == 0, err
+        assert time.monotonic() - started < 10
+        assert daemon.log.read()[-1]["type"] == "MONITOR_STOPPED"
+    finally:
+        os.kill(int(marker.read_text()), signal.SIGKILL)

@@ -170,8 +170,12 @@ class Supervisor:
         return escalations
 
     def _deliver(self, escalations: list[dict[str, Any]]) -> None:
+        """Each hook in a daemon thread of its own: a hanging command or webhook holds up neither
+        the check that raised it nor SIGTERM (the scheduler's worker threads are joined at exit)."""
         for escalation in escalations:
-            self._escalate(self.settings, escalation)
+            threading.Thread(
+                target=self._escalate, args=(self.settings, escalation), name="escalation", daemon=True
+            ).start()
 
     def status_line(self) -> str:
         state = self._state
