@@ -36,16 +36,21 @@ SINK_CLOSE_SECONDS = 10.0
 _KNOWN_RUN_IDS_LIMIT = 4096  # validated run ids remembered, so validation is not paid per event
 
 logger = logging.getLogger(__name__)
+_dumps, _NEWLINE = orjson.dumps, orjson.OPT_APPEND_NEWLINE  # module globals: two attribute loads fewer per event
 
 Refetch = Callable[[Missed, frozenset[EventType] | None], list[Event]]
 
 
 class _Route(NamedTuple):
-    """Who takes events of one type: file sinks by line, file sinks by (run_id, line), subscriptions."""
+    """Who takes events of one type (file sinks by line, file sinks by (run_id, line), subscriptions)
+    and what its events must hold: `publish` unpacks it, so one lookup per event gives all of it."""
 
     lines: tuple[QueuedWriter, ...]
     run_lines: tuple[QueuedWriter, ...]
     subscriptions: tuple[Subscription, ...]
+    required: frozenset[str]  # REQUIRED_DATA[type]
+    run_scoped: bool  # type in RUN_SCOPED
+    once_per_run: bool  # type in ONCE_PER_RUN
 
 
 class SeqBlocks(Protocol):
@@ -127,6 +132,9 @@ class Bus:
                 tuple(w for w in self._writers if not w.keyed_by_run and w.takes(type)),
                 tuple(w for w in self._writers if w.keyed_by_run and w.takes(type)),
                 tuple(s for s in self._subscriptions if s.types is None or type in s.types),
+                REQUIRED_DATA[type],
+                type in RUN_SCOPED,
+                type in ONCE_PER_RUN,
             )
             for type in EventType
         }
@@ -140,51 +148,51 @@ class Bus:
         `ValueError` for an event the spec does not allow (missing data key, invalid run id),
         `TypeError` for data that is not JSON: both are bugs in the publisher.
         """
-        if not data.keys() >= REQUIRED_DATA[type] or (run_id is None and type in RUN_SCOPED):
-            check_event(type, data, run_id)  # raises, saying what is wrong
-        if run_id is not None and run_id not in self._known_run_ids:
-            self._remember_run_id(run_id)
         with self._lock:
+            lines, run_lines, subscriptions, required, run_scoped, once_per_run = self._routes[type]
+            if not data.keys() >= required or (run_id is None and run_scoped):
+                check_event(type, data, run_id)  # raises, saying what is wrong
+            if run_id is not None and run_id not in self._known_run_ids:
+                self._remember_run_id(run_id)
             if self._closed:
                 raise RuntimeError("the event bus is closed")
             seq = next(self._seq, None)
             if seq is None:
                 seq = self._next_block()
             time_text, event_id = self._stamp()
-            route = self._routes[type]
             # The line of Event.to_json, built here without the Event (the round trip is tested).
             if run_id is None:
-                line = orjson.dumps(
+                line = _dumps(
                     {"time": time_text, "type": type, "seq": seq, "id": event_id, "data": data},
-                    option=orjson.OPT_APPEND_NEWLINE,
+                    option=_NEWLINE,
                 )
             else:
-                if type in ONCE_PER_RUN:
+                if once_per_run:
                     event_id = f"{run_id}:{type}"
-                line = orjson.dumps(
+                line = _dumps(
                     {"time": time_text, "type": type, "seq": seq, "id": event_id, "run_id": run_id, "data": data},
-                    option=orjson.OPT_APPEND_NEWLINE,
+                    option=_NEWLINE,
                 )
-                if route.run_lines:
+                if run_lines:
                     item = (run_id, line)
-                    for writer in route.run_lines:
+                    for writer in run_lines:
                         writer.items.append(item)
                         if writer.idle:
                             writer.wake()
-            for writer in route.lines:
+            for writer in lines:
                 writer.items.append(line)
                 if writer.idle:
                     writer.wake()
-            if route.subscriptions:
+            if subscriptions:
                 event = Event(seq, time_text, type, event_id, data, run_id)
-                for subscription in route.subscriptions:
+                for subscription in subscriptions:
                     subscription.offer(event)
             self._counts[type] += 1
-        for writer in route.lines:
+        for writer in lines:
             if len(writer.items) > writer.queue_size:
                 writer.wait_for_room()
         if run_id is not None:
-            for writer in route.run_lines:
+            for writer in run_lines:
                 if len(writer.items) > writer.queue_size:
                     writer.wait_for_room()
         return seq
