@@ -81,6 +81,7 @@ class Bus:
         self._stamp = (stamper or EventStamper()).stamp
         self._refetch = refetch
         self._lock = threading.RLock()  # re-entrant: a sink may log (-> publish_line) from inside publish
+        self._acquire, self._release = self._lock.acquire, self._lock.release  # for publish
         self._writers: list[QueuedWriter] = []
         self._log_writers: tuple[QueuedWriter, ...] = ()
         self._subscriptions: tuple[Subscription, ...] = ()
@@ -148,7 +149,8 @@ class Bus:
         `ValueError` for an event the spec does not allow (missing data key, invalid run id),
         `TypeError` for data that is not JSON: both are bugs in the publisher.
         """
-        with self._lock:
+        self._acquire()  # not `with self._lock:`, which costs ~50 ns more per event (bound methods)
+        try:
             lines, run_lines, subscriptions, required, run_scoped, once_per_run = self._routes[type]
             if not data.keys() >= required or (run_id is None and run_scoped):
                 check_event(type, data, run_id)  # raises, saying what is wrong
@@ -188,6 +190,8 @@ class Bus:
                 for subscription in subscriptions:
                     subscription.offer(event)
             self._counts[type] += 1
+        finally:
+            self._release()
         for writer in lines:
             if len(writer.items) > writer.queue_size:
                 writer.wait_for_room()
