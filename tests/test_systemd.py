@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,8 +120,12 @@ class NamespaceSystemd:
             time.sleep(0.1)  # systemd's state, asked over its bus: nothing to await
 
     def close(self) -> None:
+        pid = getattr(self, "pid", None)  # unset when systemd never came up
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # the namespace's init: every process in it dies with it
         if self.process.poll() is None:
-            self.process.kill()  # the namespace's init dies with unshare's pid namespace
+            self.process.kill()
         self.process.communicate(timeout=10)
 
 
