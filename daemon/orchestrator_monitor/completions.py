@@ -51,10 +51,11 @@ class Completions:
         self._published: list[str] = []  # RUN_COMPLETED out, not yet known written: see `commit`
         self._watch_reopen: dict[str, float] = {}  # run -> when this daemon completed it (monotonic)
 
-    def load(self, runs: Mapping[str, str]) -> None:
-        """Read the ledger; on the very first start, first record `runs` that are terminal as the baseline."""
+    def load(self, runs: Callable[[], Mapping[str, str]]) -> None:
+        """Read the ledger; on the very first start, first record the terminal `runs()` as the baseline
+        (read only then: every later start has a baseline already)."""
         if not self._ledger.baseline_taken():
-            self._ledger.take_baseline({run_id: status for run_id, status in runs.items() if status in RUN_TERMINAL})
+            self._ledger.take_baseline({run_id: status for run_id, status in runs().items() if status in RUN_TERMINAL})
         self._records = self._ledger.records()
 
     def known(self, run_id: str) -> bool:

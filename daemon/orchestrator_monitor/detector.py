@@ -115,10 +115,12 @@ class Detector:
         Runs terminal at that moment are left for `archive --backfill`; doing this before the
         daemon says it is watching means a run that finishes afterwards is never mistaken for one.
         """
+        self._completions.load(self._run_statuses)
+
+    def _run_statuses(self) -> dict[str, str]:
         connection = self._connection()
         with connection.begin():
-            all_runs = fetch_all_runs(connection)
-        self._completions.load({run_id: status for run_id, (status, _) in all_runs.items()})
+            return {run_id: status for run_id, (status, _) in fetch_all_runs(connection).items()}
 
     # -- the full pass -------------------------------------------------------------------
 

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from .config import Settings
 from .errors import BadInput
 from .ids import validate_run_id
 from .state import queries
 from .state.engine import database_url, describe_database, open_engine, read_transaction, translate_errors
+from .state.queries import Row
 from .views import RunDetail, StatusView, build_run_detail, build_status_view
 
 
@@ -38,9 +39,15 @@ def read_run(engine: Engine, name: str, run_id: str, now: datetime) -> RunDetail
     """One run's detail; an unknown run is bad input (exit 2) naming it."""
     validate_run_id(run_id)
     with translate_errors(name), read_transaction(engine) as connection:
-        run_row = queries.fetch_run(connection, run_id)
-        if run_row is None:
-            raise BadInput(f"unknown run: {run_id} (not in {name})")
-        workstream_rows = queries.fetch_workstreams(connection, run_id)
-        task_groups = queries.fetch_task_groups(connection, run_id)
-    return build_run_detail(run_row, workstream_rows, task_groups, now)
+        rows = fetch_run_rows(connection, run_id)
+    if rows is None:
+        raise BadInput(f"unknown run: {run_id} (not in {name})")
+    return build_run_detail(*rows, now)
+
+
+def fetch_run_rows(connection: Connection, run_id: str) -> tuple[Row, list[Row], list[Row]] | None:
+    """What a run's detail is built from (inside the caller's transaction); None for an unknown run."""
+    run_row = queries.fetch_run(connection, run_id)
+    if run_row is None:
+        return None
+    return run_row, queries.fetch_workstreams(connection, run_id), queries.fetch_task_groups(connection, run_id)

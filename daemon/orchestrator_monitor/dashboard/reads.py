@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from ..errors import BadInput
 from ..ids import validate_run_id
+from ..reader import fetch_run_rows
 from ..state import dashboard_queries as pages
 from ..state import queries
 from ..state.engine import read_transaction, translate_errors
@@ -65,15 +66,13 @@ def read_run_page(
     """`/api/runs/<id>`: the run's detail (as `monitor --json`), a page of tasks, timeline, archive, files."""
     validate_run_id(run_id)
     with translate_errors(name), read_transaction(engine) as connection:
-        run_row = queries.fetch_run(connection, run_id)
-        if run_row is None:
+        rows = fetch_run_rows(connection, run_id)
+        if rows is None:
             raise UnknownRun(f"unknown run: {run_id}")
-        workstream_rows = queries.fetch_workstreams(connection, run_id)
-        task_groups = queries.fetch_task_groups(connection, run_id)
         task_rows, task_total = pages.fetch_tasks_page(connection, run_id, wanted)
         timeline = pages.fetch_timeline(connection, run_id, TIMELINE_LIMIT)
         archival = pages.fetch_archival(connection, run_id, ARCHIVAL_ROWS_LIMIT)
-    detail = build_run_detail(run_row, workstream_rows, task_groups, now)
+    detail = build_run_detail(*rows, now)
     files = {link: path for link, path in run_files(workspace, run_id).items() if path.is_file()}
     return {
         **asdict(detail),
