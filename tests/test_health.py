@@ -42,6 +42,20 @@ def test_corruption_and_a_missing_file_are_told_apart(tmp_path: Path) -> None:
     assert check(tmp_path / "gone.db").observation.condition is Condition.UNREACHABLE
 
 
+def test_a_database_removed_while_it_is_checked_is_missing_not_read_only(workspace: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = workspace / ".state" / "orchestration.db"
+    access = os.access
+
+    def removed_first(path: Path, mode: int) -> bool:  # a restore removes the file at the worst moment
+        for name in (db.name, db.name + "-wal", db.name + "-shm"):
+            (db.parent / name).unlink(missing_ok=True)
+        return access(path, mode)
+
+    monkeypatch.setattr(os, "access", removed_first)
+    seen = check(db).observation
+    assert seen.condition is Condition.UNREACHABLE and "does not exist" in seen.detail
+
+
 def test_storage_missing_full_or_fine(tmp_path: Path) -> None:
     assert (
         check_archival_storage(tmp_path / "no", reserve_bytes=0, min_free_percent=0).condition is Condition.UNAVAILABLE

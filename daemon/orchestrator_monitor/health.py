@@ -79,6 +79,8 @@ def check_sqlite_database(
             return DatabaseCheck(Observation(DATABASE, Condition.OK, f"{path}: busy ({message})"), verified)
         return DatabaseCheck(Observation(DATABASE, Condition.UNREACHABLE, f"{path}: {message}"), None)
     if not os.access(path, os.W_OK):
+        if not path.exists():  # removed while we looked (a restore): missing, not read-only
+            return DatabaseCheck(Observation(DATABASE, Condition.UNREACHABLE, f"{path} does not exist"), None)
         return DatabaseCheck(Observation(DATABASE, Condition.READ_ONLY, f"{path} is not writable"), verified)
     return DatabaseCheck(Observation(DATABASE, Condition.OK, f"{path}: ok"), verified)
 
