@@ -70,12 +70,16 @@ def test_a_runs_events_stay_in_its_spool_whatever_rotation_did_until_removed(tmp
     bus, _ = bus_with_log(log, rotate_bytes=4096, keep_files=1, min_rotate_seconds=0)
     bus.add_sink(RunSpoolSink(tmp_path / ".monitor", queue_size=100))
     first = bus.publish(EventType.RUN_STALLED, {"idle_s": 900}, run_id="run-a")
+    published: dict[str, list[int]] = {"run-a": [first], "run-b": []}
     for index in range(500):
-        status_event(bus, run_id="run-b", index=index)
+        run_id = "run-a" if index % 7 == 3 else "run-b"  # interleaved within the writer's chunks
+        published[run_id].append(status_event(bus, run_id=run_id, index=index))
     last = bus.publish(EventType.RUN_REOPENED, {"what": "a task"}, run_id="run-a")
+    published["run-a"].append(last)
     bus.close()
     assert first not in {line["seq"] for line in read_lines(log, LineFilter())}  # rotated away
-    assert [event.seq for event in read_run_events(tmp_path / ".monitor", "run-a")] == [first, last]
+    for run_id, seqs in published.items():
+        assert [event.seq for event in read_run_events(tmp_path / ".monitor", run_id)] == seqs
     remove_run_events(tmp_path / ".monitor", "run-a")
     assert read_run_events(tmp_path / ".monitor", "run-a") == []
 

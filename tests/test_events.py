@@ -97,6 +97,21 @@ def test_time_is_rfc3339_utc_with_microseconds() -> None:
     assert ulid[:10] == expected
 
 
+def test_ids_within_one_millisecond_keep_increasing_past_the_cached_part() -> None:
+    stamper = EventStamper(clock_ns=lambda: 1_767_225_600_123_456_789)  # every stamp in the same microsecond
+    stamps = [stamper.stamp() for _ in range(5000)]  # the last two characters wrap around several times
+    ids = [ulid for _, ulid in stamps]
+    assert all(ULID.fullmatch(ulid) for ulid in ids) and ids == sorted(set(ids))
+    assert {time_text for time_text, _ in stamps} == {"2026-01-01T00:00:00.123456Z"}
+
+
+def test_a_clock_set_back_stamps_its_own_time() -> None:
+    clock = iter([1_767_225_600_123_456_789, 1_767_225_599_999_000_000, 1_767_225_601_500_000_000])
+    stamper = EventStamper(clock_ns=lambda: next(clock))
+    times = [stamper.stamp()[0] for _ in range(3)]
+    assert times == ["2026-01-01T00:00:00.123456Z", "2025-12-31T23:59:59.999000Z", "2026-01-01T00:00:01.500000Z"]
+
+
 def test_a_missing_data_key_or_run_id_is_a_programming_error(tmp_path: Path) -> None:
     bus, sink = bus_with_log(tmp_path / "monitor.jsonl")
     with pytest.raises(ValueError, match="RUN_ARCHIVED event without data bytes, files"):

@@ -86,16 +86,19 @@ class JsonlSink(QueuedWriter):
             # A crash during a full disk left half a line: end it, so the next line starts clean.
             self._size += os.write(self._fd, b"\n")
 
+    def pack(self, lines: list[object]) -> bytes:
+        return b"".join(lines)  # type: ignore[arg-type]
+
     def write_batch(self, batch: list[object]) -> None:
         if batch:
             data = b"".join(batch)  # type: ignore[arg-type]
             if self._backlog and self._backlog_bytes + len(data) > RETAIN_BYTES:
-                self.lost_lines += len(batch)
+                self.lost_lines += data.count(b"\n")
             else:
                 self._backlog.append(data)
                 self._backlog_bytes += len(data)
                 if self._failure is not None:
-                    self.unwritten_lines += len(batch)
+                    self.unwritten_lines += data.count(b"\n")
         self._drain_backlog()
 
     def pending_retry(self) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import cast
 
@@ -26,6 +28,7 @@ FILE_MODE = 0o640
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 logger = logging.getLogger(__name__)
+_run_id, _line = itemgetter(0), itemgetter(1)
 
 
 def run_events_path(monitor_dir: Path, run_id: str) -> Path:
@@ -72,19 +75,20 @@ class RunSpoolSink(QueuedWriter):
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
 
+    def pack(self, lines: list[object]) -> list[tuple[str, bytes]]:
+        """(run_id, line) items as one (run_id, lines) pair per stretch of one run's lines (in C)."""
+        return [(run_id, b"".join(map(_line, pairs))) for run_id, pairs in groupby(lines, _run_id)]  # type: ignore[arg-type]
+
     def write_batch(self, batch: list[object]) -> None:
-        by_run: defaultdict[str, list[bytes]] = defaultdict(list)
-        for item in batch:
-            run_id, line = cast(tuple[str, bytes], item)
-            by_run[run_id].append(line)
         failed = 0
-        for run_id, lines in by_run.items():
+        for run_id, data in _group([pair for chunk in cast(list[list[tuple[str, bytes]]], batch) for pair in chunk]):
             path = self.directory / f"{run_id}.jsonl"
             try:
-                _append_whole(path, b"".join(lines))
+                _append_whole(path, data)
             except OSError as exc:
-                failed += len(lines)
-                logger.error("run %s: %d events not spooled to %s: %s", run_id, len(lines), path, exc.strerror)
+                lines = data.count(b"\n")
+                failed += lines
+                logger.error("run %s: %d events not spooled to %s: %s", run_id, lines, path, exc.strerror)
             else:
                 self._unsynced_paths.add(path)
         if failed:
@@ -101,6 +105,14 @@ class RunSpoolSink(QueuedWriter):
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
+
+
+def _group(pairs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """One (run_id, data) per run, each run's data in order: one open and write per run and batch."""
+    by_run: defaultdict[str, list[bytes]] = defaultdict(list)
+    for run_id, data in pairs:
+        by_run[run_id].append(data)
+    return [(run_id, b"".join(parts)) for run_id, parts in by_run.items()]
 
 
 def _append_whole(path: Path, data: bytes) -> None:

@@ -1,0 +1,62 @@
+"""The hand-over between publishers and a file sink's writer thread (`sinks/writer.py`)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from events_support import MemorySeqBlocks, read_objects, status_event
+from orchestrator_monitor.bus import Bus
+from orchestrator_monitor.sinks.jsonl import JsonlSink
+from orchestrator_monitor.sinks.writer import CHUNK_LINES
+
+WAIT_SECONDS = 30.0
+
+
+class Watched(JsonlSink):
+    """A JSONL sink that can be held inside a write, and tells how many lines it wrote."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, rotate_bytes=64 << 20, keep_files=5, queue_size=1000, fsync="never")
+        self.hold = threading.Event()
+        self.hold.set()
+        self.holding = threading.Event()
+        self.lines = 0
+        self.changed = threading.Condition()
+
+    def write_batch(self, batch: list[object]) -> None:
+        if not self.hold.is_set():
+            self.holding.set()
+            self.hold.wait(WAIT_SECONDS)
+        super().write_batch(batch)
+        with self.changed:
+            self.lines += sum(chunk.count(b"\n") for chunk in batch)  # type: ignore[attr-defined]
+            self.changed.notify_all()
+
+    def wait_for_lines(self, count: int) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.lines >= count, WAIT_SECONDS)
+
+
+def test_a_lone_event_is_written_at_once_without_a_flush(tmp_path: Path) -> None:
+    bus = Bus(MemorySeqBlocks())
+    sink = Watched(tmp_path / "monitor.jsonl")
+    bus.add_sink(sink)
+    seq = status_event(bus)
+    assert sink.wait_for_lines(1)  # an idle writer is handed the line at once, not after CHUNK_LINES
+    assert [line["seq"] for line in read_objects(sink.path)] == [seq]
+    bus.close()
+
+
+def test_lines_published_while_the_writer_is_busy_are_written_when_it_is_done(tmp_path: Path) -> None:
+    bus = Bus(MemorySeqBlocks())
+    sink = Watched(tmp_path / "monitor.jsonl")
+    bus.add_sink(sink)
+    sink.hold.clear()
+    first = status_event(bus)
+    assert sink.holding.wait(WAIT_SECONDS)  # the writer is inside a write: it is not idle
+    rest = [status_event(bus, index=index) for index in range(CHUNK_LINES // 2)]  # fewer than a chunk
+    sink.hold.set()
+    assert sink.wait_for_lines(1 + len(rest))  # the writer took them itself: no publish or flush came
+    assert [line["seq"] for line in read_objects(sink.path)] == [first, *rest]
+    bus.close()
