@@ -1,8 +1,21 @@
 """The monitor's only write to the executor's runs: the completion mark, as a compare-and-set.
 
-One short `BEGIN IMMEDIATE` transaction re-reads the run and its tasks and applies the mark
-only if they are still exactly as the decision saw them, so a retry that moves a task
-back to RUNNING just before the mark simply keeps the run open.
+One short transaction re-reads the run and its tasks and applies the mark only if they are
+still exactly as the decision saw them, so a retry that moves a task back to RUNNING just
+before the mark simply keeps the run open. For the re-read to be what the mark updates, no
+executor write may land between the two:
+
+- SQLite: `BEGIN IMMEDIATE` takes the database's one write lock before the re-read.
+- A server database (PostgreSQL) at READ COMMITTED: the re-read alone would miss a task an
+  executor transaction changes and commits just after it. So the run's task and workstream
+  rows are locked FOR SHARE and its run row FOR UPDATE first: that waits for any executor
+  transaction that changed them to end, and holds off any new change until the mark commits.
+  Only this run's rows are locked, so the executor's work on other runs never waits. A task
+  *inserted* into the run meanwhile is not held off (no row to lock); it commits after the
+  mark and is reported like any change after a mark, as `RUN_REOPENED`.
+  The waits are bounded by MARK_LOCK_TIMEOUT_MS, below PostgreSQL's default `deadlock_timeout`
+  (1 s): should an executor transaction lock the same rows in the other order, the monitor
+  gives up first (the mark is retried) rather than the server aborting the executor's work.
 """
 
 from __future__ import annotations
@@ -12,12 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, text, update
 
 from ..completion import RunSnapshot
 from ..timefmt import format_timestamp, parse_timestamp
-from .schema import runs
+from .schema import runs, tasks, workstreams
 from .snapshots import fetch_snapshots, fetch_statuses, fetch_task_finish_times
+
+MARK_LOCK_TIMEOUT_MS = 500  # PostgreSQL: how long the mark waits for the run's rows (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,8 @@ def write_transaction(connection: Connection) -> Iterator[None]:
 def mark_run(connection: Connection, seen: RunSnapshot, status: str, now: datetime) -> MarkResult:
     """Set the run terminal if it is unchanged since `seen`; `finished_at` = latest task finish."""
     with write_transaction(connection):
+        if connection.dialect.name != "sqlite":
+            _lock_run_rows(connection, seen.run_id)
         current = fetch_statuses(connection, [seen.run_id]).get(seen.run_id)
         if current != seen.status:
             return MarkResult(marked=False)
@@ -54,6 +71,17 @@ def mark_run(connection: Connection, seen: RunSnapshot, status: str, now: dateti
             .values(status=status, finished_at=finished_at, updated_at=format_timestamp(now))
         )
     return MarkResult(marked=True, finished_at=finished_at, unreadable_times=unreadable)
+
+
+def _lock_run_rows(connection: Connection, run_id: str) -> None:
+    """Wait for, then hold off, executor changes to the run's rows until the transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SET LOCAL lock_timeout = '{MARK_LOCK_TIMEOUT_MS}ms'"))
+    connection.execute(select(tasks.c.task_id).where(tasks.c.run_id == run_id).with_for_update(read=True))
+    connection.execute(
+        select(workstreams.c.workstream_id).where(workstreams.c.run_id == run_id).with_for_update(read=True)
+    )
+    connection.execute(select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
 
 
 def latest_time(values: list[object]) -> tuple[datetime | None, int]:
