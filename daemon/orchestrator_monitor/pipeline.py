@@ -70,7 +70,9 @@ def pipeline_for(
         reserve_bytes=settings.archive.reserve_bytes,
         publish=publish,
         flush_events=flush,
-        log=ArchivalLog(engine),
+        log=ArchivalLog(
+            engine, outbox=workspace.progress_db, busy_timeout_seconds=settings.database.busy_timeout_seconds
+        ),
         ledger=ledger,
         stop=stop,
     )

@@ -2,17 +2,26 @@
 
 Apart from the completion mark this is the monitor's only write there, so each row is one
 short `BEGIN IMMEDIATE` transaction. A database that is locked past the busy timeout or
-read-only does not lose the row: it waits in memory, in order, and goes in with the next
-write or `flush` (the worker flushes on every pass), so bookkeeping never holds archival up.
+read-only does not lose the row, and never holds archival up: the row waits, in order, and
+goes in with the next write or `flush` (the worker flushes on every pass). While it waits it
+is also kept in the monitor's own database (`monitor_archival_outbox` in `.monitor/monitor.db`),
+so a crash or a restart does not lose it either: the next `ArchivalLog` on that workspace (the
+restarted daemon, or an `archive` command) writes it. A row is written at most once: a crash
+between writing it and emptying the outbox leaves a copy there, which the next write finds
+already in `archival_log` (same run, action, status and start time) and drops.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+from contextlib import closing
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from sqlalchemy import Engine, exc, insert, select
+import orjson
+from sqlalchemy import Connection, Engine, exc, insert, select
 
 from ..timefmt import format_timestamp, utc_now
 from .marks import write_transaction
@@ -38,11 +47,12 @@ class ArchivalRow:
 
 
 class ArchivalLog:
-    """Writes rows now when it can, later when it cannot; thread-safe."""
+    """Writes rows now when it can, later when it cannot (keeping them in `outbox` meanwhile); thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, outbox: Path, busy_timeout_seconds: float) -> None:
         self._engine = engine
-        self._pending: list[ArchivalRow] = []
+        self._outbox = _Outbox(outbox, busy_timeout_seconds)
+        self._pending: list[tuple[int | None, ArchivalRow]] = list(self._outbox.load())  # (outbox key, row)
         self._lock = threading.Lock()
 
     @property
@@ -52,13 +62,13 @@ class ArchivalLog:
     def record(self, row: ArchivalRow) -> bool:
         """Queue `row` and try to write everything queued; False when it has to wait."""
         with self._lock:
-            self._pending.append(row)
+            self._pending.append((None, row))
         return self.flush()
 
     def has_succeeded(self, run_id: str) -> bool:
         """Whether a SUCCEEDED archive row of `run_id` is in the database or waiting to go there."""
         with self._lock:
-            if any(row.run_id == run_id and row.status == "SUCCEEDED" for row in self._pending):
+            if any(row.run_id == run_id and row.status == "SUCCEEDED" for _, row in self._pending):
                 return True
         query = select(archival_log.c.id).where(
             archival_log.c.run_id == run_id,
@@ -69,17 +79,89 @@ class ArchivalLog:
             return connection.execute(query.limit(1)).first() is not None
 
     def flush(self) -> bool:
+        """Write every waiting row, in order; False when the state database refused (they keep waiting)."""
         with self._lock:
             if not self._pending:
                 return True
             try:
                 with self._engine.connect() as connection, write_transaction(connection):
-                    connection.execute(insert(archival_log), [asdict(row) for row in self._pending])
+                    for _, row in self._pending:
+                        _insert_once(connection, row)
             except exc.DBAPIError as err:  # locked, read-only, unreachable: the rows wait, never lost here
+                self._keep_waiting_rows()
                 logger.warning("archival_log: %d rows wait for the state database: %s", len(self._pending), err.orig)
                 return False
+            written = [key for key, _ in self._pending if key is not None]
             self._pending.clear()
+            if written:
+                self._outbox.remove(written)
             return True
+
+    def _keep_waiting_rows(self) -> None:
+        """Put the rows that are only in memory into the outbox (under the lock)."""
+        fresh = [row for key, row in self._pending if key is None]
+        if not fresh:
+            return
+        try:
+            keys = iter(self._outbox.add(fresh))
+        except sqlite3.Error as err:  # the monitor's own database fails too: memory is all there is
+            logger.error("archival_log: %d rows wait in memory only (outbox: %s)", len(fresh), err)
+            return
+        self._pending = [(next(keys) if key is None else key, row) for key, row in self._pending]
+
+
+def _insert_once(connection: Connection, row: ArchivalRow) -> None:
+    """Insert `row` unless it is there already (written before a crash emptied the outbox)."""
+    present = select(archival_log.c.id).where(
+        archival_log.c.run_id == row.run_id,
+        archival_log.c.action == row.action,
+        archival_log.c.status == row.status,
+        archival_log.c.started_at == row.started_at,
+    )
+    if connection.execute(present.limit(1)).first() is None:
+        connection.execute(insert(archival_log).values(asdict(row)))
+
+
+# Rows waiting for the state database, in the monitor's own database: a crash keeps them.
+_CREATE_OUTBOX = (
+    "CREATE TABLE IF NOT EXISTS monitor_archival_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL)"
+)
+
+
+class _Outbox:
+    def __init__(self, path: Path, busy_timeout_seconds: float) -> None:
+        self._path = path
+        self._busy_timeout_seconds = busy_timeout_seconds
+
+    def load(self) -> list[tuple[int, ArchivalRow]]:
+        """What earlier processes left waiting, oldest first."""
+        if not self._path.is_file():
+            return []
+        with closing(self._connect()) as connection:
+            rows = connection.execute("SELECT id, row FROM monitor_archival_outbox ORDER BY id").fetchall()
+        return [(key, ArchivalRow(**orjson.loads(row))) for key, row in rows]
+
+    def add(self, rows: list[ArchivalRow]) -> list[int]:
+        """Keep `rows` (durably, in one transaction); their keys, in order."""
+        with closing(self._connect()) as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            insert_row = "INSERT INTO monitor_archival_outbox (row) VALUES (?)"
+            keys = [connection.execute(insert_row, (orjson.dumps(asdict(row)),)).lastrowid or 0 for row in rows]
+            connection.execute("COMMIT")
+        return keys
+
+    def remove(self, keys: list[int]) -> None:
+        try:
+            with closing(self._connect()) as connection:
+                connection.executemany("DELETE FROM monitor_archival_outbox WHERE id = ?", [(key,) for key in keys])
+        except sqlite3.Error as err:  # harmless: the rows are written, a later load finds them there and drops them
+            logger.warning("archival_log: written rows stay in the outbox for now: %s", err)
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self._path, timeout=self._busy_timeout_seconds, isolation_level=None)
+        connection.execute(_CREATE_OUTBOX)
+        return connection
 
 
 def now_text() -> str:
