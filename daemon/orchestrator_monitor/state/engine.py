@@ -5,7 +5,10 @@ read path can never take the write lock; every connection waits `busy_timeout` f
 executor's lock instead of failing at once; the journal mode is set only on a database
 the monitor creates itself. Transactions are begun explicitly (`BEGIN`, or `BEGIN
 IMMEDIATE` for the completion mark) because the sqlite3 module's implicit transactions
-would make a group of reads see different snapshots.
+would make a group of reads see different snapshots. A pooled connection keeps the file it
+opened, so a database restored by replacing its file would be read (and written!) in the old,
+deleted file forever: each checkout compares the connection's file with what the path names
+now and opens a new connection when they differ.
 """
 
 from __future__ import annotations
@@ -78,11 +81,43 @@ def open_engine(url: str, *, busy_timeout_seconds: float, readonly: bool) -> Eng
     uri = f"file:{quote(str(path.absolute()))}?mode={'ro' if readonly else 'rw'}"
     engine = create_engine(
         "sqlite://",
-        creator=lambda: sqlite3.connect(uri, uri=True, timeout=busy_timeout_seconds, check_same_thread=False),
+        creator=lambda: _connect_file(path, uri, busy_timeout_seconds),
         poolclass=QueuePool,
     )
     _manage_sqlite_transactions(engine, busy_timeout_seconds=busy_timeout_seconds, readonly=readonly)
+    _follow_file_replacement(engine, path)
     return engine
+
+
+class _FileConnection(sqlite3.Connection):
+    """A connection that knows which file it opened (device, inode); None if it cannot be sure."""
+
+    file: tuple[int, int] | None = None
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _connect_file(path: Path, uri: str, busy_timeout_seconds: float) -> sqlite3.Connection:
+    before = _file_identity(path)
+    connection = sqlite3.connect(
+        uri, uri=True, timeout=busy_timeout_seconds, check_same_thread=False, factory=_FileConnection
+    )
+    if _file_identity(path) == before:  # else replaced while connecting: the next checkout reconnects
+        connection.file = before
+    return connection
+
+
+def _follow_file_replacement(engine: Engine, path: Path) -> None:
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: _FileConnection, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.file is None or dbapi_connection.file != _file_identity(path):
+            raise exc.DisconnectionError(f"{path} is not the file this connection opened")  # the pool reconnects
 
 
 def create_sqlite_database(path: Path, *, busy_timeout_seconds: float) -> bool:
