@@ -101,7 +101,8 @@ class Bus:
     # --- wiring ---
 
     def add_sink(self, sink: QueuedWriter | Sink, *, name: str | None = None, queue_size: int = 1000) -> None:
-        """A file sink is started and written inline; any other sink gets a thread and a bounded queue."""
+        """A file sink gets the lines under the bus lock (its thread writes them); any other sink gets a
+        thread of its own and a bounded queue of events."""
         if isinstance(sink, QueuedWriter):
             sink.start(report=self._report, lock=self._lock)
             with self._lock:
@@ -168,7 +169,7 @@ class Bus:
             if seq is None:
                 seq = self._next_block()
             time_text, event_id = self._stamp()
-            full = False
+            waits: tuple[QueuedWriter, ...] = ()  # writers whose queue a hand-over filled
             # The line of Event.to_json, built here without the Event (the round trip is tested).
             if run_id is None:
                 line = _dumps(
@@ -188,12 +189,12 @@ class Bus:
                         pending = writer.pending
                         pending.append(item)
                         if len(pending) >= writer.hand_over_at and writer.hand_over():
-                            full = True
+                            waits = (*waits, writer)
             for writer in lines:
                 pending = writer.pending
                 pending.append(line)
                 if len(pending) >= writer.hand_over_at and writer.hand_over():
-                    full = True
+                    waits = (*waits, writer)
             if subscriptions:
                 event = Event(seq, time_text, type, event_id, data, run_id)
                 for subscription in subscriptions:
@@ -201,9 +202,8 @@ class Bus:
             self._counts[type] += 1
         finally:
             self._release()
-        if full:  # backpressure, outside the lock: only the file sinks' writer threads can end it
-            for writer in (*lines, *run_lines):
-                writer.wait_for_room()
+        if waits:
+            self._wait_for_room(waits)
         return seq
 
     def publish_line(self, make_line: Callable[[int], bytes]) -> None:
@@ -213,14 +213,24 @@ class Bus:
                 return
             seq = next(self._seq, None)
             line = make_line(self._next_block() if seq is None else seq)
-            full = False
+            waits: tuple[QueuedWriter, ...] = ()
             for writer in self._log_writers:
                 writer.pending.append(line)
                 if len(writer.pending) >= writer.hand_over_at and writer.hand_over():
-                    full = True
-        if full:
-            for writer in self._log_writers:
-                writer.wait_for_room()
+                    waits = (*waits, writer)
+        if waits:
+            self._wait_for_room(waits)
+
+    def _wait_for_room(self, writers: tuple[QueuedWriter, ...]) -> None:
+        """Backpressure, once the lock is released: only the file sinks' writer threads can end it.
+
+        Not when this thread still holds the lock (something logged inside `publish`): a writer
+        that needed the lock meanwhile would never make the room.
+        """
+        if self._lock._is_owned():  # type: ignore[attr-defined]  # what threading.Condition asks an RLock too
+            return
+        for writer in writers:
+            writer.wait_for_room()
 
     def refetch(self, missed: Missed, types: frozenset[EventType] | None) -> list[Event]:
         """The events a subscriber missed, from the log once it is written; empty without a log."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from events_support import MemorySeqBlocks, read_objects, status_event
 from orchestrator_monitor.bus import Bus
+from orchestrator_monitor.events import EventType
 from orchestrator_monitor.sinks.jsonl import JsonlSink
 from orchestrator_monitor.sinks.writer import CHUNK_LINES
 
@@ -16,8 +17,8 @@ WAIT_SECONDS = 30.0
 class Watched(JsonlSink):
     """A JSONL sink that can be held inside a write, and tells how many lines it wrote."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, rotate_bytes=64 << 20, keep_files=5, queue_size=1000, fsync="never")
+    def __init__(self, path: Path, queue_size: int = 1000) -> None:
+        super().__init__(path, rotate_bytes=64 << 20, keep_files=5, queue_size=queue_size, fsync="never")
         self.hold = threading.Event()
         self.hold.set()
         self.holding = threading.Event()
@@ -60,3 +61,40 @@ def test_lines_published_while_the_writer_is_busy_are_written_when_it_is_done(tm
     assert sink.wait_for_lines(1 + len(rest))  # the writer took them itself: no publish or flush came
     assert [line["seq"] for line in read_objects(sink.path)] == [first, *rest]
     bus.close()
+
+
+class Reporting(JsonlSink):
+    """A JSONL sink whose writer thread publishes a WARNING after a write, as `_report` does."""
+
+    def __init__(self, path: Path, bus: Bus) -> None:
+        super().__init__(path, rotate_bytes=64 << 20, keep_files=5, queue_size=1, fsync="never")
+        self.bus = bus
+        self.report_next = False
+        self.reported = threading.Event()
+
+    def write_batch(self, batch: list[object]) -> None:
+        super().write_batch(batch)
+        if self.report_next:
+            self.report_next = False
+            self.bus.publish(EventType.WARNING, {"what": "log_write_failed", "detail": "writable again"})
+            self.reported.set()
+
+
+def test_a_writer_thread_publishing_never_waits_for_another_sinks_room(tmp_path: Path) -> None:
+    bus = Bus(MemorySeqBlocks())
+    reporting = Reporting(tmp_path / "monitor.jsonl", bus)
+    held = Watched(tmp_path / "other.jsonl", queue_size=1)
+    bus.add_sink(reporting)
+    bus.add_sink(held)
+    held.hold.clear()
+    status_event(bus)
+    assert held.holding.wait(WAIT_SECONDS)  # the other sink's writer is stuck in a write
+    reporting.report_next = True
+    status_event(bus)  # fills the other sink's queue to its bound; the reporting writer then publishes
+    # Waiting for room there would block this writer until the other one moves (a deadlock if that
+    # one were waiting for this one's room, as when it logs a failure): it must go on at once.
+    assert reporting.reported.wait(5)
+    held.hold.set()
+    bus.close()
+    for path in (reporting.path, held.path):
+        assert [line["type"] for line in read_objects(path)] == ["RUN_STATUS_CHANGED"] * 2 + ["WARNING"]

@@ -38,6 +38,7 @@ RETRY_SECONDS = 1.0  # how often a writer with unwritten data tries again when n
 JOIN_SECONDS = 30.0  # how long close() waits for the writer to drain
 
 logger = logging.getLogger(__name__)
+_writer_thread = threading.local()  # `active` in the writer threads of every QueuedWriter
 
 
 class QueuedWriter:
@@ -51,13 +52,15 @@ class QueuedWriter:
         self.fsync = fsync
         self.fsync_interval_seconds = fsync_interval_seconds
         self.failures = 0  # batches whose writing raised something unexpected
-        self.queue_size = queue_size  # lines; the queue holds chunks of up to `chunk_lines`
+        # The bound, in lines: the queue holds up to queue_size // chunk_lines chunks (at least one),
+        # each of up to `chunk_lines`, beyond which publishers wait; `pending` adds at most one chunk.
+        self.queue_size = queue_size
         self.chunk_lines = min(CHUNK_LINES, queue_size)
         self._max_chunks = max(1, queue_size // self.chunk_lines)
         self.pending: list[object] = []  # lines gathered by the bus, under `lock`
         self.hand_over_at = self.chunk_lines  # len(pending) at which the bus calls `hand_over`; 1 while idle
         self.items: deque[object] = deque()  # chunks waiting for the writer thread
-        self.idle = False  # the writer waits for a hand-over (under `lock`)
+        self.idle = False  # the writer found nothing to take: the next line is handed over at once (under `lock`)
         self.lock: threading.RLock = threading.RLock()  # the bus's own lock once started
         self._wake = threading.Event()
         self._room = threading.Condition()
@@ -97,8 +100,12 @@ class QueuedWriter:
         return lines.copy()
 
     def wait_for_room(self) -> None:
-        """Backpressure: block while the queue is over its bound (never in the writer's own thread)."""
-        if len(self.items) <= self._max_chunks or threading.current_thread() is self._thread:
+        """Backpressure: block while the queue is over its bound.
+
+        Never in a writer thread (a sink reporting a failure, or logging, publishes too): two
+        writers waiting for each other's room would both wait forever.
+        """
+        if len(self.items) <= self._max_chunks or getattr(_writer_thread, "active", False):
             return
         with self._room:
             self._waiters += 1
@@ -126,6 +133,8 @@ class QueuedWriter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call was written (or given up on); False on timeout."""
+        if threading.current_thread() is self._thread:
+            return False  # it would wait for itself
         with self.lock:
             if self.pending:
                 self.hand_over()
@@ -137,18 +146,20 @@ class QueuedWriter:
 
     def close(self) -> None:
         """Write everything queued, sync, release the file; idempotent."""
-        self._stopping = True
-        self._wake.set()
+        with self.lock:  # so the writer cannot clear this wake-up just after it looked at _stopping
+            self._stopping = True
+            self._wake.set()
         if self._thread is not None:
             self._thread.join(JOIN_SECONDS)
             if self._thread.is_alive():
                 logger.error(
-                    "sink %s did not drain within %.0f s; %d lines unwritten", self.name, JOIN_SECONDS, len(self.items)
+                    "sink %s did not drain within %.0f s; %d chunks unwritten", self.name, JOIN_SECONDS, len(self.items)
                 )
 
     # --- the writer thread ---
 
     def _run(self) -> None:
+        _writer_thread.active = True
         while True:
             batch = self._take_batch()
             if batch or self.pending_retry():
@@ -185,7 +196,7 @@ class QueuedWriter:
             self._unsynced = True
         except Exception:
             self.failures += 1
-            logger.exception("sink %s could not write a batch of %d lines", self.name, len(batch))
+            logger.exception("sink %s could not write a batch of %d chunks", self.name, len(batch))
         with self._written_changed:
             self._written += len(batch)
             self._written_changed.notify_all()
