@@ -97,7 +97,7 @@ def run_lock(workspace: Workspace, run_id: str) -> Path:
 def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) -> ArchiveOutcome:
     """Archive `run` (idempotent); `ArchiveFailure` after ARCHIVE_FAILED, `Interrupted` on a stop."""
     final = ctx.workspace.archive_root / run.run_id
-    with hold_lock(run_lock(ctx.workspace, run.run_id), f"run {run.run_id}"):
+    with hold_lock(run_lock(ctx.workspace, run.run_id), f"run {run.run_id}", remove=True):
         if final.exists():
             remove_staging(staging_for(ctx.workspace.archive_root, run.run_id))
             if final.stat().st_mode & 0o222:  # killed between the rename and the sealing of the top
