@@ -5,8 +5,11 @@ probe (in WAL mode the inotify event can arrive before the commit is visible, so
 unconfirmed wake-up keeps looking for a moment). A poll every `poll_seconds` backs the
 watcher up, a full reconciliation runs every `reconcile_seconds` when the database changed
 (and whenever the kernel dropped events), and a storm of spurious wake-ups switches to
-slow polling (`LoopGuard`). Everything it needs is passed in; `run_detection_iteration`
-is one pass, so tests drive it directly.
+slow polling (`LoopGuard`). The full pass reads every run, so on a workspace with a long
+history it takes seconds (4.4 s at a million runs); its period then stretches to
+RECONCILE_COST_FACTOR times its last duration, so that a safety net never takes more than
+about 2% of a core, nor holds up the cheap passes that often. Everything it needs is passed
+in; `run_detection_iteration` is one pass, so tests drive it directly.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ STORM_POLL_SECONDS = 2.0
 CONFIRM_SECONDS = 0.1  # how long a file event's commit may take to become visible
 CONFIRM_CHECKS = 10
 DEBOUNCE_LIMIT = 10  # a burst never delays a pass by more than this many debounce periods
+RECONCILE_COST_FACTOR = 50.0  # the full pass's period is at least this many times its duration
 
 
 class Probe(Protocol):
@@ -75,6 +79,7 @@ class DetectionJob:
         self._guard = LoopGuard()
         self._recheck: float | None = None
         self._next_reconcile: float | None = None  # None: the start-up reconciliation is still to run
+        self._reconcile_period = timing.reconcile_seconds  # stretched when the full pass is slow
         self._dirty = True  # the database changed since the last reconciliation
         self._missing = False
         self._after_pass = False  # the last iteration ran a pass (which may have marked runs)
@@ -129,7 +134,7 @@ class DetectionJob:
         if overflowed or self._reconcile_due(mono, cheap_due):
             self._detector.run_reconcile_iteration(now=now, mono=mono)
             self._dirty = False
-            self._next_reconcile = mono + self._timing.reconcile_seconds
+            self._next_reconcile = mono + self._stretch_period(self._clock() - mono)
             self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
             self._after_pass = True
         if activity:
@@ -137,6 +142,19 @@ class DetectionJob:
         self._detector.check_stalls(mono)
         self._detector.seal_archived(mono)
         self._follow_runs(self._detector.watched_run_dirs())
+
+    def _stretch_period(self, took: float) -> float:
+        """The next full pass's period: the configured one, or longer when the last pass was slow."""
+        period = max(self._timing.reconcile_seconds, RECONCILE_COST_FACTOR * took)
+        if period > self._timing.reconcile_seconds and self._reconcile_period == self._timing.reconcile_seconds:
+            logger.info(
+                "the full reconciliation took %.1f s: it now runs every %.0f s instead of %.0f s",
+                took,
+                period,
+                self._timing.reconcile_seconds,
+            )
+        self._reconcile_period = period
+        return period
 
     def _reconcile_due(self, mono: float, busy: bool) -> bool:
         """At start; then when the database changed and the period is over, at a quiet moment.
@@ -149,7 +167,7 @@ class DetectionJob:
             return True
         if not self._dirty or mono < self._next_reconcile:
             return False
-        return not busy or mono >= self._next_reconcile + self._timing.reconcile_seconds
+        return not busy or mono >= self._next_reconcile + self._reconcile_period
 
     def _debounce(self) -> None:
         limit = self._clock() + DEBOUNCE_LIMIT * self._timing.debounce_seconds
