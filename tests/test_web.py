@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from orchestrator_monitor.errors import BadInput
 from orchestrator_monitor.events import Event, EventType
 from orchestrator_monitor.metrics import MonitorMetrics
 from orchestrator_monitor.web import create_app
-from orchestrator_monitor.webserver import check_exposure
+from orchestrator_monitor.webserver import WebServer, check_exposure
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "s3cret-token-0123456789"
@@ -86,3 +87,26 @@ def test_a_host_other_than_loopback_needs_a_token(host: str) -> None:
     check_exposure(host, TOKEN)
     check_exposure("127.0.0.1", None)
     check_exposure("::1", None)
+
+
+def test_the_idle_web_server_wakes_once_a_second() -> None:
+    app, _ = client({"healthy": True})
+    server = WebServer(app._app, "127.0.0.1", 0)
+    quiet = server._server
+    ticks: list[int] = []
+    original = quiet.on_tick
+
+    async def counted(counter: int) -> bool:
+        ticks.append(counter)
+        return await original(counter)
+
+    quiet.on_tick = counted  # type: ignore[method-assign]
+    server.start()
+    try:
+        response = httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=10)
+        assert response.status_code == 200 and response.headers["date"].endswith("GMT")
+        threading.Event().wait(2.5)  # the window we count wake-ups in (stock uvicorn: 25)
+        assert 1 <= len(ticks) <= 4
+    finally:
+        server.close(10)
+    assert not server._thread.is_alive()

@@ -4,10 +4,16 @@ Binding here, in the daemon's main thread, makes a taken port or a refused addre
 error at start (uvicorn would log it and `sys.exit` inside its thread). uvicorn only installs
 signal handlers in the main thread, so in its own thread it leaves SIGTERM, SIGINT and
 SIGHUP to the daemon; stopping is asking it to exit and joining the thread.
+
+uvicorn's own loop wakes ten times a second to see whether it should stop: on an idle daemon
+that was about half of all its CPU time (bench/idle.py). `_QuietServer` wakes once a second,
+the resolution of the `Date` header it refreshes then, and at once when it is asked to stop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -64,7 +70,7 @@ class WebServer:
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _QuietServer(config)
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
 
     def start(self) -> None:
@@ -77,8 +83,32 @@ class WebServer:
             logger.exception("the web server stopped")
 
     def close(self, timeout: float) -> None:
-        self._server.should_exit = True
+        self._server.stop()
         self._thread.join(timeout)
         if self._thread.is_alive():
             logger.error("the web server did not stop within %.0f s", timeout)
         self._socket.close()
+
+
+class _QuietServer(uvicorn.Server):
+    """`uvicorn.Server` whose main loop ticks once a second, and wakes at once for `stop()`."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0  # on_tick refreshes the Date header when counter % 10 == 0, as at every 10th of its ticks
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+
+    def stop(self) -> None:
+        """From any thread: exit (before the loop runs, the first tick sees `should_exit`)."""
+        self.should_exit = True
+        if self._loop is not None and self._stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                self._loop.call_soon_threadsafe(self._stopping.set)

@@ -33,7 +33,7 @@ RING_SIZE = 2048  # recent events kept for reconnecting clients
 CLIENT_QUEUE_SIZE = 512  # events a client may lag behind before it is dropped
 MAX_CLIENTS = 512
 COALESCE_SECONDS = 0.05  # a page shows a change within 2 s; 50 ms more buys one write per burst
-FEED_WAIT_SECONDS = 0.5  # how often the feed thread looks at the stop flag
+FEED_WAIT_SECONDS = 30.0  # a safety net only: closing the hub wakes the feed thread at once
 FEED_STOP_SECONDS = 5.0
 _EVENT_TYPES = frozenset(str(t) for t in EventType)
 
