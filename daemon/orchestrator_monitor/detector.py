@@ -99,15 +99,13 @@ class Detector:
         self._warned.discard(key)
 
     def _admit(self, rows: dict[str, T]) -> dict[str, T]:
-        """Runs whose id is valid; any other is ignored (it would become a path) with one warning."""
-        admitted = {}
-        for run_id, row in rows.items():
-            problem = run_id_problem(run_id)
-            if problem is None:
-                admitted[run_id] = row
-            else:
-                self.warn_once(f"bad-id:{run_id!r}", "invalid run id", f"run {run_id!r} is ignored: {problem}")
-        return admitted
+        """Runs whose id is valid; any other is ignored (it would become a path) with one warning.
+
+        `rows` itself when every id is valid, the usual case: no copy of a long history."""
+        problems = {run_id: problem for run_id in rows if (problem := run_id_problem(run_id)) is not None}
+        for run_id, problem in problems.items():
+            self.warn_once(f"bad-id:{run_id!r}", "invalid run id", f"run {run_id!r} is ignored: {problem}")
+        return {r: row for r, row in rows.items() if r not in problems} if problems else rows
 
     def start(self) -> None:
         """Load the ledger; on the very first start in a workspace, record the baseline first.

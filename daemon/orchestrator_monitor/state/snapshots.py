@@ -10,6 +10,7 @@ the fingerprint.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from sys import intern
 from typing import Any
 
 from sqlalchemy import Connection, and_, exc, exists, func, select, text
@@ -38,9 +39,11 @@ def _text(value: object) -> str:
 
 
 def fetch_all_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
-    """run_id -> (status, run_dir) of every run, for reconciliation and the first-start baseline."""
+    """run_id -> (status, run_dir) of every run, for reconciliation and the first-start baseline.
+
+    The few distinct statuses are interned: a long history holds one copy of each, not one per run."""
     query = select(runs.c.run_id, runs.c.status, runs.c.run_dir)
-    return {run_id: (_text(status), run_dir) for run_id, status, run_dir in connection.execute(query)}
+    return {run_id: (intern(_text(status)), run_dir) for run_id, status, run_dir in connection.execute(query)}
 
 
 def fetch_newest_rowid(connection: Connection) -> int | None:
