@@ -132,7 +132,7 @@ class Detector:
             open_snapshots = fetch_snapshots(
                 connection, {r: s for r, (s, _) in all_runs.items() if s not in RUN_TERMINAL}
             )
-            orphans = fetch_orphan_run_ids(connection, every_run)
+            orphans = fetch_orphan_run_ids(connection)
         for run_id in orphans:
             self.warn_once(
                 f"orphan:{run_id}",
