@@ -33,6 +33,7 @@ from .state.snapshots import (
     fetch_runs_after,
     fetch_snapshots,
     fetch_statuses,
+    iterate_all_runs,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,13 +100,14 @@ class Detector:
         self._warned.discard(key)
 
     def _admit(self, rows: dict[str, T]) -> dict[str, T]:
-        """Runs whose id is valid; any other is ignored (it would become a path) with one warning.
+        """Runs whose id is valid; any other is ignored (it would become a path) with one warning."""
+        return {run_id: row for run_id, row in rows.items() if self._admitted(run_id)}
 
-        `rows` itself when every id is valid, the usual case: no copy of a long history."""
-        problems = {run_id: problem for run_id in rows if (problem := run_id_problem(run_id)) is not None}
-        for run_id, problem in problems.items():
+    def _admitted(self, run_id: str) -> bool:
+        problem = run_id_problem(run_id)
+        if problem is not None:
             self.warn_once(f"bad-id:{run_id!r}", "invalid run id", f"run {run_id!r} is ignored: {problem}")
-        return {r: row for r, row in rows.items() if r not in problems} if problems else rows
+        return problem is None
 
     def start(self) -> None:
         """Load the ledger; on the very first start in a workspace, record the baseline first.
@@ -123,15 +125,31 @@ class Detector:
     # -- the full pass -------------------------------------------------------------------
 
     def run_reconcile_iteration(self, *, now: datetime, mono: float) -> None:
-        """Compare every run with the ledger: what finished unseen, what reopened, what stalls."""
+        """Compare every run with the ledger: what finished unseen, what reopened, what stalls.
+
+        The runs are read one at a time and only the few that need more are kept (the open ones,
+        the terminal ones the ledger has not finished): a long history is never held at once.
+        """
         connection = self._connection()
+        open_runs: dict[str, tuple[str, str | None]] = {}
+        terminal_unrecorded: dict[str, str] = {}
+        still_there: set[str] = set()  # of the runs we follow as open
         with connection.begin():
             self._rowid = fetch_newest_rowid(connection)
-            every_run = fetch_all_runs(connection)
-            all_runs = self._admit(every_run)
-            open_snapshots = fetch_snapshots(
-                connection, {r: s for r, (s, _) in all_runs.items() if s not in RUN_TERMINAL}
-            )
+            for run_id, status, run_dir in iterate_all_runs(connection):
+                if not self._admitted(run_id):
+                    continue
+                if run_id in self._open:
+                    still_there.add(run_id)
+                if status not in RUN_TERMINAL:
+                    open_runs[run_id] = (status, run_dir)
+                    continue
+                try:
+                    if self._completions.needs_completion(run_id, status):
+                        terminal_unrecorded[run_id] = status
+                except Exception:
+                    logger.exception("reconciling run %s failed; going on with the others", run_id)
+            open_snapshots = fetch_snapshots(connection, {run_id: status for run_id, (status, _) in open_runs.items()})
             orphans = fetch_orphan_run_ids(connection)
         for run_id in orphans:
             self.warn_once(
@@ -139,19 +157,12 @@ class Detector:
                 "orphan rows",
                 f"tasks or workstreams reference run {run_id!r}, which does not exist",
             )
-        for run_id in [r for r in self._open if r not in all_runs]:
+        for run_id in [r for r in self._open if r not in still_there]:
             del self._open[run_id]
             self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
-        terminal_unrecorded: dict[str, str] = {}
-        for run_id, (status, run_dir) in all_runs.items():
+        for run_id, (status, run_dir) in open_runs.items():
             try:
-                if status in RUN_TERMINAL:
-                    if self._completions.needs_completion(run_id, status):
-                        terminal_unrecorded[run_id] = status
-                else:
-                    self._observe_open(
-                        run_id, status, run_dir, open_snapshots.get(run_id), mono, announce=self._started
-                    )
+                self._observe_open(run_id, status, run_dir, open_snapshots.get(run_id), mono, announce=self._started)
             except Exception:
                 logger.exception("reconciling run %s failed; going on with the others", run_id)
         self._complete_terminal(terminal_unrecorded, mono)

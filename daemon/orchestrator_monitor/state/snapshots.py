@@ -39,11 +39,17 @@ def _text(value: object) -> str:
 
 
 def fetch_all_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
-    """run_id -> (status, run_dir) of every run, for reconciliation and the first-start baseline.
+    """run_id -> (status, run_dir) of every run, for the first-start baseline and archival's backfill."""
+    return {run_id: (status, run_dir) for run_id, status, run_dir in iterate_all_runs(connection)}
+
+
+def iterate_all_runs(connection: Connection) -> Iterator[tuple[str, str, str | None]]:
+    """(run_id, status, run_dir) of every run, one at a time (the full reconciliation keeps few).
 
     The few distinct statuses are interned: a long history holds one copy of each, not one per run."""
     query = select(runs.c.run_id, runs.c.status, runs.c.run_dir)
-    return {run_id: (intern(_text(status)), run_dir) for run_id, status, run_dir in connection.execute(query)}
+    for run_id, status, run_dir in connection.execute(query):
+        yield run_id, intern(_text(status)), run_dir
 
 
 def fetch_newest_rowid(connection: Connection) -> int | None:
