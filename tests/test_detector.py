@@ -374,3 +374,20 @@ def test_statuses_and_times_stored_as_blobs_are_warnings_not_crashes(harness: Ha
     assert result.code == 0, result.err
     detail = cli("monitor", "--workspace", str(harness.workspace), "--run", "blob", "--json")
     assert detail.code == 0, detail.err
+
+
+def test_a_followed_run_deleted_is_warned_once_and_one_finished_is_not(harness: Harness) -> None:
+    add_run(harness, "gone", ["RUNNING"])
+    add_run(harness, "done", ["RUNNING"])
+    harness.reconcile()  # both followed as open
+    for table in ("tasks", "workstreams", "runs"):
+        harness.sql(f"DELETE FROM {table} WHERE run_id = 'gone'")
+    harness.sql("UPDATE tasks SET status = 'SUCCEEDED' WHERE run_id = 'done'")
+    harness.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'done'")
+    for mono in (1.0, 2.0):
+        harness.reconcile(mono=mono)
+    warnings = [data for _, data in harness.recorder.of(EventType.WARNING)]
+    assert [(w["what"], "'gone'" in w["detail"] or " gone " in w["detail"]) for w in warnings] == [
+        ("run deleted", True)
+    ]
+    assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_COMPLETED)] == ["done"]
