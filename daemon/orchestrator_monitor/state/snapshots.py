@@ -21,6 +21,7 @@ from .schema import RUN_STATUSES, RUN_TERMINAL, as_text, runs, tasks, workstream
 OPEN_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_TERMINAL)
 OPEN_TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING")
 CHUNK = 500  # bound on IN (...) lists: SQLite's variable limit, and short statements
+STREAM_ROWS = 5000  # rows fetched at a time when every run is read
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -46,8 +47,10 @@ def fetch_all_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
 def iterate_all_runs(connection: Connection) -> Iterator[tuple[str, str, str | None]]:
     """(run_id, status, run_dir) of every run, one at a time (the full reconciliation keeps few).
 
-    The few distinct statuses are interned: a long history holds one copy of each, not one per run."""
-    query = select(runs.c.run_id, runs.c.status, runs.c.run_dir)
+    The few distinct statuses are interned: a long history holds one copy of each, not one per run.
+    `yield_per` makes PostgreSQL send the rows in batches (a server-side cursor) rather than all
+    at once; SQLite steps through them anyway."""
+    query = select(runs.c.run_id, runs.c.status, runs.c.run_dir).execution_options(yield_per=STREAM_ROWS)
     for run_id, status, run_dir in connection.execute(query):
         yield run_id, intern(_text(status)), run_dir
 

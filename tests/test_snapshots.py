@@ -1,0 +1,50 @@
+"""The full reconciliation's reads on both databases: every run streamed, orphans by anti-join."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from orchestrator_monitor.state.schema import metadata
+from orchestrator_monitor.state.snapshots import STREAM_ROWS, fetch_orphan_run_ids, iterate_all_runs
+from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.pool import NullPool
+
+RUNS = 2 * STREAM_ROWS + 7  # more than two of the batches PostgreSQL's server-side cursor sends
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = create_engine(url, poolclass=NullPool)
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(metadata.tables["runs"]),
+            [{"run_id": f"run-{n:05d}", "status": "COMPLETED" if n % 3 else "RUNNING"} for n in range(RUNS)],
+        )
+        connection.execute(
+            text(
+                "INSERT INTO tasks (task_id, run_id, status) VALUES ('a', 'run-00001', 'SUCCEEDED'), "
+                "('b', 'ghost', 'SUCCEEDED'), ('c', 'ghost', 'FAILED')"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO workstreams (workstream_id, run_id, status) VALUES ('w', 'spectre', 'RUNNING')")
+        )
+    yield engine
+    engine.dispose()
+
+
+def test_every_run_is_streamed_once_with_shared_status_strings(engine: Engine) -> None:
+    with engine.connect() as connection, connection.begin():
+        rows = list(iterate_all_runs(connection))
+    assert sorted(run_id for run_id, _, _ in rows) == [f"run-{n:05d}" for n in range(RUNS)]
+    assert {status for _, status, _ in rows} == {"COMPLETED", "RUNNING"}
+    assert len({id(status) for _, status, _ in rows}) == 2  # one string per status, not one per run
+
+
+def test_only_the_orphans_come_back(engine: Engine) -> None:
+    with engine.connect() as connection, connection.begin():
+        assert fetch_orphan_run_ids(connection) == {"ghost", "spectre"}
