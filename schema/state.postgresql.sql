@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS archival_log (
     status          TEXT NOT NULL, -- STARTED SUCCEEDED FAILED
     archive_path    TEXT,
     file_count      INTEGER,
-    total_bytes     INTEGER,
+    total_bytes     BIGINT,
     manifest_sha256 TEXT,
     error           TEXT,
     started_at      TEXT,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import orjson
+import pytest
 from orchestrator_monitor.state.archival_log import ArchivalLog, ArchivalRow
 from orchestrator_monitor.state.engine import open_engine
-from orchestrator_monitor.state.schema import archival_log
-from sqlalchemy import Engine, insert, select
+from orchestrator_monitor.state.schema import archival_log, metadata
+from sqlalchemy import Engine, create_engine, insert, select
 from support import lock_held
 
 BUSY_SECONDS = 0.2
@@ -90,4 +94,29 @@ def test_a_row_written_just_before_a_crash_emptied_the_outbox_is_not_written_aga
     assert restarted.pending == 1
     assert restarted.record(ROWS[1])
     assert written(engine) == ROWS
+    engine.dispose()
+
+
+def test_a_row_refused_for_good_is_set_aside_and_never_holds_up_the_others(workspace: Path) -> None:
+    engine = engine_for(workspace)
+    log = log_for(workspace, engine)
+    refused = ArchivalRow("run-0", None, "/a/run-0", "2026-11-24T09:00:00Z")  # type: ignore[arg-type]  # NOT NULL
+    assert log.record(refused)  # not waiting: set aside
+    assert log.record(ROWS[0]) and log.record(ROWS[1])
+    assert written(engine) == ROWS and log.pending == 0
+    assert log_for(workspace, engine).pending == 0  # a restart does not bring it back to block the queue
+    with sqlite3.connect(workspace / ".monitor" / "monitor.db") as monitor:
+        kept = monitor.execute("SELECT row, refused FROM monitor_archival_outbox").fetchall()
+    assert [(orjson.loads(row)["run_id"], "NOT NULL" in reason) for row, reason in kept] == [("run-0", True)]
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_archive_over_two_gib_is_logged_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    engine = create_engine(postgres_url)
+    metadata.create_all(engine)
+    log = ArchivalLog(engine, outbox=tmp_path / "monitor.db", busy_timeout_seconds=BUSY_SECONDS)
+    big = dataclasses.replace(ROWS[1], total_bytes=3 << 30)
+    assert log.record(big)
+    assert written(engine) == [big]
     engine.dispose()

@@ -8,7 +8,10 @@ is also kept in the monitor's own database (`monitor_archival_outbox` in `.monit
 so a crash or a restart does not lose it either: the next `ArchivalLog` on that workspace (the
 restarted daemon, or an `archive` command) writes it. A row is written at most once: a crash
 between writing it and emptying the outbox leaves a copy there, which the next write finds
-already in `archival_log` (same run, action, status and start time) and drops.
+already in `archival_log` (same run, action, status and start time) and drops; on PostgreSQL
+an advisory lock keeps two processes' writes apart, as `BEGIN IMMEDIATE` does on SQLite.
+A row the database refuses for good (a constraint, a value out of range) must not hold up the
+rows after it: it is set aside in the outbox, marked with the database's reason, and logged.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Connection, Engine, exc, insert, select
+from sqlalchemy import Connection, Engine, exc, insert, select, text
 
 from ..timefmt import format_timestamp, utc_now
 from .marks import write_transaction
@@ -84,18 +87,53 @@ class ArchivalLog:
             if not self._pending:
                 return True
             try:
-                with self._engine.connect() as connection, write_transaction(connection):
-                    for _, row in self._pending:
-                        _insert_once(connection, row)
-            except exc.DBAPIError as err:  # locked, read-only, unreachable: the rows wait, never lost here
-                self._keep_waiting_rows()
-                logger.warning("archival_log: %d rows wait for the state database: %s", len(self._pending), err.orig)
-                return False
+                self._write(self._pending)
+            except _REFUSED_FOR_GOOD:
+                return self._write_one_by_one()
+            except exc.SQLAlchemyError as err:  # locked, read-only, unreachable: the rows wait, never lost here
+                return self._wait(err)
             written = [key for key, _ in self._pending if key is not None]
             self._pending.clear()
             if written:
                 self._outbox.remove(written)
             return True
+
+    def _write(self, rows: list[tuple[int | None, ArchivalRow]]) -> None:
+        with self._engine.connect() as connection, write_transaction(connection):
+            if connection.dialect.name == "postgresql":  # two processes' flushes one after the other
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('orchestrator_monitor.archival_log'))"))
+            for _, row in rows:
+                _insert_once(connection, row)
+
+    def _write_one_by_one(self) -> bool:
+        """After a row was refused for good: each row alone, the refused ones set aside (under the lock)."""
+        while self._pending:
+            key, row = self._pending[0]
+            try:
+                self._write([(key, row)])
+            except _REFUSED_FOR_GOOD as err:
+                logger.error(
+                    "archival_log: the state database refuses the %s row of run %s for good (%s); it is kept "
+                    "in %s, table monitor_archival_outbox",
+                    row.status,
+                    row.run_id,
+                    err.orig,
+                    self._outbox.path,
+                )
+                self._outbox.set_aside(key, row, str(err.orig))
+            except exc.SQLAlchemyError as err:
+                return self._wait(err)
+            else:
+                if key is not None:
+                    self._outbox.remove([key])
+            self._pending.pop(0)
+        return True
+
+    def _wait(self, err: exc.SQLAlchemyError) -> bool:
+        self._keep_waiting_rows()
+        reason = err.orig if isinstance(err, exc.DBAPIError) else err
+        logger.warning("archival_log: %d rows wait for the state database: %s", len(self._pending), reason)
+        return False
 
     def _keep_waiting_rows(self) -> None:
         """Put the rows that are only in memory into the outbox (under the lock)."""
@@ -122,23 +160,29 @@ def _insert_once(connection: Connection, row: ArchivalRow) -> None:
         connection.execute(insert(archival_log).values(asdict(row)))
 
 
-# Rows waiting for the state database, in the monitor's own database: a crash keeps them.
+_REFUSED_FOR_GOOD = (exc.DataError, exc.IntegrityError)  # retrying the same row cannot help
+
+# Rows waiting for the state database, in the monitor's own database: a crash keeps them. A row
+# the database refused for good stays too, with the reason in `refused`, and is not retried.
 _CREATE_OUTBOX = (
-    "CREATE TABLE IF NOT EXISTS monitor_archival_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL)"
+    "CREATE TABLE IF NOT EXISTS monitor_archival_outbox "
+    "(id INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL, refused TEXT)"
 )
 
 
 class _Outbox:
     def __init__(self, path: Path, busy_timeout_seconds: float) -> None:
-        self._path = path
+        self.path = path
         self._busy_timeout_seconds = busy_timeout_seconds
 
     def load(self) -> list[tuple[int, ArchivalRow]]:
         """What earlier processes left waiting, oldest first."""
-        if not self._path.is_file():
+        if not self.path.is_file():
             return []
         with closing(self._connect()) as connection:
-            rows = connection.execute("SELECT id, row FROM monitor_archival_outbox ORDER BY id").fetchall()
+            rows = connection.execute(
+                "SELECT id, row FROM monitor_archival_outbox WHERE refused IS NULL ORDER BY id"
+            ).fetchall()
         return [(key, ArchivalRow(**orjson.loads(row))) for key, row in rows]
 
     def add(self, rows: list[ArchivalRow]) -> list[int]:
@@ -153,13 +197,29 @@ class _Outbox:
     def remove(self, keys: list[int]) -> None:
         try:
             with closing(self._connect()) as connection:
+                connection.execute("BEGIN IMMEDIATE")
                 connection.executemany("DELETE FROM monitor_archival_outbox WHERE id = ?", [(key,) for key in keys])
+                connection.execute("COMMIT")
         except sqlite3.Error as err:  # harmless: the rows are written, a later load finds them there and drops them
             logger.warning("archival_log: written rows stay in the outbox for now: %s", err)
 
+    def set_aside(self, key: int | None, row: ArchivalRow, reason: str) -> None:
+        """Keep a row the state database refuses for good, with the reason, out of later loads."""
+        try:
+            with closing(self._connect()) as connection:
+                if key is None:
+                    connection.execute(
+                        "INSERT INTO monitor_archival_outbox (row, refused) VALUES (?, ?)",
+                        (orjson.dumps(asdict(row)), reason),
+                    )
+                else:
+                    connection.execute("UPDATE monitor_archival_outbox SET refused = ? WHERE id = ?", (reason, key))
+        except sqlite3.Error as err:
+            logger.error("archival_log: the refused row of run %s is lost: %s", row.run_id, err)
+
     def _connect(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self._path, timeout=self._busy_timeout_seconds, isolation_level=None)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=self._busy_timeout_seconds, isolation_level=None)
         connection.execute(_CREATE_OUTBOX)
         return connection
 

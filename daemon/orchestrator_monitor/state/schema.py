@@ -7,7 +7,7 @@ these tables and the DDL files produce the same columns and indexes.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, text
 
 RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELLED")
 RUN_TERMINAL = frozenset({"COMPLETED", "FAILED", "PARTIAL", "CANCELLED"})
@@ -73,7 +73,7 @@ archival_log = Table(
     Column("status", Text, nullable=False),
     Column("archive_path", Text),
     Column("file_count", Integer),
-    Column("total_bytes", Integer),
+    Column("total_bytes", BigInteger().with_variant(Integer, "sqlite")),  # a 2 GiB archive overflows int4
     Column("manifest_sha256", Text),
     Column("error", Text),
     Column("started_at", Text),
