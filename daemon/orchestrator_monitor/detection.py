@@ -7,9 +7,10 @@ watcher up, a full reconciliation runs every `reconcile_seconds` when the databa
 (and whenever the kernel dropped events), and a storm of spurious wake-ups switches to
 slow polling (`LoopGuard`). The full pass reads every run, so on a workspace with a long
 history it takes seconds (4.4 s at a million runs); its period then stretches to
-RECONCILE_COST_FACTOR times its last duration, so that a safety net never takes more than
-about 2% of a core, nor holds up the cheap passes that often. Everything it needs is passed
-in; `run_detection_iteration` is one pass, so tests drive it directly.
+RECONCILE_COST_FACTOR times its last duration (at most RECONCILE_MAX_SECONDS), so that a
+safety net never takes more than about 2% of a core, nor holds up the cheap passes that often.
+Everything it needs is passed in; `run_detection_iteration` is one pass, so tests drive it
+directly.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ CONFIRM_SECONDS = 0.1  # how long a file event's commit may take to become visib
 CONFIRM_CHECKS = 10
 DEBOUNCE_LIMIT = 10  # a burst never delays a pass by more than this many debounce periods
 RECONCILE_COST_FACTOR = 50.0  # the full pass's period is at least this many times its duration
+RECONCILE_MAX_SECONDS = 900.0  # ...but never longer: on PostgreSQL it is what finds runs inserted terminal
 
 
 class Probe(Protocol):
@@ -132,9 +134,10 @@ class DetectionJob:
             self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
             self._after_pass = True
         if overflowed or self._reconcile_due(mono, cheap_due):
+            started = self._clock()  # the full pass alone: not the cheap pass's marks before it
             self._detector.run_reconcile_iteration(now=now, mono=mono)
             self._dirty = False
-            self._next_reconcile = mono + self._stretch_period(self._clock() - mono)
+            self._next_reconcile = mono + self._stretch_period(self._clock() - started)
             self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
             self._after_pass = True
         if activity:
@@ -145,7 +148,7 @@ class DetectionJob:
 
     def _stretch_period(self, took: float) -> float:
         """The next full pass's period: the configured one, or longer when the last pass was slow."""
-        period = max(self._timing.reconcile_seconds, RECONCILE_COST_FACTOR * took)
+        period = max(self._timing.reconcile_seconds, min(RECONCILE_COST_FACTOR * took, RECONCILE_MAX_SECONDS))
         if period > self._timing.reconcile_seconds and self._reconcile_period == self._timing.reconcile_seconds:
             logger.info(
                 "the full reconciliation took %.1f s: it now runs every %.0f s instead of %.0f s",
