@@ -80,8 +80,8 @@ def test_an_executor_holding_the_runs_rows_defers_the_mark_and_changes_nothing(e
     snapshot = seen(engine)
     with engine.connect() as executor:
         reopen_uncommitted(executor)
-        with engine.connect() as connection, pytest.raises(exc.OperationalError, match="lock timeout"):
-            mark_run(connection, snapshot, "COMPLETED", NOW)  # gives up after MARK_LOCK_TIMEOUT_MS: retried later
+        with engine.connect() as connection, pytest.raises(exc.OperationalError, match="statement timeout"):
+            mark_run(connection, snapshot, "COMPLETED", NOW)  # gives up after MARK_LOCK_STATEMENT_MS: retried later
         executor.rollback()
     assert run_status(engine) == "RUNNING"
     with engine.connect() as connection:

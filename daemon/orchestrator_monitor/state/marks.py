@@ -13,9 +13,11 @@ executor write may land between the two:
   Only this run's rows are locked, so the executor's work on other runs never waits. A task
   *inserted* into the run meanwhile is not held off (no row to lock); it commits after the
   mark and is reported like any change after a mark, as `RUN_REOPENED`.
-  The waits are bounded by MARK_LOCK_TIMEOUT_MS, below PostgreSQL's default `deadlock_timeout`
-  (1 s): should an executor transaction lock the same rows in the other order, the monitor
-  gives up first (the mark is retried) rather than the server aborting the executor's work.
+  Each of the three locking statements may take MARK_LOCK_STATEMENT_MS (a statement timeout,
+  so however many rows it waits for), 0.9 s in all: less than PostgreSQL's default
+  `deadlock_timeout` (1 s) after the executor starts waiting for a row the mark holds. Should
+  an executor transaction lock the same rows in the other order, the monitor gives up first
+  (the mark is retried) rather than the server aborting the executor's work.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..timefmt import format_timestamp, parse_timestamp
 from .schema import runs, tasks, workstreams
 from .snapshots import fetch_snapshots, fetch_statuses, fetch_task_finish_times
 
-MARK_LOCK_TIMEOUT_MS = 500  # PostgreSQL: how long the mark waits for the run's rows (see above)
+MARK_LOCK_STATEMENT_MS = 300  # PostgreSQL: how long each locking statement of the mark may wait (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +77,17 @@ def mark_run(connection: Connection, seen: RunSnapshot, status: str, now: dateti
 
 def _lock_run_rows(connection: Connection, run_id: str) -> None:
     """Wait for, then hold off, executor changes to the run's rows until the transaction ends."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"SET LOCAL lock_timeout = '{MARK_LOCK_TIMEOUT_MS}ms'"))
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        previous = connection.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+        connection.execute(text(f"SET LOCAL statement_timeout = '{MARK_LOCK_STATEMENT_MS}ms'"))
     connection.execute(select(tasks.c.task_id).where(tasks.c.run_id == run_id).with_for_update(read=True))
     connection.execute(
         select(workstreams.c.workstream_id).where(workstreams.c.run_id == run_id).with_for_update(read=True)
     )
     connection.execute(select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
+    if postgresql:  # the rest of the mark runs under the usual timeout
+        connection.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": previous})
 
 
 def latest_time(values: list[object]) -> tuple[datetime | None, int]:
