@@ -66,6 +66,11 @@ class Completions:
         record = self._records.get(run_id)
         return record is not None and record.phase in FINISHED_PHASES
 
+    def settled(self, run_id: str) -> bool:
+        """Nothing left to do for a terminal run: announced (or behind the baseline) at least."""
+        record = self._records.get(run_id)
+        return record is not None and record.phase not in ("marking", "completed")
+
     def needs_completion(self, run_id: str, status: str) -> bool:
         """A terminal run the ledger has not finished with; re-announces one recorded but maybe not announced."""
         record = self._records.get(run_id)

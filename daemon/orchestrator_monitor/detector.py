@@ -132,7 +132,7 @@ class Detector:
         """
         connection = self._connection()
         open_runs: dict[str, tuple[str, str | None]] = {}
-        terminal_unrecorded: dict[str, str] = {}
+        unsettled: dict[str, str] = {}  # terminal runs the ledger is not done with (looked at after the read)
         still_there: set[str] = set()  # of the runs we follow as open
         with connection.begin():
             self._rowid = fetch_newest_rowid(connection)
@@ -143,12 +143,8 @@ class Detector:
                     still_there.add(run_id)
                 if status not in RUN_TERMINAL:
                     open_runs[run_id] = (status, run_dir)
-                    continue
-                try:
-                    if self._completions.needs_completion(run_id, status):
-                        terminal_unrecorded[run_id] = status
-                except Exception:
-                    logger.exception("reconciling run %s failed; going on with the others", run_id)
+                elif not self._completions.settled(run_id):
+                    unsettled[run_id] = status
             open_snapshots = fetch_snapshots(connection, {run_id: status for run_id, (status, _) in open_runs.items()})
             orphans = fetch_orphan_run_ids(connection)
         for run_id in orphans:
@@ -160,6 +156,13 @@ class Detector:
         for run_id in [r for r in self._open if r not in still_there]:
             del self._open[run_id]
             self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
+        terminal_unrecorded: dict[str, str] = {}
+        for run_id, status in unsettled.items():  # outside the read: this may publish (a re-announcement)
+            try:
+                if self._completions.needs_completion(run_id, status):
+                    terminal_unrecorded[run_id] = status
+            except Exception:
+                logger.exception("reconciling run %s failed; going on with the others", run_id)
         for run_id, (status, run_dir) in open_runs.items():
             try:
                 self._observe_open(run_id, status, run_dir, open_snapshots.get(run_id), mono, announce=self._started)
