@@ -15,7 +15,7 @@ from archive_support import add_terminal_run, assert_bagit_valid, assert_reports
 from orchestrator_monitor.archive import staging
 from orchestrator_monitor.archive.archiver import fetch_terminal_run
 from orchestrator_monitor.archive.failures import ArchiveFailure, Interrupted
-from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.config import Settings, load_settings
 from orchestrator_monitor.ledger import Ledger
 from orchestrator_monitor.pipeline import open_pipeline
 from support import EventLog
@@ -239,13 +239,19 @@ class StopAfter:
         return self.left < 0
 
 
-def test_an_interrupted_archival_resumes_from_its_journal(workspace: Path, cli) -> None:
-    run_dir = add_terminal_run(workspace, "large")
-    for n in range(300):
+def interrupt_archival(workspace: Path, run_id: str, files: int, stop_after: int) -> Settings:
+    """A run of `files` files whose archival is stopped after `stop_after` copies; the settings used."""
+    run_dir = add_terminal_run(workspace, run_id)
+    for n in range(files):
         (run_dir / f"f{n:03d}").write_bytes(os.urandom(2048))
     settings = load_settings(workspace)
-    with open_pipeline(settings, StopAfter(150)) as pipeline, pytest.raises(Interrupted):
-        pipeline.process(fetch_terminal_run(pipeline.archival, "large"))
+    with open_pipeline(settings, StopAfter(stop_after)) as pipeline, pytest.raises(Interrupted):
+        pipeline.process(fetch_terminal_run(pipeline.archival, run_id))
+    return settings
+
+
+def test_an_interrupted_archival_resumes_from_its_journal(workspace: Path, cli) -> None:
+    settings = interrupt_archival(workspace, "large", files=300, stop_after=150)
     staging = workspace / ".archive" / ".staging" / "large"
     journaled = len((staging / "journal.jsonl").read_bytes().splitlines()) - 1
     assert 50 < journaled < 300
@@ -259,12 +265,7 @@ def test_an_interrupted_archival_resumes_from_its_journal(workspace: Path, cli) 
 
 
 def test_a_failing_resume_closes_the_journal(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_dir = add_terminal_run(workspace, "leak")
-    for n in range(20):
-        (run_dir / f"f{n}").write_bytes(os.urandom(2048))
-    settings = load_settings(workspace)
-    with open_pipeline(settings, StopAfter(10)) as pipeline, pytest.raises(Interrupted):
-        pipeline.process(fetch_terminal_run(pipeline.archival, "leak"))
+    settings = interrupt_archival(workspace, "leak", files=20, stop_after=10)
 
     def unwritable(path: Path) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted", str(path))

@@ -89,22 +89,28 @@ def open_workspace(cli) -> Iterator[Path]:
     shutil.rmtree(root)
 
 
+def archive_as_nobody_refused(workspace: Path, run_id: str, private: Path, mode: int) -> None:
+    """Everything open to all but `private` (given `mode`): archiving as nobody fails naming it, leaving no bag."""
+    subprocess.run(["chmod", "-R", "a+rwX", str(workspace)], check=True)
+    os.chmod(private, mode)
+    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    process = start_archiver(workspace, run_id, *nobody)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert b"permission" in err and str(private.relative_to(workspace)).encode() in err
+    failed = EventLog(workspace).events("ARCHIVE_FAILED")
+    in_run = str(private.relative_to(workspace / "runs" / run_id))
+    assert failed[-1]["data"]["reason"] == "permission" and in_run in failed[-1]["data"]["detail"]
+    assert not (workspace / ".archive" / run_id).exists()
+
+
 @pytest.mark.slow
 @needs_root
 def test_a_file_the_monitor_may_not_read_fails_the_archival_naming_it(open_workspace: Path) -> None:
     run_dir = add_terminal_run(open_workspace, "perm")
     (run_dir / "readable.txt").write_text("ok")
     (run_dir / "secret.key").write_text("private")
-    subprocess.run(["chmod", "-R", "a+rwX", str(open_workspace)], check=True)
-    os.chmod(run_dir / "secret.key", 0o600)
-    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-    process = start_archiver(open_workspace, "perm", *nobody)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 1, err
-    assert b"permission" in err and b"runs/perm/secret.key" in err
-    failed = EventLog(open_workspace).events("ARCHIVE_FAILED")
-    assert failed[-1]["data"]["reason"] == "permission" and "secret.key" in failed[-1]["data"]["detail"]
-    assert not (open_workspace / ".archive" / "perm").exists()
+    archive_as_nobody_refused(open_workspace, "perm", run_dir / "secret.key", 0o600)
 
 
 @pytest.mark.slow
@@ -114,16 +120,7 @@ def test_a_directory_the_monitor_may_not_list_fails_the_archival_naming_it(open_
     (run_dir / "readable.txt").write_text("ok")
     (run_dir / "a" / "locked").mkdir(parents=True)
     (run_dir / "a" / "locked" / "inside.txt").write_text("private")
-    subprocess.run(["chmod", "-R", "a+rwX", str(open_workspace)], check=True)
-    os.chmod(run_dir / "a" / "locked", 0o700)
-    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-    process = start_archiver(open_workspace, "dirperm", *nobody)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 1, err
-    assert b"permission" in err and b"runs/dirperm/a/locked" in err
-    failed = EventLog(open_workspace).events("ARCHIVE_FAILED")
-    assert failed[-1]["data"]["reason"] == "permission" and "a/locked" in failed[-1]["data"]["detail"]
-    assert not (open_workspace / ".archive" / "dirperm").exists()
+    archive_as_nobody_refused(open_workspace, "dirperm", run_dir / "a" / "locked", 0o700)
 
 
 def without_dac_override() -> tuple[str, ...]:

@@ -73,11 +73,13 @@ class Completions:
 
     def needs_completion(self, run_id: str, status: str) -> bool:
         """A terminal run the ledger has not finished with; re-announces one recorded but maybe not announced."""
+        if self.settled(run_id):
+            return False
         record = self._records.get(run_id)
         if record is None or record.phase == "marking":
             return True
-        if record.phase == "completed":  # recorded, but its event may not have gone out: again, same id
-            self._announce(run_id, status, record.marked_by or "executor", record.tasks)
+        # completed: recorded, but its event may not have gone out: again, same id
+        self._announce(run_id, status, record.marked_by or "executor", record.tasks)
         return False
 
     def marked_by(self, snapshot: RunSnapshot) -> str:

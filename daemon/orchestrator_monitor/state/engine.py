@@ -95,20 +95,21 @@ class _FileConnection(sqlite3.Connection):
     file: tuple[int, int] | None = None
 
 
-def _file_identity(path: Path) -> tuple[int, int] | None:
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file `path` names now; None when there is none."""
     try:
         st = path.stat()
-    except OSError:
+    except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
 
 
 def _connect_file(path: Path, uri: str, busy_timeout_seconds: float) -> sqlite3.Connection:
-    before = _file_identity(path)
+    before = file_identity(path)
     connection = sqlite3.connect(
         uri, uri=True, timeout=busy_timeout_seconds, check_same_thread=False, factory=_FileConnection
     )
-    if _file_identity(path) == before:  # else replaced while connecting: the next checkout reconnects
+    if file_identity(path) == before:  # else replaced while connecting: the next checkout reconnects
         connection.file = before
     return connection
 
@@ -116,7 +117,7 @@ def _connect_file(path: Path, uri: str, busy_timeout_seconds: float) -> sqlite3.
 def _follow_file_replacement(engine: Engine, path: Path) -> None:
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection: _FileConnection, _record: Any, _proxy: Any) -> None:
-        if dbapi_connection.file is None or dbapi_connection.file != _file_identity(path):
+        if dbapi_connection.file is None or dbapi_connection.file != file_identity(path):
             raise exc.DisconnectionError(f"{path} is not the file this connection opened")  # the pool reconnects
 
 

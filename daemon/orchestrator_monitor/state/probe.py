@@ -9,12 +9,13 @@ as a change and the detector's passes, which read little, run at the poll interv
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
 from sqlalchemy import Connection
+
+from .engine import file_identity
 
 
 class Change(Enum):
@@ -34,15 +35,8 @@ class SqliteProbe:
 
     def reset(self) -> None:
         """Take the current file and version as the baseline (after opening or reopening)."""
-        self._identity = self._stat()
+        self._identity = file_identity(self._path)
         self._version = self._data_version()
-
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self._path)
-        except FileNotFoundError:
-            return None
-        return st.st_dev, st.st_ino
 
     def _data_version(self) -> int:
         dbapi = self._connection().connection.dbapi_connection
@@ -50,7 +44,7 @@ class SqliteProbe:
         return int(dbapi.execute("PRAGMA data_version").fetchone()[0])
 
     def check(self) -> Change:
-        identity = self._stat()
+        identity = file_identity(self._path)
         if identity is None:
             return Change.MISSING
         if identity != self._identity:
