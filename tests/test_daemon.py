@@ -278,9 +278,12 @@ def test_an_idle_daemon_writes_nothing(workspace: Path, start_daemon) -> None:
         workspace, "completion.poll_seconds=0.02", "completion.reconcile_seconds=0.1", "archive.quiet_seconds=0"
     )
     daemon.log.wait_for(lambda log: log.events("REPORT_GENERATED", "done"), what="the start-up work: mark, archive")
+    ledger = sqlite3.connect(workspace / ".monitor" / "monitor.db")
+    reported = "SELECT 1 FROM monitor_runs WHERE run_id = 'done' AND phase = 'reported'"
+    # The ledger records the report just after its event: the start-up work ends there.
+    daemon.log.wait_for(lambda _: ledger.execute(reported).fetchone(), what="the report recorded in the ledger")
     state = sorted(workspace.joinpath(".state").iterdir())
     before = {path: path.stat().st_mtime_ns for path in state}
-    ledger = sqlite3.connect(workspace / ".monitor" / "monitor.db")
     runs_before = ledger.execute("SELECT * FROM monitor_runs ORDER BY run_id").fetchall()
     lines_before = len(daemon.log.read())
     started = time.monotonic()
