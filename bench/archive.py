@@ -32,11 +32,11 @@ from functools import partial
 from pathlib import Path
 
 from orchestrator_monitor.archive.archiver import archive_run, fetch_terminal_run
-from orchestrator_monitor.cli import main as cli_main
+from orchestrator_monitor.cli.main import main as cli_main
 from orchestrator_monitor.config import Settings, load_settings
-from orchestrator_monitor.pipeline import open_pipeline
+from orchestrator_monitor.demo.simulator import bulk_populate
+from orchestrator_monitor.finish.pipeline import open_pipeline
 from orchestrator_monitor.reports.reporter import report_run
-from orchestrator_monitor.simulator import bulk_populate
 from orchestrator_monitor.timefmt import utc_now
 
 MIB = 1 << 20

@@ -36,12 +36,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from orchestrator_monitor.bus import Bus
 from orchestrator_monitor.config import DEFAULT_ROTATE_BYTES, EventsSettings, load_settings
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.progress import EventSeqBlocks, create_progress_database
-from orchestrator_monitor.publishing import open_bus
-from orchestrator_monitor.sinks.jsonl import JsonlSink
+from orchestrator_monitor.events.bus import Bus
+from orchestrator_monitor.events.publishing import open_bus
+from orchestrator_monitor.events.sinks.jsonl import JsonlSink
+from orchestrator_monitor.events.types import EventType
+from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks, create_progress_database
 from pythonjsonlogger.json import JsonFormatter
 
 DATA = {"from": "PENDING", "to": "RUNNING"}

@@ -70,7 +70,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 import orchestrator_monitor
-from orchestrator_monitor.simulator import FINISH_TASK, SET_WORKSTREAM, bulk_populate
+from orchestrator_monitor.demo.simulator import FINISH_TASK, SET_WORKSTREAM, bulk_populate
 from orchestrator_monitor.state.engine import STATE_DB
 
 GOAL_P99_MS = 50.0
@@ -143,8 +143,8 @@ with open(sys.argv[2], "w", encoding="utf-8") as file:
 POLLER_CODE = """
 import json, os, signal, sqlite3, sys, time
 from datetime import datetime, timezone
-from orchestrator_monitor.completion import RunSnapshot, Verdict, decide
-from orchestrator_monitor.state.schema import RUN_TERMINAL
+from orchestrator_monitor.detect.rule import Verdict, decide
+from orchestrator_monitor.state.records import RUN_TERMINAL, RunSnapshot
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 database, log_path, interval = sys.argv[1], sys.argv[2], float(sys.argv[3])

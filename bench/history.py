@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator_monitor.config import CompletionSettings
-from orchestrator_monitor.detection import RECONCILE_COST_FACTOR
-from orchestrator_monitor.detector import Detector
-from orchestrator_monitor.ledger import Ledger
+from orchestrator_monitor.detect.detector import Detector
+from orchestrator_monitor.detect.job import RECONCILE_COST_FACTOR
+from orchestrator_monitor.ledger.runs import Ledger
 from orchestrator_monitor.state.engine import create_sqlite_database, open_engine
 
 TASKS_BY_SIZE = {10_000: 10, 100_000: 10}  # larger sizes: 2 tasks per run, to keep the build short

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator_monitor.simulator import bulk_populate
+from orchestrator_monitor.demo.simulator import bulk_populate
 from orchestrator_monitor.state.engine import STATE_DB
 
 GOAL_CPU_PERCENT = 0.5

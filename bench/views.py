@@ -12,7 +12,7 @@ What it does:
    calling the same reader functions as the CLI) and prints its `EXPLAIN QUERY PLAN`,
    flagging any `SCAN tasks` that is not a covering-index scan;
 3. times, as subprocesses, round-robin over `--repeat` rounds after one warm-up round:
-   - the interpreter start-up floor: `python -c "import orchestrator_monitor.cli"`;
+   - the interpreter start-up floor: `python -c "import orchestrator_monitor.cli.main"`;
    - the SQL floor: the same SQL with bare `sqlite3` (no SQLAlchemy, no views, no JSON);
    - the real CLI, its output going to a file;
    each with its wall time and its peak RSS (`os.wait4` on the child's pid);
@@ -47,19 +47,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from orchestrator_monitor import cli
+from orchestrator_monitor.cli import main as cli
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.reader import read_run, read_status, state_reader
-from orchestrator_monitor.simulator import bulk_populate
+from orchestrator_monitor.demo.simulator import bulk_populate
 from orchestrator_monitor.state.engine import STATE_DB
 from orchestrator_monitor.timefmt import utc_now
+from orchestrator_monitor.views.reader import read_run, read_status, state_reader
 from sqlalchemy import event
 
 GOAL_SECONDS = 0.5
 GOAL_RSS_MB = 150.0
 MARKER = "bench-workspace.json"
 PYTHON = sys.executable
-STARTUP_CODE = "import orchestrator_monitor.cli"
+STARTUP_CODE = "import orchestrator_monitor.cli.main"
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None  # GNU time, for peak RSS
 
 # The SQL floor: the recorded queries in one read transaction with nothing but `sqlite3`.
@@ -399,7 +399,7 @@ def profile_in_process(argv: list[str], top: int) -> None:
 
 
 def profile_imports(min_seconds: float) -> None:
-    """`python -X importtime`: the import tree of `orchestrator_monitor.cli`, two levels deep, cumulative."""
+    """`python -X importtime`: the import tree of `orchestrator_monitor.cli.main`, two levels deep, cumulative."""
     result = subprocess.run(
         [PYTHON, "-X", "importtime", "-c", STARTUP_CODE], capture_output=True, text=True, check=True
     )

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orchestrator_monitor.cli import main
-from orchestrator_monitor.simulator import SimulatedExecutor
+from orchestrator_monitor.cli.main import main
+from orchestrator_monitor.demo.simulator import SimulatedExecutor
 from support import CliResult, DaemonProcess, drive_to_end
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"

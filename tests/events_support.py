@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from orchestrator_monitor.bus import Bus
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.sinks.jsonl import JsonlSink
+from orchestrator_monitor.events.bus import Bus
+from orchestrator_monitor.events.sinks.jsonl import JsonlSink
+from orchestrator_monitor.events.types import EventType
 
 STATUS = {"from": "PENDING", "to": "RUNNING"}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from types import FrameType
 
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.publishing import open_bus
+from orchestrator_monitor.events.publishing import open_bus
+from orchestrator_monitor.events.types import EventType
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from orchestrator_monitor.simulator import SimulatedExecutor
+from orchestrator_monitor.demo.simulator import SimulatedExecutor
 
 
 @dataclass

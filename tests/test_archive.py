@@ -16,8 +16,8 @@ from orchestrator_monitor.archive import staging
 from orchestrator_monitor.archive.archiver import fetch_terminal_run
 from orchestrator_monitor.archive.failures import ArchiveFailure, Interrupted
 from orchestrator_monitor.config import Settings, load_settings
-from orchestrator_monitor.ledger import Ledger
-from orchestrator_monitor.pipeline import open_pipeline
+from orchestrator_monitor.finish.pipeline import open_pipeline
+from orchestrator_monitor.ledger.runs import Ledger
 from support import EventLog
 
 SECRET = b"outside-the-run-directory-8d2f1c"

@@ -21,7 +21,7 @@ from orchestrator_monitor.archive.archiver import fetch_terminal_run
 from orchestrator_monitor.archive.failures import ArchiveFailure
 from orchestrator_monitor.archive.verify import verify_bag
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.pipeline import open_pipeline
+from orchestrator_monitor.finish.pipeline import open_pipeline
 from support import EventLog, Writer
 
 ARCHIVE = [sys.executable, "-m", "orchestrator_monitor.cli", "archive", "--run"]

@@ -6,9 +6,9 @@ import threading
 from types import SimpleNamespace
 
 import pytest
-from orchestrator_monitor.archive import worker as worker_module
-from orchestrator_monitor.archive.worker import REOPENED_RECHECK_SECONDS, ArchiveWorker, run_archive_iteration
 from orchestrator_monitor.errors import BadInput, ProblemFound
+from orchestrator_monitor.finish import worker as worker_module
+from orchestrator_monitor.finish.worker import REOPENED_RECHECK_SECONDS, ArchiveWorker, run_archive_iteration
 from sqlalchemy import exc
 
 

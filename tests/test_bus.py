@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from events_support import STATUS, MemorySeqBlocks, bus_with_log, jsonl_sink, read_objects, status_event
-from orchestrator_monitor.bus import Bus
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.eventlog import refetch_events
-from orchestrator_monitor.events import Event, EventType
-from orchestrator_monitor.publishing import open_bus
-from orchestrator_monitor.subscription import Missed
+from orchestrator_monitor.events.bus import Bus
+from orchestrator_monitor.events.log import refetch_events
+from orchestrator_monitor.events.publishing import open_bus
+from orchestrator_monitor.events.subscription import Missed
+from orchestrator_monitor.events.types import Event, EventType
 
 HERE = Path(__file__).parent
 

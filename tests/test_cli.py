@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from orchestrator_monitor.state.schema import TASK_TERMINAL
+from orchestrator_monitor.state.records import TASK_TERMINAL
 from sqlalchemy import create_engine, text
 from support import lock_held, run_process
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from orchestrator_monitor.completion import RunSnapshot, Verdict, decide, final_status
-from orchestrator_monitor.state.schema import TASK_STATUSES, TASK_TERMINAL
+from orchestrator_monitor.detect.rule import Verdict, decide, final_status
+from orchestrator_monitor.state.records import TASK_STATUSES, TASK_TERMINAL, RunSnapshot
 
 
 def snapshot(tasks: dict[str, int], workstreams: dict[str, int] | None = None, status: str = "RUNNING") -> RunSnapshot:

@@ -16,14 +16,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from orchestrator_monitor.completion import final_status
+from orchestrator_monitor.detect.rule import final_status
 from sqlalchemy import create_engine, text
 from support import DaemonProcess, EventLog, Writer, lock_held, run_process
 
 SIMULATE = """
 import random, sys
 from pathlib import Path
-from orchestrator_monitor.simulator import SimulatedExecutor
+from orchestrator_monitor.demo.simulator import SimulatedExecutor
 ws = Path(sys.argv[1]); runs = sys.argv[2].split(",")
 ex = SimulatedExecutor(ws / ".state" / "orchestration.db", ws, random.Random(int(sys.argv[3])))
 for run_id in runs:

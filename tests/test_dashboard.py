@@ -11,15 +11,15 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from orchestrator_monitor.bus import Bus
 from orchestrator_monitor.config import Settings, load_settings
-from orchestrator_monitor.dashboard import open_dashboard
-from orchestrator_monitor.dashboard.hub import RING_SIZE, Client, format_event
-from orchestrator_monitor.events import Event, EventType
-from orchestrator_monitor.metrics import MonitorMetrics
-from orchestrator_monitor.publishing import open_bus
-from orchestrator_monitor.web import create_app
-from orchestrator_monitor.webserver import WebServer
+from orchestrator_monitor.events.bus import Bus
+from orchestrator_monitor.events.publishing import open_bus
+from orchestrator_monitor.events.types import Event, EventType
+from orchestrator_monitor.service.metrics import MonitorMetrics
+from orchestrator_monitor.web.app import create_app
+from orchestrator_monitor.web.dashboard import open_dashboard
+from orchestrator_monitor.web.dashboard.hub import RING_SIZE, Client, format_event
+from orchestrator_monitor.web.server import WebServer
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "dashboard-token-0123456789"

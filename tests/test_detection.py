@@ -7,10 +7,10 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator_monitor.detection import DetectionJob, Timing
-from orchestrator_monitor.events import EventType
+from orchestrator_monitor.detect.job import DetectionJob, Timing
+from orchestrator_monitor.detect.watch import Signals
+from orchestrator_monitor.events.types import EventType
 from orchestrator_monitor.state.probe import Change
-from orchestrator_monitor.watch import Signals
 
 
 class FakeDetector:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator_monitor.completion import final_status
-from orchestrator_monitor.completions import REOPEN_WATCH_SECONDS
-from orchestrator_monitor.detector import Detector
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.ledger import Ledger
-from orchestrator_monitor.simulator import SimulatedExecutor
+from orchestrator_monitor.demo.simulator import SimulatedExecutor
+from orchestrator_monitor.detect.completions import REOPEN_WATCH_SECONDS
+from orchestrator_monitor.detect.detector import Detector
+from orchestrator_monitor.detect.rule import final_status
+from orchestrator_monitor.events.types import EventType
+from orchestrator_monitor.ledger.runs import Ledger
 from orchestrator_monitor.state.engine import open_engine
 from sqlalchemy import Connection
 from support import lock_held

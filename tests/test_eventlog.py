@@ -9,10 +9,10 @@ import pytest
 from events_support import bus_with_log, status_event
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.errors import BadInput
-from orchestrator_monitor.eventlog import EventLogReader, LineFilter, parse_since, read_lines
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.publishing import open_bus
-from orchestrator_monitor.sinks.spool import RunSpoolSink, read_run_events, remove_run_events
+from orchestrator_monitor.events.log import EventLogReader, LineFilter, parse_since, read_lines
+from orchestrator_monitor.events.publishing import open_bus
+from orchestrator_monitor.events.sinks.spool import RunSpoolSink, read_run_events, remove_run_events
+from orchestrator_monitor.events.types import EventType
 
 
 def test_replay_reads_rotated_files_in_order_with_filters(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_an_unreadable_log_is_a_clear_error(tmp_path: Path, cli: object) -> None
 
 
 def test_following_stops_when_asked(tmp_path: Path) -> None:
-    from orchestrator_monitor.eventlog import follow_lines
+    from orchestrator_monitor.events.log import follow_lines
 
     stop = threading.Event()
     stop.set()

@@ -8,10 +8,10 @@ import jsonschema
 import orjson
 import pytest
 from events_support import MemorySeqBlocks, bus_with_log, read_objects
-from orchestrator_monitor.bus import Bus
-from orchestrator_monitor.events import ONCE_PER_RUN, REQUIRED_DATA, RUN_SCOPED, EventType, decode_event
-from orchestrator_monitor.progress import EventSeqBlocks, create_progress_database
-from orchestrator_monitor.stamps import EventStamper
+from orchestrator_monitor.events.bus import Bus
+from orchestrator_monitor.events.stamps import EventStamper
+from orchestrator_monitor.events.types import ONCE_PER_RUN, REQUIRED_DATA, RUN_SCOPED, EventType, decode_event
+from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks, create_progress_database
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "schema" / "events.schema.json").read_text(encoding="utf-8"))
 ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
@@ -44,7 +44,7 @@ def test_every_type_of_the_spec_with_its_data_keys() -> None:
 def test_every_event_type_and_a_log_record_validate_against_the_schema(tmp_path: Path) -> None:
     import logging
 
-    from orchestrator_monitor.logrecords import BusLogHandler
+    from orchestrator_monitor.events.logrecords import BusLogHandler
 
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     bus, sink = bus_with_log(tmp_path / "monitor.jsonl")

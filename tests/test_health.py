@@ -8,10 +8,10 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orchestrator_monitor.health import check_archival_storage, check_heartbeats, check_sqlite_database
-from orchestrator_monitor.notify import watchdog_interval_seconds
-from orchestrator_monitor.progress import Heartbeat
-from orchestrator_monitor.safemode import Condition
+from orchestrator_monitor.ledger.monitor_db import Heartbeat
+from orchestrator_monitor.service.health import check_archival_storage, check_heartbeats, check_sqlite_database
+from orchestrator_monitor.service.notify import watchdog_interval_seconds
+from orchestrator_monitor.service.safemode import Condition
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

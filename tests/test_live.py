@@ -6,8 +6,8 @@ import io
 import threading
 from pathlib import Path
 
+from orchestrator_monitor.cli.live import follow_run, follow_status
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.live import follow_run, follow_status
 from rich.console import Console
 from support import DaemonProcess, EventLog, Writer, run_process
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from orchestrator_monitor.loopguard import GuardChange, LoopGuard
+from orchestrator_monitor.detect.loopguard import GuardChange, LoopGuard
 
 
 def test_a_sustained_storm_of_spurious_wakeups_enters_and_calm_exits() -> None:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from orchestrator_monitor.completion import RunSnapshot
 from orchestrator_monitor.state.marks import MarkResult, mark_run
+from orchestrator_monitor.state.records import RunSnapshot
 from orchestrator_monitor.state.schema import metadata
 from orchestrator_monitor.state.snapshots import fetch_snapshots
 from sqlalchemy import Connection, Engine, create_engine, exc, text

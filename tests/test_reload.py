@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.reload import RELOADABLE, merge_reloadable
+from orchestrator_monitor.service.reload import RELOADABLE, merge_reloadable
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from archive_support import add_terminal_run, assert_reports_valid
+from orchestrator_monitor.demo.simulator import bulk_populate
 from orchestrator_monitor.reports.numbers import percentile
-from orchestrator_monitor.simulator import bulk_populate
 from support import EventLog
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.safemode import Condition, HealthState, Observation, observe, repeat_escalations
+from orchestrator_monitor.events.types import EventType
+from orchestrator_monitor.service.safemode import Condition, HealthState, Observation, observe, repeat_escalations
 
 DB = "db_connection_check"
 STORAGE = "archival_storage_check"

@@ -201,7 +201,7 @@ def test_a_dashboard_open_to_the_network_without_a_token_is_refused(workspace: P
 SIMULATE_MANY = """
 import random, sys
 from pathlib import Path
-from orchestrator_monitor.simulator import SimulatedExecutor
+from orchestrator_monitor.demo.simulator import SimulatedExecutor
 ws = Path(sys.argv[1])
 ex = SimulatedExecutor(ws / ".state" / "orchestration.db", ws, random.Random(3))
 for n in range(150):

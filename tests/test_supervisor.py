@@ -8,16 +8,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from orchestrator_monitor.archive import worker as worker_module
-from orchestrator_monitor.archive.worker import ArchiveWorker
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.events import Event, EventType
-from orchestrator_monitor.health import DATABASE, STORAGE
-from orchestrator_monitor.metrics import MonitorMetrics
-from orchestrator_monitor.notify import Notifier
-from orchestrator_monitor.progress import create_progress_database
-from orchestrator_monitor.safemode import Condition, Observation
-from orchestrator_monitor.supervisor import LoopProgress, Supervisor
+from orchestrator_monitor.events.types import Event, EventType
+from orchestrator_monitor.finish import worker as worker_module
+from orchestrator_monitor.finish.worker import ArchiveWorker
+from orchestrator_monitor.ledger.monitor_db import create_progress_database
+from orchestrator_monitor.service.health import DATABASE, STORAGE
+from orchestrator_monitor.service.metrics import MonitorMetrics
+from orchestrator_monitor.service.notify import Notifier
+from orchestrator_monitor.service.safemode import Condition, Observation
+from orchestrator_monitor.service.supervisor import LoopProgress, Supervisor
 
 
 def make_supervisor(tmp_path: Path, escalate: Any = lambda settings, data: None) -> tuple[Supervisor, list]:

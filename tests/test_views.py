@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from orchestrator_monitor.views import MAX_WARNINGS, build_run_detail, build_status_view
+from orchestrator_monitor.views.runs import MAX_WARNINGS, build_run_detail, build_status_view
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 

@@ -8,7 +8,13 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from orchestrator_monitor.watch import MISSING_DIRECTORY_SECONDS, RunDirWatcher, RunFollower, Signals, StateFileFilter
+from orchestrator_monitor.detect.watch import (
+    MISSING_DIRECTORY_SECONDS,
+    RunDirWatcher,
+    RunFollower,
+    Signals,
+    StateFileFilter,
+)
 
 
 def test_state_filter_takes_the_database_and_its_journals_but_not_shm() -> None:
@@ -86,7 +92,7 @@ def test_without_inotify_run_directories_are_polled(tmp_path: Path, monkeypatch:
     def no_inotify() -> None:
         raise OSError(24, "inotify instance limit reached")
 
-    monkeypatch.setattr("orchestrator_monitor.watch.InotifyFD", no_inotify)
+    monkeypatch.setattr("orchestrator_monitor.detect.watch.InotifyFD", no_inotify)
     signals = Signals()
     watcher = RunDirWatcher(signals, polling_seconds=0.05)
     try:

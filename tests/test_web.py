@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from orchestrator_monitor.errors import BadInput
-from orchestrator_monitor.events import Event, EventType
-from orchestrator_monitor.metrics import MonitorMetrics
-from orchestrator_monitor.web import create_app
-from orchestrator_monitor.webserver import WebServer, check_exposure
+from orchestrator_monitor.events.types import Event, EventType
+from orchestrator_monitor.service.metrics import MonitorMetrics
+from orchestrator_monitor.web.app import create_app
+from orchestrator_monitor.web.server import WebServer, check_exposure
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "s3cret-token-0123456789"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.workspace import init_workspace
+from orchestrator_monitor.state.setup import init_workspace
 from sqlalchemy import create_engine, inspect
 
 FOLDERS = (".state", ".monitor", "runs", "logs", "reports", ".archive")

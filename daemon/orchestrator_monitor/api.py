@@ -10,14 +10,13 @@ import threading
 from pathlib import Path
 
 from .archive.archiver import ArchiveOutcome, fetch_terminal_run
-from .archive.commands import as_monitor_error
 from .archive.failures import ArchiveFailure
 from .config import Settings, choose_workspace, load_settings
-from .pipeline import open_pipeline
-from .reader import read_run, state_reader
+from .finish.pipeline import open_pipeline
 from .reports.reporter import report_run
 from .timefmt import utc_now
-from .views import RunDetail
+from .views.reader import read_run, state_reader
+from .views.runs import RunDetail
 
 
 def _settings(workspace: str | Path | None, config_file: Path | None) -> Settings:
@@ -43,7 +42,7 @@ def archive_run(run_id: str, *, workspace: str | Path | None = None, config_file
         try:
             outcome, _ = pipeline.process(fetch_terminal_run(pipeline.archival, run_id))
         except ArchiveFailure as failure:
-            raise as_monitor_error(failure) from None
+            raise failure.as_monitor_error() from None
     return outcome
 
 

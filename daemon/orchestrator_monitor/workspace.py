@@ -1,4 +1,4 @@
-"""The workspace layout of the spec, and `orchestrator init`."""
+"""The workspace layout of the spec: where every file the monitor reads or writes lives."""
 
 from __future__ import annotations
 
@@ -6,15 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
-from .progress import create_progress_database
-from .state.engine import (
-    create_sqlite_database,
-    create_tables,
-    database_url,
-    describe_database,
-    open_engine,
-    sqlite_path,
-)
 
 
 @dataclass(frozen=True)
@@ -54,31 +45,3 @@ class Workspace:
 
     def folders(self) -> tuple[Path, ...]:
         return (self.state_dir, self.monitor_dir, self.runs_dir, self.logs_dir, self.reports_dir, self.archive_root)
-
-
-@dataclass(frozen=True)
-class InitResult:
-    workspace: Path
-    database: str
-    created_database: bool
-
-
-def init_workspace(settings: Settings) -> InitResult:
-    """Create the folders, the state schema and the monitor's own database; safe to repeat."""
-    workspace = Workspace.from_settings(settings)
-    for folder in workspace.folders():
-        folder.mkdir(parents=True, exist_ok=True)
-    url = database_url(settings)
-    busy = settings.database.busy_timeout_seconds
-    path = sqlite_path(url)
-    if path is not None:
-        created = create_sqlite_database(path, busy_timeout_seconds=busy)
-    else:
-        engine = open_engine(url, busy_timeout_seconds=busy, readonly=False)
-        try:
-            create_tables(engine, describe_database(url))
-        finally:
-            engine.dispose()
-        created = False
-    create_progress_database(workspace.progress_db, busy_timeout_seconds=busy)
-    return InitResult(workspace=workspace.root, database=describe_database(url), created_database=created)

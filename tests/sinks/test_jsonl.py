@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from events_support import bus_with_log, log_files, read_objects, status_event
-from orchestrator_monitor.events import EventType
+from orchestrator_monitor.events.types import EventType
 
 WAIT_SECONDS = 30.0
 

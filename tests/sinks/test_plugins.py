@@ -7,26 +7,32 @@ from pathlib import Path
 import pytest
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.errors import BadInput
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.publishing import open_bus
-from orchestrator_monitor.sinks import ENTRY_POINT_GROUP, load_sink
+from orchestrator_monitor.events.publishing import open_bus
+from orchestrator_monitor.events.sinks import ENTRY_POINT_GROUP, load_sink
+from orchestrator_monitor.events.types import EventType
 
+# A plug-in as the README tells one to write it: the imports are the documented public ones
+# (evaluated at definition time: no `from __future__ import annotations` here).
 PLUGIN = """
 from pathlib import Path
+
+from orchestrator_monitor.config import Settings
+from orchestrator_monitor.events.subscription import Sink
+from orchestrator_monitor.events.types import Event
 
 
 class RecordingSink:
     def __init__(self, path: Path) -> None:
         self.out = path.open("a", encoding="utf-8")
 
-    def handle(self, event) -> None:
+    def handle(self, event: Event) -> None:
         self.out.write(f"{event.seq} {event.type}\\n")
 
     def close(self) -> None:
         self.out.close()
 
 
-def recording_sink(settings):
+def recording_sink(settings: Settings) -> Sink:
     return RecordingSink(settings.workspace / "plugin.out")
 """
 

@@ -6,10 +6,10 @@ import threading
 from pathlib import Path
 
 from events_support import MemorySeqBlocks, read_objects, status_event
-from orchestrator_monitor.bus import Bus
-from orchestrator_monitor.events import EventType
-from orchestrator_monitor.sinks.jsonl import JsonlSink
-from orchestrator_monitor.sinks.writer import CHUNK_LINES
+from orchestrator_monitor.events.bus import Bus
+from orchestrator_monitor.events.sinks.jsonl import JsonlSink
+from orchestrator_monitor.events.sinks.writer import CHUNK_LINES
+from orchestrator_monitor.events.types import EventType
 
 WAIT_SECONDS = 30.0
 

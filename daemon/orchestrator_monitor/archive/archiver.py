@@ -21,15 +21,15 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from ..errors import BadInput, ProblemFound
-from ..events import Event, EventType, Publish
+from ..events.sinks.spool import read_run_events
+from ..events.types import Event, EventType, Publish
 from ..ids import run_directory, validate_run_id
-from ..ledger import Ledger
+from ..ledger.runs import Ledger
 from ..lock import hold_lock
-from ..sinks.spool import read_run_events
 from ..state.archival_log import ArchivalLog, ArchivalRow, now_text
 from ..state.engine import describe_database, read_transaction, translate_errors
 from ..state.queries import fetch_run
-from ..state.schema import RUN_TERMINAL
+from ..state.records import RUN_TERMINAL
 from ..timefmt import utc_now
 from ..workspace import Workspace
 from .bag import BagSummary, read_summary, seal_top

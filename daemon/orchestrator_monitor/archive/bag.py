@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..durable import sync_directory, write_durably
-from ..events import Event, encode_event
+from ..events.types import Event, encode_event
 from ..timefmt import format_timestamp
 from .names import listing_name, manifest_path
 

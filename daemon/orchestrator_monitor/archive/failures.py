@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 
+from ..errors import MonitorError, ProblemFound, Unavailable
+
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+STORAGE_REASONS = frozenset({"storage_full", "storage_unavailable"})
 
 
 class ArchiveFailure(Exception):
@@ -15,6 +18,15 @@ class ArchiveFailure(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    @property
+    def storage(self) -> bool:
+        """The archive storage is full or unusable: the spec's exit 3, not a problem with the run."""
+        return self.reason in STORAGE_REASONS
+
+    def as_monitor_error(self) -> MonitorError:
+        message = f"archival failed ({self.reason}): {self.detail}"
+        return Unavailable(message) if self.storage else ProblemFound(message)
 
 
 class Interrupted(Exception):

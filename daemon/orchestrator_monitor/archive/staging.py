@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from ..events import Event
+from ..events.types import Event
 from .bag import (
     EVENTS_PATH,
     SNAPSHOT_PATH,

@@ -19,16 +19,16 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, select
 
-from ..archive.bag import read_summary
 from ..durable import replace_files
 from ..errors import BadInput, MonitorError, ProblemFound
-from ..events import EventType, Publish
+from ..events.sinks.spool import remove_run_events
+from ..events.types import EventType, Publish
 from ..ids import validate_run_id
-from ..ledger import Ledger
-from ..sinks.spool import remove_run_events
+from ..ledger.runs import Ledger
 from ..state.engine import describe_database, read_transaction, translate_errors
 from ..state.queries import fetch_run, fetch_workstreams
-from ..state.schema import RUN_TERMINAL, tasks
+from ..state.records import RUN_TERMINAL
+from ..state.schema import tasks
 from ..workspace import Workspace
 from .drawing import timeline, tool_bars
 from .numbers import ArchiveFacts, TaskRow, metrics, summary
@@ -53,6 +53,7 @@ class Reporting:
     publish: Publish
     flush_events: Callable[[], None]  # the spool is removed only once REPORT_GENERATED is written there
     ledger: Ledger
+    read_archive: Callable[[str], ArchiveFacts]  # the run's published bag; the pipeline reads it (reports never do)
     escalate: bool = True  # False in the daemon: its supervisor escalates REPORT_FAILED once per incident
 
 
@@ -91,11 +92,7 @@ def write_reports(
     now: datetime,
 ) -> list[Path]:
     run_id = run["run_id"]
-    bag = ctx.workspace.archive_root / run_id
-    archive = ArchiveFacts(None, 0, 0, None)
-    if bag.exists():
-        facts = read_summary(bag)
-        archive = ArchiveFacts(str(bag), facts.files, facts.bytes, facts.manifest_sha256)
+    archive = ctx.read_archive(run_id)
     summary_doc = summary(run, workstream_rows, task_rows, archive, now)
     metrics_doc = metrics(run_id, task_rows, archive, now)
     context = {

@@ -29,8 +29,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select, text, update
 
-from ..completion import RunSnapshot
 from ..timefmt import format_timestamp, parse_timestamp
+from .records import RunSnapshot
 from .schema import runs, tasks, workstreams
 from .snapshots import fetch_snapshots, fetch_statuses, fetch_task_finish_times
 

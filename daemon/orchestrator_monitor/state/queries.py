@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, case, func, select
 
-from .schema import as_text, runs, tasks, workstreams
+from .records import as_text
+from .schema import runs, tasks, workstreams
 
 RUN_COLUMNS = ("run_id", "name", "status", "run_dir", "created_at", "started_at", "finished_at", "updated_at")
 

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, text
 
-RUN_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "PARTIAL", "CANCELLED")
-RUN_TERMINAL = frozenset({"COMPLETED", "FAILED", "PARTIAL", "CANCELLED"})
-TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED")
-TASK_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"})
-
 metadata = MetaData()
 
 runs = Table(
@@ -82,9 +77,3 @@ archival_log = Table(
 )
 
 EXECUTOR_TABLES = (runs, workstreams, tasks)
-
-
-def as_text(value: object) -> str | None:
-    """A TEXT column's value as text: SQLite keeps whatever a writer stored there (a BLOB, a number),
-    and a view or an event must show it, never crash on it or write bad JSON."""
-    return value if value is None or isinstance(value, str) else repr(value)

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, exc, exists, func, select, text
 
-from ..completion import RunSnapshot
-from .schema import RUN_STATUSES, RUN_TERMINAL, as_text, runs, tasks, workstreams
+from .records import RUN_STATUSES, RUN_TERMINAL, RunSnapshot, as_text
+from .schema import runs, tasks, workstreams
 
 OPEN_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_TERMINAL)
 OPEN_TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING")

@@ -1,0 +1,1 @@
+"""The `orchestrator` command (`main`), its terminal rendering, live views and archival commands."""

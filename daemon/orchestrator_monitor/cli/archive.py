@@ -1,0 +1,72 @@
+"""`orchestrator archive`, `verify` and `report`: call the pipeline, print one line per result, pick the exit code.
+
+Exit codes as the spec has them: 0 done; 1 a problem found (verify mismatch, run not terminal
+or not archived, a file the monitor may not read); 2 bad input (unknown or malformed run id);
+3 storage unusable or full, or the run is being archived by someone else right now.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rich.console import Console
+
+from ..archive.archiver import fetch_terminal_run
+from ..archive.failures import ArchiveFailure
+from ..archive.verify import verify_bag
+from ..config import Settings
+from ..errors import ProblemFound
+from ..finish.pipeline import backfill, open_pipeline
+from ..ids import validate_run_id
+from ..reports.reporter import report_run
+from ..timefmt import utc_now
+from ..workspace import Workspace
+
+
+def archive_command(settings: Settings, run_id: str | None, out: Console, err: Console) -> int:
+    """Archive one run (`run_id`) or every terminal run without an archive (None)."""
+    if run_id is not None:
+        validate_run_id(run_id)
+    with open_pipeline(settings, threading.Event()) as pipeline:
+        if run_id is not None:
+            try:
+                outcome, _ = pipeline.process(fetch_terminal_run(pipeline.archival, run_id))
+            except ArchiveFailure as failure:
+                raise failure.as_monitor_error() from None
+            what = "archived" if outcome.created else "already archived"
+            out.print(f"{run_id}\t{what}\t{outcome.path}\t{outcome.summary.files} files\t{outcome.summary.bytes} bytes")
+            return 0
+        results = backfill(pipeline, settings.archive.parallel)
+    for done_id, problem in results.items():
+        if problem is None:
+            out.print(f"{done_id}\tarchived", markup=False)
+        else:
+            err.print(f"orchestrator: {done_id}: {problem}", markup=False)
+    out.print(f"backfill: {sum(p is None for p in results.values())} of {len(results)} runs archived", markup=False)
+    failures = [p for p in results.values() if p is not None]
+    if any(isinstance(p, ArchiveFailure) and p.storage for p in failures):
+        return 3
+    return 1 if failures else 0
+
+
+def verify_command(settings: Settings, run_id: str, out: Console, err: Console) -> int:
+    validate_run_id(run_id)
+    bag = Workspace.from_settings(settings).archive_root / run_id
+    if not bag.is_dir():
+        raise ProblemFound(f"run {run_id} is not archived (no {bag})")
+    result = verify_bag(bag)
+    for problem in result.problems:
+        err.print(f"orchestrator: {bag}: {problem}", markup=False)
+    if not result.ok:
+        return 1
+    out.print(f"{bag}: valid ({result.payload_files} payload files, {result.tag_files} tag files)", markup=False)
+    return 0
+
+
+def report_command(settings: Settings, run_id: str, out: Console, err: Console) -> int:
+    validate_run_id(run_id)
+    with open_pipeline(settings, threading.Event()) as pipeline:
+        paths = report_run(pipeline.reporting, run_id, utc_now())
+    for path in paths:
+        out.print(str(path), markup=False)
+    return 0

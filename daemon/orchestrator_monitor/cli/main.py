@@ -1,0 +1,263 @@
+"""The `orchestrator` command: parse, load settings once, call, print, exit with the spec's code.
+
+Errors reach the user as one line on stderr (`MonitorError` carries the exit code); an
+unexpected exception is reported the same way, with its traceback only under `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from .. import __version__
+from ..config import Settings, choose_workspace, load_settings
+from ..errors import MonitorError
+from ..service.signals import stop_on_signals
+from ..state.setup import init_workspace
+from ..timefmt import utc_now
+from ..views.reader import read_run, read_status, state_reader
+from .render import print_run, print_status, print_warnings, status_screen, write_json, write_plain
+
+# The daemon, archival, live views and the demo are imported by their own handlers: they pull in
+# uvicorn, APScheduler, Jinja2 and watchdog, which `status` and `monitor` (run by scripts, often
+# in loops) should not pay for at every start (bench/views.py).
+
+Handler = Callable[[argparse.Namespace, Settings, Console, Console], int]
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    result = init_workspace(settings)
+    state = "created" if result.created_database else "ready"
+    out.print(f"workspace {result.workspace} ready; state database {result.database} {state}", markup=False)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    if args.follow:
+        from .live import follow_status
+
+        return _until_signal(lambda stop: follow_status(settings, out, stop))
+    with state_reader(settings) as (engine, name):
+        view = read_status(engine, name, utc_now())
+    if args.json:
+        write_json(view, sys.stdout)
+    else:
+        print_status(view, out)
+    print_warnings(view.warnings, err)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    if args.follow:
+        from .live import follow_run
+
+        return _until_signal(lambda stop: follow_run(settings, args.run, out, stop))
+    with state_reader(settings) as (engine, name):
+        detail = read_run(engine, name, args.run, utc_now())
+    if args.json:
+        write_json(detail, sys.stdout)
+    else:
+        print_run(detail, out)
+    print_warnings(detail.warnings, err)
+    return 0
+
+
+def _until_signal(follow: Callable[[threading.Event], int]) -> int:
+    """A live view until it ends by itself or SIGINT/SIGTERM (a clean stop, exit 0)."""
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        return follow(stop)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from ..demo.run import run_demo
+
+    out.print(f"demo workspace: {settings.workspace} (Ctrl-C stops)", markup=False)
+    run_demo(
+        settings,
+        runs=args.runs,
+        tick_seconds=args.tick,
+        seed=args.seed,
+        console=out,
+        screen=status_screen,
+        stop=threading.Event(),
+    )
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Run the monitor in the foreground until SIGTERM or SIGINT (what systemd starts); SIGHUP reloads."""
+    from ..service.daemon import run_daemon
+    from ..service.notify import Notifier, watchdog_interval_seconds
+    from ..web.front import web_front
+
+    front = web_front(settings)  # a dashboard open to the network without a token is refused before anything starts
+    stop, reload = threading.Event(), threading.Event()
+    notifier = Notifier.from_environment(os.environ)
+    with stop_on_signals(stop, reload):
+        run_daemon(
+            settings,
+            stop,
+            notifier=notifier,
+            watchdog_seconds=watchdog_interval_seconds(os.environ, os.getpid()),
+            reload_requested=reload,
+            load_settings=lambda: load_settings(settings.workspace, config_file=args.config, overrides=args.set),
+            front=front,
+        )
+    return 0
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Run the checks once and read the daemon's heartbeat: exit 0 healthy, 1 not."""
+    from ..views.health import collect_health
+
+    report = collect_health(settings, utc_now())
+    if args.json:
+        write_json(report, sys.stdout)
+    else:
+        for name, check in sorted(report["checks"].items()):
+            write_plain(out, f"{name}\t{check['status']}\t{check['detail']}")
+        extras = [f"safe mode: {', '.join(report['safe_modes'])}"] if report["safe_modes"] else []
+        extras += [f"escalated: {', '.join(report['escalations'])}"] if report["escalations"] else []
+        write_plain(out, "; ".join(["healthy" if report["healthy"] else "unhealthy", *extras]))
+    return 0 if report["healthy"] else 1
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from ..events.log import show_events
+
+    return show_events(
+        settings,
+        sys.stdout,
+        run_id=args.run,
+        types=args.type,
+        since=args.since,
+        follow=args.follow,
+        as_json=args.json,
+    )
+
+
+def cmd_archive(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .archive import archive_command
+
+    return archive_command(settings, args.run, out, err)
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .archive import verify_command
+
+    return verify_command(settings, args.run, out, err)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .archive import report_command
+
+    return report_command(settings, args.run, out, err)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", metavar="DIR", help="workspace directory (default: $ORCHESTRATOR_HOME, else .)")
+    common.add_argument("--config", metavar="FILE", type=Path, help="configuration file (TOML)")
+    common.add_argument(
+        "--set", metavar="SECTION.KEY=VALUE", action="append", default=[], help="override one configuration key"
+    )
+    common.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+
+    parser = argparse.ArgumentParser(
+        prog="orchestrator", description="Monitor, complete and archive orchestrator runs."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("init", cmd_init, "create a workspace and its schema (idempotent)")
+    status = add("status", cmd_status, "all runs, one line each")
+    status_output = status.add_mutually_exclusive_group()
+    status_output.add_argument("--json", action="store_true", help="print JSON")
+    status_output.add_argument("--follow", action="store_true", help="live, redrawn on events (Ctrl-C stops)")
+    monitor = add("monitor", cmd_monitor, "one run: workstreams, tasks, tool health, error counts")
+    monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
+    monitor_output = monitor.add_mutually_exclusive_group()
+    monitor_output.add_argument("--json", action="store_true", help="print JSON")
+    monitor_output.add_argument(
+        "--follow", action="store_true", help="live until the run is archived and reported (Ctrl-C stops)"
+    )
+    add("daemon", cmd_daemon, "run the monitor in the foreground (what systemd starts)")
+    health = add(
+        "health", cmd_health, "run the checks once and read the running daemon's heartbeat (exit 1: unhealthy)"
+    )
+    health.add_argument("--json", action="store_true", help="print JSON")
+    events = add("events", cmd_events, "replay and follow the event log (rotated files included)")
+    events.add_argument("--run", metavar="ID", help="only this run's events (kept whole until it is archived)")
+    events.add_argument(
+        "--type", metavar="T", action="append", help="only these types (repeat, or T1,T2; 'log' for log records)"
+    )
+    events.add_argument("--since", metavar="SEQ|TIME", help="from this seq, time (RFC 3339) or age (15m, 2h, 1d) on")
+    events.add_argument("--follow", action="store_true", help="keep printing new lines, across rotation (Ctrl-C stops)")
+    events.add_argument("--json", action="store_true", help="print the JSON lines as written")
+    archive = add("archive", cmd_archive, "archive a terminal run now (idempotent), or every one not yet archived")
+    which = archive.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="ID", help="the run id")
+    which.add_argument("--backfill", action="store_true", help="every terminal run without an archive")
+    add("verify", cmd_verify, "check an archive's fixity (exit 1 naming each bad file)").add_argument(
+        "--run", required=True, metavar="ID", help="the run id"
+    )
+    add("report", cmd_report, "write the run's reports").add_argument(
+        "--run", required=True, metavar="ID", help="the run id"
+    )
+    demo = add("demo", cmd_demo, "a workspace with a simulated executor, to see everything move")
+    demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs to simulate (default 6)")
+    demo.add_argument("--tick", type=_non_negative_float, default=0.5, help="seconds between executor steps")
+    demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable demo")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    debug = False
+    try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
+        workspace = choose_workspace(args.workspace, os.environ)
+        settings = load_settings(workspace, config_file=args.config, overrides=args.set)
+        return int(args.handler(args, settings, out, err))
+    except MonitorError as exc:
+        err.print(f"orchestrator: error: {exc}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `orchestrator status | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"orchestrator: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", markup=False)
+        return 1

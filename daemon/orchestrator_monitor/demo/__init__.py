@@ -1,0 +1,1 @@
+"""`orchestrator demo`: a simulated executor (`simulator`) and the monitor beside it (`run`)."""

@@ -1,0 +1,354 @@
+"""Wake-up -> read what changed -> decide -> mark -> record -> event -> hand-off.
+
+`Detector` holds what it knows of open runs in memory and what it has finished with in the
+ledger. `run_detect_iteration` is the cheap pass run on every confirmed change;
+`run_reconcile_iteration` the full pass run at start and periodically to catch anything
+missed (runs finished while the daemon was down, executor-set statuses, reopened runs,
+stalls). Both take the connection and the time from the caller and make one pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import Connection, exc
+
+from ..events.types import EventType, Publish
+from ..ids import run_id_problem
+from ..ledger.runs import Ledger
+from ..state.marks import mark_run
+from ..state.records import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES, RunSnapshot
+from ..state.snapshots import (
+    fetch_all_runs,
+    fetch_candidates,
+    fetch_newest_rowid,
+    fetch_open_runs,
+    fetch_orphan_run_ids,
+    fetch_runs_after,
+    fetch_snapshots,
+    fetch_statuses,
+    iterate_all_runs,
+)
+from .completions import REOPEN_WATCH_SECONDS, Completions, Handoff
+from .rule import Verdict, decide
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
+
+
+@dataclass
+class _OpenRun:
+    status: str
+    run_dir: str | None
+    changed_at: float  # monotonic: last observed change of the run's rows
+    life_at: float  # monotonic: last change or run-directory activity
+    fingerprint: tuple[object, ...] | None = None
+    stalled: bool = False
+
+
+class Detector:
+    """Decides completions exactly once; see the module docstring for the two passes."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        publish: Publish,
+        flush: Callable[[], None],
+        handoff: Handoff,
+        settle_seconds: float,
+        stall_after_seconds: float,
+        connection: Callable[[], Connection],
+        marks_allowed: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
+        self._publish = publish
+        self._settle = settle_seconds
+        self._stall_after = stall_after_seconds
+        self._connection = connection
+        self._open: dict[str, _OpenRun] = {}
+        self._completions = Completions(ledger=ledger, publish=publish, flush=flush, handoff=handoff)
+        self._finished: dict[str, tuple[str | None, float]] = {}  # completed here, not yet archived
+        self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
+        self._warned: set[str] = set()
+        self._started = False
+        self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
+
+    def configure(self, *, settle_seconds: float, stall_after_seconds: float) -> None:
+        """Take the [reload] keys of a configuration reloaded on SIGHUP."""
+        self._settle = settle_seconds
+        self._stall_after = stall_after_seconds
+
+    def watched_run_dirs(self) -> dict[str, str | None]:
+        """run_id -> run_dir column of the runs whose directories are watched: the open ones, for
+        stall detection, and those archived within `REOPEN_WATCH_SECONDS`, for a late write."""
+        return {**{run_id: run.run_dir for run_id, run in self._open.items()}, **self._sealed}
+
+    def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning("%s: %s", what, detail)
+        self._publish(EventType.WARNING, {"what": what, "detail": detail}, run_id=run_id)
+
+    def clear_warning(self, key: str) -> None:
+        self._warned.discard(key)
+
+    def _admit(self, rows: dict[str, T]) -> dict[str, T]:
+        """Runs whose id is valid; any other is ignored (it would become a path) with one warning."""
+        return {run_id: row for run_id, row in rows.items() if self._admitted(run_id)}
+
+    def _admitted(self, run_id: str) -> bool:
+        problem = run_id_problem(run_id)
+        if problem is not None:
+            self.warn_once(f"bad-id:{run_id!r}", "invalid run id", f"run {run_id!r} is ignored: {problem}")
+        return problem is None
+
+    def start(self) -> None:
+        """Load the ledger; on the very first start in a workspace, record the baseline first.
+
+        Runs terminal at that moment are left for `archive --backfill`; doing this before the
+        daemon says it is watching means a run that finishes afterwards is never mistaken for one.
+        """
+        self._completions.load(self._run_statuses)
+
+    def _run_statuses(self) -> dict[str, str]:
+        connection = self._connection()
+        with connection.begin():
+            return {run_id: status for run_id, (status, _) in fetch_all_runs(connection).items()}
+
+    # -- the full pass -------------------------------------------------------------------
+
+    def run_reconcile_iteration(self, *, now: datetime, mono: float) -> None:
+        """Compare every run with the ledger: what finished unseen, what reopened, what stalls.
+
+        The runs are read one at a time and only the few that need more are kept (the open ones,
+        the terminal ones the ledger has not finished): a long history is never held at once.
+        """
+        connection = self._connection()
+        open_runs: dict[str, tuple[str, str | None]] = {}
+        unsettled: dict[str, str] = {}  # terminal runs the ledger is not done with (looked at after the read)
+        still_there: set[str] = set()  # of the runs we follow as open
+        with connection.begin():
+            self._rowid = fetch_newest_rowid(connection)
+            for run_id, status, run_dir in iterate_all_runs(connection):
+                if not self._admitted(run_id):
+                    continue
+                if run_id in self._open:
+                    still_there.add(run_id)
+                if status not in RUN_TERMINAL:
+                    open_runs[run_id] = (status, run_dir)
+                elif not self._completions.settled(run_id):
+                    unsettled[run_id] = status
+            open_snapshots = fetch_snapshots(connection, {run_id: status for run_id, (status, _) in open_runs.items()})
+            orphans = fetch_orphan_run_ids(connection)
+        for run_id in orphans:
+            self.warn_once(
+                f"orphan:{run_id}",
+                "orphan rows",
+                f"tasks or workstreams reference run {run_id!r}, which does not exist",
+            )
+        for run_id in [r for r in self._open if r not in still_there]:
+            del self._open[run_id]
+            self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
+        terminal_unrecorded: dict[str, str] = {}
+        for run_id, status in unsettled.items():  # outside the read: this may publish (a re-announcement)
+            try:
+                if self._completions.needs_completion(run_id, status):
+                    terminal_unrecorded[run_id] = status
+            except Exception:
+                logger.exception("reconciling run %s failed; going on with the others", run_id)
+        for run_id, (status, run_dir) in open_runs.items():
+            try:
+                self._observe_open(run_id, status, run_dir, open_snapshots.get(run_id), mono, announce=self._started)
+            except Exception:
+                logger.exception("reconciling run %s failed; going on with the others", run_id)
+        self._complete_terminal(terminal_unrecorded, mono)
+        self._completions.check_reopened(connection, mono)
+        self._completions.commit()
+        self._started = True
+
+    def _observe_open(
+        self,
+        run_id: str,
+        status: str,
+        run_dir: str | None,
+        snapshot: RunSnapshot | None,
+        mono: float,
+        *,
+        announce: bool,
+    ) -> None:
+        if status not in RUN_STATUSES:
+            self.warn_once(
+                f"status:{run_id}:{status}",
+                "unknown status",
+                f"run {run_id} has status {status!r}, counted as not terminal",
+                run_id,
+            )
+        self._completions.observe_open(run_id, status)
+        known = self._open.get(run_id)
+        if known is None:
+            self._open[run_id] = _OpenRun(status, run_dir, mono, mono, snapshot.fingerprint if snapshot else None)
+            if announce:
+                self._publish(EventType.RUN_STATUS_CHANGED, {"from": None, "to": status}, run_id=run_id)
+            return
+        if known.status != status:
+            self._publish(EventType.RUN_STATUS_CHANGED, {"from": known.status, "to": status}, run_id=run_id)
+            known.status = status
+            self._touch(known, mono)
+        if snapshot is not None and snapshot.fingerprint != known.fingerprint:
+            known.fingerprint = snapshot.fingerprint
+            self._touch(known, mono)
+
+    @staticmethod
+    def _touch(run: _OpenRun, mono: float) -> None:
+        run.changed_at = run.life_at = mono
+        run.stalled = False
+
+    # -- the cheap pass ------------------------------------------------------------------
+
+    def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
+        """Read the open runs and the few that may be done; mark those that are. Returns a recheck time."""
+        connection = self._connection()
+        with connection.begin():
+            open_now = self._admit(fetch_open_runs(connection))
+            left = [run_id for run_id in self._open if run_id not in open_now]
+            left_statuses = fetch_statuses(connection, left) if left else {}
+            terminal = {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
+            if self._rowid is not None:
+                new_runs, self._rowid = fetch_runs_after(connection, self._rowid)
+                new_runs = self._admit(new_runs)
+                terminal.update(
+                    (r, s) for r, s in new_runs.items() if s in RUN_TERMINAL and not self._completions.known(r)
+                )
+            candidates = fetch_candidates(connection)
+            snapshots = fetch_snapshots(connection, {r: open_now[r][0] for r in candidates if r in open_now})
+            terminal_snapshots = fetch_snapshots(connection, terminal)
+        for run_id, (status, run_dir) in open_now.items():
+            self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
+        for run_id in left:
+            left_status = left_statuses.get(run_id)
+            if left_status is None:
+                del self._open[run_id]
+                self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
+            elif left_status not in RUN_TERMINAL:
+                self._observe_open(run_id, left_status, self._open[run_id].run_dir, None, mono, announce=True)
+        self._complete_terminal({r: s.status for r, s in terminal_snapshots.items()}, mono, terminal_snapshots)
+        recheck: float | None = None
+        for run_id, snapshot in snapshots.items():
+            try:
+                when = self._decide_and_mark(snapshot, now, mono)
+            except Exception:
+                logger.exception("deciding run %s failed; going on with the others", run_id)
+                continue
+            if when is not None:
+                recheck = when if recheck is None else min(recheck, when)
+        self._completions.commit()
+        return recheck
+
+    def _decide_and_mark(self, snapshot: RunSnapshot, now: datetime, mono: float) -> float | None:
+        run = self._open[snapshot.run_id]
+        for status in snapshot.tasks:
+            if status not in TASK_STATUSES:
+                self.warn_once(
+                    f"task-status:{snapshot.run_id}:{status}",
+                    "unknown status",
+                    f"run {snapshot.run_id} has tasks with status {status!r}, counted as not terminal",
+                    snapshot.run_id,
+                )
+        if self._completions.finished(snapshot.run_id):
+            return None  # reopened after its mark: observed, never marked or announced again
+        decision = decide(snapshot, changed_at=run.changed_at, now=mono, settle_seconds=self._settle)
+        if decision.verdict is Verdict.SETTLING:
+            return decision.recheck_at
+        if decision.verdict is not Verdict.MARK or decision.status is None:
+            return None
+        if not self._marks_allowed():
+            return mono + MARK_RETRY_SECONDS  # safe mode: the decision stands, the write waits
+        self._completions.begin_mark(snapshot.run_id, decision.status)
+        try:
+            result = mark_run(self._connection(), snapshot, decision.status, now)
+        except exc.OperationalError as err:
+            self._completions.abandon_mark(snapshot.run_id)
+            self.warn_once(
+                f"mark:{snapshot.run_id}",
+                "mark deferred",
+                f"could not mark run {snapshot.run_id}: {err.orig}; will retry",
+                snapshot.run_id,
+            )
+            return mono + MARK_RETRY_SECONDS
+        if not result.marked:
+            self._completions.abandon_mark(snapshot.run_id)  # it changed under us: the next pass looks again
+            return None
+        if result.unreadable_times:
+            self.warn_once(
+                f"times:{snapshot.run_id}",
+                "unreadable timestamps",
+                f"run {snapshot.run_id}: {result.unreadable_times} task finished_at values could not be "
+                "read; finished_at is the latest readable one",
+                snapshot.run_id,
+            )
+        self._finish(snapshot, decision.status, "monitor", mono)
+        return None
+
+    # -- recording a completion ------------------------------------------------------------
+
+    def _complete_terminal(
+        self, statuses: dict[str, str], mono: float, snapshots: dict[str, RunSnapshot] | None = None
+    ) -> None:
+        """Runs found terminal without our mark: the executor's status (or our mark from before a crash)."""
+        if not statuses:
+            return
+        if snapshots is None:
+            connection = self._connection()
+            with connection.begin():
+                snapshots = fetch_snapshots(connection, statuses)
+        for snapshot in snapshots.values():
+            self._finish(snapshot, snapshot.status, self._completions.marked_by(snapshot), mono)
+
+    def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float) -> None:
+        previous = self._open.pop(snapshot.run_id, None)
+        self._completions.finish(snapshot, status, marked_by, mono, previous.status if previous else None)
+        self._finished[snapshot.run_id] = (previous.run_dir if previous else None, mono)
+
+    def seal_archived(self, mono: float) -> None:
+        """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.
+
+        Asks the ledger only while some run completed here waits for its bag (seconds, usually).
+        """
+        for run_id, (_, finished_at) in list(self._finished.items()):
+            if mono - finished_at > REOPEN_WATCH_SECONDS:
+                del self._finished[run_id]
+                self._sealed.pop(run_id, None)
+        waiting = [run_id for run_id in self._finished if run_id not in self._sealed]
+        for run_id in self._completions.archived_among(waiting):
+            self._sealed[run_id] = self._finished[run_id][0]
+
+    # -- life and stalls -----------------------------------------------------------------
+
+    def note_activity(self, run_ids: Iterable[str], mono: float) -> None:
+        """Run-directory activity counts as life for stall detection; after archival it is a warning."""
+        for run_id in run_ids:
+            run = self._open.get(run_id)
+            if run is not None:
+                run.life_at = mono
+                run.stalled = False
+            elif self._sealed.pop(run_id, False) is not False:
+                self._finished.pop(run_id, None)
+                self.warn_once(
+                    f"late-write:{run_id}",
+                    "write after archival",
+                    f"run {run_id}: its directory changed after it was archived; the archive keeps what was there",
+                    run_id,
+                )
+
+    def check_stalls(self, mono: float) -> None:
+        for run_id, run in self._open.items():
+            if run.status == "RUNNING" and not run.stalled and mono - run.life_at >= self._stall_after:
+                run.stalled = True
+                self._publish(EventType.RUN_STALLED, {"idle_s": round(mono - run.life_at, 3)}, run_id=run_id)

@@ -1,0 +1,265 @@
+"""The daemon: the one place that builds everything, runs it and stops it, top to bottom.
+
+settings -> workspace lock -> event bus and metrics -> state database -> ledger -> supervisor
+(health, safe mode) -> detector -> watchers -> detection thread -> scheduled checks -> the
+front the command passed in (the web server) -> READY -> the main loop (SIGHUP reloads,
+watchdog pings while the loops make progress) until the stop event -> undo it all in reverse
+(an `ExitStack`), with `MONITOR_STOPPED` the last line written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .. import __version__
+from ..config import Settings
+from ..detect.detector import Detector
+from ..detect.job import DetectionJob, Probe, Timing
+from ..detect.watch import RunDirWatcher, RunFollower, Signals
+from ..errors import MonitorError
+from ..events.bus import Bus
+from ..events.publishing import open_bus
+from ..events.subscription import Subscription
+from ..events.types import EventType
+from ..finish.worker import ArchiveWorker
+from ..ledger.runs import Ledger
+from ..lock import hold_lock
+from ..state.connection import StateConnection
+from ..state.engine import database_url, describe_database, open_engine, sqlite_path
+from ..state.probe import PollingProbe, SqliteProbe
+from ..workspace import Workspace
+from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
+from .metrics import MonitorMetrics
+from .notify import Notifier
+from .reload import merge_reloadable
+from .supervisor import LoopProgress, Supervisor
+
+logger = logging.getLogger(__name__)
+
+THREAD_JOIN_SECONDS = 5.0  # SIGTERM must end the process within 10 s, all joins included
+ERROR_PAUSE_SECONDS = 1.0  # a failing detection pass is retried after this, doubling up to the maximum
+MAX_ERROR_PAUSE_SECONDS = 8.0
+BACKOFF_RESET_SECONDS = 60.0  # a pass loop that ran this long before failing starts the backoff over
+MAIN_LOOP_SECONDS = 1.0
+GIL_SWITCH_SECONDS = 0.001
+LIVENESS_FLOOR_SECONDS = 15.0  # the detection loop may make no pass for this long and still be live
+
+
+@dataclass(frozen=True)
+class RunningDaemon:
+    """What a front may use of the running daemon: it reads, never wires."""
+
+    settings: Settings
+    bus: Bus
+    metrics: MonitorMetrics
+    health: Callable[[], dict[str, Any]]
+
+
+Front = Callable[[RunningDaemon], AbstractContextManager[object]]  # served while the daemon runs
+
+
+def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Callable[[str], None]) -> None:
+    """Run the job until `stop`; a failure is logged, kept for the heartbeat and retried with backoff."""
+    pause = ERROR_PAUSE_SECONDS
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            job.run(stop)
+        except Exception as err:
+            if time.monotonic() - started > BACKOFF_RESET_SECONDS:
+                pause = ERROR_PAUSE_SECONDS
+            on_error(repr(err))
+            logger.exception("detection pass failed; retrying in %.0f s", pause)
+            stop.wait(pause)
+            pause = min(pause * 2, MAX_ERROR_PAUSE_SECONDS)
+
+
+def start_scheduler(supervisor: Supervisor, settings: Settings, outcomes: Subscription) -> BackgroundScheduler:
+    """The scheduled checks: each starts at once, may start half its interval late, never overlaps itself."""
+    health = settings.health
+    jobs: list[tuple[str, float, Callable[[datetime], None]]] = [
+        (HEARTBEAT, health.heartbeat_seconds, partial(supervisor.run_heartbeat_iteration, outcomes=outcomes)),
+        (DATABASE, health.db_check_seconds, supervisor.run_db_check_iteration),
+        (STORAGE, health.storage_check_seconds, supervisor.run_storage_check_iteration),
+    ]
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not two log lines per job run
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(len(jobs))},
+        job_defaults={"coalesce": True, "max_instances": 1},
+    )
+    for name, seconds, iteration in jobs:
+        scheduler.add_job(
+            supervisor.isolate(name, iteration),
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            misfire_grace_time=max(1, round(seconds / 2)),
+            next_run_time=datetime.now(UTC),
+        )
+    scheduler.start()
+    return scheduler
+
+
+def reload_settings(
+    current: Settings, load: Callable[[], Settings], detector: Detector, supervisor: Supervisor
+) -> Settings:
+    """SIGHUP: take the new configuration's [reload] keys; a bad one keeps the running one and says why."""
+    try:
+        applied, waiting = merge_reloadable(current, load())
+    except MonitorError as err:
+        logger.error("configuration not reloaded, the running one is kept: %s", err)
+        return current
+    detector.configure(
+        settle_seconds=applied.completion.settle_seconds, stall_after_seconds=applied.completion.stall_after_seconds
+    )
+    supervisor.settings = applied
+    logger.info("configuration reloaded%s", "" if applied != current else " (no change)")
+    if waiting:
+        logger.warning("configuration reloaded; these keys take effect on restart: %s", ", ".join(waiting))
+    return applied
+
+
+def run_daemon(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    on_ready: Callable[[], None] = lambda: None,
+    notifier: Notifier | None = None,
+    watchdog_seconds: float | None = None,
+    reload_requested: threading.Event | None = None,
+    load_settings: Callable[[], Settings] | None = None,
+    front: Front | None = None,
+) -> None:
+    """Run the monitor until `stop` is set. Raises `Unavailable` (exit 3) for a held workspace or missing database.
+
+    `notifier` speaks systemd's notify protocol; `watchdog_seconds` is how often to send
+    `WATCHDOG=1` (only while the loops make progress); `reload_requested` set (SIGHUP) makes
+    the main loop call `load_settings` and take what may change while running. `front` (the
+    web's, from the command) is started last and stopped first.
+    """
+    notifier = notifier or Notifier(None)
+    # The detection thread gives up the GIL at every SQLite call and fsync and must win it back
+    # at once; with the default 5 ms interval, a busy web or archival thread made each of those
+    # a wait (measured: detection p99 with 200 SSE clients, bench/dashboard.py).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    workspace = Workspace.from_settings(settings)
+    busy = settings.database.busy_timeout_seconds
+    url = database_url(settings)
+    with ExitStack() as stack:
+        stack.enter_context(hold_lock(workspace.monitor_dir / "daemon.lock", f"workspace {workspace.root}"))
+        engine = open_engine(url, busy_timeout_seconds=busy, readonly=False)
+        stack.callback(engine.dispose)
+        connection = StateConnection(engine)
+        stack.callback(connection.close)
+        bus = stack.enter_context(open_bus(settings))
+        identity = {"version": __version__, "pid": os.getpid(), "workspace": str(workspace.root)}
+        stack.callback(bus.publish, EventType.MONITOR_STOPPED, identity)
+        metrics = MonitorMetrics()
+        bus.add_sink(metrics, name="metrics", queue_size=settings.events.subscriber_queue_size)
+        outcomes = bus.subscribe({EventType.ARCHIVE_FAILED, EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
+        stack.callback(outcomes.close)
+        ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
+        stack.callback(ledger.close)
+        db_file = sqlite_path(url)
+        check_engine = None if db_file is not None else open_engine(url, busy_timeout_seconds=busy, readonly=True)
+        if check_engine is not None:
+            stack.callback(check_engine.dispose)
+        poll = settings.completion.poll_seconds
+        progress = LoopProgress(max(LIVENESS_FLOOR_SECONDS, 3 * busy) + 2 * poll, time.monotonic)
+        supervisor = Supervisor(
+            settings=settings,
+            publish=bus.publish,
+            metrics=metrics,
+            notifier=notifier,
+            detection=progress,
+            check_database=DatabaseChecker(db_file, check_engine, describe_database(url), timeout_seconds=busy),
+            progress_db=workspace.progress_db,
+        )
+        archival = ArchiveWorker.for_daemon(
+            settings,
+            engine=engine,
+            publish=bus.publish,
+            flush=bus.flush,
+            ledger=ledger,
+            allowed=supervisor.archival_allowed,
+        )
+        stack.callback(archival.close)  # before the bus and the ledger close: it publishes and records
+        archival.start()
+        metrics.bind(
+            heartbeat_age=supervisor.heartbeat_age_seconds,
+            detection_lag=progress.age_seconds,
+            event_counts=lambda: dict(bus.counts),
+        )
+        detector = Detector(
+            ledger=ledger,
+            publish=bus.publish,
+            flush=bus.flush,
+            handoff=archival,
+            settle_seconds=settings.completion.settle_seconds,
+            stall_after_seconds=settings.completion.stall_after_seconds,
+            connection=connection,
+            marks_allowed=supervisor.marks_allowed,
+        )
+        detector.start()
+        signals = Signals()
+        watcher = RunDirWatcher(signals)
+        stack.callback(watcher.close)
+        probe: Probe = PollingProbe()
+        if db_file is not None:
+            watcher.watch_state(db_file.parent, db_file.name)
+            probe = SqliteProbe(db_file, connection)
+        job = DetectionJob(
+            detector=detector,
+            probe=probe,
+            signals=signals,
+            timing=Timing(
+                debounce_seconds=settings.completion.debounce_seconds,
+                poll_seconds=poll,
+                reconcile_seconds=settings.completion.reconcile_seconds,
+            ),
+            on_guard=supervisor.observe_loop,
+            reopen=connection.reopen,
+            follow_runs=RunFollower(workspace.root, watcher, detector.warn_once),
+        )
+        progress.follow(lambda: job.iterations)
+        bus.publish(EventType.MONITOR_STARTED, identity)
+        on_error = partial(supervisor.record_error, "detection")
+        thread = threading.Thread(
+            target=run_detection_thread, args=(job, stop, on_error), name="detection", daemon=True
+        )
+        thread.start()
+        stack.callback(thread.join, THREAD_JOIN_SECONDS)
+        scheduler = start_scheduler(supervisor, settings, outcomes)
+        stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
+        if front is not None:
+            stack.enter_context(front(RunningDaemon(settings, bus, metrics, supervisor.report)))
+        stack.callback(archival.stopping)  # every thread is told at once; the joins above then overlap
+        stack.callback(stop.set)
+        stack.callback(notifier.stopping)
+        logger.info("watching %s", workspace.root)
+        notifier.ready(f"watching {workspace.root}")
+        on_ready()
+        tick = min(MAIN_LOOP_SECONDS, watchdog_seconds / 2) if watchdog_seconds else MAIN_LOOP_SECONDS
+        next_ping = 0.0
+        while not stop.wait(tick):  # the main loop: reload on SIGHUP, ping the watchdog while loops progress
+            if reload_requested is not None and reload_requested.is_set() and load_settings is not None:
+                reload_requested.clear()
+                settings = reload_settings(settings, load_settings, detector, supervisor)
+            if watchdog_seconds and time.monotonic() >= next_ping and supervisor.live():
+                notifier.watchdog()
+                next_ping = time.monotonic() + watchdog_seconds

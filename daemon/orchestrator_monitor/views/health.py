@@ -1,0 +1,59 @@
+"""`orchestrator health`: run the checks once here, and read the running daemon's heartbeat and view.
+
+The command is a second opinion beside the daemon: it checks the database and the archive
+storage itself (so it works with no daemon at all) and adds what only the daemon knows
+(monitoring loop, report failures, safe modes, escalations) from its heartbeat row, but only
+while that heartbeat is fresh: a stale daemon's view is history, not health.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..config import Settings
+from ..ledger.monitor_db import read_heartbeats
+from ..service.health import DatabaseChecker, check_archival_storage, check_heartbeats, process_alive
+from ..service.safemode import Condition
+from ..state.engine import database_url, describe_database, open_engine, sqlite_path
+from ..workspace import Workspace
+
+
+def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
+    """`healthy` (live and every check passing), `live`, and each check's status and detail."""
+    workspace = Workspace.from_settings(settings)
+    busy = settings.database.busy_timeout_seconds
+    url = database_url(settings)
+    db_file = sqlite_path(url)
+    server = None if db_file is not None else open_engine(url, busy_timeout_seconds=busy, readonly=True)
+    try:
+        database = DatabaseChecker(db_file, server, describe_database(url), timeout_seconds=busy)(
+            settings.health.quick_check_seconds
+        )
+    finally:
+        if server is not None:
+            server.dispose()
+    storage = check_archival_storage(
+        workspace.archive_root,
+        reserve_bytes=settings.archive.reserve_bytes,
+        min_free_percent=settings.health.min_free_percent,
+    )
+    beats = read_heartbeats(workspace.progress_db, busy_timeout_seconds=busy)
+    heartbeat = check_heartbeats(
+        beats, now=now, stale_after_seconds=settings.health.stale_after_seconds, alive=process_alive
+    )
+    live = heartbeat.condition is Condition.OK
+    checks = {o.check: {"status": str(o.condition), "detail": o.detail} for o in (heartbeat, database, storage)}
+    view = next((b.detail for b in beats if b.job == "scheduler"), {}) if live else {}
+    for name, reported in view.get("checks", {}).items():
+        checks.setdefault(name, reported)  # what only the daemon sees (a loop, report failures)
+    healthy = live and all(c["status"] == str(Condition.OK) for c in checks.values())
+    return {
+        "healthy": healthy,
+        "live": live,
+        "checks": checks,
+        "safe_modes": view.get("safe_modes", []),
+        "escalations": view.get("escalations", []),
+        "recent_errors": view.get("recent_errors", []),
+        "heartbeat_age_s": max((round(b.age_seconds(now), 3) for b in beats), default=None),
+    }

@@ -1,0 +1,45 @@
+"""The live web dashboard: pages, JSON API and event stream, read-only.
+
+`open_dashboard` gives the routes that the daemon's app (`web.create_app`) serves beside
+`/healthz`, `/api/health` and `/metrics`, with what they need open behind them: a
+read-only engine on the state database and the event hub's feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+
+from starlette.routing import BaseRoute
+
+from ...config import Settings
+from ...events.bus import Bus
+from ...events.log import refetch_events
+from ...events.sinks.jsonl import MONITOR_LOG
+from ...timefmt import utc_now
+from ...views.reader import state_reader
+from ...workspace import Workspace
+from .hub import BusFeed, EventHub, Feed, LogFeed
+from .routes import DashboardContext, dashboard_routes
+
+__all__ = ["DashboardContext", "dashboard_routes", "open_dashboard"]
+
+
+@contextmanager
+def open_dashboard(settings: Settings, bus: Bus | None) -> Iterator[list[BaseRoute]]:
+    """The dashboard's routes, fed by the daemon's `bus` or, without one (another process publishes), by its log."""
+    workspace = Workspace.from_settings(settings)
+    log = workspace.logs_dir / MONITOR_LOG
+    feed: Feed = (
+        BusFeed(bus, settings.events.subscriber_queue_size)
+        if bus is not None
+        else LogFeed(log, partial(refetch_events, log))
+    )
+    hub = EventHub(feed)
+    with state_reader(settings) as (engine, name):
+        hub.start()
+        try:
+            yield dashboard_routes(DashboardContext(engine, name, workspace, hub, utc_now))
+        finally:
+            hub.close()

@@ -1,0 +1,128 @@
+"""The dashboard's routes, all listed in `dashboard_routes`: pages, JSON API, event stream, assets.
+
+Handlers that read the database are plain functions, which Starlette runs in its thread
+pool, so a read waiting on an executor's lock (busy timeout) never holds up the event loop
+or the event streams. Each reads in one short read-only transaction (`reads.py`).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from sqlalchemy import Engine
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ...errors import BadInput, Unavailable
+from ...ids import run_id_problem
+from ...workspace import Workspace
+from .guard import TOKEN_PARAMETER
+from .hub import EventHub
+from .params import BadParameter, parse_run_filter, parse_task_filter
+from .reads import UnknownRun, read_run_page, read_runs_page, run_exists, run_files
+from .sse import stream_events
+
+STATIC_DIR = Path(__file__).parent / "static"
+_ASSET_QUERY = "{{asset_query}}"
+_FILE_TYPES = {".json": "application/json", ".html": "text/html; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
+
+
+@dataclass(frozen=True)
+class DashboardContext:
+    """What the dashboard reads: a read-only engine on the state database, the workspace, the event hub."""
+
+    engine: Engine
+    database_name: str
+    workspace: Workspace
+    hub: EventHub
+    now: Callable[[], datetime]
+
+
+def json_response(document: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS), status_code, media_type="application/json")
+
+
+def _error(err: Exception) -> Response:
+    """The API's answer to a refused or failed request: 404 unknown run, 400 bad input, 503 database unavailable."""
+    status = 404 if isinstance(err, UnknownRun) else 400 if isinstance(err, BadInput | BadParameter) else 503
+    return json_response({"error": str(err)}, status)
+
+
+def _page(name: str, request: Request) -> HTMLResponse:
+    """A page shell; with a token in the address, the assets it loads carry it too."""
+    token = request.query_params.get(TOKEN_PARAMETER)
+    query = html.escape(f"?{TOKEN_PARAMETER}={quote(token, safe='')}") if token else ""
+    text = (STATIC_DIR / name).read_text(encoding="utf-8").replace(_ASSET_QUERY, query)
+    return HTMLResponse(text, headers={"Cache-Control": "no-store"})
+
+
+def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
+    """Every dashboard route, for `web.create_app` to mount beside health and metrics."""
+
+    def runs_page(request: Request) -> Response:
+        return _page("index.html", request)
+
+    def run_page(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        problem = run_id_problem(run_id)
+        if problem is not None:
+            return HTMLResponse(f"<p>invalid run id: {html.escape(problem)}</p>", 400)
+        try:
+            if not run_exists(context.engine, context.database_name, run_id):
+                return HTMLResponse(f"<p>unknown run: {html.escape(run_id)}</p>", 404)
+        except Unavailable as err:
+            return HTMLResponse(f"<p>{html.escape(str(err))}</p>", 503)
+        return _page("run.html", request)
+
+    def api_runs(request: Request) -> Response:
+        try:
+            wanted = parse_run_filter(request.query_params, len(request.scope.get("query_string", b"")))
+            return json_response(read_runs_page(context.engine, context.database_name, wanted, context.now()))
+        except (BadParameter, BadInput, Unavailable) as err:
+            return _error(err)
+
+    def api_run(request: Request) -> Response:
+        try:
+            wanted = parse_task_filter(request.query_params, len(request.scope.get("query_string", b"")))
+            document = read_run_page(
+                context.engine,
+                context.database_name,
+                context.workspace,
+                request.path_params["run_id"],
+                wanted,
+                context.now(),
+            )
+            return json_response(document)
+        except (BadParameter, BadInput, Unavailable) as err:
+            return _error(err)
+
+    def run_file(request: Request) -> Response:
+        run_id, name = request.path_params["run_id"], request.path_params["name"]
+        if run_id_problem(run_id) is not None:
+            return json_response({"error": "invalid run id"}, 400)
+        path = run_files(context.workspace, run_id).get(name)
+        if path is None or not path.is_file():
+            return json_response({"error": f"no {name} for run {run_id}"}, 404)
+        return FileResponse(path, media_type=_FILE_TYPES.get(path.suffix, "application/octet-stream"))
+
+    async def events(request: Request) -> Response:
+        return await stream_events(request, context.hub)
+
+    return [
+        Route("/", runs_page, methods=["GET"]),
+        Route("/runs/{run_id}", run_page, methods=["GET"]),
+        Route("/runs/{run_id}/files/{name}", run_file, methods=["GET"]),
+        Route("/api/runs", api_runs, methods=["GET"]),
+        Route("/api/runs/{run_id}", api_run, methods=["GET"]),
+        Route("/events", events, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]

@@ -1,0 +1,42 @@
+"""The daemon's web front: its app and dashboard served beside a running daemon, which never imports the web.
+
+The command that starts the daemon asks `web_front(settings)` for it and hands it to
+`run_daemon`; a host open to the network without a token is refused there, before anything
+starts (exit 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..config import Settings
+from ..service.daemon import Front, RunningDaemon
+from .app import create_app
+from .dashboard import open_dashboard
+from .server import WebServer, check_exposure
+
+WEB_STOP_SECONDS = 3.0
+
+
+def web_front(settings: Settings) -> Front | None:
+    """The front to hand to `run_daemon`, or None with `dashboard.enabled` off; raises `BadInput` when exposed."""
+    dashboard = settings.dashboard
+    if not dashboard.enabled:
+        return None
+    check_exposure(dashboard.host, dashboard.token)
+    return serve_web
+
+
+@contextmanager
+def serve_web(daemon: RunningDaemon) -> Iterator[WebServer]:
+    """`/healthz`, `/api/health`, `/metrics` and the dashboard on `dashboard.host:port` until the daemon stops."""
+    dashboard = daemon.settings.dashboard
+    with open_dashboard(daemon.settings, daemon.bus) as routes:
+        app = create_app(health=daemon.health, metrics=daemon.metrics, token=dashboard.token, dashboard=routes)
+        server = WebServer(app, dashboard.host, dashboard.port)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.close(WEB_STOP_SECONDS)
