@@ -5,7 +5,7 @@ Server-Sent-Events clients connected while runs finish, the detection latency (c
 `RUN_COMPLETED` line, measured as `bench/detect.py` does, with its writer and follower)
 at most 2x its p99 without them.
 
-What it does, on the workspace `bench/detect.py` builds and caches (`simulator.bulk_populate`):
+What it does, on the workspace `bench/detect.py` builds and caches (`demo/simulator.py` `bulk_populate`):
 
 1. API: starts `orchestrator daemon` (the dashboard on a free port) on a fresh copy and,
    from two threads at once, requests `/api/runs` (random page, sort and status filter)

@@ -9,14 +9,14 @@ marked in under 5 s. Idle, the daemon should use at most 0.5% of a core and at m
 
 What it does:
 
-1. builds the workspace (`orchestrator init`, then `simulator.bulk_populate`: most runs
+1. builds the workspace (`orchestrator init`, then `demo/simulator.py` `bulk_populate`: most runs
    terminal, `--open` runs RUNNING with a few tasks left) and caches it under `--workdir`;
 2. for each measured lifetime, copies the database into a fresh workspace (identical
    starting states; a first start, so the daemon takes its baseline) and starts either
    - the daemon, `orchestrator daemon` as a real process (console sink off), or
    - the baseline: a peer-like poller process that every 1 s re-reads every run's task and
      workstream counts (`GROUP BY run_id, status`, a full scan), decides with the same
-     `completion.decide`, marks with a plain UPDATE and appends `RUN_COMPLETED` to its own
+     `detect/rule.py` `decide`, marks with a plain UPDATE and appends `RUN_COMPLETED` to its own
      JSONL file;
    each under GNU time for its peak RSS (`os.wait4` in this process would be wrong: Python
    starts children with vfork, and Linux counts this process's RSS in the child's maxrss);

@@ -6,7 +6,7 @@ and its queries should be answered from indexes.
 
 What it does:
 
-1. builds the workspace (`orchestrator init`, then `simulator.bulk_populate`), timed, and
+1. builds the workspace (`orchestrator init`, then `demo/simulator.py` `bulk_populate`), timed, and
    caches it under `--workdir`; a later run reuses it when it has the right size;
 2. records the SQL each command really runs (SQLAlchemy's `before_cursor_execute`, while
    calling the same reader functions as the CLI) and prints its `EXPLAIN QUERY PLAN`,
@@ -381,7 +381,7 @@ def report(
 
 
 def profile_in_process(argv: list[str], top: int) -> None:
-    """cProfile of `cli.main(argv)` in this (already warm) process: where the time after imports goes."""
+    """cProfile of `cli/main.py` `main(argv)` in this (already warm) process: where the time after imports goes."""
     profiler = cProfile.Profile()
     sink = io.StringIO()
     with redirect_stdout(sink):

@@ -14,7 +14,7 @@ STATUS = {"from": "PENDING", "to": "RUNNING"}
 
 
 class MemorySeqBlocks:
-    """Hands out blocks like `progress.EventSeqBlocks`, without a database."""
+    """Hands out blocks like `ledger/monitor_db.py` `EventSeqBlocks`, without a database."""
 
     def __init__(self) -> None:
         self.next = 1

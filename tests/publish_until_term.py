@@ -1,4 +1,4 @@
-"""Publishes events until SIGTERM, printing each accepted seq; then closes the bus (tests/test_bus.py)."""
+"""Publishes events until SIGTERM, printing each accepted seq; then closes the bus (tests/events/test_bus.py)."""
 
 from __future__ import annotations
 

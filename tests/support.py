@@ -20,6 +20,9 @@ from typing import Any
 import orjson
 from orchestrator_monitor.demo.simulator import SimulatedExecutor
 
+TESTS = Path(__file__).resolve().parent  # helpers (publish_until_term.py) live here, tests in folders by package
+REPO = TESTS.parent
+
 
 @dataclass
 class CliResult:

@@ -1,6 +1,6 @@
 """Errors that reach the user, each carrying the exit code of the spec.
 
-Every module raises one of these for a condition a user can act on; `cli.main` turns it
+Every module raises one of these for a condition a user can act on; `cli/main.py` turns it
 into one line on stderr and the exit code, so no traceback ever reaches the user.
 """
 

@@ -55,7 +55,7 @@ class _Route(NamedTuple):
 
 
 class SeqBlocks(Protocol):
-    """Where sequence numbers come from (`progress.EventSeqBlocks` in the daemon)."""
+    """Where sequence numbers come from (`ledger/monitor_db.py` `EventSeqBlocks` in the daemon)."""
 
     def reserve(self, count: int) -> range: ...
 

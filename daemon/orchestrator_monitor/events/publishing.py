@@ -1,6 +1,6 @@
 """Builds the event bus of a workspace from the settings: numbering, log files, run spool, sinks, logging.
 
-The one place that knows which files the bus writes; the daemon (`service.py`) and commands
+The one place that knows which files the bus writes; the daemon (`service/daemon.py`) and commands
 that publish (`archive`, `report`) open it with `open_bus(settings)` and get it closed (every
 accepted line written and synced) however they leave.
 """

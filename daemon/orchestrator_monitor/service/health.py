@@ -1,6 +1,6 @@
 """The health checks, as plain functions: each takes what it looks at (and `now`) and makes one pass.
 
-Only `service.py` schedules them (APScheduler) and `orchestrator health` runs them once;
+Only `daemon.py` schedules them (APScheduler) and `orchestrator health` runs them once;
 `safemode.observe` decides what a result means. "Live" means the daemon's loops make
 progress (fresh heartbeats); "healthy" means live and every check passing.
 """

@@ -4,7 +4,7 @@
 observations (`health`), publishes what the machine says, runs the escalation hooks, and
 answers the questions the rest of the daemon asks: may the detector mark (`marks_allowed`),
 may archival run (`archival_allowed`), is the daemon live and healthy (`/healthz`, the
-watchdog). The `run_*_iteration` methods are the scheduled jobs' single passes; `service.py`
+watchdog). The `run_*_iteration` methods are the scheduled jobs' single passes; `daemon.py`
 schedules them and wraps each with `isolate`, which keeps its recent errors for the heartbeat.
 """
 

@@ -1,6 +1,6 @@
 """Read queries of the state database, each answered from an index.
 
-They return plain dicts and tuples; `views` turns them into what people read. Callers run
+They return plain dicts and tuples; `views/runs.py` turns them into what people read. Callers run
 them inside `engine.read_transaction` so that one view sees one snapshot.
 """
 

@@ -1,6 +1,6 @@
 """The live web dashboard: pages, JSON API and event stream, read-only.
 
-`open_dashboard` gives the routes that the daemon's app (`web.create_app`) serves beside
+`open_dashboard` gives the routes that the daemon's app (`web/app.py` `create_app`) serves beside
 `/healthz`, `/api/health` and `/metrics`, with what they need open behind them: a
 read-only engine on the state database and the event hub's feed.
 """
@@ -22,8 +22,6 @@ from ...views.reader import state_reader
 from ...workspace import Workspace
 from .hub import BusFeed, EventHub, Feed, LogFeed
 from .routes import DashboardContext, dashboard_routes
-
-__all__ = ["DashboardContext", "dashboard_routes", "open_dashboard"]
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""How `web.py`'s middlewares see a dashboard request: the token presented, the route to count it under.
+"""How `web/app.py`'s middlewares see a dashboard request: the token presented, the route to count it under.
 
 A browser cannot put an `Authorization` header on a page it navigates to, so the token is
 also taken from the `access_token` query parameter (RFC 6750, section 2.3); the pages then

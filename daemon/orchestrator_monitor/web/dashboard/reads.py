@@ -1,6 +1,6 @@
 """What the dashboard's API answers, read in one short read-only transaction per request.
 
-Built on the same views as `orchestrator status` and `monitor` (`views.py`), so the web
+Built on the same views as `orchestrator status` and `monitor` (`views/runs.py`), so the web
 and the terminal never disagree about a run's progress or its tool health. Files a run
 page links to (reports, the archive's manifest) are found on disk by fixed names, never
 by a name from the request.

@@ -66,7 +66,7 @@ def _page(name: str, request: Request) -> HTMLResponse:
 
 
 def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
-    """Every dashboard route, for `web.create_app` to mount beside health and metrics."""
+    """Every dashboard route, for `web/app.py` `create_app` to mount beside health and metrics."""
 
     def runs_page(request: Request) -> Response:
         return _page("index.html", request)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from orchestrator_monitor.state.schema import metadata
 from sqlalchemy import create_engine, inspect, text
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TABLES = ("runs", "workstreams", "tasks", "archival_log")
 
 

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import EventLog, free_port
+from support import REPO, EventLog, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "orchestrator-monitor.service"
 NAME = UNIT.name
 SHIPPED_BINARY = "/opt/orchestrator-monitor/bin/orchestrator"

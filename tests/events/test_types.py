@@ -12,8 +12,9 @@ from orchestrator_monitor.events.bus import Bus
 from orchestrator_monitor.events.stamps import EventStamper
 from orchestrator_monitor.events.types import ONCE_PER_RUN, REQUIRED_DATA, RUN_SCOPED, EventType, decode_event
 from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks, create_progress_database
+from support import REPO
 
-SCHEMA = json.loads((Path(__file__).parents[1] / "schema" / "events.schema.json").read_text(encoding="utf-8"))
+SCHEMA = json.loads((REPO / "schema" / "events.schema.json").read_text(encoding="utf-8"))
 ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 SPEC_TYPES = {  # the spec's table, copied: the code must not drift from it
     "MONITOR_STARTED": {"version", "pid", "workspace"},

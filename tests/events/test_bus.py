@@ -16,8 +16,7 @@ from orchestrator_monitor.events.log import refetch_events
 from orchestrator_monitor.events.publishing import open_bus
 from orchestrator_monitor.events.subscription import Missed
 from orchestrator_monitor.events.types import Event, EventType
-
-HERE = Path(__file__).parent
+from support import TESTS
 
 
 def seqs(items: list[Event | Missed | None]) -> list[int]:
@@ -146,7 +145,7 @@ def test_archival_events_also_go_to_the_archival_log(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigterm_flushes_every_accepted_event(tmp_path: Path) -> None:
     with subprocess.Popen(
-        [sys.executable, str(HERE / "publish_until_term.py"), str(tmp_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(TESTS / "publish_until_term.py"), str(tmp_path)], stdout=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None
         reported = [int(process.stdout.readline()) for _ in range(20_000)]  # well under way, queue filling

@@ -1,4 +1,4 @@
-"""The dashboard over real HTTP: the daemon's app (`web.create_app` with `open_dashboard`) served by
+"""The dashboard over real HTTP: the daemon's app (`web/app.py` `create_app` with `open_dashboard`) served by
 uvicorn in a thread of the test, fed by a real bus. API contract, bounds, token, SSE resume."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The hand-over between publishers and a file sink's writer thread (`sinks/writer.py`)."""
+"""The hand-over between publishers and a file sink's writer thread (`events/sinks/writer.py`)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.service.reload import RELOADABLE, merge_reloadable
-
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
 
 
 def test_the_reload_keys_in_code_are_the_ones_documented_as_reload() -> None:
