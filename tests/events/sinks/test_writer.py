@@ -63,6 +63,47 @@ def test_lines_published_while_the_writer_is_busy_are_written_when_it_is_done(tm
     bus.close()
 
 
+class Gated(Watched):
+    """A sink whose writer thread, once `armed`, is stopped just before it takes the bus lock to go idle."""
+
+    def start(self, report=None, lock=None) -> None:  # type: ignore[no-untyped-def]
+        self.armed = False
+        self.arrived = threading.Event()
+        self.opened = threading.Event()
+        super().start(report, lock)
+        bus_lock, sink = self.lock, self
+
+        class Gate:
+            def __enter__(self) -> object:
+                if sink.armed and threading.current_thread() is sink._thread:
+                    sink.armed = False
+                    sink.arrived.set()
+                    sink.opened.wait(WAIT_SECONDS)
+                return bus_lock.__enter__()
+
+            def __exit__(self, *exc: object) -> None:
+                bus_lock.__exit__(*exc)
+
+        self.lock = Gate()  # type: ignore[assignment]
+
+
+def test_a_chunk_handed_over_while_the_writer_goes_idle_is_written_without_another_publish(tmp_path: Path) -> None:
+    """The writer found its queue empty; before it took the lock to go idle, a publisher handed over a full
+    chunk (no wake-up: the writer was not idle yet). Going idle then would leave the chunk unwritten, and
+    publishers past the bound waiting for room forever (eight publishers hung so in test_bus)."""
+    bus = Bus(MemorySeqBlocks())
+    sink = Gated(tmp_path / "monitor.jsonl", queue_size=CHUNK_LINES)
+    bus.add_sink(sink)
+    sink.armed = True
+    first = status_event(bus)  # wakes the idle writer; after writing it comes back for more and stops at the gate
+    assert sink.arrived.wait(WAIT_SECONDS)
+    chunk = [status_event(bus, index=index) for index in range(CHUNK_LINES)]  # exactly one chunk, handed over
+    sink.opened.set()
+    assert sink.wait_for_lines(1 + CHUNK_LINES)
+    assert [line["seq"] for line in read_objects(sink.path)] == [first, *chunk]
+    bus.close()
+
+
 class Reporting(JsonlSink):
     """A JSONL sink whose writer thread publishes a WARNING after a write, as `_report` does."""
 

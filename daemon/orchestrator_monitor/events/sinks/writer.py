@@ -176,7 +176,7 @@ class QueuedWriter:
             with self.lock:  # the bus either hands over to an idle writer or sees pending taken here
                 if self.pending:
                     self.hand_over()
-                elif not self._stopping:
+                elif not items and not self._stopping:  # a chunk handed over since we looked would wake no one
                     self.idle = True
                     self.hand_over_at = 1
                     self._wake.clear()
