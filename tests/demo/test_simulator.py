@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
+import orjson
 from support import free_port
 
 
@@ -52,3 +57,21 @@ def test_demo_command_runs_to_the_end_in_a_fresh_workspace(tmp_path: Path, cli) 
         assert (demo / ".archive" / fields[0] / "bagit.txt").is_file()
         assert (demo / "reports" / f"{fields[0]}.html").is_file()
     assert "dashboard: http://127.0.0.1:" in result.out
+
+
+def test_the_demo_serves_the_dashboard_while_it_runs(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "orchestrator_monitor.cli", "demo", "--workspace", str(tmp_path / "demo")]
+    command += ["--runs", "2", "--tick", "0.2", "--seed", "3", "--set", f"dashboard.port={port}"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as demo:
+        assert demo.stdout is not None
+        lines = iter(demo.stdout.readline, "")
+        url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("dashboard: "))
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(f"{url}api/runs", timeout=10) as response:  # served by the monitor beside it
+            assert response.status == 200
+            assert "runs" in orjson.loads(response.read())
+        out, err = demo.communicate(timeout=120)
+    assert demo.returncode == 0, err
+    assert "reports: " in out

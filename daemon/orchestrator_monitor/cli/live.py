@@ -30,8 +30,8 @@ from ..events.sinks.console import format_line
 from ..events.sinks.jsonl import MONITOR_LOG
 from ..events.types import LOG_TYPE, EventType
 from ..ids import validate_run_id
-from ..state.dashboard_queries import TaskFilter, fetch_tasks_page
 from ..state.engine import database_url, read_transaction, sqlite_path, translate_errors
+from ..state.pages import TaskFilter, fetch_tasks_page
 from ..timefmt import parse_timestamp, utc_now
 from ..views.reader import read_run, read_status, state_reader
 from ..views.runs import RunDetail, StatusView

@@ -119,7 +119,7 @@ def _monitor_beside(settings: Settings, console: Console) -> Iterator[None]:
         console.print(f"not starting a monitor: {failure[0]}; the running one marks the runs", markup=False)
     elif failure:
         raise failure[0]
-    elif settings.dashboard.enabled:
+    elif front is not None:
         console.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/", markup=False)
     try:
         yield

@@ -11,7 +11,7 @@ from collections.abc import Collection
 
 from starlette.datastructures import QueryParams
 
-from ...state.dashboard_queries import RUN_SORTS, TASK_SORTS, RunFilter, TaskFilter
+from ...state.pages import RUN_SORTS, TASK_SORTS, RunFilter, TaskFilter
 from ...state.records import RUN_STATUSES, TASK_STATUSES
 
 MAX_PAGE_SIZE = 200

@@ -17,8 +17,7 @@ from sqlalchemy import Engine
 
 from ...errors import BadInput
 from ...ids import validate_run_id
-from ...state import dashboard_queries as pages
-from ...state import queries
+from ...state import pages, queries
 from ...state.engine import read_transaction, translate_errors
 from ...views.reader import fetch_run_rows
 from ...views.runs import build_run_detail, build_status_view

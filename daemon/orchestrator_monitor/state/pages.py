@@ -1,4 +1,4 @@
-"""Read queries of the web dashboard: one page of runs, one page of a run's tasks, its timeline.
+"""Pages of runs and of a run's tasks, filtered and sorted, and its timeline (the dashboard, `monitor --follow`).
 
 Every query is bounded by a `LIMIT` the caller has already checked, and reads through an
 index: runs by `ix_runs_status` (or the table, 10,000 rows, sorted in memory), tasks by
