@@ -80,7 +80,13 @@ def test_a_run_becomes_a_valid_read_only_bag_and_nothing_outside_is_read(workspa
     state = sqlite3.connect(workspace / ".state" / "orchestration.db")
     rows = state.execute("SELECT status, file_count, manifest_sha256 FROM archival_log WHERE run_id = 'r1'").fetchall()
     assert rows == [("STARTED", None, None), ("SUCCEEDED", 7, archived[0]["data"]["manifest_sha256"])]
-    assert assert_reports_valid(workspace, "r1")["metrics"]["archive"]["files"] == 7
+    reports = assert_reports_valid(workspace, "r1")  # the bag's facts, as the pipeline hands them to the reports
+    assert reports["metrics"]["archive"]["files"] == 7
+    assert reports["summary"]["archive"] == {
+        "path": str(bag),
+        "archived": True,
+        "manifest_sha256": archived[0]["data"]["manifest_sha256"],
+    }
     assert not (workspace / ".monitor" / "events" / "r1.jsonl").exists()
     assert not (workspace / ".archive" / ".staging").exists()
 
