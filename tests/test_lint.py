@@ -46,10 +46,12 @@ def test_every_stage_imports_only_the_stages_below_it() -> None:
         ("timefmt.py", "from .state import engine", "orchestrator_monitor.timefmt is not allowed to import"),
         # a pure decision opening a database
         ("detect/rule.py", "import sqlalchemy", "orchestrator_monitor.detect.rule is not allowed to import sqlalchemy"),
+        # a new module at the top that nobody gave a place in the chain
+        ("stray.py", "STRAY = 1", "not listed as layers: - orchestrator_monitor.stray"),
     ],
 )
 def test_an_import_against_the_order_fails_the_lint(tmp_path: Path, module: str, line: str, broken: str) -> None:
-    """The contracts are not vacuous: the same tree with one wrong import added is refused, naming it."""
+    """The contracts are not vacuous: the same tree with one wrong import (or a stray module) is refused, naming it."""
     copy = tmp_path / "daemon" / "orchestrator_monitor"
     shutil.copytree(REPO / "daemon" / "orchestrator_monitor", copy, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path)

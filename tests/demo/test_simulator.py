@@ -65,13 +65,16 @@ def test_the_demo_serves_the_dashboard_while_it_runs(tmp_path: Path) -> None:
     command += ["--runs", "2", "--tick", "0.2", "--seed", "3", "--set", f"dashboard.port={port}"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as demo:
-        assert demo.stdout is not None
-        lines = iter(demo.stdout.readline, "")
-        url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("dashboard: "))
-        assert url == f"http://127.0.0.1:{port}/"
-        with urllib.request.urlopen(f"{url}api/runs", timeout=10) as response:  # served by the monitor beside it
-            assert response.status == 200
-            assert "runs" in orjson.loads(response.read())
-        out, err = demo.communicate(timeout=120)
+        try:
+            assert demo.stdout is not None
+            lines = iter(demo.stdout.readline, "")
+            url = next((line.split(": ", 1)[1].strip() for line in lines if line.startswith("dashboard: ")), None)
+            assert url == f"http://127.0.0.1:{port}/"
+            with urllib.request.urlopen(f"{url}api/runs", timeout=10) as response:  # served by the monitor beside it
+                assert response.status == 200
+                assert "runs" in orjson.loads(response.read())
+            out, err = demo.communicate(timeout=120)
+        finally:
+            demo.kill()  # a failed assertion must not leave the demo running (a no-op once it has ended)
     assert demo.returncode == 0, err
     assert "reports: " in out

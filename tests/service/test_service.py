@@ -196,6 +196,7 @@ def test_a_dashboard_open_to_the_network_without_a_token_is_refused(workspace: P
     assert result.code == 2
     assert "is not a loopback address and dashboard.token is not set" in result.err
     assert "Traceback" not in result.err
+    assert not (workspace / "logs" / "monitor.jsonl").exists()  # refused before anything started: no MONITOR_STARTED
 
 
 SIMULATE_MANY = """

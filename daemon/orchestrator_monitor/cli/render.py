@@ -9,7 +9,6 @@ from typing import IO, Any
 
 import orjson
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -167,6 +166,8 @@ def status_screen(console: Console) -> Iterator[Callable[[StatusView], None]]:
     """The demo's screen: a table redrawn on every update, or when piped one line per run whenever its status
     or progress changes."""
     if console.is_terminal:
+        from rich.live import Live  # not at the top: `status` and `monitor` print no live view
+
         with Live(console=console, auto_refresh=False) as live:
             yield lambda view: live.update(status_table(view), refresh=True)
         return

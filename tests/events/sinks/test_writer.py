@@ -64,14 +64,17 @@ def test_lines_published_while_the_writer_is_busy_are_written_when_it_is_done(tm
 
 
 class Gated(Watched):
-    """A sink whose writer thread, once `armed`, is stopped just before it takes the bus lock to go idle."""
+    """A sink whose writer thread, once it has written its first batch, is stopped the next time it is about to
+    take the bus lock: just after it found its queue empty, before it can go idle."""
 
-    def start(self, report=None, lock=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, path: Path, queue_size: int) -> None:
+        super().__init__(path, queue_size)
         self.armed = False
         self.arrived = threading.Event()
         self.opened = threading.Event()
-        super().start(report, lock)
-        bus_lock, sink = self.lock, self
+
+    def start(self, report=None, lock=None) -> None:  # type: ignore[no-untyped-def]
+        bus_lock, sink = lock, self
 
         class Gate:
             def __enter__(self) -> object:
@@ -84,7 +87,11 @@ class Gated(Watched):
             def __exit__(self, *exc: object) -> None:
                 bus_lock.__exit__(*exc)
 
-        self.lock = Gate()  # type: ignore[assignment]
+        super().start(report, Gate())  # type: ignore[arg-type]
+
+    def write_batch(self, batch: list[object]) -> None:
+        super().write_batch(batch)
+        self.armed = not self.arrived.is_set()
 
 
 def test_a_chunk_handed_over_while_the_writer_goes_idle_is_written_without_another_publish(tmp_path: Path) -> None:
@@ -94,8 +101,7 @@ def test_a_chunk_handed_over_while_the_writer_goes_idle_is_written_without_anoth
     bus = Bus(MemorySeqBlocks())
     sink = Gated(tmp_path / "monitor.jsonl", queue_size=CHUNK_LINES)
     bus.add_sink(sink)
-    sink.armed = True
-    first = status_event(bus)  # wakes the idle writer; after writing it comes back for more and stops at the gate
+    first = status_event(bus)  # once written, the writer comes back for more, finds nothing and stops at the gate
     assert sink.arrived.wait(WAIT_SECONDS)
     chunk = [status_event(bus, index=index) for index in range(CHUNK_LINES)]  # exactly one chunk, handed over
     sink.opened.set()
