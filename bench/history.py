@@ -32,6 +32,8 @@ from orchestrator_monitor.detect.detector import Detector
 from orchestrator_monitor.detect.job import RECONCILE_COST_FACTOR
 from orchestrator_monitor.ledger.runs import Ledger
 from orchestrator_monitor.state.engine import create_sqlite_database, open_engine
+from orchestrator_monitor.state.mapping import built_in
+from orchestrator_monitor.state.tables import build_tables
 
 TASKS_BY_SIZE = {10_000: 10, 100_000: 10}  # larger sizes: 2 tasks per run, to keep the build short
 
@@ -71,6 +73,7 @@ def measure(directory: Path) -> dict[str, float]:
         settle_seconds=0,
         stall_after_seconds=3600,
         connection=lambda: connection,
+        tables=build_tables(built_in("reference"), "archival_log"),
     )
     started = time.perf_counter()
     detector.start()

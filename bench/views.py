@@ -228,16 +228,16 @@ def record_queries(workspace: Path, run_id: str) -> dict[str, list[Query]]:
     settings = load_settings(workspace)
     recorded: list[Query] = []
     result: dict[str, list[Query]] = {}
-    with state_reader(settings) as (engine, name):
+    with state_reader(settings) as state:
 
-        @event.listens_for(engine, "before_cursor_execute")
+        @event.listens_for(state.engine, "before_cursor_execute")
         def _record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
             if statement.lstrip().upper().startswith("SELECT"):
                 recorded.append(Query(_queries_function(), statement, list(parameters or ())))
 
-        read_status(engine, name, utc_now())
+        read_status(state, utc_now())
         result["status"], recorded = recorded, []
-        read_run(engine, name, run_id, utc_now())
+        read_run(state, run_id, utc_now())
         result["monitor"] = recorded
     return result
 

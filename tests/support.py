@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 from orchestrator_monitor.demo.simulator import SimulatedExecutor
+from orchestrator_monitor.state.mapping import built_in
+from orchestrator_monitor.state.tables import StateTables, build_tables
 
 TESTS = Path(__file__).resolve().parent  # helpers (publish_until_term.py) live here, tests in folders by package
 REPO = TESTS.parent
@@ -222,3 +224,8 @@ def lock_held(db: Path, mode: str = "IMMEDIATE") -> Iterator[None]:
         yield
     finally:
         holder.communicate("\n", timeout=10)
+
+
+def reference_tables() -> StateTables:
+    """The mapped tables of the reference schema, as the daemon builds them for a reference workspace."""
+    return build_tables(built_in("reference"), "archival_log")

@@ -26,8 +26,8 @@ def _settings(workspace: str | Path | None, config_file: Path | None) -> Setting
 def run_status(run_id: str, *, workspace: str | Path | None = None, config_file: Path | None = None) -> RunDetail:
     """One run's status, workstreams, tool health and error counts (what `orchestrator monitor` shows)."""
     settings = _settings(workspace, config_file)
-    with state_reader(settings) as (engine, name):
-        return read_run(engine, name, run_id, utc_now())
+    with state_reader(settings) as state:
+        return read_run(state, run_id, utc_now())
 
 
 def monitor(*, workspace: str | Path | None = None, config_file: Path | None = None) -> None:

@@ -40,6 +40,8 @@ class _Section(BaseModel):
 class DatabaseSettings(_Section):
     url: str | None = Field(default=None, min_length=1)
     url_file: Path | None = None
+    schema_name: str = Field(default="reference", alias="schema", pattern=r"^[a-z][a-z0-9_-]*$")  # a built-in mapping
+    schema_file: Path | None = None  # a workspace's own mapping (state/mapping.py reads it)
     busy_timeout_seconds: float = Field(default=DEFAULT_BUSY_TIMEOUT_SECONDS, gt=0, le=600)
 
     @model_validator(mode="after")
@@ -50,7 +52,7 @@ class DatabaseSettings(_Section):
 
 
 class CompletionSettings(_Section):
-    settle_seconds: float = Field(default=0.0, ge=0)
+    settle_seconds: float | None = Field(default=None, ge=0)  # None: the schema mapping's default
     stall_after_seconds: float = Field(default=DEFAULT_STALL_AFTER_SECONDS, gt=0)
     debounce_seconds: float = Field(default=0.01, ge=0, le=1)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)

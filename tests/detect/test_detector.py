@@ -18,7 +18,7 @@ from orchestrator_monitor.events.types import EventType
 from orchestrator_monitor.ledger.runs import Ledger
 from orchestrator_monitor.state.engine import open_engine
 from sqlalchemy import Connection
-from support import lock_held
+from support import lock_held, reference_tables
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -65,6 +65,7 @@ class Harness:
             settle_seconds=self.settle,
             stall_after_seconds=100,
             connection=lambda: self.connection,
+            tables=reference_tables(),
         )
         self.detector.start()
 

@@ -30,7 +30,8 @@ from orchestrator_monitor.state.archival_log import ArchivalLog, ArchivalRow
 from orchestrator_monitor.state.engine import open_engine
 workspace = Path(sys.argv[1])
 engine = open_engine(f"sqlite:///{workspace / '.state' / 'orchestration.db'}", busy_timeout_seconds=0.2, readonly=False)
-log = ArchivalLog(engine, outbox=workspace / ".monitor" / "monitor.db", busy_timeout_seconds=0.2)
+from orchestrator_monitor.state.schema import archival_log
+log = ArchivalLog(engine, archival_log, outbox=workspace / ".monitor" / "monitor.db", busy_timeout_seconds=0.2)
 assert not log.record(ArchivalRow("run-1", "STARTED", "/a/run-1", "2026-11-24T10:00:00.000001Z"))
 assert not log.record(
     ArchivalRow("run-1", "SUCCEEDED", "/a/run-1", "2026-11-24T10:00:00.000001Z", "2026-11-24T10:00:02.5Z", 3, 42, "ab")
@@ -47,7 +48,9 @@ def engine_for(workspace: Path) -> Engine:
 
 
 def log_for(workspace: Path, engine: Engine) -> ArchivalLog:
-    return ArchivalLog(engine, outbox=workspace / ".monitor" / "monitor.db", busy_timeout_seconds=BUSY_SECONDS)
+    return ArchivalLog(
+        engine, archival_log, outbox=workspace / ".monitor" / "monitor.db", busy_timeout_seconds=BUSY_SECONDS
+    )
 
 
 def written(engine: Engine) -> list[ArchivalRow]:
@@ -115,7 +118,7 @@ def test_a_row_refused_for_good_is_set_aside_and_never_holds_up_the_others(works
 def test_an_archive_over_two_gib_is_logged_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     engine = create_engine(postgres_url)
     metadata.create_all(engine)
-    log = ArchivalLog(engine, outbox=tmp_path / "monitor.db", busy_timeout_seconds=BUSY_SECONDS)
+    log = ArchivalLog(engine, archival_log, outbox=tmp_path / "monitor.db", busy_timeout_seconds=BUSY_SECONDS)
     big = dataclasses.replace(ROWS[1], total_bytes=3 << 30)
     assert log.record(big)
     assert written(engine) == [big]

@@ -12,6 +12,7 @@ from orchestrator_monitor.state.records import RunSnapshot
 from orchestrator_monitor.state.schema import metadata
 from orchestrator_monitor.state.snapshots import fetch_snapshots
 from sqlalchemy import Connection, Engine, create_engine, exc, text
+from support import reference_tables
 
 pytestmark = pytest.mark.postgres
 
@@ -33,7 +34,7 @@ def engine(postgres_url: str) -> Iterator[Engine]:
 def seen(engine: Engine) -> RunSnapshot:
     """What the detector read before deciding to mark: every task terminal."""
     with engine.begin() as connection:
-        return fetch_snapshots(connection, {"r": "RUNNING"})["r"]
+        return fetch_snapshots(connection, reference_tables(), {"r": "RUNNING"})["r"]
 
 
 def run_status(engine: Engine) -> str:
@@ -61,7 +62,7 @@ def test_a_task_reopened_by_a_transaction_in_flight_keeps_the_run_open(engine: E
 
         def mark() -> None:
             with engine.connect() as connection:
-                outcome.append(mark_run(connection, snapshot, "COMPLETED", NOW))
+                outcome.append(mark_run(connection, reference_tables(), snapshot, "COMPLETED", NOW))
 
         marker = threading.Thread(target=mark)
         marker.start()
@@ -81,9 +82,13 @@ def test_an_executor_holding_the_runs_rows_defers_the_mark_and_changes_nothing(e
     with engine.connect() as executor:
         reopen_uncommitted(executor)
         with engine.connect() as connection, pytest.raises(exc.OperationalError, match="statement timeout"):
-            mark_run(connection, snapshot, "COMPLETED", NOW)  # gives up after MARK_LOCK_STATEMENT_MS: retried later
+            mark_run(
+                connection, reference_tables(), snapshot, "COMPLETED", NOW
+            )  # gives up after MARK_LOCK_STATEMENT_MS: retried later
         executor.rollback()
     assert run_status(engine) == "RUNNING"
     with engine.connect() as connection:
-        assert mark_run(connection, snapshot, "COMPLETED", NOW).marked  # unchanged after all: the retry marks it
+        assert mark_run(
+            connection, reference_tables(), snapshot, "COMPLETED", NOW
+        ).marked  # unchanged after all: the retry marks it
     assert run_status(engine) == "COMPLETED"

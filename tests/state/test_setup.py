@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.state.setup import init_workspace
 from sqlalchemy import create_engine, inspect
+from support import REPO
 
 FOLDERS = (".state", ".monitor", "runs", "logs", "reports", ".archive")
 
@@ -43,20 +45,37 @@ def test_init_twice_keeps_the_data_and_changes_nothing(simulated: tuple[Path, li
     assert sorted(p.name for p in (workspace / "runs").iterdir()) == run_ids
 
 
-def test_init_on_an_executor_database_keeps_its_journal_mode_and_adds_only_missing_tables(tmp_path: Path) -> None:
+def test_init_on_an_executor_database_keeps_its_journal_mode_and_adds_only_the_archival_table(tmp_path: Path) -> None:
     db = tmp_path / ".state" / "orchestration.db"
     db.parent.mkdir(parents=True)
-    with sqlite3.connect(db) as connection:  # an executor that made its own tables, journal mode DELETE
-        connection.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, extra TEXT)")
-        connection.execute("INSERT INTO runs VALUES ('r1', 'RUNNING', 'kept')")
+    reference = (REPO / "schema" / "state.sqlite.sql").read_text()
+    with sqlite3.connect(db) as connection:  # an executor that made the reference tables itself, journal mode DELETE
+        connection.executescript(reference.replace("PRAGMA journal_mode = WAL;", ""))
+        connection.execute("DROP TABLE archival_log")
+        connection.execute("ALTER TABLE runs ADD COLUMN extra TEXT")
+        connection.execute("INSERT INTO runs (run_id, status, extra) VALUES ('r1', 'RUNNING', 'kept')")
     assert journal_mode(db) == "delete"
     init_workspace(load_settings(tmp_path, environ={}))
     assert journal_mode(db) == "delete"
     engine = create_engine(f"sqlite:///{db}")
     inspector = inspect(engine)
-    assert [c["name"] for c in inspector.get_columns("runs")] == ["run_id", "status", "extra"]
-    assert {"workstreams", "tasks", "archival_log"} <= set(inspector.get_table_names())
+    assert [c["name"] for c in inspector.get_columns("runs")][-1] == "extra"
+    assert set(inspector.get_table_names()) == {"runs", "workstreams", "tasks", "archival_log"}
     engine.dispose()
+
+
+def test_init_refuses_executor_tables_that_do_not_match_and_adds_nothing(tmp_path: Path, cli) -> None:
+    db = tmp_path / ".state" / "orchestration.db"
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, extra TEXT)")
+    before = sqlite_master(db)
+    result = cli("init", "--workspace", str(tmp_path))
+    assert result.code == 3
+    assert result.err.strip().count("\n") == 0, result.err
+    assert "does not fit the schema mapping 'reference'" in result.err
+    assert "table runs has no column name, run_dir" in result.err and "no table tasks" in result.err
+    assert sqlite_master(db) == before
 
 
 @pytest.mark.postgres
@@ -68,3 +87,8 @@ def test_init_on_postgresql_creates_the_schema_and_is_idempotent(tmp_path: Path,
     assert {"runs", "workstreams", "tasks", "archival_log"} <= set(inspect(engine).get_table_names())
     engine.dispose()
     assert not (tmp_path / ".state" / "orchestration.db").exists()
+
+
+def sqlite_master(db: Path) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(db)) as connection:
+        return connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()

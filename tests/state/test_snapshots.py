@@ -10,6 +10,7 @@ from orchestrator_monitor.state.schema import metadata
 from orchestrator_monitor.state.snapshots import STREAM_ROWS, fetch_orphan_run_ids, iterate_all_runs
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.pool import NullPool
+from support import reference_tables
 
 RUNS = 2 * STREAM_ROWS + 7  # more than two of the batches PostgreSQL's server-side cursor sends
 
@@ -39,7 +40,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 def test_every_run_is_streamed_once_with_shared_status_strings(engine: Engine) -> None:
     with engine.connect() as connection, connection.begin():
-        rows = list(iterate_all_runs(connection))
+        rows = list(iterate_all_runs(connection, reference_tables()))
     assert sorted(run_id for run_id, _, _ in rows) == [f"run-{n:05d}" for n in range(RUNS)]
     assert {status for _, status, _ in rows} == {"COMPLETED", "RUNNING"}
     assert len({id(status) for _, status, _ in rows}) == 2  # one string per status, not one per run
@@ -47,4 +48,4 @@ def test_every_run_is_streamed_once_with_shared_status_strings(engine: Engine) -
 
 def test_only_the_orphans_come_back(engine: Engine) -> None:
     with engine.connect() as connection, connection.begin():
-        assert fetch_orphan_run_ids(connection) == {"ghost", "spectre"}
+        assert fetch_orphan_run_ids(connection, reference_tables()) == {"ghost", "spectre"}

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from ..errors import BadInput, ProblemFound
@@ -26,8 +25,9 @@ from ..events.types import Event, EventType, Publish
 from ..ids import run_directory, validate_run_id
 from ..ledger.runs import Ledger
 from ..lock import hold_lock
+from ..state.access import StateDatabase
 from ..state.archival_log import ArchivalLog, ArchivalRow, now_text
-from ..state.engine import describe_database, read_transaction, translate_errors
+from ..state.engine import read_transaction, translate_errors
 from ..state.queries import fetch_run
 from ..state.records import RUN_TERMINAL
 from ..timefmt import utc_now
@@ -48,8 +48,7 @@ class Archival:
     """What archiving needs, passed in (the daemon's worker and the commands build one each)."""
 
     workspace: Workspace
-    engine: Engine  # the state database, writable (archival_log)
-    url: str
+    state: StateDatabase  # writable (archival_log)
     busy_timeout_seconds: float
     reserve_bytes: int
     publish: Publish
@@ -80,14 +79,16 @@ class ArchiveOutcome:
 def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
     """The run's status and directory; unknown is bad input (2), not terminal a problem (1)."""
     validate_run_id(run_id)
-    with translate_errors(describe_database(ctx.url)), read_transaction(ctx.engine) as connection:
-        row = fetch_run(connection, run_id)
+    state = ctx.state
+    with translate_errors(state.name), read_transaction(state.engine) as connection:
+        row = fetch_run(connection, state.tables, run_id)
     if row is None:
         raise BadInput(f"unknown run: {run_id}")
     if row["status"] not in RUN_TERMINAL:
         raise ProblemFound(f"run {run_id} is {row['status']}, not terminal: it is archived once it has finished")
     root = ctx.workspace.root
-    return RunRow(run_id, row["status"], RunDir(root, run_directory(root, run_id, row["run_dir"]).relative_to(root)))
+    status = state.mapping.true_status(row["status"], ctx.ledger.decision(run_id))
+    return RunRow(run_id, status, RunDir(root, run_directory(root, run_id, row["run_dir"]).relative_to(root)))
 
 
 def run_lock(workspace: Workspace, run_id: str) -> Path:
@@ -166,7 +167,7 @@ def check_storage(archive_root: Path, inventory: Inventory, reserve_bytes: int) 
 
 def _snapshot(ctx: Archival, run_id: str, path: Path) -> None:
     try:
-        snapshot_run_rows(ctx.url, run_id, path, busy_timeout_seconds=ctx.busy_timeout_seconds)
+        snapshot_run_rows(ctx.state, run_id, path, busy_timeout_seconds=ctx.busy_timeout_seconds)
     except (sqlite3.Error, sa_exc.SQLAlchemyError) as err:
         raise ArchiveFailure("database", f"snapshot of the run's rows failed: {err}") from None
 

@@ -16,25 +16,48 @@ from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import Connection, MetaData, Table, inspect, select, text
 
+from ..state.access import StateDatabase
 from ..state.engine import open_engine, sqlite_path
-from ..state.schema import archival_log, metadata, runs, tasks, workstreams
+from ..state.tables import StateTables
 
-SNAPSHOT_TABLES = (runs, workstreams, tasks, archival_log)
 _CREATE_TABLE = re.compile(
     r"^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?(\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|\S+?)(?=\s|\()", re.I
 )
 
 
-def snapshot_run_rows(url: str, run_id: str, destination: Path, *, busy_timeout_seconds: float) -> None:
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def run_row_sources(tables: StateTables) -> list[tuple[str, str]]:
+    """(table, condition on `:run_id`) for every table holding the run's rows, in the executor's own
+    names: what the mapping reads, the whole rows, plus the monitor's archival rows."""
+    mapping = tables.mapping
+    sources = [(mapping.runs.table, f"{_quote(mapping.runs.key)} = :run_id")]
+    ws = mapping.workstreams
+    if ws is not None:
+        sources.append((ws.table, f"{_quote(ws.run)} = :run_id"))
+    task = mapping.tasks
+    if task.run is not None:
+        sources.append((task.table, f"{_quote(task.run)} = :run_id"))
+    elif ws is not None and task.workstream is not None:
+        members = f"SELECT {_quote(ws.key)} FROM {_quote(ws.table)} WHERE {_quote(ws.run)} = :run_id"
+        sources.append((task.table, f"{_quote(task.workstream)} IN ({members})"))
+    sources.append((tables.archival_log.name, "run_id = :run_id"))
+    return list(dict.fromkeys(sources))
+
+
+def snapshot_run_rows(state: StateDatabase, run_id: str, destination: Path, *, busy_timeout_seconds: float) -> None:
     """Write the run's rows of every state table into a new SQLite file at `destination`, made durable."""
     destination.unlink(missing_ok=True)
-    path = sqlite_path(url)
+    path = sqlite_path(state.url)
+    sources = run_row_sources(state.tables)
     if path is not None:
-        _snapshot_sqlite(path, run_id, destination, busy_timeout_seconds)
+        _snapshot_sqlite(path, sources, run_id, destination, busy_timeout_seconds)
     else:
-        _snapshot_other(url, run_id, destination, busy_timeout_seconds)
+        _snapshot_other(state.url, sources, run_id, destination, busy_timeout_seconds)
     fd = os.open(destination, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fdatasync(fd)
@@ -42,22 +65,25 @@ def snapshot_run_rows(url: str, run_id: str, destination: Path, *, busy_timeout_
         os.close(fd)
 
 
-def _snapshot_sqlite(path: Path, run_id: str, destination: Path, busy_timeout_seconds: float) -> None:
+def _snapshot_sqlite(
+    path: Path, sources: list[tuple[str, str]], run_id: str, destination: Path, busy_timeout_seconds: float
+) -> None:
     uri = f"file:{quote(str(path.absolute()))}?mode=ro"
     target = f"file:{quote(str(destination.absolute()))}?mode=rwc"
     with closing(sqlite3.connect(uri, uri=True, timeout=busy_timeout_seconds, isolation_level=None)) as connection:
         connection.execute("ATTACH DATABASE ? AS snap", (target,))
         connection.execute("BEGIN")
         try:
-            for table in SNAPSHOT_TABLES:
+            for table, condition in sources:
                 row = connection.execute(
-                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)
                 ).fetchone()
                 if row is None:  # archival_log is created by the monitor; an executor's DDL may lack it
                     continue
-                connection.execute(_CREATE_TABLE.sub(f'CREATE TABLE snap."{table.name}"', row[0], count=1))
+                connection.execute(_CREATE_TABLE.sub(f"CREATE TABLE snap.{_quote(table)}", row[0], count=1))
                 connection.execute(
-                    f'INSERT INTO snap."{table.name}" SELECT * FROM main."{table.name}" WHERE run_id = ?', (run_id,)
+                    f"INSERT INTO snap.{_quote(table)} SELECT * FROM main.{_quote(table)} WHERE {condition}",
+                    {"run_id": run_id},
                 )
             connection.execute("COMMIT")
         except BaseException:
@@ -66,22 +92,39 @@ def _snapshot_sqlite(path: Path, run_id: str, destination: Path, busy_timeout_se
         connection.execute("DETACH DATABASE snap")
 
 
-def _snapshot_other(url: str, run_id: str, destination: Path, busy_timeout_seconds: float) -> None:
+def _snapshot_other(
+    url: str, sources: list[tuple[str, str]], run_id: str, destination: Path, busy_timeout_seconds: float
+) -> None:
+    """A server database: its tables reflected, the run's rows read in one REPEATABLE READ transaction,
+    written into SQLite tables of the same names and columns (SQLite keeps any value in an untyped column)."""
     source = open_engine(url, busy_timeout_seconds=busy_timeout_seconds, readonly=True)
-    target = create_engine(f"sqlite:///{destination}")
     try:
         with source.connect() as connection:
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
+                meta = MetaData()
+                found = {t: Table(t, meta, autoload_with=connection) for t, _ in sources if _has(connection, t)}
                 rows = {
-                    t.name: connection.execute(select(t).where(t.c.run_id == run_id)).mappings().all()
-                    for t in SNAPSHOT_TABLES
+                    t: connection.execute(select(found[t]).where(text(condition)), {"run_id": run_id}).all()
+                    for t, condition in sources
+                    if t in found
                 }
-        metadata.create_all(target)
-        with target.begin() as out:
-            for table in SNAPSHOT_TABLES:
-                if rows[table.name]:
-                    out.execute(table.insert(), [dict(r) for r in rows[table.name]])
     finally:
         source.dispose()
-        target.dispose()
+    with closing(sqlite3.connect(destination, isolation_level=None)) as out:
+        out.execute("BEGIN")
+        for table, values in rows.items():
+            columns = [column.name for column in found[table].columns]
+            out.execute(f"CREATE TABLE {_quote(table)} ({', '.join(map(_quote, columns))})")
+            marks = ", ".join("?" * len(columns))
+            out.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", [tuple(map(_plain, v)) for v in values])
+        out.execute("COMMIT")
+
+
+def _has(connection: Connection, table: str) -> bool:
+    return bool(inspect(connection).has_table(table))
+
+
+def _plain(value: object) -> object:
+    """A value SQLite can store: server types (timestamps, JSON, decimals) as their text."""
+    return value if value is None or isinstance(value, int | float | str | bytes) else str(value)

@@ -21,7 +21,6 @@ from rich.console import Console, ConsoleRenderable, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
-from sqlalchemy import Engine
 
 from ..config import Settings
 from ..detect.watch import RunDirWatcher, Signals
@@ -30,6 +29,7 @@ from ..events.sinks.console import format_line
 from ..events.sinks.jsonl import MONITOR_LOG
 from ..events.types import LOG_TYPE, EventType
 from ..ids import validate_run_id
+from ..state.access import StateDatabase
 from ..state.engine import database_url, read_transaction, sqlite_path, translate_errors
 from ..state.pages import TaskFilter, fetch_tasks_page
 from ..timefmt import parse_timestamp, utc_now
@@ -146,10 +146,10 @@ class RunScreen:
         return Group(*parts)
 
 
-def read_run_screen(engine: Engine, name: str, run_id: str, outcome: Outcome) -> RunScreen:
-    detail = read_run(engine, name, run_id, utc_now())
-    with translate_errors(name), read_transaction(engine) as connection:
-        failures, _ = fetch_tasks_page(connection, run_id, _RECENT_FAILURES)
+def read_run_screen(state: StateDatabase, run_id: str, outcome: Outcome) -> RunScreen:
+    detail = read_run(state, run_id, utc_now())
+    with translate_errors(state.name), read_transaction(state.engine) as connection:
+        failures, _ = fetch_tasks_page(connection, state.tables, run_id, _RECENT_FAILURES)
     return RunScreen(detail, failures, outcome)
 
 
@@ -188,7 +188,7 @@ def _follow(console: Console, view: View[T], watch: ChangeWatch, stop: threading
 def follow_run(settings: Settings, run_id: str, console: Console, stop: threading.Event) -> int:
     """`monitor --run ID --follow`: until the run is archived and reported (or `stop`), then the paths."""
     validate_run_id(run_id)
-    with state_reader(settings) as (engine, name):
+    with state_reader(settings) as state:
         watch = ChangeWatch(settings)
         try:
             outcome = Outcome()
@@ -201,7 +201,7 @@ def follow_run(settings: Settings, run_id: str, console: Console, stop: threadin
                 mine = [line for line in lines if line.get("run_id") == run_id]
                 for line in mine:
                     outcome.take(line)
-                return read_run_screen(engine, name, run_id, outcome) if state_changed or mine else None
+                return read_run_screen(state, run_id, outcome) if state_changed or mine else None
 
             def print_plain(screen: RunScreen, lines: list[Line]) -> None:
                 for line in lines:
@@ -212,7 +212,7 @@ def follow_run(settings: Settings, run_id: str, console: Console, stop: threadin
                     write_plain(console, text)
                     last_plain[0] = text
 
-            first = read_run_screen(engine, name, run_id, outcome)
+            first = read_run_screen(state, run_id, outcome)
             _follow(console, View(first, redraw, lambda screen: screen, print_plain, lambda: outcome.done), watch, stop)
         finally:
             watch.close()
@@ -226,7 +226,7 @@ def follow_run(settings: Settings, run_id: str, console: Console, stop: threadin
 
 def follow_status(settings: Settings, console: Console, stop: threading.Event) -> int:
     """`status --follow`: every run, redrawn on any run's event or a commit, until `stop`."""
-    with state_reader(settings) as (engine, name):
+    with state_reader(settings) as state:
         watch = ChangeWatch(settings)
         try:
             shown: dict[str, list[str]] = {}
@@ -234,7 +234,7 @@ def follow_status(settings: Settings, console: Console, stop: threading.Event) -
             def redraw(state_changed: bool, lines: list[Line]) -> StatusView | None:
                 if not state_changed and not any("run_id" in line for line in lines):
                     return None
-                return read_status(engine, name, utc_now())
+                return read_status(state, utc_now())
 
             def print_plain(view: StatusView, lines: list[Line]) -> None:
                 for run in view.runs:
@@ -243,7 +243,7 @@ def follow_status(settings: Settings, console: Console, stop: threading.Event) -
                         write_plain(console, text)
                         shown[run.run_id] = text.split("\t")[:3]
 
-            first = read_status(engine, name, utc_now())
+            first = read_status(state, utc_now())
             _follow(console, View(first, redraw, status_table, print_plain, lambda: False), watch, stop)
         finally:
             watch.close()

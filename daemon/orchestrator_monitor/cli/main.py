@@ -44,8 +44,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: 
         from .live import follow_status
 
         return _until_signal(lambda stop: follow_status(settings, out, stop))
-    with state_reader(settings) as (engine, name):
-        view = read_status(engine, name, utc_now())
+    with state_reader(settings) as state:
+        view = read_status(state, utc_now())
     if args.json:
         write_json(view, sys.stdout)
     else:
@@ -59,8 +59,8 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err:
         from .live import follow_run
 
         return _until_signal(lambda stop: follow_run(settings, args.run, out, stop))
-    with state_reader(settings) as (engine, name):
-        detail = read_run(engine, name, args.run, utc_now())
+    with state_reader(settings) as state:
+        detail = read_run(state, args.run, utc_now())
     if args.json:
         write_json(detail, sys.stdout)
     else:

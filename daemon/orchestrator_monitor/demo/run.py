@@ -56,10 +56,10 @@ def run_demo(
     tick = 0
     # The monitor's events go to logs/monitor.jsonl only: the live table is the demo's screen.
     quiet = settings.model_copy(update={"events": settings.events.model_copy(update={"sinks": []})})
-    with _monitor_beside(quiet, console), state_reader(settings) as (engine, name):
+    with _monitor_beside(quiet, console), state_reader(settings) as state:
 
         def snapshot() -> StatusView:
-            view = read_status(engine, name, utc_now())
+            view = read_status(state, utc_now())
             return StatusView(runs=[line for line in view.runs if line.run_id.startswith(prefix)], warnings=[])
 
         with screen(console) as update:

@@ -20,6 +20,7 @@ from ..events.types import EventType, Publish
 from ..ledger.runs import Ledger, RunRecord
 from ..state.records import RUN_TERMINAL, RunSnapshot
 from ..state.snapshots import fetch_snapshots
+from ..state.tables import StateTables
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,11 @@ class NoHandoff:
 class Completions:
     """The records of finished runs (loaded from the ledger at start) and the announcements."""
 
-    def __init__(self, *, ledger: Ledger, publish: Publish, flush: Callable[[], None], handoff: Handoff) -> None:
+    def __init__(
+        self, *, ledger: Ledger, publish: Publish, flush: Callable[[], None], handoff: Handoff, tables: StateTables
+    ) -> None:
         self._ledger = ledger
+        self._tables = tables
         self._publish = publish
         self._flush = flush
         self._handoff = handoff
@@ -81,11 +85,19 @@ class Completions:
         self._announce(run_id, status, record.marked_by or "executor", record.tasks)
         return False
 
-    def marked_by(self, snapshot: RunSnapshot) -> str:
-        """Who set a terminal status we did not see being set: us, if it is the mark we intended."""
+    def terminal_outcome(self, snapshot: RunSnapshot) -> tuple[str, str]:
+        """(status, marked_by) of a terminal run we did not see being set: our own mark from before a
+        crash if it is the one we intended (as the executor's vocabulary stores it: a PARTIAL mark
+        reads back FAILED, and PARTIAL is what is recorded), else the executor's status."""
         record = self._records.get(snapshot.run_id)
-        ours = record is not None and record.phase == "marking" and record.status == snapshot.status
-        return "monitor" if ours else "executor"
+        if (
+            record is not None
+            and record.phase == "marking"
+            and record.status is not None
+            and self._tables.mapping.runs.read_back(record.status) == snapshot.status
+        ):
+            return record.status, "monitor"
+        return snapshot.status, "executor"
 
     def observe_open(self, run_id: str, status: str) -> None:
         """A run seen open: an intended mark that never landed is dropped; a finished one has reopened."""
@@ -157,7 +169,7 @@ class Completions:
         if not candidates:
             return
         with connection.begin():
-            snapshots = fetch_snapshots(connection, candidates)
+            snapshots = fetch_snapshots(connection, self._tables, candidates)
         for run_id, snapshot in snapshots.items():
             if fingerprint_text(snapshot) != self._records[run_id].fingerprint:
                 self.reopen(run_id, "tasks or workstreams changed after the run was marked")

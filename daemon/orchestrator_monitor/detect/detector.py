@@ -33,6 +33,7 @@ from ..state.snapshots import (
     fetch_statuses,
     iterate_all_runs,
 )
+from ..state.tables import StateTables
 from .completions import REOPEN_WATCH_SECONDS, Completions, Handoff
 from .rule import Verdict, decide
 
@@ -64,15 +65,17 @@ class Detector:
         settle_seconds: float,
         stall_after_seconds: float,
         connection: Callable[[], Connection],
+        tables: StateTables,
         marks_allowed: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._tables = tables
         self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
         self._publish = publish
         self._settle = settle_seconds
         self._stall_after = stall_after_seconds
         self._connection = connection
         self._open: dict[str, _OpenRun] = {}
-        self._completions = Completions(ledger=ledger, publish=publish, flush=flush, handoff=handoff)
+        self._completions = Completions(ledger=ledger, publish=publish, flush=flush, handoff=handoff, tables=tables)
         self._finished: dict[str, tuple[str | None, float]] = {}  # completed here, not yet archived
         self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
         self._warned: set[str] = set()
@@ -120,7 +123,7 @@ class Detector:
     def _run_statuses(self) -> dict[str, str]:
         connection = self._connection()
         with connection.begin():
-            return {run_id: status for run_id, (status, _) in fetch_all_runs(connection).items()}
+            return {run_id: status for run_id, (status, _) in fetch_all_runs(connection, self._tables).items()}
 
     # -- the full pass -------------------------------------------------------------------
 
@@ -135,8 +138,8 @@ class Detector:
         unsettled: dict[str, str] = {}  # terminal runs the ledger is not done with (looked at after the read)
         still_there: set[str] = set()  # of the runs we follow as open
         with connection.begin():
-            self._rowid = fetch_newest_rowid(connection)
-            for run_id, status, run_dir in iterate_all_runs(connection):
+            self._rowid = fetch_newest_rowid(connection, self._tables)
+            for run_id, status, run_dir in iterate_all_runs(connection, self._tables):
                 if not self._admitted(run_id):
                     continue
                 if run_id in self._open:
@@ -145,8 +148,10 @@ class Detector:
                     open_runs[run_id] = (status, run_dir)
                 elif not self._completions.settled(run_id):
                     unsettled[run_id] = status
-            open_snapshots = fetch_snapshots(connection, {run_id: status for run_id, (status, _) in open_runs.items()})
-            orphans = fetch_orphan_run_ids(connection)
+            open_snapshots = fetch_snapshots(
+                connection, self._tables, {run_id: status for run_id, (status, _) in open_runs.items()}
+            )
+            orphans = fetch_orphan_run_ids(connection, self._tables)
         for run_id in orphans:
             self.warn_once(
                 f"orphan:{run_id}",
@@ -216,19 +221,21 @@ class Detector:
         """Read the open runs and the few that may be done; mark those that are. Returns a recheck time."""
         connection = self._connection()
         with connection.begin():
-            open_now = self._admit(fetch_open_runs(connection))
+            open_now = self._admit(fetch_open_runs(connection, self._tables))
             left = [run_id for run_id in self._open if run_id not in open_now]
-            left_statuses = fetch_statuses(connection, left) if left else {}
+            left_statuses = fetch_statuses(connection, self._tables, left) if left else {}
             terminal = {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
             if self._rowid is not None:
-                new_runs, self._rowid = fetch_runs_after(connection, self._rowid)
+                new_runs, self._rowid = fetch_runs_after(connection, self._tables, self._rowid)
                 new_runs = self._admit(new_runs)
                 terminal.update(
                     (r, s) for r, s in new_runs.items() if s in RUN_TERMINAL and not self._completions.known(r)
                 )
-            candidates = fetch_candidates(connection)
-            snapshots = fetch_snapshots(connection, {r: open_now[r][0] for r in candidates if r in open_now})
-            terminal_snapshots = fetch_snapshots(connection, terminal)
+            candidates = fetch_candidates(connection, self._tables)
+            snapshots = fetch_snapshots(
+                connection, self._tables, {r: open_now[r][0] for r in candidates if r in open_now}
+            )
+            terminal_snapshots = fetch_snapshots(connection, self._tables, terminal)
         for run_id, (status, run_dir) in open_now.items():
             self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
         for run_id in left:
@@ -272,7 +279,7 @@ class Detector:
             return mono + MARK_RETRY_SECONDS  # safe mode: the decision stands, the write waits
         self._completions.begin_mark(snapshot.run_id, decision.status)
         try:
-            result = mark_run(self._connection(), snapshot, decision.status, now)
+            result = mark_run(self._connection(), self._tables, snapshot, decision.status, now)
         except exc.OperationalError as err:
             self._completions.abandon_mark(snapshot.run_id)
             self.warn_once(
@@ -307,9 +314,9 @@ class Detector:
         if snapshots is None:
             connection = self._connection()
             with connection.begin():
-                snapshots = fetch_snapshots(connection, statuses)
+                snapshots = fetch_snapshots(connection, self._tables, statuses)
         for snapshot in snapshots.values():
-            self._finish(snapshot, snapshot.status, self._completions.marked_by(snapshot), mono)
+            self._finish(snapshot, *self._completions.terminal_outcome(snapshot), mono)
 
     def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float) -> None:
         previous = self._open.pop(snapshot.run_id, None)

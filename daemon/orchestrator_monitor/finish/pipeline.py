@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from ..archive.archiver import Archival, ArchiveOutcome, RunRow, archive_run, fetch_terminal_run
 from ..archive.bag import read_summary
 from ..archive.copier import Flag
@@ -29,8 +27,9 @@ from ..events.types import Publish
 from ..ledger.runs import Ledger
 from ..reports.numbers import ArchiveFacts
 from ..reports.reporter import Reporting, report_run
+from ..state.access import StateDatabase, open_state
 from ..state.archival_log import ArchivalLog
-from ..state.engine import database_url, describe_database, open_engine, read_transaction, translate_errors
+from ..state.engine import read_transaction, translate_errors
 from ..state.records import RUN_TERMINAL
 from ..state.snapshots import fetch_all_runs
 from ..timefmt import utc_now
@@ -65,7 +64,7 @@ def archive_facts(archive_root: Path, run_id: str) -> ArchiveFacts:
 def pipeline_for(
     settings: Settings,
     *,
-    engine: Engine,
+    state: StateDatabase,
     publish: Publish,
     flush: Callable[[], None],
     ledger: Ledger,
@@ -73,23 +72,22 @@ def pipeline_for(
     escalate: bool = True,
 ) -> Pipeline:
     workspace = Workspace.from_settings(settings)
-    url = database_url(settings)
+    busy = settings.database.busy_timeout_seconds
     archival = Archival(
         workspace=workspace,
-        engine=engine,
-        url=url,
+        state=state,
         busy_timeout_seconds=settings.database.busy_timeout_seconds,
         reserve_bytes=settings.archive.reserve_bytes,
         publish=publish,
         flush_events=flush,
         log=ArchivalLog(
-            engine, outbox=workspace.progress_db, busy_timeout_seconds=settings.database.busy_timeout_seconds
+            state.engine, state.tables.archival_log, outbox=workspace.progress_db, busy_timeout_seconds=busy
         ),
         ledger=ledger,
         stop=stop,
     )
     read_archive = partial(archive_facts, workspace.archive_root)
-    return Pipeline(archival, Reporting(workspace, engine, url, publish, flush, ledger, read_archive, escalate))
+    return Pipeline(archival, Reporting(workspace, state, publish, flush, ledger, read_archive, escalate))
 
 
 @contextmanager
@@ -97,12 +95,12 @@ def open_pipeline(settings: Settings, stop: Flag) -> Iterator[Pipeline]:
     """A pipeline for one command; archival_log rows that had to wait are tried once more at the end."""
     workspace = Workspace.from_settings(settings)
     busy = settings.database.busy_timeout_seconds
-    engine = open_engine(database_url(settings), busy_timeout_seconds=busy, readonly=False)
+    state = open_state(settings, readonly=False)
     ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
     try:
         with open_bus(settings, extra_sinks=False) as bus:
             pipeline = pipeline_for(
-                settings, engine=engine, publish=bus.publish, flush=bus.flush, ledger=ledger, stop=stop
+                settings, state=state, publish=bus.publish, flush=bus.flush, ledger=ledger, stop=stop
             )
             try:
                 yield pipeline
@@ -111,13 +109,14 @@ def open_pipeline(settings: Settings, stop: Flag) -> Iterator[Pipeline]:
                     logger.error("%d archival_log rows could not be written", pipeline.archival.log.pending)
     finally:
         ledger.close()
-        engine.dispose()
+        state.dispose()
 
 
 def unarchived_terminal_runs(pipeline: Pipeline) -> list[str]:
     archival = pipeline.archival
-    with translate_errors(describe_database(archival.url)), read_transaction(archival.engine) as connection:
-        all_runs = fetch_all_runs(connection)
+    state = archival.state
+    with translate_errors(state.name), read_transaction(state.engine) as connection:
+        all_runs = fetch_all_runs(connection, state.tables)
     root = archival.workspace.archive_root
     return sorted(r for r, (status, _) in all_runs.items() if status in RUN_TERMINAL and not (root / r).exists())
 

@@ -17,8 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine
-
 from ..archive.archiver import fetch_terminal_run
 from ..archive.failures import ArchiveFailure, Interrupted
 from ..archive.tree import scan_tree
@@ -26,6 +24,7 @@ from ..config import Settings
 from ..errors import BadInput, ProblemFound, Unavailable
 from ..events.types import Publish
 from ..ledger.runs import Ledger
+from ..state.access import StateDatabase
 from .pipeline import Pipeline, pipeline_for
 
 logger = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class ArchiveWorker:
         cls,
         settings: Settings,
         *,
-        engine: Engine,
+        state: StateDatabase,
         publish: Publish,
         flush: Callable[[], None],
         ledger: Ledger,
@@ -98,7 +97,7 @@ class ArchiveWorker:
     ) -> ArchiveWorker:
         stop = threading.Event()
         pipeline = pipeline_for(
-            settings, engine=engine, publish=publish, flush=flush, ledger=ledger, stop=stop, escalate=False
+            settings, state=state, publish=publish, flush=flush, ledger=ledger, stop=stop, escalate=False
         )
         return cls(pipeline, quiet_seconds=settings.archive.quiet_seconds, stop=stop, allowed=allowed)
 

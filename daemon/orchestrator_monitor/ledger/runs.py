@@ -206,6 +206,16 @@ class Ledger:
             row = self._connection.execute("SELECT phase FROM monitor_runs WHERE run_id = ?", (run_id,)).fetchone()
         return row[0] if row else None
 
+    def decision(self, run_id: str) -> str | None:
+        """The status the monitor's own mark decided for the run (None if the executor ended it).
+
+        The truth to tell where the executor's vocabulary could not hold it (PARTIAL written `failed`)."""
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT status FROM monitor_runs WHERE run_id = ? AND marked_by = 'monitor'", (run_id,)
+            ).fetchone()
+        return row[0] if row else None
+
     def archived_among(self, run_ids: list[str]) -> set[str]:
         """Which of these runs have a published bag (phase archived or reported)."""
         found: set[str] = set()

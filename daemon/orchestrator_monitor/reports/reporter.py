@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from ..durable import replace_files
 from ..errors import BadInput, MonitorError, ProblemFound
@@ -25,10 +25,10 @@ from ..events.sinks.spool import remove_run_events
 from ..events.types import EventType, Publish
 from ..ids import validate_run_id
 from ..ledger.runs import Ledger
-from ..state.engine import describe_database, read_transaction, translate_errors
+from ..state.access import StateDatabase
+from ..state.engine import read_transaction, translate_errors
 from ..state.queries import fetch_run, fetch_workstreams
 from ..state.records import RUN_TERMINAL
-from ..state.schema import tasks
 from ..workspace import Workspace
 from .drawing import timeline, tool_bars
 from .numbers import ArchiveFacts, TaskRow, metrics, summary
@@ -48,8 +48,7 @@ class ReportFailure(MonitorError):
 @dataclass(frozen=True)
 class Reporting:
     workspace: Workspace
-    engine: Engine
-    url: str
+    state: StateDatabase
     publish: Publish
     flush_events: Callable[[], None]  # the spool is removed only once REPORT_GENERATED is written there
     ledger: Ledger
@@ -119,7 +118,10 @@ def write_reports(
 
 
 def _read_rows(ctx: Reporting, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[TaskRow]]:
-    """The run, its workstreams and its tasks, in one read transaction."""
+    """The run, its workstreams and its tasks, in one read transaction; the run's status is the true
+    outcome (the monitor's PARTIAL where the executor could only store `failed`)."""
+    state = ctx.state
+    tasks = state.tables.tasks
     task_columns = (
         tasks.c.workstream_id,
         tasks.c.tool,
@@ -129,12 +131,13 @@ def _read_rows(ctx: Reporting, run_id: str) -> tuple[dict[str, Any], list[dict[s
         tasks.c.started_at,
         tasks.c.finished_at,
     )
-    with translate_errors(describe_database(ctx.url)), read_transaction(ctx.engine) as connection:
-        run = fetch_run(connection, run_id)
+    with translate_errors(state.name), read_transaction(state.engine) as connection:
+        run = fetch_run(connection, state.tables, run_id)
         if run is None:
             raise BadInput(f"unknown run: {run_id}")
-        workstream_rows = fetch_workstreams(connection, run_id)
+        workstream_rows = fetch_workstreams(connection, state.tables, run_id)
         task_rows = [TaskRow(*row) for row in connection.execute(select(*task_columns).where(tasks.c.run_id == run_id))]
     if run["status"] not in RUN_TERMINAL:
         raise ProblemFound(f"run {run_id} is {run['status']}, not terminal: reports are written once it has finished")
+    run["status"] = state.mapping.true_status(run["status"], ctx.ledger.decision(run_id))
     return run, workstream_rows, task_rows

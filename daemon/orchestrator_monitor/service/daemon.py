@@ -29,7 +29,7 @@ from ..config import Settings
 from ..detect.detector import Detector
 from ..detect.job import DetectionJob, Probe, Timing
 from ..detect.watch import RunDirWatcher, RunFollower, Signals
-from ..errors import MonitorError
+from ..errors import MonitorError, Unavailable
 from ..events.bus import Bus
 from ..events.publishing import open_bus
 from ..events.subscription import Subscription
@@ -37,8 +37,10 @@ from ..events.types import EventType
 from ..finish.worker import ArchiveWorker
 from ..ledger.runs import Ledger
 from ..lock import hold_lock
+from ..state.access import open_state, settle_seconds
 from ..state.connection import StateConnection
-from ..state.engine import database_url, describe_database, open_engine, sqlite_path
+from ..state.engine import create_archival_table, open_engine, sqlite_path
+from ..state.mapping import SchemaMapping
 from ..state.probe import PollingProbe, SqliteProbe
 from ..workspace import Workspace
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
@@ -116,7 +118,11 @@ def start_scheduler(supervisor: Supervisor, settings: Settings, outcomes: Subscr
 
 
 def reload_settings(
-    current: Settings, load: Callable[[], Settings], detector: Detector, supervisor: Supervisor
+    current: Settings,
+    load: Callable[[], Settings],
+    detector: Detector,
+    supervisor: Supervisor,
+    mapping: SchemaMapping,
 ) -> Settings:
     """SIGHUP: take the new configuration's [reload] keys; a bad one keeps the running one and says why."""
     try:
@@ -125,7 +131,7 @@ def reload_settings(
         logger.error("configuration not reloaded, the running one is kept: %s", err)
         return current
     detector.configure(
-        settle_seconds=applied.completion.settle_seconds, stall_after_seconds=applied.completion.stall_after_seconds
+        settle_seconds=settle_seconds(applied, mapping), stall_after_seconds=applied.completion.stall_after_seconds
     )
     supervisor.settings = applied
     logger.info("configuration reloaded%s", "" if applied != current else " (no change)")
@@ -145,7 +151,8 @@ def run_daemon(
     load_settings: Callable[[], Settings] | None = None,
     front: Front | None = None,
 ) -> None:
-    """Run the monitor until `stop` is set. Raises `Unavailable` (exit 3) for a held workspace or missing database.
+    """Run the monitor until `stop` is set. Raises `Unavailable` (exit 3) for a held workspace, or a missing
+    database or one that does not fit the schema mapping (checked before any event is published).
 
     `notifier` speaks systemd's notify protocol; `watchdog_seconds` is how often to send
     `WATCHDOG=1` (only while the loops make progress); `reload_requested` set (SIGHUP) makes
@@ -159,24 +166,32 @@ def run_daemon(
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     workspace = Workspace.from_settings(settings)
     busy = settings.database.busy_timeout_seconds
-    url = database_url(settings)
     with ExitStack() as stack:
         stack.enter_context(hold_lock(workspace.monitor_dir / "daemon.lock", f"workspace {workspace.root}"))
-        engine = open_engine(url, busy_timeout_seconds=busy, readonly=False)
-        stack.callback(engine.dispose)
-        connection = StateConnection(engine)
+        state = open_state(settings, readonly=False)
+        stack.callback(state.dispose)
+        try:
+            create_archival_table(state.engine, state.tables.archival_log, state.name)
+        except Unavailable as err:  # a read-only database: its rows wait in the outbox (safe mode says why)
+            logger.warning("%s", err)
+        connection = StateConnection(state.engine)
         stack.callback(connection.close)
         bus = stack.enter_context(open_bus(settings))
         identity = {"version": __version__, "pid": os.getpid(), "workspace": str(workspace.root)}
-        stack.callback(bus.publish, EventType.MONITOR_STOPPED, identity)
+        started = threading.Event()  # MONITOR_STOPPED only ever follows a MONITOR_STARTED
+        stack.callback(lambda: started.is_set() and bus.publish(EventType.MONITOR_STOPPED, identity))
+        for statement in state.index_advice:
+            detail = f"the cheap pass has no index to seek on {state.name}; the executor's owner can run: {statement}"
+            logger.warning("%s", detail)
+            bus.publish(EventType.WARNING, {"what": "missing index", "detail": detail})
         metrics = MonitorMetrics()
         bus.add_sink(metrics, name="metrics", queue_size=settings.events.subscriber_queue_size)
         outcomes = bus.subscribe({EventType.ARCHIVE_FAILED, EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
         stack.callback(outcomes.close)
         ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
         stack.callback(ledger.close)
-        db_file = sqlite_path(url)
-        check_engine = None if db_file is not None else open_engine(url, busy_timeout_seconds=busy, readonly=True)
+        db_file = sqlite_path(state.url)
+        check_engine = None if db_file is not None else open_engine(state.url, busy_timeout_seconds=busy, readonly=True)
         if check_engine is not None:
             stack.callback(check_engine.dispose)
         poll = settings.completion.poll_seconds
@@ -187,12 +202,12 @@ def run_daemon(
             metrics=metrics,
             notifier=notifier,
             detection=progress,
-            check_database=DatabaseChecker(db_file, check_engine, describe_database(url), timeout_seconds=busy),
+            check_database=DatabaseChecker(db_file, check_engine, state.name, timeout_seconds=busy),
             progress_db=workspace.progress_db,
         )
         archival = ArchiveWorker.for_daemon(
             settings,
-            engine=engine,
+            state=state,
             publish=bus.publish,
             flush=bus.flush,
             ledger=ledger,
@@ -210,9 +225,10 @@ def run_daemon(
             publish=bus.publish,
             flush=bus.flush,
             handoff=archival,
-            settle_seconds=settings.completion.settle_seconds,
+            settle_seconds=settle_seconds(settings, state.mapping),
             stall_after_seconds=settings.completion.stall_after_seconds,
             connection=connection,
+            tables=state.tables,
             marks_allowed=supervisor.marks_allowed,
         )
         detector.start()
@@ -237,7 +253,8 @@ def run_daemon(
             follow_runs=RunFollower(workspace.root, watcher, detector.warn_once),
         )
         progress.follow(lambda: job.iterations)
-        bus.publish(EventType.MONITOR_STARTED, identity)
+        bus.publish(EventType.MONITOR_STARTED, {**identity, "schema": state.mapping.name})
+        started.set()
         on_error = partial(supervisor.record_error, "detection")
         thread = threading.Thread(
             target=run_detection_thread, args=(job, stop, on_error), name="detection", daemon=True
@@ -259,7 +276,7 @@ def run_daemon(
         while not stop.wait(tick):  # the main loop: reload on SIGHUP, ping the watchdog while loops progress
             if reload_requested is not None and reload_requested.is_set() and load_settings is not None:
                 reload_requested.clear()
-                settings = reload_settings(settings, load_settings, detector, supervisor)
+                settings = reload_settings(settings, load_settings, detector, supervisor, state.mapping)
             if watchdog_seconds and time.monotonic() >= next_ping and supervisor.live():
                 notifier.watchdog()
                 next_ping = time.monotonic() + watchdog_seconds

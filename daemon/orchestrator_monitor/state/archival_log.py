@@ -24,11 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Connection, Engine, exc, insert, select, text
+from sqlalchemy import Connection, Engine, Table, exc, insert, select, text
 
 from ..timefmt import format_timestamp, utc_now
 from .marks import write_transaction
-from .schema import archival_log
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +51,9 @@ class ArchivalRow:
 class ArchivalLog:
     """Writes rows now when it can, later when it cannot (keeping them in `outbox` meanwhile); thread-safe."""
 
-    def __init__(self, engine: Engine, *, outbox: Path, busy_timeout_seconds: float) -> None:
+    def __init__(self, engine: Engine, table: Table, *, outbox: Path, busy_timeout_seconds: float) -> None:
         self._engine = engine
+        self._table = table  # archival_log, or monitor_archival_log beside an executor's own
         self._outbox = _Outbox(outbox, busy_timeout_seconds)
         self._pending: list[tuple[int | None, ArchivalRow]] = list(self._outbox.load())  # (outbox key, row)
         self._lock = threading.Lock()
@@ -73,6 +73,7 @@ class ArchivalLog:
         with self._lock:
             if any(row.run_id == run_id and row.status == "SUCCEEDED" for _, row in self._pending):
                 return True
+        archival_log = self._table
         query = select(archival_log.c.id).where(
             archival_log.c.run_id == run_id,
             archival_log.c.action == ACTION_ARCHIVE,
@@ -103,7 +104,7 @@ class ArchivalLog:
             if connection.dialect.name == "postgresql":  # two processes' flushes one after the other
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('orchestrator_monitor.archival_log'))"))
             for _, row in rows:
-                _insert_once(connection, row)
+                _insert_once(connection, self._table, row)
 
     def _write_one_by_one(self) -> bool:
         """After a row was refused for good: each row alone, the refused ones set aside (under the lock)."""
@@ -148,7 +149,7 @@ class ArchivalLog:
         self._pending = [(next(keys) if key is None else key, row) for key, row in self._pending]
 
 
-def _insert_once(connection: Connection, row: ArchivalRow) -> None:
+def _insert_once(connection: Connection, archival_log: Table, row: ArchivalRow) -> None:
     """Insert `row` unless it is there already (written before a crash emptied the outbox)."""
     present = select(archival_log.c.id).where(
         archival_log.c.run_id == row.run_id,

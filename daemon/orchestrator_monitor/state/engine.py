@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 
@@ -147,6 +147,12 @@ def create_tables(engine: Engine, name: str) -> None:
     """Create whichever state tables are missing; existing tables are never altered."""
     with translate_errors(name):
         metadata.create_all(engine, checkfirst=True)
+
+
+def create_archival_table(engine: Engine, table: Table, name: str) -> None:
+    """The monitor's archival table, if missing: its one table in the executor's database."""
+    with translate_errors(name):
+        table.create(engine, checkfirst=True)
 
 
 @contextmanager

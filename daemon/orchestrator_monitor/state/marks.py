@@ -31,8 +31,8 @@ from sqlalchemy import Connection, select, text, update
 
 from ..timefmt import format_timestamp, parse_timestamp
 from .records import RunSnapshot
-from .schema import runs, tasks, workstreams
 from .snapshots import fetch_snapshots, fetch_statuses, fetch_task_finish_times
+from .tables import StateTables
 
 MARK_LOCK_STATEMENT_MS = 300  # PostgreSQL: how long each locking statement of the mark may wait (see above)
 
@@ -55,36 +55,47 @@ def write_transaction(connection: Connection) -> Iterator[None]:
         connection.execution_options(sqlite_begin="")
 
 
-def mark_run(connection: Connection, seen: RunSnapshot, status: str, now: datetime) -> MarkResult:
-    """Set the run terminal if it is unchanged since `seen`; `finished_at` = latest task finish."""
+def mark_run(connection: Connection, tables: StateTables, seen: RunSnapshot, status: str, now: datetime) -> MarkResult:
+    """Set the run terminal if it is unchanged since `seen`; `finished_at` = latest task finish.
+
+    The status is written in the executor's own vocabulary (`runs.write` of the mapping), and
+    the finish and update times only where the executor has those columns."""
     with write_transaction(connection):
         if connection.dialect.name != "sqlite":
-            _lock_run_rows(connection, seen.run_id)
-        current = fetch_statuses(connection, [seen.run_id]).get(seen.run_id)
+            _lock_run_rows(connection, tables, seen.run_id)
+        current = fetch_statuses(connection, tables, [seen.run_id]).get(seen.run_id)
         if current != seen.status:
             return MarkResult(marked=False)
-        if fetch_snapshots(connection, {seen.run_id: current})[seen.run_id].fingerprint != seen.fingerprint:
+        if fetch_snapshots(connection, tables, {seen.run_id: current})[seen.run_id].fingerprint != seen.fingerprint:
             return MarkResult(marked=False)
-        finished, unreadable = latest_time(fetch_task_finish_times(connection, seen.run_id))
+        finished, unreadable = latest_time(fetch_task_finish_times(connection, tables, seen.run_id))
         finished_at = format_timestamp(finished or now)
+        part = tables.mapping.runs
+        table = tables.runs_table
+        values = {part.status: part.written(status)}
+        for name, value in (("finished_at", finished_at), ("updated_at", format_timestamp(now))):
+            if name in part.columns:
+                values[part.columns[name]] = value
         connection.execute(
-            update(runs)
-            .where(runs.c.run_id == seen.run_id, runs.c.status == seen.status)
-            .values(status=status, finished_at=finished_at, updated_at=format_timestamp(now))
+            update(table)
+            .where(table.c[part.key] == seen.run_id, table.c[part.status].in_(part.statuses.raw_values([seen.status])))
+            .values(values)
         )
     return MarkResult(marked=True, finished_at=finished_at, unreadable_times=unreadable)
 
 
-def _lock_run_rows(connection: Connection, run_id: str) -> None:
+def _lock_run_rows(connection: Connection, tables: StateTables, run_id: str) -> None:
     """Wait for, then hold off, executor changes to the run's rows until the transaction ends."""
     postgresql = connection.dialect.name == "postgresql"
     if postgresql:
         previous = connection.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
         connection.execute(text(f"SET LOCAL statement_timeout = '{MARK_LOCK_STATEMENT_MS}ms'"))
-    connection.execute(select(tasks.c.task_id).where(tasks.c.run_id == run_id).with_for_update(read=True))
-    connection.execute(
-        select(workstreams.c.workstream_id).where(workstreams.c.run_id == run_id).with_for_update(read=True)
-    )
+    rows = tables.task_rows
+    connection.execute(select(rows.c.task_id).where(rows.c.run_id == run_id).with_for_update(read=True))
+    if tables.workstreams is not None:
+        ws = tables.workstreams
+        connection.execute(select(ws.c.workstream_id).where(ws.c.run_id == run_id).with_for_update(read=True))
+    runs = tables.runs
     connection.execute(select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
     if postgresql:  # the rest of the mark runs under the usual timeout
         connection.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": previous})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Connection, func, or_, select
 
 from .queries import RUN_COLUMNS, Row
-from .schema import archival_log, runs, tasks
+from .tables import StateTables
 
 TASK_COLUMNS = (
     "task_id",
@@ -64,19 +64,21 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _run_conditions(wanted: RunFilter) -> list[ColumnElement[bool]]:
+def _run_conditions(tables: StateTables, wanted: RunFilter) -> list[ColumnElement[bool]]:
+    runs = tables.runs
     conditions: list[ColumnElement[bool]] = []
     if wanted.status is not None:
-        conditions.append(runs.c.status == wanted.status)
+        conditions.append(tables.runs_in([wanted.status]))
     if wanted.search is not None:
         pattern = _like(wanted.search)
         conditions.append(or_(runs.c.run_id.like(pattern, escape="\\"), runs.c.name.like(pattern, escape="\\")))
     return conditions
 
 
-def fetch_runs_page(connection: Connection, wanted: RunFilter) -> tuple[list[Row], int]:
+def fetch_runs_page(connection: Connection, tables: StateTables, wanted: RunFilter) -> tuple[list[Row], int]:
     """The runs of one page, in the asked order, and how many runs match in all."""
-    conditions = _run_conditions(wanted)
+    runs = tables.runs
+    conditions = _run_conditions(tables, wanted)
     column = runs.c[wanted.sort]
     order = (column.desc(), runs.c.run_id.desc()) if wanted.descending else (column.asc(), runs.c.run_id.asc())
     query = (
@@ -91,14 +93,20 @@ def fetch_runs_page(connection: Connection, wanted: RunFilter) -> tuple[list[Row
     return rows, int(total)
 
 
-def fetch_status_totals(connection: Connection) -> dict[str, int]:
+def fetch_status_totals(connection: Connection, tables: StateTables) -> dict[str, int]:
     """Runs by status, for the filter buttons: answered from `ix_runs_status` alone."""
-    query = select(runs.c.status, func.count()).group_by(runs.c.status)
-    return {status: int(count) for status, count in connection.execute(query).all()}
+    runs = tables.runs
+    totals: dict[str, int] = {}
+    for status, count in connection.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all():
+        totals[status] = totals.get(status, 0) + int(count)
+    return totals
 
 
-def fetch_task_counts_for(connection: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+def fetch_task_counts_for(
+    connection: Connection, tables: StateTables, run_ids: Sequence[str]
+) -> dict[str, dict[str, int]]:
     """Tasks per status of the given runs only: index seeks on (run_id, status)."""
+    tasks = tables.tasks
     counts: dict[str, dict[str, int]] = {}
     if not run_ids:
         return counts
@@ -108,14 +116,16 @@ def fetch_task_counts_for(connection: Connection, run_ids: Sequence[str]) -> dic
         .group_by(tasks.c.run_id, tasks.c.status)
     )
     for run_id, status, count in connection.execute(query).all():
-        counts.setdefault(run_id, {})[status] = int(count)
+        per_run = counts.setdefault(run_id, {})
+        per_run[status] = per_run.get(status, 0) + int(count)
     return counts
 
 
-def _task_conditions(run_id: str, wanted: TaskFilter) -> list[ColumnElement[bool]]:
+def _task_conditions(tables: StateTables, run_id: str, wanted: TaskFilter) -> list[ColumnElement[bool]]:
+    tasks = tables.tasks
     conditions: list[ColumnElement[bool]] = [tasks.c.run_id == run_id]
     if wanted.status is not None:
-        conditions.append(tasks.c.status == wanted.status)
+        conditions.append(tables.tasks_in([wanted.status]))
     if wanted.tool is not None:
         conditions.append(tasks.c.tool == wanted.tool)
     if wanted.workstream_id is not None:
@@ -132,9 +142,12 @@ def _task_conditions(run_id: str, wanted: TaskFilter) -> list[ColumnElement[bool
     return conditions
 
 
-def fetch_tasks_page(connection: Connection, run_id: str, wanted: TaskFilter) -> tuple[list[Row], int]:
+def fetch_tasks_page(
+    connection: Connection, tables: StateTables, run_id: str, wanted: TaskFilter
+) -> tuple[list[Row], int]:
     """One page of a run's tasks, filtered and sorted, and how many match in all."""
-    conditions = _task_conditions(run_id, wanted)
+    tasks = tables.tasks
+    conditions = _task_conditions(tables, run_id, wanted)
     column = tasks.c[wanted.sort]
     order = (column.desc(), tasks.c.task_id.desc()) if wanted.descending else (column.asc(), tasks.c.task_id.asc())
     selected = [tasks.c[name] for name in TASK_COLUMNS if name != "error_message"]
@@ -150,8 +163,9 @@ def fetch_tasks_page(connection: Connection, run_id: str, wanted: TaskFilter) ->
     return rows, int(total)
 
 
-def fetch_timeline(connection: Connection, run_id: str, limit: int) -> list[Row]:
+def fetch_timeline(connection: Connection, tables: StateTables, run_id: str, limit: int) -> list[Row]:
     """The run's started tasks in order of start (the first `limit`), for the timeline bars."""
+    tasks = tables.tasks
     query = (
         select(tasks.c.task_id, tasks.c.tool, tasks.c.status, tasks.c.started_at, tasks.c.finished_at)
         .where(tasks.c.run_id == run_id, tasks.c.started_at.is_not(None))
@@ -161,8 +175,9 @@ def fetch_timeline(connection: Connection, run_id: str, limit: int) -> list[Row]
     return [dict(row) for row in connection.execute(query).mappings()]
 
 
-def fetch_archival(connection: Connection, run_id: str, limit: int) -> list[Row]:
+def fetch_archival(connection: Connection, tables: StateTables, run_id: str, limit: int) -> list[Row]:
     """The run's `archival_log` rows, newest first (where its archive is, and how archiving went)."""
+    archival_log = tables.archival_log
     query = (
         select(
             archival_log.c.action,

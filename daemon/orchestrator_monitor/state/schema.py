@@ -59,21 +59,27 @@ tasks = Table(
     Index("ix_tasks_updated_at", "updated_at"),
 )
 
-archival_log = Table(
-    "archival_log",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", Text, nullable=False),
-    Column("action", Text, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("archive_path", Text),
-    Column("file_count", Integer),
-    Column("total_bytes", BigInteger().with_variant(Integer, "sqlite")),  # a 2 GiB archive overflows int4
-    Column("manifest_sha256", Text),
-    Column("error", Text),
-    Column("started_at", Text),
-    Column("finished_at", Text),
-    Index("ix_archival_log_run_id", "run_id"),
-)
+
+def archival_log_table(name: str, meta: MetaData | None = None) -> Table:
+    """The monitor's archival rows, in `archival_log` or (beside an executor's own) `monitor_archival_log`."""
+    return Table(
+        name,
+        meta if meta is not None else MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", Text, nullable=False),
+        Column("action", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("archive_path", Text),
+        Column("file_count", Integer),
+        Column("total_bytes", BigInteger().with_variant(Integer, "sqlite")),  # a 2 GiB archive overflows int4
+        Column("manifest_sha256", Text),
+        Column("error", Text),
+        Column("started_at", Text),
+        Column("finished_at", Text),
+        Index(f"ix_{name}_run_id", "run_id"),
+    )
+
+
+archival_log = archival_log_table("archival_log", metadata)
 
 EXECUTOR_TABLES = (runs, workstreams, tasks)

@@ -1,4 +1,9 @@
-"""`orchestrator init`: the workspace's folders, the state schema and the monitor's own database."""
+"""`orchestrator init`: the workspace's folders, the state schema and the monitor's own database.
+
+The monitor creates only the reference schema (it is the only one whose DDL it owns), and only in
+a database with none of those tables yet. An executor's database that fits its mapping gets
+just the monitor's archival table; one that does not fit is refused and left exactly as it was.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from ..errors import Unavailable
 from ..ledger.monitor_db import create_progress_database
 from ..workspace import Workspace
-from .engine import create_sqlite_database, create_tables, database_url, describe_database, open_engine, sqlite_path
+from .access import SchemaMismatch, check_fit, configured_mapping, inspect_database
+from .engine import (
+    create_archival_table,
+    create_sqlite_database,
+    create_tables,
+    database_url,
+    describe_database,
+    open_engine,
+    sqlite_path,
+)
+from .fit import fit_problems, has_any_table, refusal
+from .mapping import DEFAULT_MAPPING
 
 
 @dataclass(frozen=True)
@@ -16,24 +33,40 @@ class InitResult:
     workspace: Path
     database: str
     created_database: bool
+    schema: str
 
 
 def init_workspace(settings: Settings) -> InitResult:
     """Create the folders, the state schema and the monitor's own database; safe to repeat."""
     workspace = Workspace.from_settings(settings)
-    for folder in workspace.folders():
-        folder.mkdir(parents=True, exist_ok=True)
     url = database_url(settings)
+    name = describe_database(url)
+    mapping = configured_mapping(settings)
     busy = settings.database.busy_timeout_seconds
     path = sqlite_path(url)
-    if path is not None:
+    missing = path is not None and (not path.exists() or path.stat().st_size == 0)
+    if missing and mapping.name != DEFAULT_MAPPING:
+        raise Unavailable(
+            f"state database not found: {name} (the {mapping.name!r} schema is its executor's own: start the "
+            "executor first, or point database.url at the file it writes)"
+        )
+    for folder in workspace.folders():
+        folder.mkdir(parents=True, exist_ok=True)
+    created = False
+    if path is not None and missing:
         created = create_sqlite_database(path, busy_timeout_seconds=busy)
     else:
         engine = open_engine(url, busy_timeout_seconds=busy, readonly=False)
         try:
-            create_tables(engine, describe_database(url))
+            found, _ = inspect_database(engine, name)
+            problems = fit_problems(mapping, found)
+            if problems and mapping.name == DEFAULT_MAPPING and not has_any_table(mapping, found):
+                create_tables(engine, name)
+            elif problems:
+                raise SchemaMismatch(refusal(mapping, problems, found, name))
+            tables, _ = check_fit(engine, mapping, name)
+            create_archival_table(engine, tables.archival_log, name)
         finally:
             engine.dispose()
-        created = False
     create_progress_database(workspace.progress_db, busy_timeout_seconds=busy)
-    return InitResult(workspace=workspace.root, database=describe_database(url), created_database=created)
+    return InitResult(workspace=workspace.root, database=name, created_database=created, schema=mapping.name)

@@ -4,7 +4,9 @@ A wake-up reads the open runs (`ix_runs_status`), the few whose tasks are all te
 (`NOT EXISTS` seeks on `ix_tasks_run_id_status` and `ix_workstreams_run_id_status`: the
 cost grows with the number of open runs, never with the number of tasks), and full
 snapshots of those candidates only. Nothing here trusts `updated_at`; it is only part of
-the fingerprint.
+the fingerprint. Every read goes through the mapped tables (`state/tables.py`), so statuses
+come back in the reference vocabulary whatever the executor writes; the index names above are
+the reference schema's (`orchestrator daemon` warns about any the executor's schema lacks).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from collections.abc import Iterator, Sequence
 from sys import intern
 from typing import Any
 
-from sqlalchemy import Connection, and_, exc, exists, func, select, text
+from sqlalchemy import ColumnElement, Connection, Select, and_, exc, exists, func, literal_column, select
 
 from .records import RUN_STATUSES, RUN_TERMINAL, RunSnapshot, as_text
-from .schema import runs, tasks, workstreams
+from .tables import StateTables
 
 OPEN_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_TERMINAL)
 OPEN_TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING")
@@ -29,9 +31,10 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + CHUNK]
 
 
-def fetch_open_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
+def fetch_open_runs(connection: Connection, tables: StateTables) -> dict[str, tuple[str, str | None]]:
     """run_id -> (status, run_dir) of the runs in a known open status (index seek on status)."""
-    query = select(runs.c.run_id, runs.c.status, runs.c.run_dir).where(runs.c.status.in_(OPEN_RUN_STATUSES))
+    runs = tables.runs
+    query = select(runs.c.run_id, runs.c.status, runs.c.run_dir).where(tables.runs_in(OPEN_RUN_STATUSES))
     return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
 
 
@@ -39,45 +42,54 @@ def _text(value: object) -> str:
     return as_text(value) or "NULL"
 
 
-def fetch_all_runs(connection: Connection) -> dict[str, tuple[str, str | None]]:
+def fetch_all_runs(connection: Connection, tables: StateTables) -> dict[str, tuple[str, str | None]]:
     """run_id -> (status, run_dir) of every run, for the first-start baseline and archival's backfill."""
-    return {run_id: (status, run_dir) for run_id, status, run_dir in iterate_all_runs(connection)}
+    return {run_id: (status, run_dir) for run_id, status, run_dir in iterate_all_runs(connection, tables)}
 
 
-def iterate_all_runs(connection: Connection) -> Iterator[tuple[str, str, str | None]]:
+def iterate_all_runs(connection: Connection, tables: StateTables) -> Iterator[tuple[str, str, str | None]]:
     """(run_id, status, run_dir) of every run, one at a time (the full reconciliation keeps few).
 
     The few distinct statuses are interned: a long history holds one copy of each, not one per run.
     `yield_per` makes PostgreSQL send the rows in batches (a server-side cursor) rather than all
     at once; SQLite steps through them anyway."""
+    runs = tables.runs
     query = select(runs.c.run_id, runs.c.status, runs.c.run_dir).execution_options(yield_per=STREAM_ROWS)
     for run_id, status, run_dir in connection.execute(query):
         yield run_id, intern(_text(status)), run_dir
 
 
-def fetch_newest_rowid(connection: Connection) -> int | None:
+def fetch_newest_rowid(connection: Connection, tables: StateTables) -> int | None:
     """SQLite: the highest rowid of `runs`, the watermark for runs inserted later; None without rowids."""
     if connection.dialect.name != "sqlite":
         return None
+    newest: Select[int] = select(func.coalesce(func.max(literal_column("rowid")), 0)).select_from(tables.runs_table)
     try:
         with connection.begin_nested():
-            return int(connection.execute(text("SELECT coalesce(max(rowid), 0) FROM runs")).scalar_one())
+            return int(connection.execute(newest).scalar_one())
     except exc.OperationalError:  # a WITHOUT ROWID table: reconciliation alone finds new terminal runs
         return None
 
 
-def fetch_runs_after(connection: Connection, rowid: int) -> tuple[dict[str, str], int]:
+def fetch_runs_after(connection: Connection, tables: StateTables, rowid: int) -> tuple[dict[str, str], int]:
     """Runs inserted after the watermark (a rowid range seek) and the new watermark.
 
     Catches a run inserted already terminal, or made terminal before a pass saw it open.
     """
-    rows = connection.execute(
-        text("SELECT rowid, run_id, status FROM runs WHERE rowid > :rowid ORDER BY rowid"), {"rowid": rowid}
-    ).all()
+    table = tables.runs_table
+    row_id: ColumnElement[int] = literal_column("rowid")
+    query = (
+        select(row_id, table.c[tables.mapping.runs.key], tables.run_status())
+        .select_from(table)
+        .where(row_id > rowid)
+        .order_by(row_id)
+    )
+    rows = connection.execute(query).all()
     return {run_id: _text(status) for _, run_id, status in rows}, (rows[-1][0] if rows else rowid)
 
 
-def fetch_statuses(connection: Connection, run_ids: Sequence[str]) -> dict[str, str]:
+def fetch_statuses(connection: Connection, tables: StateTables, run_ids: Sequence[str]) -> dict[str, str]:
+    runs = tables.runs
     found: dict[str, str] = {}
     for chunk in _chunks(run_ids):
         query = select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(chunk))
@@ -85,19 +97,28 @@ def fetch_statuses(connection: Connection, run_ids: Sequence[str]) -> dict[str, 
     return found
 
 
-def fetch_candidates(connection: Connection) -> list[str]:
-    """Open runs that have tasks, none of them in a known open status, and no open workstream."""
-    any_task = exists().where(tasks.c.run_id == runs.c.run_id)
-    open_task = exists().where(and_(tasks.c.run_id == runs.c.run_id, tasks.c.status.in_(OPEN_TASK_STATUSES)))
-    open_workstream = exists().where(
-        and_(workstreams.c.run_id == runs.c.run_id, workstreams.c.status.in_(OPEN_RUN_STATUSES))
-    )
-    query = select(runs.c.run_id).where(runs.c.status.in_(OPEN_RUN_STATUSES), any_task, ~open_task, ~open_workstream)
+def fetch_candidates(connection: Connection, tables: StateTables) -> list[str]:
+    """Open runs that have tasks, none of them in a known open status, and no open workstream.
+
+    Read from the executor's rows as they are: where rows are attempts, a run with any open
+    attempt row waits (the snapshot, which folds the attempts, then decides exactly)."""
+    runs, rows = tables.runs, tables.task_rows
+    any_task = exists().where(rows.c.run_id == runs.c.run_id)
+    open_task = exists().where(and_(rows.c.run_id == runs.c.run_id, tables.tasks_in(OPEN_TASK_STATUSES, rows)))
+    query = select(runs.c.run_id).where(tables.runs_in(OPEN_RUN_STATUSES), any_task, ~open_task)
+    if tables.workstreams is not None:
+        ws = tables.workstreams
+        query = query.where(
+            ~exists().where(and_(ws.c.run_id == runs.c.run_id, tables.workstreams_in(OPEN_RUN_STATUSES)))
+        )
     return list(connection.execute(query).scalars())
 
 
-def fetch_snapshots(connection: Connection, run_statuses: dict[str, str]) -> dict[str, RunSnapshot]:
+def fetch_snapshots(
+    connection: Connection, tables: StateTables, run_statuses: dict[str, str]
+) -> dict[str, RunSnapshot]:
     """Full snapshots (counts, attempts, times) of a few runs."""
+    tasks, workstreams = tables.tasks, tables.workstreams
     task_rows: dict[str, list[tuple[Any, ...]]] = {run_id: [] for run_id in run_statuses}
     ws_rows: dict[str, list[tuple[Any, ...]]] = {run_id: [] for run_id in run_statuses}
     for chunk in _chunks(list(run_statuses)):
@@ -115,6 +136,8 @@ def fetch_snapshots(connection: Connection, run_statuses: dict[str, str]) -> dic
         )
         for row in connection.execute(task_query):
             task_rows[row[0]].append((_text(row[1]), *row[2:]))
+        if workstreams is None:
+            continue
         ws_query = (
             select(workstreams.c.run_id, workstreams.c.status, func.count())
             .where(workstreams.c.run_id.in_(chunk))
@@ -140,19 +163,21 @@ def _snapshot(
     )
 
 
-def fetch_task_finish_times(connection: Connection, run_id: str) -> list[Any]:
+def fetch_task_finish_times(connection: Connection, tables: StateTables, run_id: str) -> list[Any]:
+    tasks = tables.tasks
     return list(connection.execute(select(tasks.c.finished_at).where(tasks.c.run_id == run_id)).scalars())
 
 
-def fetch_orphan_run_ids(connection: Connection) -> set[str]:
+def fetch_orphan_run_ids(connection: Connection, tables: StateTables) -> set[str]:
     """Run ids that tasks or workstreams name but `runs` does not hold.
 
     The distinct run ids (a covering index scan), then one seek in `runs` for each: only the
     orphans come back, so a long history is never held as a set of every run id. (Filtering
     before DISTINCT would seek once per task: three times slower at ten tasks per run.)
     """
+    runs = tables.runs
     found: set[str] = set()
-    for table in (tasks, workstreams):
+    for table in (t for t in (tables.task_rows, tables.workstreams) if t is not None):
         referenced = select(table.c.run_id).distinct().subquery()
         query = select(referenced.c.run_id).where(~exists().where(runs.c.run_id == referenced.c.run_id))
         found.update(connection.execute(query).scalars())

@@ -14,9 +14,12 @@ from typing import Any
 from ..config import Settings
 from ..ledger.monitor_db import read_heartbeats
 from ..service.health import DatabaseChecker, check_archival_storage, check_heartbeats, process_alive
-from ..service.safemode import Condition
+from ..service.safemode import Condition, Observation
+from ..state.access import SchemaMismatch, check_fit, configured_mapping
 from ..state.engine import database_url, describe_database, open_engine, sqlite_path
 from ..workspace import Workspace
+
+SCHEMA = "db_schema_check"
 
 
 def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
@@ -24,12 +27,12 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
     workspace = Workspace.from_settings(settings)
     busy = settings.database.busy_timeout_seconds
     url = database_url(settings)
+    name = describe_database(url)
     db_file = sqlite_path(url)
     server = None if db_file is not None else open_engine(url, busy_timeout_seconds=busy, readonly=True)
     try:
-        database = DatabaseChecker(db_file, server, describe_database(url), timeout_seconds=busy)(
-            settings.health.quick_check_seconds
-        )
+        database = DatabaseChecker(db_file, server, name, timeout_seconds=busy)(settings.health.quick_check_seconds)
+        schema = _schema_check(settings, url, name) if database.condition is Condition.OK else None
     finally:
         if server is not None:
             server.dispose()
@@ -43,7 +46,8 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         beats, now=now, stale_after_seconds=settings.health.stale_after_seconds, alive=process_alive
     )
     live = heartbeat.condition is Condition.OK
-    checks = {o.check: {"status": str(o.condition), "detail": o.detail} for o in (heartbeat, database, storage)}
+    observed = (heartbeat, database, *((schema,) if schema is not None else ()), storage)
+    checks = {o.check: {"status": str(o.condition), "detail": o.detail} for o in observed}
     view = next((b.detail for b in beats if b.job == "scheduler"), {}) if live else {}
     for name, reported in view.get("checks", {}).items():
         checks.setdefault(name, reported)  # what only the daemon sees (a loop, report failures)
@@ -57,3 +61,16 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         "recent_errors": view.get("recent_errors", []),
         "heartbeat_age_s": max((round(b.age_seconds(now), 3) for b in beats), default=None),
     }
+
+
+def _schema_check(settings: Settings, url: str, name: str) -> Observation:
+    """Does the reachable database fit the configured schema mapping? (The daemon refuses one that does not.)"""
+    mapping = configured_mapping(settings)
+    engine = open_engine(url, busy_timeout_seconds=settings.database.busy_timeout_seconds, readonly=True)
+    try:
+        check_fit(engine, mapping, name)
+    except SchemaMismatch as err:
+        return Observation(SCHEMA, Condition.UNAVAILABLE, str(err))
+    finally:
+        engine.dispose()
+    return Observation(SCHEMA, Condition.OK, f"{name} fits the schema mapping {mapping.name!r}")

@@ -35,9 +35,9 @@ def open_dashboard(settings: Settings, bus: Bus | None) -> Iterator[list[BaseRou
         else LogFeed(log, partial(refetch_events, log))
     )
     hub = EventHub(feed)
-    with state_reader(settings) as (engine, name):
+    with state_reader(settings) as state:
         hub.start()
         try:
-            yield dashboard_routes(DashboardContext(engine, name, workspace, hub, utc_now))
+            yield dashboard_routes(DashboardContext(state, workspace, hub, utc_now))
         finally:
             hub.close()

@@ -13,11 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
 from ...errors import BadInput
 from ...ids import validate_run_id
 from ...state import pages, queries
+from ...state.access import StateDatabase
 from ...state.engine import read_transaction, translate_errors
 from ...views.reader import fetch_run_rows
 from ...views.runs import build_run_detail, build_status_view
@@ -42,12 +41,13 @@ def run_files(workspace: Workspace, run_id: str) -> dict[str, Path]:
     }
 
 
-def read_runs_page(engine: Engine, name: str, wanted: pages.RunFilter, now: datetime) -> dict[str, Any]:
+def read_runs_page(state: StateDatabase, wanted: pages.RunFilter, now: datetime) -> dict[str, Any]:
     """`/api/runs`: one page of runs with their progress, the total, and runs by status."""
-    with translate_errors(name), read_transaction(engine) as connection:
-        rows, total = pages.fetch_runs_page(connection, wanted)
-        counts = pages.fetch_task_counts_for(connection, [row["run_id"] for row in rows])
-        by_status = pages.fetch_status_totals(connection)
+    tables = state.tables
+    with translate_errors(state.name), read_transaction(state.engine) as connection:
+        rows, total = pages.fetch_runs_page(connection, tables, wanted)
+        counts = pages.fetch_task_counts_for(connection, tables, [row["run_id"] for row in rows])
+        by_status = pages.fetch_status_totals(connection, tables)
     view = build_status_view(rows, counts, now)
     return {
         "runs": [asdict(line) for line in view.runs],
@@ -60,17 +60,18 @@ def read_runs_page(engine: Engine, name: str, wanted: pages.RunFilter, now: date
 
 
 def read_run_page(
-    engine: Engine, name: str, workspace: Workspace, run_id: str, wanted: pages.TaskFilter, now: datetime
+    state: StateDatabase, workspace: Workspace, run_id: str, wanted: pages.TaskFilter, now: datetime
 ) -> dict[str, Any]:
     """`/api/runs/<id>`: the run's detail (as `monitor --json`), a page of tasks, timeline, archive, files."""
     validate_run_id(run_id)
-    with translate_errors(name), read_transaction(engine) as connection:
-        rows = fetch_run_rows(connection, run_id)
+    tables = state.tables
+    with translate_errors(state.name), read_transaction(state.engine) as connection:
+        rows = fetch_run_rows(connection, tables, run_id)
         if rows is None:
             raise UnknownRun(f"unknown run: {run_id}")
-        task_rows, task_total = pages.fetch_tasks_page(connection, run_id, wanted)
-        timeline = pages.fetch_timeline(connection, run_id, TIMELINE_LIMIT)
-        archival = pages.fetch_archival(connection, run_id, ARCHIVAL_ROWS_LIMIT)
+        task_rows, task_total = pages.fetch_tasks_page(connection, tables, run_id, wanted)
+        timeline = pages.fetch_timeline(connection, tables, run_id, TIMELINE_LIMIT)
+        archival = pages.fetch_archival(connection, tables, run_id, ARCHIVAL_ROWS_LIMIT)
     detail = build_run_detail(*rows, now)
     files = {link: path for link, path in run_files(workspace, run_id).items() if path.is_file()}
     return {
@@ -82,7 +83,7 @@ def read_run_page(
     }
 
 
-def run_exists(engine: Engine, name: str, run_id: str) -> bool:
+def run_exists(state: StateDatabase, run_id: str) -> bool:
     validate_run_id(run_id)
-    with translate_errors(name), read_transaction(engine) as connection:
-        return queries.fetch_run(connection, run_id) is not None
+    with translate_errors(state.name), read_transaction(state.engine) as connection:
+        return queries.fetch_run(connection, state.tables, run_id) is not None

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -24,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from ...errors import BadInput, Unavailable
 from ...ids import run_id_problem
+from ...state.access import StateDatabase
 from ...workspace import Workspace
 from .guard import TOKEN_PARAMETER
 from .hub import EventHub
@@ -38,10 +38,9 @@ _FILE_TYPES = {".json": "application/json", ".html": "text/html; charset=utf-8",
 
 @dataclass(frozen=True)
 class DashboardContext:
-    """What the dashboard reads: a read-only engine on the state database, the workspace, the event hub."""
+    """What the dashboard reads: the state database (read-only), the workspace, the event hub."""
 
-    engine: Engine
-    database_name: str
+    state: StateDatabase
     workspace: Workspace
     hub: EventHub
     now: Callable[[], datetime]
@@ -77,7 +76,7 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
         if problem is not None:
             return HTMLResponse(f"<p>invalid run id: {html.escape(problem)}</p>", 400)
         try:
-            if not run_exists(context.engine, context.database_name, run_id):
+            if not run_exists(context.state, run_id):
                 return HTMLResponse(f"<p>unknown run: {html.escape(run_id)}</p>", 404)
         except Unavailable as err:
             return HTMLResponse(f"<p>{html.escape(str(err))}</p>", 503)
@@ -86,7 +85,7 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
     def api_runs(request: Request) -> Response:
         try:
             wanted = parse_run_filter(request.query_params, len(request.scope.get("query_string", b"")))
-            return json_response(read_runs_page(context.engine, context.database_name, wanted, context.now()))
+            return json_response(read_runs_page(context.state, wanted, context.now()))
         except (BadParameter, BadInput, Unavailable) as err:
             return _error(err)
 
@@ -94,8 +93,7 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
         try:
             wanted = parse_task_filter(request.query_params, len(request.scope.get("query_string", b"")))
             document = read_run_page(
-                context.engine,
-                context.database_name,
+                context.state,
                 context.workspace,
                 request.path_params["run_id"],
                 wanted,

@@ -1,0 +1,99 @@
+"""Opening the state database through its schema mapping: checked first, then read.
+
+`open_state` is how every command and the daemon reach the executor's tables: it loads the
+configured mapping, looks at what the database has (tables, columns, indexes: one
+`PRAGMA table_info` or catalog query per table), refuses a database that does not fit with
+one line (exit 3), and hands back the engine with the mapped tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, inspect
+
+from ..config import Settings
+from ..errors import Unavailable
+from .engine import database_url, describe_database, open_engine, translate_errors
+from .fit import Found, Indexes, archival_table, fit_problems, fold, missing_indexes, refusal
+from .mapping import SchemaMapping, load_mapping
+from .tables import StateTables, build_tables
+
+
+class SchemaMismatch(Unavailable):
+    """The database does not fit the configured mapping (exit 3, nothing written to it)."""
+
+
+@dataclass(frozen=True)
+class StateDatabase:
+    engine: Engine
+    url: str
+    name: str  # for messages: the file, or the URL without its password
+    tables: StateTables
+    index_advice: tuple[str, ...]  # CREATE INDEX statements the cheap pass would like
+
+    @property
+    def mapping(self) -> SchemaMapping:
+        return self.tables.mapping
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def configured_mapping(settings: Settings) -> SchemaMapping:
+    schema_file = settings.database.schema_file
+    return load_mapping(settings.database.schema_name, settings.resolve(schema_file) if schema_file else None)
+
+
+def settle_seconds(settings: Settings, mapping: SchemaMapping) -> float:
+    """`completion.settle_seconds` when configured, else what the mapping's executor needs."""
+    configured = settings.completion.settle_seconds
+    return mapping.settle_seconds if configured is None else configured
+
+
+def inspect_database(engine: Engine, name: str) -> tuple[Found, Indexes]:
+    """Every table's columns, and its indexes (the primary key counted as one)."""
+    with translate_errors(name), engine.connect() as connection:
+        inspector = inspect(connection)
+        columns: dict[str, list[str]] = {}
+        indexes: dict[str, list[tuple[str, ...]]] = {}
+        for table in inspector.get_table_names():
+            columns[table] = [column["name"] for column in inspector.get_columns(table)]
+            found = [tuple(c for c in index["column_names"] if c is not None) for index in inspector.get_indexes(table)]
+            primary = inspector.get_pk_constraint(table).get("constrained_columns") or []
+            indexes[table.casefold()] = [tuple(c.casefold() for c in cols) for cols in (*found, tuple(primary)) if cols]
+    return fold(columns), indexes
+
+
+def check_fit(engine: Engine, mapping: SchemaMapping, name: str) -> tuple[StateTables, tuple[str, ...]]:
+    """The mapped tables, or `SchemaMismatch` naming what is missing and what would fit."""
+    found, indexes = inspect_database(engine, name)
+    problems = fit_problems(mapping, found)
+    if problems:
+        raise SchemaMismatch(refusal(mapping, problems, found, name))
+    return build_tables(mapping, archival_table(mapping, found)), tuple(missing_indexes(mapping, indexes))
+
+
+def open_state(settings: Settings, *, readonly: bool) -> StateDatabase:
+    """The state database, checked against the configured mapping; the caller disposes of it."""
+    url = database_url(settings)
+    mapping = configured_mapping(settings)
+    engine = open_engine(url, busy_timeout_seconds=settings.database.busy_timeout_seconds, readonly=readonly)
+    name = describe_database(url)
+    try:
+        tables, advice = check_fit(engine, mapping, name)
+    except BaseException:
+        engine.dispose()
+        raise
+    return StateDatabase(engine=engine, url=url, name=name, tables=tables, index_advice=advice)
+
+
+@contextmanager
+def state_database(settings: Settings, *, readonly: bool = True) -> Iterator[StateDatabase]:
+    database = open_state(settings, readonly=readonly)
+    try:
+        yield database
+    finally:
+        database.dispose()
