@@ -18,7 +18,8 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_without_any_source(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={})
-    assert settings.completion.settle_seconds == 0
+    assert settings.completion.settle_seconds is None  # the schema mapping's default
+    assert settings.database.schema_name == "reference"
     assert settings.dashboard.port == 8765
     assert settings.resolve(settings.archive.root) == tmp_path / ".archive"
 
@@ -112,11 +113,12 @@ def test_the_shipped_config_documents_every_key_with_its_default(tmp_path: Path)
     shipped = tomllib.loads(text)
     defaults = Settings(workspace=tmp_path)
     for section, model in SECTIONS.items():
-        for key in model.model_fields:
+        for name, field in model.model_fields.items():
+            key = field.alias or name
             assert f"{key} = " in text, f"config/monitor.toml does not document {section}.{key}"
             if key in shipped.get(section, {}):
                 assert (
-                    shipped[section][key] == getattr(getattr(defaults, section), key)
-                    or str(getattr(getattr(defaults, section), key)) == shipped[section][key]
+                    shipped[section][key] == getattr(getattr(defaults, section), name)
+                    or str(getattr(getattr(defaults, section), name)) == shipped[section][key]
                 ), f"{section}.{key} in config/monitor.toml is not the default"
     assert load_settings(tmp_path, config_file=REPO / "config" / "monitor.toml", environ={}) == defaults

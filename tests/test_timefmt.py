@@ -16,13 +16,18 @@ EXPECTED = datetime(2026, 11, 24, 6, 48, 28, 745000, tzinfo=UTC)
         "2026-11-24T06:48:28.745Z",
         "2026-11-24T06:48:28.745000+00:00",
         "2026-11-24 06:48:28.745000",
+        "2026-11-24T06:48:28.745000+00:00Z",  # the uet engine: isoformat() of an aware time, then "Z"
+        "2026-11-24T06:48:28.745000+0000",
+        "2026-11-24T06:48:28.745000123Z",  # nanoseconds: cut to microseconds
     ],
 )
 def test_every_accepted_shape_reads_as_utc(text: str) -> None:
     assert parse_timestamp(text) == EXPECTED
 
 
-@pytest.mark.parametrize("value", [None, "", "yesterday", "2026-13-45 00:00:00", "2026-11-24T06:48:28+02:00", 17])
+@pytest.mark.parametrize(
+    "value", [None, "", "yesterday", "2026-13-45 00:00:00", "2026-11-24T06:48:28+02:00", 17, "2026-11-24T06:48:28ZZ"]
+)
 def test_unreadable_values_give_none_not_an_exception(value: object) -> None:
     assert parse_timestamp(value) is None
 

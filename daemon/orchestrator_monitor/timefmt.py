@@ -1,8 +1,11 @@
 """Reading and writing the state database's ISO-8601 UTC timestamps.
 
 Executors write times in several shapes (SQLite's `datetime('now')`, Python's
-`isoformat()`, with or without `Z`); the spec lists what readers accept. An unreadable
-value yields None so the caller can warn, never crash.
+`isoformat()`, with or without `Z`, and the `uet` engine's `isoformat() + "Z"` of an aware
+time: `2026-11-30T23:10:24.508258+00:00Z`, two zone markers); the spec lists what readers
+accept. A time without a zone is UTC; any offset other than UTC's is unreadable (the spec's
+times are UTC); a fraction beyond microseconds is cut. An unreadable value yields None so the
+caller can warn, never crash.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import re
 from datetime import UTC, datetime
 
 _ACCEPTED = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2})[ T](?P<time>\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?P<zone>Z|\+00:00|\+0000)?"
+    r"(?P<date>\d{4}-\d{2}-\d{2})[ T](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?:Z|\+00:?00Z?)?"
 )
 
 
@@ -24,8 +28,9 @@ def parse_timestamp(value: object) -> datetime | None:
     match = _ACCEPTED.fullmatch(value.strip())
     if match is None:
         return None
+    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
     try:
-        parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}")
+        parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}")
     except ValueError:  # shape right, numbers wrong: 2026-13-45
         return None
     return parsed.replace(tzinfo=UTC)

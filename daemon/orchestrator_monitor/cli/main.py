@@ -20,6 +20,7 @@ from .. import __version__
 from ..config import Settings, choose_workspace, load_settings
 from ..errors import MonitorError
 from ..service.signals import stop_on_signals
+from ..state.access import mapping_text, survey
 from ..state.setup import init_workspace
 from ..timefmt import utc_now
 from ..views.reader import read_run, read_status, state_reader
@@ -35,8 +36,40 @@ Handler = Callable[[argparse.Namespace, Settings, Console, Console], int]
 def cmd_init(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     result = init_workspace(settings)
     state = "created" if result.created_database else "ready"
-    out.print(f"workspace {result.workspace} ready; state database {result.database} {state}", markup=False)
+    out.print(
+        f"workspace {result.workspace} ready; state database {result.database} {state} (schema {result.schema})",
+        markup=False,
+    )
     return 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """Which mappings fit the configured database, and the configured one as TOML; exit 1 when it does not fit."""
+    found = survey(settings)
+    configured = found.configured.name
+    if args.json:
+        document = {
+            "database": found.database,
+            "configured": configured,
+            "mappings": {
+                name: {"fits": not problems, "missing": problems} for name, problems in found.problems.items()
+            },
+            "index_advice": list(found.index_advice),
+        }
+        out.print_json(data=document)
+        return 1 if found.problems[configured] else 0
+    out.print(f"# state database {found.database}", markup=False)
+    for name, problems in found.problems.items():
+        verdict = "fits" if not problems else "does not fit: " + "; ".join(problems)
+        mark = "  (configured)" if name == configured else ""
+        out.print(f"# {name:<10} {verdict}{mark}", markup=False)
+    for statement in found.index_advice:
+        out.print(f"# missing index, for the executor's owner to create: {statement}", markup=False)
+    source = settings.database.schema_file
+    origin = f"database.schema_file {settings.resolve(source)}" if source else f"built-in mapping {configured}"
+    out.print(f"# the configured mapping ({origin}):\n", markup=False)
+    out.print(mapping_text(settings), markup=False, end="")
+    return 1 if found.problems[configured] else 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
@@ -197,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     add("init", cmd_init, "create a workspace and its schema (idempotent)")
+    add(
+        "schema", cmd_schema, "which schema mappings fit the state database, and the configured one as TOML"
+    ).add_argument("--json", action="store_true", help="print JSON (without the TOML)")
     status = add("status", cmd_status, "all runs, one line each")
     status_output = status.add_mutually_exclusive_group()
     status_output.add_argument("--json", action="store_true", help="print JSON")

@@ -18,7 +18,7 @@ from ..config import Settings
 from ..errors import Unavailable
 from .engine import database_url, describe_database, open_engine, translate_errors
 from .fit import Found, Indexes, archival_table, fit_problems, fold, missing_indexes, refusal
-from .mapping import SchemaMapping, load_mapping
+from .mapping import BUILT_IN, SchemaMapping, built_in, built_in_text, load_mapping
 from .tables import StateTables, build_tables
 
 
@@ -45,6 +45,15 @@ class StateDatabase:
 def configured_mapping(settings: Settings) -> SchemaMapping:
     schema_file = settings.database.schema_file
     return load_mapping(settings.database.schema_name, settings.resolve(schema_file) if schema_file else None)
+
+
+def mapping_text(settings: Settings) -> str:
+    """The configured mapping's TOML as written (comments included): where a user starts their own."""
+    schema_file = settings.database.schema_file
+    if schema_file is None:
+        return built_in_text(settings.database.schema_name)
+    configured_mapping(settings)  # a file that does not parse is reported as such, not printed
+    return settings.resolve(schema_file).read_text(encoding="utf-8")
 
 
 def settle_seconds(settings: Settings, mapping: SchemaMapping) -> float:
@@ -88,6 +97,31 @@ def open_state(settings: Settings, *, readonly: bool) -> StateDatabase:
         engine.dispose()
         raise
     return StateDatabase(engine=engine, url=url, name=name, tables=tables, index_advice=advice)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """`orchestrator schema`: what each mapping lacks in the configured database (empty: it fits)."""
+
+    database: str
+    configured: SchemaMapping
+    problems: dict[str, list[str]]  # mapping name -> what the database lacks for it, built-in ones and the configured
+    index_advice: tuple[str, ...]  # for the configured mapping, when it fits
+
+
+def survey(settings: Settings) -> Survey:
+    url = database_url(settings)
+    name = describe_database(url)
+    configured = configured_mapping(settings)
+    engine = open_engine(url, busy_timeout_seconds=settings.database.busy_timeout_seconds, readonly=True)
+    try:
+        found, indexes = inspect_database(engine, name)
+    finally:
+        engine.dispose()
+    mappings = {mapping.name: mapping for mapping in (*(built_in(n) for n in BUILT_IN), configured)}
+    problems = {mapping_name: fit_problems(mapping, found) for mapping_name, mapping in mappings.items()}
+    advice = () if problems[configured.name] else tuple(missing_indexes(configured, indexes))
+    return Survey(database=name, configured=configured, problems=problems, index_advice=advice)
 
 
 @contextmanager

@@ -44,11 +44,11 @@ def fitting(found: Found) -> list[str]:
 
 def refusal(mapping: SchemaMapping, problems: list[str], found: Found, database: str) -> str:
     """The one line a mismatched database gets (stderr, health, the daemon's last word)."""
+    if mapping.name == "reference" and not has_any_table(mapping, found):  # an empty or unrelated database
+        return f"state database {database} has no table 'runs' (run 'orchestrator init' to create the schema)"
     fits = [name for name in fitting(found) if name != mapping.name]
     if fits:
         hint = f"it fits the built-in mapping {' and '.join(fits)}: set database.schema = {fits[0]!r}"
-    elif not has_any_table(mapping, found) and mapping.name == "reference":
-        hint = "run 'orchestrator init' to create the reference schema"
     else:
         hint = "no built-in mapping fits it: write one (database.schema_file; see 'orchestrator schema')"
     return f"state database {database} does not fit the schema mapping {mapping.name!r}: {'; '.join(problems)} ({hint})"
