@@ -36,6 +36,25 @@ What it does:
 4. rounds alternate the two (daemon, poller, poller, daemon, ...) and prints percentiles of
    all samples, the ratio, and the goals.
 
+`--schema NAME` (reference, uet, pipeline; repeatable; default reference alone) measures the
+daemon on executor schemas (issue #12, /work/shared/EXECUTORS.md) beside the reference one, in
+the same run and on the same sizes: `--runs` runs of `--tasks-per-run` task rows (attempt rows
+for uet), `--open` of them open. Each schema's workspace is built and cached under `--workdir`
+like the reference one: `tests/executor_support.py` `create_database` and `bulk_fill` (its open
+runs have their last 3 task rows running), then `orchestrator init --set database.schema=NAME`
+(which only adds the monitor's archival table); its database keeps the executor's journal mode
+(`delete`, where the reference one is WAL). The daemon runs with `--set database.schema=NAME`,
+and with `--set completion.settle_seconds=0` on every schema (uet's mapping defaults to 900 s:
+its engine pauses between steps); the open runs' directories are made where the mapping looks
+(`runs/<id>`, uet `.worktrees/<id>`). Its writer finishes a run with `executor_support`
+`finish_open_run` (every running task or attempt terminal, the run row left open for the
+monitor to mark) in a `BEGIN IMMEDIATE ... COMMIT` transaction; the reference writer is the one
+above. Each round has one lifetime of every schema's daemon (reference, the schemas, then the
+poller; the next round in reverse order). The report gives each schema's single-run p50/p99
+and burst time beside the reference daemon's, the median of its lifetimes' figures, and their
+ratio to reference, with the goal of being within 1.5x of reference on both (latency p50 and
+p99, and burst). The baseline poller reads the reference schema only.
+
 The machine is shared and noisy (2 cores), so read percentiles and ratios, not single
 figures. The follower's 1 ms poll adds up to about a millisecond to every latency, the
 same for both. Usage:
@@ -43,12 +62,14 @@ same for both. Usage:
     .venv/bin/python bench/detect.py                   # full size (first build takes a while)
     .venv/bin/python bench/detect.py --quick           # small sizes, a smoke run
     .venv/bin/python bench/detect.py --idle-seconds 300
+    .venv/bin/python bench/detect.py --schema uet --schema pipeline   # executor schemas beside reference
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import random
@@ -66,6 +87,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -88,23 +110,52 @@ IDLE_SLICES = 10
 START_TIMEOUT = 120.0  # a daemon's start and first reconciliation on a big workspace
 SETTLE_TIMEOUT = 60.0  # how long every finished run may take to show up
 SLOW_COMMIT_SECONDS = 0.005
+SCHEMAS = ("reference", "uet", "pipeline")
+GOAL_SCHEMA_RATIO = 1.5  # a schema's latency and burst against the reference schema's
+TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"  # executor_support.py: the uet and pipeline databases
+SETTLE_ZERO = "completion.settle_seconds=0"  # on every schema: uet's mapping defaults to 900 s
 
-# The external writer: an executor finishing runs with plain sqlite3 and the simulator's SQL.
-# argv: spec.json result.json. It connects, says "ready", waits for "go" on stdin (so its
-# start-up is not in the measurement), then commits and records time.monotonic() right
-# after each COMMIT.
+
+@dataclass(frozen=True)
+class Schema:
+    """What the bench reads of a schema's database itself (the daemon has the whole mapping)."""
+
+    name: str
+    status: str  # the runs' status column
+    open_status: str  # an open run's status, as bulk_populate and bulk_fill leave it
+    task_table: str  # one row per task, or per attempt of a step (uet)
+    run_dir_parent: str  # where the mapping finds a run's directory: <parent>/<run_id>
+
+
+SCHEMA_INFO = {
+    "reference": Schema("reference", "status", "RUNNING", "tasks", "runs"),
+    "uet": Schema("uet", "state", "running", "step_attempts", ".worktrees"),
+    "pipeline": Schema("pipeline", "state", "RUNNING", "tasks", "runs"),
+}
+
+# The external writer: an executor finishing runs with plain sqlite3 and the simulator's SQL
+# (reference schema), or executor_support's finish_open_run (uet, pipeline). argv: spec.json
+# result.json. It connects, says "ready", waits for "go" on stdin (so its start-up is not in
+# the measurement), then commits and records time.monotonic() right after each COMMIT.
 WRITER_CODE = """
 import json, random, sqlite3, sys, time
 with open(sys.argv[1], encoding="utf-8") as file:
     spec = json.load(file)
+family = spec["family"]
+if family != "reference":
+    sys.path.append(spec["tests_dir"])
+    from executor_support import finish_open_run
 connection = sqlite3.connect(spec["database"], timeout=30, isolation_level=None)
 rng = random.Random(spec["seed"])
 
 def finish(group):
     connection.execute("BEGIN IMMEDIATE")
-    for _run_id, task_ids, workstream_ids in group:
-        connection.executemany(spec["finish_task"], [("SUCCEEDED", None, None, t) for t in task_ids])
-        connection.executemany(spec["set_workstream"], [("COMPLETED", w) for w in workstream_ids])
+    for run_id, task_ids, workstream_ids in group:
+        if family == "reference":
+            connection.executemany(spec["finish_task"], [("SUCCEEDED", None, None, t) for t in task_ids])
+            connection.executemany(spec["set_workstream"], [("COMPLETED", w) for w in workstream_ids])
+        else:
+            finish_open_run(connection, family, run_id)
     before = time.monotonic()
     connection.execute("COMMIT")
     after = time.monotonic()
@@ -229,41 +280,86 @@ def read_only(database: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quote(str(database))}?mode=ro", uri=True)
 
 
-def count_rows(database: Path) -> tuple[int, int, int]:
-    """Runs, tasks, and runs still open."""
+def count_rows(database: Path, schema: Schema) -> tuple[int, int, int]:
+    """Runs, task rows, and runs still open."""
     connection = read_only(database)
     try:
         runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0]
-        tasks = connection.execute("SELECT count(*) FROM tasks").fetchone()[0]
-        open_runs = connection.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+        tasks = connection.execute(f"SELECT count(*) FROM {schema.task_table}").fetchone()[0]
+        open_runs = connection.execute(
+            f"SELECT count(*) FROM runs WHERE {schema.status} = ?", (schema.open_status,)
+        ).fetchone()[0]
     finally:
         connection.close()
     return int(runs), int(tasks), int(open_runs)
 
 
-def prepare_workspace(workdir: Path, runs: int, tasks_per_run: int, open_runs: int, *, rebuild: bool) -> Path:
-    """The cached template workspace of this size, built when missing, incomplete or `rebuild`."""
-    workspace = workdir / f"detect-{runs}x{tasks_per_run}-open{open_runs}"
+def journal_mode(database: Path) -> str:
+    connection = read_only(database)
+    try:
+        return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def executor_support() -> ModuleType:
+    """tests/executor_support.py: the uet and pipeline schemas, `bulk_fill`, `finish_open_run`."""
+    if str(TESTS_DIR) not in sys.path:
+        sys.path.append(str(TESTS_DIR))
+    return importlib.import_module("executor_support")
+
+
+def init_workspace(workspace: Path, sets: Sequence[str]) -> None:
+    argv = [*orchestrator_command(), "init", "--workspace", str(workspace), *(x for s in sets for x in ("--set", s))]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def prepare_workspace(
+    workdir: Path, schema: Schema, runs: int, tasks_per_run: int, open_runs: int, *, rebuild: bool
+) -> Path:
+    """The cached template workspace of this schema and size, built when missing, incomplete or `rebuild`.
+
+    reference: `orchestrator init`, then the simulator's `bulk_populate`; uet and pipeline: the
+    executor's tables (`create_database`), `bulk_fill`, then `orchestrator init` with the schema.
+    """
+    prefix = "detect" if schema.name == "reference" else f"detect-{schema.name}"
+    filler = "bulk_populate" if schema.name == "reference" else "bulk_fill"
+    workspace = workdir / f"{prefix}-{runs}x{tasks_per_run}-open{open_runs}"
     database = workspace / STATE_DB
     marker = workspace / MARKER
     wanted = (runs, runs * tasks_per_run, open_runs)
     if not rebuild and marker.is_file() and database.is_file():
         info = json.loads(marker.read_text(encoding="utf-8"))
-        if count_rows(database) == wanted:
+        if count_rows(database, schema) == wanted:
             print(
-                f"workspace: reusing {workspace} (built {info['built_at']}: bulk_populate "
-                f"{info['populate_seconds']:.1f} s); database {mb(database.stat().st_size):.0f} MB"
+                f"workspace {schema.name}: reusing {workspace} (built {info['built_at']}: {filler} "
+                f"{info['populate_seconds']:.1f} s); database {mb(database.stat().st_size):.0f} MB, journal mode "
+                f"{journal_mode(database)}"
             )
             return workspace
-        print(f"workspace: {workspace} does not have {wanted} runs/tasks/open runs; rebuilding")
+        print(f"workspace {schema.name}: {workspace} does not have {wanted} runs/task rows/open runs; rebuilding")
     if workspace.exists():
         shutil.rmtree(workspace)
     workspace.mkdir(parents=True)
-    print(f"workspace: building {workspace}: {runs} runs x {tasks_per_run} tasks, {open_runs} open ...", flush=True)
-    subprocess.run([*orchestrator_command(), "init", "--workspace", str(workspace)], check=True, capture_output=True)
+    rows = "attempt rows" if schema.name == "uet" else "tasks"
+    print(
+        f"workspace {schema.name}: building {workspace}: {runs} runs x {tasks_per_run} {rows}, {open_runs} open ...",
+        flush=True,
+    )
     started = time.perf_counter()
-    bulk_populate(database, runs=runs, tasks_per_run=tasks_per_run, open_runs=open_runs)
+    if schema.name == "reference":
+        init_workspace(workspace, [])
+        started = time.perf_counter()
+        bulk_populate(database, runs=runs, tasks_per_run=tasks_per_run, open_runs=open_runs)
+    else:
+        support = executor_support()
+        support.create_database(database, schema.name)
+        support.bulk_fill(database, schema.name, runs=runs, tasks_per_run=tasks_per_run, open_runs=open_runs)
     populate_seconds = time.perf_counter() - started
+    if schema.name != "reference":  # the executor's tables are there: init adds only the monitor's archival table
+        init_workspace(workspace, [f"database.schema={schema.name}"])
     connection = sqlite3.connect(database)
     try:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # copies of the main file alone are complete
@@ -272,6 +368,7 @@ def prepare_workspace(workdir: Path, runs: int, tasks_per_run: int, open_runs: i
     marker.write_text(
         json.dumps(
             {
+                "schema": schema.name,
                 "runs": runs,
                 "tasks_per_run": tasks_per_run,
                 "open_runs": open_runs,
@@ -282,8 +379,9 @@ def prepare_workspace(workdir: Path, runs: int, tasks_per_run: int, open_runs: i
         encoding="utf-8",
     )
     print(
-        f"workspace: built: bulk_populate {populate_seconds:.1f} s "
-        f"({runs * tasks_per_run / populate_seconds:,.0f} tasks/s); database {mb(database.stat().st_size):.0f} MB"
+        f"workspace {schema.name}: built: {filler} {populate_seconds:.1f} s "
+        f"({runs * tasks_per_run / populate_seconds:,.0f} rows/s); database {mb(database.stat().st_size):.0f} MB, "
+        f"journal mode {journal_mode(database)}"
     )
     return workspace
 
@@ -300,9 +398,13 @@ class OpenRun:
         return [self.run_id, self.task_ids, self.workstream_ids]
 
 
-def read_open_runs(database: Path) -> list[OpenRun]:
+def read_open_runs(database: Path, schema: Schema) -> list[OpenRun]:
+    """The open runs; for uet and pipeline the run id alone (`finish_open_run` finds the rest)."""
     connection = read_only(database)
     try:
+        if schema.name != "reference":
+            query = f"SELECT run_id FROM runs WHERE {schema.status} = ?"
+            return [OpenRun(row[0], [], []) for row in connection.execute(query, (schema.open_status,))]
         open_ids = [row[0] for row in connection.execute("SELECT run_id FROM runs WHERE status = 'RUNNING'")]
         tasks: dict[str, list[str]] = {run_id: [] for run_id in open_ids}
         workstreams: dict[str, list[str]] = {run_id: [] for run_id in open_ids}
@@ -326,14 +428,18 @@ def read_open_runs(database: Path) -> list[OpenRun]:
     return [OpenRun(run_id, tasks[run_id], workstreams[run_id]) for run_id in open_ids]
 
 
-def fresh_copy(template: Path, destination: Path, open_runs: Sequence[OpenRun], *, run_dirs: bool) -> Path:
+def fresh_copy(
+    template: Path, destination: Path, open_runs: Sequence[OpenRun], *, run_dirs: bool, schema: Schema
+) -> Path:
     """A new workspace with the template's files and database, nothing of any monitor's state."""
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(
         template,
         destination,
-        ignore=shutil.ignore_patterns(".monitor", "logs", "*-wal", "*-shm", "*-journal", MARKER, "runs"),
+        ignore=shutil.ignore_patterns(
+            ".monitor", "logs", "*-wal", "*-shm", "*-journal", MARKER, "runs", ".worktrees"
+        ),
     )
     (destination / "logs").mkdir(exist_ok=True)
     # Write the copy out now: otherwise the kernel flushes its ~300 MB of dirty pages some 30 s
@@ -343,9 +449,9 @@ def fresh_copy(template: Path, destination: Path, open_runs: Sequence[OpenRun], 
         os.fsync(fd)
     finally:
         os.close(fd)
-    if run_dirs:  # an executor's open runs have directories; each gets an inotify watch
+    if run_dirs:  # an executor's open runs have directories (where the mapping looks); each gets an inotify watch
         for run in open_runs:
-            (destination / "runs" / run.run_id).mkdir(parents=True)
+            (destination / schema.run_dir_parent / run.run_id).mkdir(parents=True)
     return destination
 
 
@@ -537,7 +643,7 @@ class Measured:
 
 
 def run_writer(
-    database: Path, runs: Sequence[OpenRun], scratch: Path, spec: dict[str, Any]
+    database: Path, runs: Sequence[OpenRun], scratch: Path, spec: dict[str, Any], schema: Schema
 ) -> list[tuple[str, float, float]]:
     """Finish `runs` from a writer process; (run id, monotonic time COMMIT returned, its duration) of each.
 
@@ -550,6 +656,8 @@ def run_writer(
         json.dumps(
             {
                 "database": str(database),
+                "family": schema.name,
+                "tests_dir": str(TESTS_DIR),
                 "finish_task": FINISH_TASK,
                 "set_workstream": SET_WORKSTREAM,
                 "runs": [run.as_json() for run in runs],
@@ -600,11 +708,12 @@ class Lifetime:
 
     system: str
     round_number: int
+    schema: str = "reference"  # the daemon's; the poller reads the reference schema only
     startup_seconds: float = 0.0  # spawn -> MONITOR_STARTED (or POLLER_STARTED)
     first_pass_seconds: float = 0.0  # started -> the sentinel run's RUN_COMPLETED
     idle: Idle | None = None
     singles: list[float] = field(default_factory=list)  # latency, seconds
-    slow_commits: int = 0  # single-run COMMITs that took longer than SLOW_COMMIT_SECONDS (a checkpoint)
+    slow_commits: int = 0  # single-run COMMITs that took longer than SLOW_COMMIT_SECONDS (a checkpoint, a sync)
     burst_seconds: float | None = None
     burst_commit_span: float | None = None
     burst_latencies: list[float] = field(default_factory=list)
@@ -642,18 +751,27 @@ def measure_lifetime(
     idle: bool,
     run_dirs: bool,
     daemon_sets: Sequence[str],
+    schema: Schema = SCHEMA_INFO["reference"],
     keep: bool = False,
 ) -> Lifetime:
-    """Start `system` ("daemon" or "poller") on a fresh copy; idle, singles, burst; stop it."""
-    result = Lifetime(system, round_number)
+    """Start `system` ("daemon" or "poller") on a fresh copy of `template` (a workspace of `schema`); idle,
+    singles, burst; stop it."""
+    result = Lifetime(system, round_number, schema.name)
     rng = random.Random(plan.seed * 1000 + round_number)
     chosen = rng.sample(open_runs, 1 + plan.samples + plan.burst)
     sentinel, singles, burst = chosen[0], chosen[1 : 1 + plan.samples], chosen[1 + plan.samples :]
-    workspace = fresh_copy(template, scratch / f"{system}-{round_number}", open_runs, run_dirs=run_dirs)
+    name = system if schema.name == "reference" else f"{system}-{schema.name}"
+    workspace = fresh_copy(template, scratch / f"{name}-{round_number}", open_runs, run_dirs=run_dirs, schema=schema)
     database = workspace / STATE_DB
     if system == "daemon":
         log_path, started_type = workspace / MONITOR_LOG, "MONITOR_STARTED"
-        settings = ("events.sinks=", f"dashboard.port={free_port()}", *daemon_sets)
+        settings = (
+            "events.sinks=",
+            f"dashboard.port={free_port()}",
+            f"database.schema={schema.name}",
+            SETTLE_ZERO,
+            *daemon_sets,
+        )
         sets = [item for name in settings for item in ("--set", name)]
         argv = [*orchestrator_command(), "daemon", "--workspace", str(workspace), *sets]
     else:
@@ -666,7 +784,7 @@ def measure_lifetime(
             result.startup_seconds = follower.first[started_type][0] - process.spawned
             if process.pid != int(follower.first[started_type][1]["data"]["pid"]):
                 raise BenchError(f"{system}: the pid in {started_type} is not the process under time")
-            run_writer(database, [sentinel], workspace, {"mode": "single", "gap_seconds": [0, 0], "seed": 0})
+            run_writer(database, [sentinel], workspace, {"mode": "single", "gap_seconds": [0, 0], "seed": 0}, schema)
             ready = follower.wait(
                 lambda: sentinel.run_id in follower.completed, START_TIMEOUT, "the sentinel run", process
             )
@@ -681,6 +799,7 @@ def measure_lifetime(
                 singles,
                 workspace,
                 {"mode": "single", "gap_seconds": list(plan.gap_seconds), "seed": rng.randrange(1 << 30)},
+                schema,
             )
             done = {run_id for run_id, _, _ in commits}
             follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every single run", process)
@@ -690,7 +809,7 @@ def measure_lifetime(
 
             if plan.burst:
                 spec = {"mode": "burst", "batches": plan.burst_batches, "seconds": plan.burst_seconds, "seed": 0}
-                commits = run_writer(database, burst, workspace, spec)
+                commits = run_writer(database, burst, workspace, spec, schema)
                 done = {run_id for run_id, _, _ in commits}
                 follower.wait(lambda: done <= follower.completed.keys(), SETTLE_TIMEOUT, "every burst run", process)
                 first_commit = min(moment - seconds for _, moment, seconds in commits)
@@ -705,7 +824,7 @@ def measure_lifetime(
     result.missing = len(finished - follower.completed.keys())
     result.repeated = sum(follower.repeated.values())
     result.expected_open = len(open_runs) - len(finished)
-    result.left_open = count_rows(database)[2]
+    result.left_open = count_rows(database, schema)[2]
     result.notable = follower.notable
     result.types = follower.types
     result.scan_seconds = follower.scan_seconds
@@ -752,7 +871,7 @@ def measure_poller_idle(
     template: Path, open_runs: list[OpenRun], scratch: Path, seconds: float
 ) -> tuple[float, float] | None:
     """CPU share and RSS of the baseline poller with nothing happening (its scans never stop)."""
-    workspace = fresh_copy(template, scratch / "poller-idle", open_runs, run_dirs=False)
+    workspace = fresh_copy(template, scratch / "poller-idle", open_runs, run_dirs=False, schema=SCHEMA_INFO["reference"])
     log_path = workspace / POLLER_LOG
     argv = [PYTHON, "-c", POLLER_CODE, str(workspace / STATE_DB), str(log_path), "1.0"]
     with LogFollower(log_path) as follower:

@@ -108,6 +108,9 @@ def test_uet_runs_are_marked_in_its_vocabulary_archived_and_reported_once(tmp_pa
             assert {"runs", "step_attempts", "monitor_archival_log"} <= tables
     assert (workspace / ".archive" / "partly" / "data" / "run" / "result.txt").read_text() == "output of partly\n"
     assert engine.sql("SELECT count(*) FROM archival_log") == [(0,)]  # the engine's own table: untouched
+    advice = [e["data"]["detail"] for e in daemon.log.events("WARNING") if e["data"]["what"] == "missing index"]
+    assert len(advice) == 1 and advice[0].endswith("ON step_attempts (run_id, state);")
+    assert engine.sql("SELECT name FROM sqlite_master WHERE name LIKE 'monitor_ix%'") == []  # advice, never done
     archived = engine.sql("SELECT run_id FROM monitor_archival_log WHERE status = 'SUCCEEDED' ORDER BY run_id")
     assert [row[0] for row in archived] == sorted(run_ids)
 
@@ -195,3 +198,81 @@ def test_schema_names_the_mappings_that_fit_and_prints_the_configured_one(tmp_pa
     assert "# uet        fits  (configured)" in result.out
     assert 'table = "step_attempts"' in result.out
     assert "CREATE INDEX monitor_ix_step_attempts_run_id_state ON step_attempts (run_id, state);" in result.out
+
+
+JOBS_MAPPING = """
+name = "jobs"
+description = "a fourth executor: batches of jobs, statuses in its own words"
+
+[runs]
+table = "batches"
+key = "batch_id"
+status = "phase"
+run_dir_template = "work/{run_id}"
+columns = { name = "title", finished_at = "done_at" }
+
+[runs.statuses]
+PENDING = ["queued"]
+RUNNING = ["active"]
+COMPLETED = ["done"]
+FAILED = ["broken"]
+PARTIAL = ["mixed"]
+
+[runs.write]
+COMPLETED = "done"
+FAILED = "broken"
+PARTIAL = "mixed"
+
+[tasks]
+table = "jobs"
+key = "job_id"
+run = "batch_id"
+status = "outcome"
+columns = { tool = "command", retries = "retries", finished_at = "done_at" }
+attempts = "retries"
+
+[tasks.statuses]
+RUNNING = ["working"]
+SUCCEEDED = ["ok"]
+FAILED = ["error"]
+SKIPPED = ["skipped"]
+"""
+
+
+def test_a_mapping_file_of_the_workspace_own(tmp_path: Path, cli, start_daemon) -> None:
+    workspace = tmp_path / "ws"
+    db = workspace / ".state" / "orchestration.db"
+    db.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(db)) as connection:
+        connection.executescript(
+            "CREATE TABLE batches (batch_id TEXT PRIMARY KEY, title TEXT, phase TEXT NOT NULL, done_at TEXT);"
+            "CREATE TABLE jobs (job_id TEXT, batch_id TEXT, command TEXT, outcome TEXT, retries INT, done_at TEXT);"
+            "INSERT INTO batches VALUES ('b1', 'nightly', 'active', NULL);"
+            "INSERT INTO jobs VALUES ('j1', 'b1', 'make', 'ok', 0, '2026-11-30 23:00:00');"
+            "INSERT INTO jobs VALUES ('j2', 'b1', 'test', 'working', 2, NULL);"
+        )
+    (workspace / "config").mkdir()
+    (workspace / "config" / "jobs.toml").write_text(JOBS_MAPPING)
+    (workspace / "config" / "monitor.toml").write_text('[database]\nschema_file = "config/jobs.toml"\n')
+    (workspace / "work" / "b1").mkdir(parents=True)
+    assert cli("init", "--workspace", str(workspace)).code == 0
+    status = cli("status", "--workspace", str(workspace), "--json")
+    run = json.loads(status.out)["runs"][0]
+    assert (run["run_id"], run["name"], run["status"]) == ("b1", "nightly", "RUNNING")
+    detail = json.loads(cli("monitor", "--workspace", str(workspace), "--run", "b1", "--json").out)
+    tools = {tool["tool"]: (tool["succeeded"], tool["active"], tool["attempts"]) for tool in detail["tools"]}
+    assert tools == {"make": (1, 0, 1), "test": (0, 1, 3)}  # retries 2: three attempts
+    daemon = start_daemon(workspace, "dashboard.enabled=false")
+    with closing(sqlite3.connect(db)) as connection:
+        connection.execute("UPDATE jobs SET outcome = 'error', done_at = '2026-11-30 23:05:00' WHERE job_id = 'j2'")
+        connection.commit()
+    daemon.log.wait_for(lambda log: bool(log.events("REPORT_GENERATED")), timeout=30, what="the report")
+    daemon.stop()
+    assert finished_once(daemon.log, ["b1"])["b1"]["status"] == "PARTIAL"
+    with closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("SELECT phase, done_at FROM batches").fetchall() == [
+            ("mixed", "2026-11-30T23:05:00.000000Z")
+        ]
+    assert (workspace / ".archive" / "b1" / "data").is_dir()
+    printed = cli("schema", "--workspace", str(workspace))
+    assert printed.code == 0 and 'table = "batches"' in printed.out and "# jobs       fits  (configured)" in printed.out

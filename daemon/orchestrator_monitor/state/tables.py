@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
 )
 
-from .mapping import SchemaMapping, TableMap, Vocabulary
+from .mapping import SchemaMapping, TableMap, TasksMap, Vocabulary
 from .schema import archival_log_table
 
 INTEGER_COLUMNS = frozenset({"attempts", "retries"})
@@ -162,16 +162,14 @@ def _from(mapping: SchemaMapping, table: Table, ws_table: Table | None) -> FromC
     return table.join(ws_table, table.c[part.workstream] == ws_table.c[mapping.workstreams.key])
 
 
-def _attempts(part: TableMap, table: Table, kind: str) -> ColumnElement[int]:
-    started = part.columns.get("started_at")
-    if kind == "column":
+def _attempts(part: TasksMap, table: Table) -> ColumnElement[int]:
+    """A task's attempts from a count column, or from a retry counter (+1 once it left the queue)."""
+    if part.attempts == "column":
         return table.c[part.columns["attempts"]]
-    if kind == "retries":
-        retries = func.coalesce(cast(table.c[part.columns["retries"]], Integer), 0)
-        return retries if started is None else case((table.c[started].is_(None), retries), else_=retries + 1)
-    if started is None:
-        return literal(1, Integer)
-    return case((table.c[started].is_(None), 0), else_=1)
+    started = case((table.c[part.status].in_(part.statuses.raw_values(("PENDING", "QUEUED"))), 0), else_=1)
+    if part.attempts == "retries":
+        return func.coalesce(cast(table.c[part.columns["retries"]], Integer), 0) + started
+    return started
 
 
 def _tasks(mapping: SchemaMapping, table: Table, ws_table: Table | None) -> Subquery:
@@ -179,9 +177,7 @@ def _tasks(mapping: SchemaMapping, table: Table, ws_table: Table | None) -> Subq
     run_id = _run_of_task(mapping, table, ws_table)
     key = table.c[part.key]
     rows = part.attempts == "rows"
-    attempts = (func.count().over(partition_by=(run_id, key)) if rows else _attempts(part, table, part.attempts)).label(
-        "attempts"
-    )
+    attempts = (func.count().over(partition_by=(run_id, key)) if rows else _attempts(part, table)).label("attempts")
     columns: list[Label[Any]] = [
         cast(key, Text).label("task_id"),
         run_id.label("run_id"),
