@@ -911,20 +911,38 @@ def latency_row(label: str, values: Sequence[float]) -> str:
     )
 
 
+def label(lt: Lifetime) -> str:
+    """"daemon", "poller", or "daemon uet" for the daemon on another schema."""
+    return lt.system if lt.schema == "reference" else f"{lt.system} {lt.schema}"
+
+
+def median_of(lifetimes: Sequence[Lifetime], figure: Callable[[Lifetime], float | None]) -> float:
+    values = [value for value in map(figure, lifetimes) if value is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(value: float, reference: float) -> float:
+    return value / reference if reference > 0 else float("nan")
+
+
 def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, out: TextIO) -> list[str]:
     """Print everything side by side; returns the goals missed."""
-    daemon = [lt for lt in lifetimes if lt.system == "daemon"]
+    daemon = [lt for lt in lifetimes if lt.system == "daemon" and lt.schema == "reference"]
     poller = [lt for lt in lifetimes if lt.system == "poller"]
+    schemas = [name for name in SCHEMAS[1:] if any(lt.schema == name for lt in lifetimes)]
+    on_schema = {name: [lt for lt in lifetimes if lt.system == "daemon" and lt.schema == name] for name in schemas}
+    width = max(len(label(lt)) for lt in lifetimes)
     print("\n== per lifetime (fresh copy each; a first start, so the daemon takes its baseline)", file=out)
     for lt in lifetimes:
         singles = percentiles(lt.singles)
         burst = f"{lt.burst_seconds:.2f} s" if lt.burst_seconds is not None else "-"
         peak = f"{lt.peak_rss_mb:.1f}" if lt.peak_rss_mb is not None else "?"
+        why = ": the writer checkpointed" if lt.schema == "reference" else ""
         print(
-            f"   round {lt.round_number + 1} {lt.system:<6}: start {lt.startup_seconds:.2f} s + first pass "
+            f"   round {lt.round_number + 1} {label(lt):<{width}}: start {lt.startup_seconds:.2f} s + first pass "
             f"{lt.first_pass_seconds:.2f} s; singles p50 {singles['p50'] * 1000:.1f} ms p99 "
-            f"{singles['p99'] * 1000:.1f} ms ({lt.slow_commits} COMMITs > {SLOW_COMMIT_SECONDS * 1000:.0f} ms: "
-            f"the writer checkpointed); burst {burst}; peak RSS {peak} MB; "
+            f"{singles['p99'] * 1000:.1f} ms ({lt.slow_commits} COMMITs > {SLOW_COMMIT_SECONDS * 1000:.0f} ms"
+            f"{why}); burst {burst}; peak RSS {peak} MB; "
             f"lines {dict(sorted(lt.types.items()))}",
             file=out,
         )
@@ -955,8 +973,10 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
     poller_singles = [x for lt in poller for x in lt.singles]
     print(latency_row("daemon (inotify + data_version)", daemon_singles), file=out)
     print(latency_row("baseline: full scan every 1 s", poller_singles), file=out)
+    for name in schemas:
+        print(latency_row(f"daemon on schema {name}", [x for lt in on_schema[name] for x in lt.singles]), file=out)
     for lt in lifetimes:
-        print(latency_row(f"   round {lt.round_number + 1} {lt.system}", lt.singles), file=out)
+        print(latency_row(f"   round {lt.round_number + 1} {label(lt)}", lt.singles), file=out)
     d, p = percentiles(daemon_singles), percentiles(poller_singles)
     print(
         f"ratio baseline / daemon: p50 {p['p50'] / d['p50']:.1f}x, p99 {p['p99'] / d['p99']:.1f}x",
@@ -976,7 +996,7 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
             continue
         q = percentiles(lt.burst_latencies)
         print(
-            f"   round {lt.round_number + 1} {lt.system:<6}: all {len(lt.burst_latencies)} marked after "
+            f"   round {lt.round_number + 1} {label(lt):<{width}}: all {len(lt.burst_latencies)} marked after "
             f"{lt.burst_seconds:.2f} s (commits spanned {lt.burst_commit_span:.2f} s; per run p50 "
             f"{q['p50']:.2f} s, max {q['max']:.2f} s; {len(lt.burst_latencies) / lt.burst_seconds:.0f} runs/s)",
             file=out,
@@ -989,6 +1009,10 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
             f"{statistics.median(poller_bursts):.2f} s",
             file=out,
         )
+
+    ratios: dict[str, tuple[float, float, float]] = {}
+    if schemas:
+        ratios = report_schemas(daemon, on_schema, out)
 
     print("\n== start-up, idle and memory (daemon)", file=out)
     starts = [lt.startup_seconds for lt in daemon]
@@ -1041,7 +1065,70 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
     goal(worst_rss <= GOAL_RSS_MB, f"RSS <= {GOAL_RSS_MB:.0f} MB: peak {worst_rss:.1f} MB")
     exact = all(not lt.missing and not lt.repeated and lt.left_open == lt.expected_open for lt in daemon)
     goal(exact, "every finished run marked, exactly one RUN_COMPLETED each")
+    for name, (p50, p99, burst) in ratios.items():
+        goal(
+            max(p50, p99) <= GOAL_SCHEMA_RATIO,
+            f"schema {name}: single-run latency within {GOAL_SCHEMA_RATIO}x of reference: p50 {p50:.2f}x, "
+            f"p99 {p99:.2f}x",
+        )
+        goal(burst <= GOAL_SCHEMA_RATIO, f"schema {name}: burst within {GOAL_SCHEMA_RATIO}x of reference: {burst:.2f}x")
+        exact = all(
+            not lt.missing and not lt.repeated and lt.left_open == lt.expected_open for lt in on_schema[name]
+        )
+        goal(exact, f"schema {name}: every finished run marked, exactly one RUN_COMPLETED each")
     return missed
+
+
+def report_schemas(
+    reference: Sequence[Lifetime], on_schema: dict[str, list[Lifetime]], out: TextIO
+) -> dict[str, tuple[float, float, float]]:
+    """Each schema's figures beside the reference daemon's: the median of its lifetimes' single-run p50 and
+    p99 and burst time, and their ratios to reference's; returns schema -> (p50, p99, burst) ratio."""
+    print(
+        f"\n== schemas: the daemon on each executor schema beside reference (--set database.schema=NAME, and "
+        f"--set {SETTLE_ZERO} on every schema); median of lifetimes; goal: within {GOAL_SCHEMA_RATIO}x of "
+        "reference on both latency (p50 and p99) and burst",
+        file=out,
+    )
+
+    def figures(group: Sequence[Lifetime]) -> tuple[float, float, float]:
+        return (
+            median_of(group, lambda lt: percentiles(lt.singles)["p50"] * 1000),
+            median_of(group, lambda lt: percentiles(lt.singles)["p99"] * 1000),
+            median_of(group, lambda lt: lt.burst_seconds),
+        )
+
+    base = figures(reference)
+    print(
+        f"   {'schema':<10} {'lives':>5} {'start s':>8} {'1st pass s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'burst s':>8} | {'x p50':>6} {'x p99':>6} {'x burst':>7}  {'peak RSS MB':>11}",
+        file=out,
+    )
+    ratios: dict[str, tuple[float, float, float]] = {}
+    for name, group in [("reference", list(reference)), *on_schema.items()]:
+        p50, p99, burst = figures(group)
+        these = (ratio(p50, base[0]), ratio(p99, base[1]), ratio(burst, base[2]))
+        if name != "reference":
+            ratios[name] = these
+        peak = median_of(group, lambda lt: lt.peak_rss_mb or lt.hwm_mb)
+        print(
+            f"   {name:<10} {len(group):>5} {median_of(group, lambda lt: lt.startup_seconds):>8.2f} "
+            f"{median_of(group, lambda lt: lt.first_pass_seconds):>10.2f} {p50:>8.1f} {p99:>8.1f} {burst:>8.2f} | "
+            f"{these[0]:>6.2f} {these[1]:>6.2f} {these[2]:>7.2f}  {peak:>11.1f}",
+            file=out,
+        )
+    for name, group in [("reference", list(reference)), *on_schema.items()]:
+        print(
+            f"   {name:<10} per lifetime: "
+            + "; ".join(
+                f"round {lt.round_number + 1}: p50 {percentiles(lt.singles)['p50'] * 1000:.1f} p99 "
+                f"{percentiles(lt.singles)['p99'] * 1000:.1f} ms, burst "
+                + (f"{lt.burst_seconds:.2f} s" if lt.burst_seconds is not None else "-")
+                for lt in group
+            ),
+            file=out,
+        )
+    return ratios
 
 
 # --- main ----------------------------------------------------------------------------------------
