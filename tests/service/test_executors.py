@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from archive_support import assert_bagit_valid, assert_reports_valid
-from executor_support import PipelineExecutor, UetExecutor, create_database, executor_time
+from executor_support import DDL_DIR, PipelineExecutor, UetExecutor, create_database, executor_time
+from sqlalchemy import create_engine, text
 from support import EventLog
 
 # The uet engine's own phase-7 table of the same name: the monitor must leave it alone.
@@ -145,7 +146,11 @@ def test_pipeline_runs_reach_their_tasks_through_workstreams(tmp_path: Path, cli
         "p-failed": "FAILED",
         "p-open": "RUNNING",
     }
-    assert bag_info(workspace / ".archive" / "p-partial")["Run-Status"] == "PARTIAL"
+    for run_id, truth in (("p-ok", "COMPLETED"), ("p-partial", "PARTIAL"), ("p-failed", "FAILED")):
+        assert_bagit_valid(workspace / ".archive" / run_id)
+        assert cli("verify", "--workspace", str(workspace), "--run", run_id).code == 0
+        assert bag_info(workspace / ".archive" / run_id)["Run-Status"] == truth
+        assert assert_reports_valid(workspace, run_id)["summary"]["status"] == truth
     reports = assert_reports_valid(workspace, "p-failed")
     assert reports["summary"]["tasks"] == {"total": 1, "by_status": {"FAILED": 1}}
     assert reports["metrics"]["attempts"]["total"] == 2  # retry_count 1: two attempts
@@ -276,3 +281,49 @@ def test_a_mapping_file_of_the_workspace_own(tmp_path: Path, cli, start_daemon) 
     assert (workspace / ".archive" / "b1" / "data").is_dir()
     printed = cli("schema", "--workspace", str(workspace))
     assert printed.code == 0 and 'table = "batches"' in printed.out and "# jobs       fits  (configured)" in printed.out
+
+
+@pytest.mark.postgres
+def test_pipeline_on_postgresql_marks_archives_and_snapshots_the_run(tmp_path: Path, postgres_url: str, cli,
+                                                                     start_daemon) -> None:  # fmt: skip
+    engine = create_engine(postgres_url)
+    ddl = (DDL_DIR / "pipeline.sql").read_text()
+    with engine.begin() as connection:
+        connection.exec_driver_sql(ddl)
+        now = executor_time()
+        connection.execute(text("INSERT INTO runs VALUES ('pg', 'RUNNING', :t, :t, NULL, NULL, 0)"), {"t": now})
+        connection.execute(
+            text("INSERT INTO workstreams VALUES ('pg.ws', 'pg', 'RUNNING', :t, :t, NULL, NULL, 0)"), {"t": now}
+        )
+        for task, state in (("pg.t0", "COMPLETED"), ("pg.t1", "RUNNING")):
+            connection.execute(
+                text(
+                    "INSERT INTO tasks (task_id, workstream_id, state, created_at, updated_at, started_at) "
+                    "VALUES (:id, 'pg.ws', :state, :t, :t, :t)"
+                ),
+                {"id": task, "state": state, "t": now},
+            )
+    workspace = tmp_path / "ws"
+    settings = (f"database.url={postgres_url}", "database.schema=pipeline")
+    assert cli("init", "--workspace", str(workspace), *(f"--set={item}" for item in settings)).code == 0
+    (workspace / "runs" / "pg").mkdir(parents=True)
+    daemon = start_daemon(workspace, *settings, "completion.poll_seconds=0.1", "dashboard.enabled=false")
+    with engine.begin() as connection:  # the last task fails; its workstream ends
+        connection.execute(text("UPDATE tasks SET state = 'FAILED', completed_at = :t WHERE task_id = 'pg.t1'"),
+                           {"t": executor_time()})  # fmt: skip
+        connection.execute(text("UPDATE workstreams SET state = 'FAILED' WHERE workstream_id = 'pg.ws'"))
+    daemon.log.wait_for(lambda log: bool(log.events("REPORT_GENERATED")), timeout=30, what="the report")
+    daemon.stop()
+    assert finished_once(daemon.log, ["pg"])["pg"]["status"] == "PARTIAL"
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT state FROM runs")).scalar_one() == "FAILED"
+    engine.dispose()
+    bag = workspace / ".archive" / "pg"
+    assert bag_info(bag)["Run-Status"] == "PARTIAL"
+    assert_bagit_valid(bag)
+    with closing(sqlite3.connect(bag / "data" / "state" / "run.sqlite3")) as snapshot:
+        assert snapshot.execute("SELECT task_id, state FROM tasks ORDER BY task_id").fetchall() == [
+            ("pg.t0", "COMPLETED"),
+            ("pg.t1", "FAILED"),
+        ]
+        assert snapshot.execute("SELECT run_id, status FROM archival_log").fetchall() == [("pg", "STARTED")]
