@@ -75,7 +75,7 @@ def test_workspace_choice_flag_then_environment_then_current_directory(tmp_path:
         ("[completion]\nsettle_seconds = -1\n", r"completion.settle_seconds = -1 .*greater than or equal to 0"),
         ("dashboard = 3\n", r"'dashboard' must be a \[section\] table"),
         ("[database]\nurl = 'sqlite://'\nurl_file = 'u'\n", r"database.url or database.url_file, not both"),
-        ("[dashboard]\ntoken = 'short'\n", r"dashboard.token = 'short' .*at least 16 characters"),
+        ("[dashboard]\ntoken = 'short'\n", r"dashboard.token = '\*\*\*' \(from file .*\): .*at least 16 characters"),
     ],
 )
 def test_a_bad_workspace_file_is_refused_naming_the_key_and_file(tmp_path: Path, toml: str, message: str) -> None:
@@ -95,6 +95,40 @@ def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
         BadInput, match=r"unknown key 'database.uri' \(from environment variable ORCHESTRATOR_DATABASE_URI\)"
     ):
         load_settings(tmp_path, environ={"ORCHESTRATOR_DATABASE_URI": "x"})
+
+
+SECRET = "Xs3cr3tX"  # recognisable wherever it leaks
+
+
+@pytest.mark.parametrize(
+    ("environ", "overrides", "shown"),
+    [
+        ({}, [f"dashboard.token={SECRET}"], "dashboard.token = '***' (from --set): String should have at least 16"),
+        (
+            {"ORCHESTRATOR_ESCALATION_WEBHOOK": f"ftp://hooks.example.com/T0/{SECRET}?key={SECRET}"},
+            [],
+            "escalation.webhook = 'ftp://hooks.example.com/***' (from environment variable",
+        ),
+        (
+            {},
+            [f"database.schema=postgresql://monitor:{SECRET}@db.example.com/orch"],  # a URL where a name was meant
+            "database.schema = 'postgresql://monitor:***@db.example.com/orch' (from --set)",
+        ),
+        (
+            {},
+            [f"database.busy_timeout_seconds=postgresql://db.example.com/orch?user=m&password={SECRET}"],
+            "'postgresql://db.example.com/orch?user=m&password=***'",
+        ),
+        ({}, [f"dashboard_token={SECRET}"], "--set 'dashboard_token=***': expected section.key=value"),
+    ],
+)
+def test_a_refused_value_is_named_without_any_secret(
+    tmp_path: Path, environ: dict[str, str], overrides: list[str], shown: str
+) -> None:
+    with pytest.raises(BadInput) as refused:
+        load_settings(tmp_path, environ=environ, overrides=overrides)
+    assert shown in str(refused.value)
+    assert SECRET not in str(refused.value)
 
 
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:

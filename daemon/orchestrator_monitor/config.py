@@ -3,16 +3,19 @@
 Precedence (highest first): command flags (`--set section.key=value`), environment
 (`ORCHESTRATOR_SECTION_KEY`), `--config FILE`, `<workspace>/config/monitor.toml`, defaults.
 Every value is validated after merging and a bad one is reported with where it came from,
-so an operator knows which file or variable to fix.
+so an operator knows which file or variable to fix. Secrets (the dashboard token, the webhook,
+the database URL's password) are never shown: messages carry `***` in their place.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,6 +34,11 @@ DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
 DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
 DEFAULT_ROTATE_BYTES = 64 << 20  # logs/*.jsonl are renamed to .1 past this size
 DEFAULT_EVENT_QUEUE_SIZE = 10_000  # lines a log file may lag behind before publishers wait
+
+HIDDEN = "***"  # what a message shows in place of a secret
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)(?P<password>\S*)@")  # to the last @
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&\s]*", re.IGNORECASE)
+_HOST = re.compile(r"(?:[\w.-]+|\[[0-9A-Fa-f:.]+\])(?::\d+)?")  # what url_origin shows: nothing else
 
 
 class _Section(BaseModel):
@@ -133,6 +141,55 @@ SECTIONS: dict[str, type[_Section]] = {
 
 Layer = dict[str, dict[str, Any]]
 Origins = dict[tuple[str, str], str]
+SECRET_KEYS = frozenset({("dashboard", "token"), ("escalation", "webhook"), ("database", "url")})
+
+
+def hide_passwords(text: str) -> str:
+    """`text` with the password of every URL in it hidden, as SQLAlchemy's `hide_password` shows it."""
+    return _QUERY_PASSWORD.sub(rf"\g<head>{HIDDEN}", _URL_PASSWORD.sub(rf"\g<head>{HIDDEN}@", text))
+
+
+def url_origin(url: str) -> str:
+    """`scheme://host[:port]` of a URL whose path or query is itself a credential (a webhook's token)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return HIDDEN
+    host = parts.netloc.rpartition("@")[2]
+    if not parts.scheme or not _HOST.fullmatch(host):
+        return HIDDEN
+    return f"{parts.scheme}://{host}" + (f"/{HIDDEN}" if parts.path.strip("/") or parts.query or parts.fragment else "")
+
+
+def hide_value(section: str, key: str, value: str) -> str:
+    """A configuration value as a message may show it: a secret's hidden, a URL's password too."""
+    if (section, key) == ("dashboard", "token"):
+        return HIDDEN
+    if (section, key) == ("escalation", "webhook"):
+        return url_origin(value)
+    if (section, key) == ("database", "url") and "://" not in value:
+        return HIDDEN  # not a URL: no telling where in it the password is
+    return hide_passwords(value)
+
+
+def hide_secrets(text: str, settings: Settings, *, database_url: str | None = None) -> str:
+    """`text` (an error message) without the configured secrets: the token, the webhook, the database URL
+    (`database_url`: as read from `database.url_file`) and any password in a URL."""
+    configured = (
+        ("dashboard", "token", settings.dashboard.token),
+        ("escalation", "webhook", settings.escalation.webhook),
+        ("database", "url", settings.database.url),
+        ("database", "url", database_url),
+    )
+    hidden = {secret: hide_value(section, key, secret) for section, key, secret in configured if secret}
+    for url in (settings.database.url, database_url):
+        found = _URL_PASSWORD.search(url or "")
+        tail = found["password"].partition("@")[2] if found else ""
+        if tail:  # an unquoted @ in the password: a driver takes what follows it for the host, and quotes it
+            hidden[f"{tail}@"] = f"{HIDDEN}@"
+    for secret in sorted(hidden, key=len, reverse=True):
+        text = text.replace(secret, hidden[secret])
+    return hide_passwords(text)
 
 
 def choose_workspace(flag: str | None, environ: Mapping[str, str]) -> Path:
@@ -202,7 +259,8 @@ def _from_overrides(overrides: list[str] | tuple[str, ...]) -> Layer:
         dotted, sep, value = item.partition("=")
         section, dot, key = dotted.strip().partition(".")
         if not sep or not dot or not key:
-            raise BadInput(f"--set {item!r}: expected section.key=value")
+            shown = f"{dotted}={HIDDEN}" if value else item  # the key is wrong; the value may be a secret
+            raise BadInput(f"--set {shown!r}: expected section.key=value")
         layer.setdefault(section, {})[key] = value
     return layer
 
@@ -229,7 +287,11 @@ def _describe(exc: ValidationError, merged: Layer, origins: Origins) -> str:
             continue
         if len(loc) >= 2 and (loc[0], loc[1]) in origins:
             value = merged[loc[0]][loc[1]]
-            problems.append(f"{dotted} = {value!r} (from {origins[(loc[0], loc[1])]}): {error['msg']}")
+            if isinstance(value, str):
+                shown = repr(hide_value(loc[0], loc[1], value))
+            else:
+                shown = repr(HIDDEN) if (loc[0], loc[1]) in SECRET_KEYS else repr(value)
+            problems.append(f"{dotted} = {shown} (from {origins[(loc[0], loc[1])]}): {error['msg']}")
         else:
             problems.append(f"{dotted}: {error['msg']}")
     return "bad configuration: " + "; ".join(problems)

@@ -129,6 +129,18 @@ def test_a_missing_database_exits_3_naming_its_path_and_creates_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_daemon_on_a_mistyped_workspace_exits_3_naming_it_and_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "wrokspace"
+    result = run_process("daemon", "--workspace", str(typo), "--set", "dashboard.enabled=false")
+    assert (result.code, result.out) == (3, "") and result.err.count("\n") == 1
+    assert result.err.startswith(f"orchestrator: error: workspace {typo} does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_process("daemon", "--workspace", str(empty), "--set", "dashboard.enabled=false")
+    assert result.code == 3 and result.err.count("\n") == 1 and f"{empty} is not a workspace" in result.err
+    assert list(tmp_path.iterdir()) == [empty] and list(empty.iterdir()) == []
+
+
 def test_a_corrupt_database_exits_3_naming_it(workspace: Path) -> None:
     db = workspace / ".state" / "orchestration.db"
     for leftover in db.parent.iterdir():

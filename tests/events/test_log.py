@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import io
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import orjson
 import pytest
+from archive_support import add_terminal_run
 from events_support import bus_with_log, status_event
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.errors import BadInput
-from orchestrator_monitor.events.log import EventLogReader, LineFilter, parse_since, read_lines
+from orchestrator_monitor.events.log import EventLogReader, LineFilter, parse_since, read_lines, show_events
 from orchestrator_monitor.events.publishing import open_bus
-from orchestrator_monitor.events.sinks.spool import RunSpoolSink, read_run_events, remove_run_events
+from orchestrator_monitor.events.sinks.spool import RunSpoolSink, read_run_events, remove_run_events, run_events_path
 from orchestrator_monitor.events.types import EventType
+from support import Writer
 
 
 def test_replay_reads_rotated_files_in_order_with_filters(tmp_path: Path) -> None:
@@ -108,9 +112,98 @@ def test_an_unreadable_log_is_a_clear_error(tmp_path: Path, cli: object) -> None
     assert result.code == 3 and "cannot read the event log" in result.err
 
 
-def test_following_stops_when_asked(tmp_path: Path) -> None:
-    from orchestrator_monitor.events.log import follow_lines
+class Screen(io.StringIO):
+    """What `events --follow` printed so far, with a way to wait for a line to appear."""
 
-    stop = threading.Event()
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def write(self, text: str) -> int:
+        with self.changed:
+            written = super().write(text)
+            self.changed.notify_all()
+        return written
+
+    def wait_for(self, text: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: text in self.getvalue(), timeout=10), self.getvalue()
+
+
+def test_following_a_run_shows_each_new_event_once_and_stops_when_asked(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={}, overrides=["events.sinks="])
+    completed = {"status": "COMPLETED", "marked_by": "monitor", "tasks": 1}
+    screen, stop, result = Screen(), threading.Event(), []
+    with open_bus(settings) as bus:
+        bus.publish(EventType.RUN_COMPLETED, completed, run_id="run-x")
+        bus.flush()
+        follow = partial(show_events, settings, screen, run_id="run-x", follow=True, as_json=True, stop=stop)
+        thread = threading.Thread(target=lambda: result.append(follow()))
+        thread.start()
+        screen.wait_for("RUN_COMPLETED")
+        bus.publish(EventType.RUN_COMPLETED, completed, run_id="run-x")  # a repeat after a crash: the same id
+        status_event(bus, run_id="run-y", index=0)
+        bus.publish(EventType.RUN_STALLED, {"idle_s": 900}, run_id="run-x")
+        bus.flush()
+        screen.wait_for("RUN_STALLED")
     stop.set()
-    assert list(follow_lines(tmp_path / "missing.jsonl", LineFilter(), stop)) == []
+    thread.join(10)
+    assert result == [0]
+    assert [orjson.loads(line)["type"] for line in screen.getvalue().splitlines()] == ["RUN_COMPLETED", "RUN_STALLED"]
+
+
+def test_an_archived_runs_events_go_on_past_its_bag_to_the_archive_and_reports(workspace: Path, cli: object) -> None:
+    settings = load_settings(workspace, environ={}, overrides=["events.sinks="])
+    add_terminal_run(workspace, "r1")
+    with open_bus(settings) as bus:
+        bus.publish(EventType.RUN_COMPLETED, {"status": "COMPLETED", "marked_by": "monitor", "tasks": 3}, run_id="r1")
+    ws = ("--workspace", str(workspace))
+    assert cli("archive", *ws, "--run", "r1").code == 0  # type: ignore[operator]
+    assert not run_events_path(workspace / ".monitor", "r1").exists()  # reported: the spool is gone, the bag stays
+    # The log rotated since: what came before ARCHIVE_STARTED is only in the bag now, what came
+    # after only in the rotated file; the current file has a repeat (same id) after a crash.
+    log = workspace / "logs" / "monitor.jsonl"
+    lines = [orjson.loads(raw) for raw in log.read_bytes().splitlines()]
+    started = next(n for n, line in enumerate(lines) if line["type"] == "ARCHIVE_STARTED")
+    log.with_name("monitor.jsonl.1").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines[started + 1 :]))
+    report = next(line for line in lines if line["type"] == "REPORT_GENERATED")
+    log.write_bytes(orjson.dumps({**report, "seq": lines[-1]["seq"] + 1}) + b"\n")
+
+    result = cli("events", *ws, "--run", "r1", "--json")  # type: ignore[operator]
+    assert result.code == 0, result.err
+    shown = [orjson.loads(line) for line in result.out.splitlines()]
+    assert [line["type"] for line in shown] == ["RUN_COMPLETED", "ARCHIVE_STARTED", "RUN_ARCHIVED", "REPORT_GENERATED"]
+    assert [line["seq"] for line in shown] == sorted(line["seq"] for line in shown)
+    archived = cli("events", *ws, "--run", "r1", "--type", "RUN_ARCHIVED")  # type: ignore[operator]
+    assert archived.code == 0 and len(archived.out.splitlines()) == 1 and "RUN_ARCHIVED" in archived.out
+
+
+def test_a_run_nothing_knows_is_bad_input_even_without_a_database(workspace: Path, cli: object) -> None:
+    Writer(workspace).add_run("quiet", ["RUNNING"])  # in the database, no event yet
+    settings = load_settings(workspace, environ={}, overrides=["events.sinks="])
+    with open_bus(settings) as bus:
+        status_event(bus, run_id="logged", index=0)
+    ws = ("--workspace", str(workspace))
+    quiet = cli("events", *ws, "--run", "quiet")  # type: ignore[operator]
+    assert (quiet.code, quiet.out, quiet.err) == (0, "", "")
+    unknown = cli("events", *ws, "--run", "nope-1")  # type: ignore[operator]
+    assert unknown.code == 2 and unknown.out == ""
+    assert unknown.err.startswith("orchestrator: error: unknown run: nope-1") and unknown.err.count("\n") == 1
+    for leftover in (workspace / ".state").iterdir():
+        leftover.unlink()  # no database: the log still answers, and knows no nope-1
+    assert cli("events", *ws, "--run", "logged").code == 0  # type: ignore[operator]
+    assert cli("events", *ws, "--run", "nope-1").code == 2  # type: ignore[operator]
+    malformed = cli("events", *ws, "--run", "../nope")  # type: ignore[operator]
+    assert malformed.code == 2 and malformed.err.startswith("orchestrator: error: invalid run id")
+
+
+def test_events_on_a_missing_workspace_exit_3_naming_it_and_create_nothing(tmp_path: Path, cli: object) -> None:
+    typo = tmp_path / "wrokspace"
+    result = cli("events", "--workspace", str(typo))  # type: ignore[operator]
+    assert result.code == 3 and result.out == "" and result.err.count("\n") == 1
+    assert result.err.startswith(f"orchestrator: error: workspace {typo} does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("events", "--workspace", str(empty), "--run", "r1")  # type: ignore[operator]
+    assert result.code == 3 and result.err.count("\n") == 1 and f"{empty} is not a workspace" in result.err
+    assert list(tmp_path.iterdir()) == [empty] and list(empty.iterdir()) == []

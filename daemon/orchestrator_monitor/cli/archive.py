@@ -15,10 +15,13 @@ from ..archive.archiver import fetch_terminal_run
 from ..archive.failures import ArchiveFailure
 from ..archive.verify import verify_bag
 from ..config import Settings
-from ..errors import ProblemFound
+from ..errors import BadInput, ProblemFound
 from ..finish.pipeline import backfill, open_pipeline
 from ..ids import validate_run_id
 from ..reports.reporter import report_run
+from ..state.access import state_database
+from ..state.engine import read_transaction, translate_errors
+from ..state.queries import fetch_run
 from ..timefmt import utc_now
 from ..workspace import Workspace
 
@@ -53,6 +56,8 @@ def verify_command(settings: Settings, run_id: str, out: Console, err: Console) 
     validate_run_id(run_id)
     bag = Workspace.from_settings(settings).archive_root / run_id
     if not bag.is_dir():
+        if not _in_state_database(settings, run_id):
+            raise BadInput(f"unknown run: {run_id} (not in the state database, no {bag})")
         raise ProblemFound(f"run {run_id} is not archived (no {bag})")
     result = verify_bag(bag)
     for problem in result.problems:
@@ -61,6 +66,12 @@ def verify_command(settings: Settings, run_id: str, out: Console, err: Console) 
         return 1
     out.print(f"{bag}: valid ({result.payload_files} payload files, {result.tag_files} tag files)", markup=False)
     return 0
+
+
+def _in_state_database(settings: Settings, run_id: str) -> bool:
+    """Whether the executor's database has the run: a bag's absence means "not archived" only for a known run."""
+    with state_database(settings) as state, translate_errors(state.name), read_transaction(state.engine) as connection:
+        return fetch_run(connection, state.tables, run_id) is not None
 
 
 def report_command(settings: Settings, run_id: str, out: Console, err: Console) -> int:

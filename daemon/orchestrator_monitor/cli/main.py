@@ -17,10 +17,11 @@ from pathlib import Path
 from rich.console import Console
 
 from .. import __version__
-from ..config import Settings, choose_workspace, load_settings
+from ..config import Settings, choose_workspace, hide_passwords, hide_secrets, load_settings
 from ..errors import MonitorError
 from ..service.signals import stop_on_signals
 from ..state.access import mapping_text, survey
+from ..state.engine import database_url
 from ..state.setup import init_workspace
 from ..timefmt import utc_now
 from ..views.reader import read_run, read_status, state_reader
@@ -278,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console(soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     debug = False
+    settings: Settings | None = None
     try:
         args = build_parser().parse_args(argv)
         debug = args.debug
@@ -285,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(workspace, config_file=args.config, overrides=args.set)
         return int(args.handler(args, settings, out, err))
     except MonitorError as exc:
-        err.print(f"orchestrator: error: {exc}", markup=False)
+        err.print(f"orchestrator: error: {_without_secrets(str(exc), settings)}", markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -294,6 +296,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         if debug:
-            traceback.print_exc()
-        err.print(f"orchestrator: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", markup=False)
+            sys.stderr.write(_without_secrets(traceback.format_exc(), settings))
+        message = _without_secrets(str(exc), settings)
+        err.print(f"orchestrator: internal error: {type(exc).__name__}: {message} (rerun with --debug)", markup=False)
         return 1
+
+
+def _without_secrets(text: str, settings: Settings | None) -> str:
+    """An error as the terminal and the journal get it: no configured secret, no password of any URL.
+
+    A driver or a library may quote what it was given (an unparsable database URL, say), so
+    the line is cleaned here, whatever raised it.
+    """
+    if settings is None:  # the configuration itself was refused, and its message hides its values
+        return hide_passwords(text)
+    try:
+        url = database_url(settings)
+    except MonitorError:  # an unreadable database.url_file: nothing of it can be in the message
+        url = None
+    return hide_secrets(text, settings, database_url=url)

@@ -25,6 +25,9 @@ import orjson
 from ..config import Settings
 from ..errors import BadInput, Unavailable
 from ..ids import validate_run_id
+from ..state.access import state_database
+from ..state.engine import database_url, read_transaction, sqlite_path, translate_errors
+from ..state.queries import fetch_run
 from ..timefmt import format_timestamp, parse_timestamp, utc_now
 from ..workspace import Workspace
 from .sinks.console import format_line
@@ -188,18 +191,6 @@ def read_lines(path: Path, line_filter: LineFilter, *, after_seq: int = 0) -> It
         reader.close()
 
 
-def follow_lines(path: Path, line_filter: LineFilter, stop: threading.Event, *, after_seq: int = 0) -> Iterator[Line]:
-    """What the log holds, then what is appended, across rotations, until `stop` is set."""
-    reader = EventLogReader(path, after_seq=after_seq)
-    try:
-        while True:
-            yield from (line for line in reader.read_new() if line_filter.matches(line))
-            if stop.wait(FOLLOW_POLL_SECONDS):
-                return
-    finally:
-        reader.close()
-
-
 def refetch_events(path: Path, missed: Missed, types: frozenset[EventType] | None) -> list[Event]:
     """The events in `missed`'s range (of `types`) as written to the log: for a subscriber that fell behind."""
     wanted = LineFilter(
@@ -223,8 +214,9 @@ def show_events(
 ) -> int:
     """`orchestrator events`: print matching lines (JSON or readable); with `follow`, until `stop`.
 
-    A run's events are read from its spool, or its archive once archived, where all of them
-    are kept whatever rotation did to the log; following goes on in the log.
+    A missing workspace is unavailable (exit 3) and a run nothing knows is bad input (exit 2):
+    an empty answer would read as "nothing happened". One reader serves the replay and the
+    following, so no line is read twice or missed in between.
     """
     since_seq, since_time = parse_since(since, utc_now()) if since is not None else (None, None)
     line_filter = LineFilter(
@@ -234,27 +226,77 @@ def show_events(
         since_time=since_time,
     )
     workspace = Workspace.from_settings(settings)
-    log = workspace.logs_dir / MONITOR_LOG
-    last_seq = 0
-    replayed = False
-    if run_id is not None:
-        kept = (run_events_path(workspace.monitor_dir, run_id), workspace.archive_root / run_id / ARCHIVED_EVENTS)
-        source = next((path for path in kept if path.is_file()), None)
-        if source is not None:
-            for line in read_lines(source, line_filter):
-                last_seq = line["seq"]
-                _print_line(line, out, as_json)
-            replayed = True
-    lines: Iterable[Line] = ()
-    if follow:
-        lines = follow_lines(log, line_filter, stop or threading.Event(), after_seq=last_seq)
-    elif not replayed:
-        lines = read_lines(log, line_filter)
-    for line in lines:
-        _print_line(line, out, as_json)
-        if follow:
+    workspace.check_initialised()
+    stop = stop or threading.Event()
+    reader = EventLogReader(workspace.logs_dir / MONITOR_LOG)
+    seen: set[str] = set()  # the run's event ids shown or passed over: a repeat while following is not new
+    try:
+        if run_id is None:
+            lines: Iterable[Line] = reader.read_new()
+        else:
+            lines = run_history(workspace, run_id, reader.read_new(), seen)
+            if not lines and not _run_known_elsewhere(settings, workspace, run_id):
+                raise BadInput(f"unknown run: {run_id} (not in the event log, the archive or the state database)")
+        while True:
+            for line in lines:
+                if line_filter.matches(line):
+                    _print_line(line, out, as_json)
+            if not follow:
+                return 0
             out.flush()
-    return 0
+            if stop.wait(FOLLOW_POLL_SECONDS):
+                return 0
+            lines = reader.read_new()
+            if run_id is not None:
+                lines = (line for line in lines if line.get("run_id") == run_id and _first_time(line, seen))
+    finally:
+        reader.close()
+
+
+def run_history(workspace: Workspace, run_id: str, live: Iterable[Line], seen: set[str]) -> list[Line]:
+    """Every line of the run, in `seq` order, each event once (by `id`, gathered in `seen`: a repeat after a
+    crash has the same one).
+
+    Its bag's copy (or its spool, until it is archived) holds the run's events whatever
+    rotation did to the log, but stops at ARCHIVE_STARTED; RUN_ARCHIVED, REPORT_GENERATED and
+    anything later are only in the log (`live`, the current and rotated files).
+    """
+    mine = LineFilter(run_id=run_id)
+    by_seq: dict[int, Line] = {}
+    for kept in (workspace.archive_root / run_id / ARCHIVED_EVENTS, run_events_path(workspace.monitor_dir, run_id)):
+        if kept.is_file():
+            for line in read_lines(kept, mine):
+                by_seq.setdefault(line["seq"], line)
+    for line in live:
+        if mine.matches(line):
+            by_seq.setdefault(line["seq"], line)
+    return [by_seq[seq] for seq in sorted(by_seq) if _first_time(by_seq[seq], seen)]
+
+
+def _first_time(line: Line, seen: set[str]) -> bool:
+    """False for an event whose `id` was seen already; log records (no `id`) are always new."""
+    event_id = line.get("id")
+    if not isinstance(event_id, str):
+        return True
+    if event_id in seen:
+        return False
+    seen.add(event_id)
+    return True
+
+
+def _run_known_elsewhere(settings: Settings, workspace: Workspace, run_id: str) -> bool:
+    """A run without a line: archived without events, or in the state database (not started yet, say).
+
+    The database is asked last and only here; one that does not exist knows no run, so
+    `events` works on logs alone.
+    """
+    if (workspace.archive_root / run_id).is_dir():
+        return True
+    db_file = sqlite_path(database_url(settings))
+    if db_file is not None and not db_file.is_file():
+        return False
+    with state_database(settings) as state, translate_errors(state.name), read_transaction(state.engine) as connection:
+        return fetch_run(connection, state.tables, run_id) is not None
 
 
 def _checked_types(types: list[str] | None) -> frozenset[str] | None:

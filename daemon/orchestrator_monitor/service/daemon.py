@@ -151,8 +151,8 @@ def run_daemon(
     load_settings: Callable[[], Settings] | None = None,
     front: Front | None = None,
 ) -> None:
-    """Run the monitor until `stop` is set. Raises `Unavailable` (exit 3) for a held workspace, or a missing
-    database or one that does not fit the schema mapping (checked before any event is published).
+    """Run the monitor until `stop` is set. Raises `Unavailable` (exit 3) for a missing or held workspace, or a
+    missing database or one that does not fit the schema mapping (checked before any event is published).
 
     `notifier` speaks systemd's notify protocol; `watchdog_seconds` is how often to send
     `WATCHDOG=1` (only while the loops make progress); `reload_requested` set (SIGHUP) makes
@@ -166,6 +166,7 @@ def run_daemon(
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     workspace = Workspace.from_settings(settings)
     busy = settings.database.busy_timeout_seconds
+    workspace.check_initialised()  # before the lock: a mistyped --workspace must not be created by it
     with ExitStack() as stack:
         stack.enter_context(hold_lock(workspace.monitor_dir / "daemon.lock", f"workspace {workspace.root}"))
         state = open_state(settings, readonly=False)
