@@ -22,10 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 
-from ..config import Settings
+from ..config import Settings, hide_passwords
 from ..errors import BadInput, Unavailable
 from .schema import metadata
 
@@ -48,9 +48,23 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{settings.resolve(STATE_DB)}"
 
 
+def parse_url(url: str) -> URL:
+    """The configured URL parsed; a malformed one is bad input (exit 2) shown without its password.
+
+    An `@` left unquoted in a password would make the rest of it the host name, which every
+    message and health event then shows: refused here, with how to write it."""
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError):
+        raise BadInput(f"database.url is not a valid SQLAlchemy URL: {hide_passwords(url)!r}") from None
+    if parsed.host is not None and "@" in parsed.host:
+        raise BadInput("database.url: write an '@' in the password as %40 (it is taken for the host otherwise)")
+    return parsed
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL, None for other backends and in-memory databases."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database)
@@ -59,15 +73,12 @@ def sqlite_path(url: str) -> Path | None:
 def describe_database(url: str) -> str:
     """A name for messages: the file path, or the URL with its password hidden."""
     path = sqlite_path(url)
-    return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
+    return str(path) if path is not None else parse_url(url).render_as_string(hide_password=True)
 
 
 def open_engine(url: str, *, busy_timeout_seconds: float, readonly: bool) -> Engine:
     """An engine on `url`; a SQLite file must already exist (a reader never creates one)."""
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError:
-        raise BadInput(f"database.url is not a valid SQLAlchemy URL: {url!r}") from None
+    parsed = parse_url(url)
     path = sqlite_path(url)
     if path is None:
         try:
