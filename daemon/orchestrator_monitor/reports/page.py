@@ -4,7 +4,9 @@ The template is looked up in the workspace's `config/templates/` first (an opera
 page) and then in the package (`orchestrator_monitor/reports/templates/`, shipped as package
 data, so an installed wheel finds it without the repository; the repository's
 `config/templates/report.html.j2` is a link to that same file, not a copy). A missing or
-broken template gives the generic page below and a warning for the caller to publish.
+broken template gives the generic page below and a warning for the caller to publish. The
+template is rendered in Jinja2's sandbox: it is a file in the workspace, and whoever can write
+it must not thereby run code as the daemon (found by fuzzing: `cycler.__init__.__globals__.os`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from .drawing import WIDTH
 
@@ -23,7 +26,7 @@ TEMPLATE_DIR = Path("config") / "templates"  # under the workspace
 
 def render_page(context: dict[str, Any], workspace: Path) -> tuple[str, str | None]:
     """The page and, when the template could not be used, why (for a WARNING event)."""
-    environment = jinja2.Environment(
+    environment = SandboxedEnvironment(
         loader=jinja2.ChoiceLoader(
             [
                 jinja2.FileSystemLoader(workspace / TEMPLATE_DIR),
