@@ -7,7 +7,9 @@ import os
 import socket
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,6 +17,7 @@ from archive_support import add_terminal_run, assert_bagit_valid, assert_reports
 from orchestrator_monitor.archive import staging
 from orchestrator_monitor.archive.archiver import fetch_terminal_run
 from orchestrator_monitor.archive.failures import ArchiveFailure, Interrupted
+from orchestrator_monitor.archive.tree import RunDir
 from orchestrator_monitor.config import Settings, load_settings
 from orchestrator_monitor.finish.pipeline import open_pipeline
 from orchestrator_monitor.ledger.runs import Ledger
@@ -328,3 +331,32 @@ def test_a_command_archival_is_recorded_in_the_ledger(workspace: Path, cli) -> N
         assert ledger.phase("led") == "reported"
     finally:
         ledger.close()
+
+
+def test_a_run_the_monitor_never_decided_on_keeps_its_own_status_which_must_not_move(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_terminal_run(workspace, "moved")
+    add_terminal_run(workspace, "retried")
+    stage_payload = staging.stage_payload
+    statements = {
+        "moved": "UPDATE runs SET status = 'RUNNING' WHERE run_id = 'moved'",
+        "retried": "UPDATE tasks SET status = 'RUNNING' WHERE task_id = 'retried.t1'",
+    }
+
+    def executor_writes_then_copy(run_dir: RunDir, *args: Any, **kwargs: Any) -> Any:
+        """After archival read the run terminal, before its snapshot: the executor's write lands."""
+        with closing(sqlite3.connect(workspace / ".state" / "orchestration.db")) as state, state:
+            state.execute(statements[run_dir.relative.name])
+        return stage_payload(run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(staging, "stage_payload", executor_writes_then_copy)
+    settings = load_settings(workspace)
+    with open_pipeline(settings, threading.Event()) as pipeline:
+        with pytest.raises(ArchiveFailure) as failure:
+            pipeline.process(fetch_terminal_run(pipeline.archival, "moved"))
+        assert failure.value.reason == "source_changed" and "RUNNING now, no longer COMPLETED" in failure.value.detail
+        pipeline.process(fetch_terminal_run(pipeline.archival, "retried"))  # no decision of ours to contradict
+    assert not (workspace / ".archive" / "moved").exists()
+    assert "Run-Status: COMPLETED\n" in (workspace / ".archive" / "retried" / "bag-info.txt").read_text()
+    assert events_of(workspace, "RUN_REOPENED") == []

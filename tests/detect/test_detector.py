@@ -392,3 +392,115 @@ def test_a_followed_run_deleted_is_warned_once_and_one_finished_is_not(harness: 
         ("run deleted", True)
     ]
     assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_COMPLETED)] == ["done"]
+
+
+def test_a_retry_after_the_mark_is_reopened_by_the_first_cheap_pass_after_its_commit(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "task", ["SUCCEEDED", "FAILED"])
+    add_run(harness, "stream", ["SUCCEEDED"])
+    harness.detect(mono=1)
+    assert harness.status("task") == "PARTIAL" and harness.status("stream") == "COMPLETED"
+    harness.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2 WHERE task_id = 'task.t1'")  # the retry
+    harness.sql("UPDATE workstreams SET status = 'RUNNING' WHERE run_id = 'stream'")
+    harness.detect(mono=2)  # the wake-up of that commit: no reconciliation in between
+    reopened = harness.recorder.of(EventType.RUN_REOPENED)
+    assert sorted(run_id for run_id, _ in reopened) == ["stream", "task"]
+    assert all("open again" in data["what"] for _, data in reopened)
+    assert {harness.ledger.phase("task"), harness.ledger.phase("stream")} == {"reopened"}
+    for mono in (3, 4):
+        harness.detect(mono=mono)
+        harness.reconcile(mono=mono)
+    assert len(harness.recorder.of(EventType.RUN_REOPENED)) == 2  # once per run
+    assert harness.handoff.runs == ["task", "stream"]  # not handed over again while it runs
+
+
+def test_a_reopened_run_is_decided_again_and_handed_over_again_when_it_ends(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "r", ["SUCCEEDED", "SUCCEEDED"])
+    harness.detect(mono=1)
+    harness.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2 WHERE task_id = 'r.t1'")
+    harness.detect(mono=2)
+    harness.sql("UPDATE tasks SET status = 'FAILED' WHERE task_id = 'r.t1'")  # the retry failed
+    harness.detect(mono=3)
+    assert harness.status("r") == "PARTIAL"  # our mark said COMPLETED: written anew, compare-and-set
+    assert harness.recorder.of(EventType.RUN_STATUS_CHANGED)[-1] == ("r", {"from": "COMPLETED", "to": "PARTIAL"})
+    assert (
+        len(harness.recorder.of(EventType.RUN_COMPLETED)) == 1 and len(harness.recorder.of(EventType.RUN_REOPENED)) == 1
+    )
+    assert harness.handoff.runs == ["r", "r"]
+    record = harness.ledger.record("r")
+    assert record is not None and (record.phase, record.status, record.marked_by) == ("announced", "PARTIAL", "monitor")
+    assert record.tasks == {"FAILED": 1, "SUCCEEDED": 1} and record.reopened
+    harness.restart()  # a restart knows it is done
+    harness.reconcile(mono=4)
+    harness.detect(mono=4)
+    assert harness.handoff.runs == ["r", "r"] and len(harness.recorder.of(EventType.RUN_REOPENED)) == 1
+
+
+def test_a_run_the_executor_ended_is_taken_as_it_is_when_it_ends_again(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "x", ["CANCELLED", "SUCCEEDED"])
+    harness.sql("UPDATE runs SET status = 'CANCELLED' WHERE run_id = 'x'")
+    harness.detect(mono=1)
+    harness.sql("UPDATE tasks SET status = 'RUNNING' WHERE task_id = 'x.t0'")
+    harness.detect(mono=2)
+    harness.sql("UPDATE tasks SET status = 'FAILED' WHERE task_id = 'x.t0'")
+    harness.detect(mono=3)
+    assert harness.status("x") == "CANCELLED"  # never the monitor's to rewrite
+    record = harness.ledger.record("x")
+    assert record is not None and (record.phase, record.status, record.marked_by) == (
+        "announced",
+        "CANCELLED",
+        "executor",
+    )
+    assert harness.handoff.runs == ["x", "x"]
+
+
+def test_a_reopened_run_waits_for_the_settle_window_before_it_is_decided_again(workspace: Path) -> None:
+    h = Harness(workspace, settle=5.0)
+    try:
+        h.reconcile(mono=0)
+        add_run(h, "r", ["SUCCEEDED"])
+        assert h.detect(mono=1) == 6.0
+        h.detect(mono=6)
+        h.sql("UPDATE tasks SET status = 'RUNNING' WHERE run_id = 'r'")
+        h.detect(mono=7)
+        h.sql("UPDATE tasks SET status = 'FAILED' WHERE run_id = 'r'")
+        assert h.detect(mono=8) == 13.0  # ended again at 8: settled at 8 + 5
+        assert h.status("r") == "COMPLETED" and h.handoff.runs == ["r"]
+        h.detect(mono=13)
+        assert h.status("r") == "FAILED" and h.handoff.runs == ["r", "r"]
+    finally:
+        h.stop()
+
+
+def test_a_retry_that_came_and_went_between_two_passes_is_found_by_the_reconciliation(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "r", ["FAILED"])
+    harness.detect(mono=1)
+    harness.sql("UPDATE tasks SET status = 'SUCCEEDED', attempts = 2 WHERE run_id = 'r'")  # RUNNING never seen
+    harness.detect(mono=2)
+    assert harness.recorder.of(EventType.RUN_REOPENED) == []  # the cheap pass seeks open rows only
+    harness.reconcile(mono=3)
+    harness.detect(mono=3)  # the job runs a cheap pass right after each reconciliation
+    assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_REOPENED)] == ["r"]
+    assert harness.status("r") == "COMPLETED" and harness.handoff.runs == ["r", "r"]
+
+
+def test_a_reopening_archival_saw_first_is_not_announced_again(harness: Harness) -> None:
+    harness.reconcile()
+    add_run(harness, "r", ["SUCCEEDED"])
+    harness.detect(mono=1)
+    record = harness.ledger.record("r")
+    assert record is not None and record.fingerprint is not None
+    harness.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2 WHERE run_id = 'r'")
+    assert harness.ledger.reopen("r", decided_on=record.fingerprint) == (True, "reopened")  # archival: it publishes
+    harness.detector.seal_archived(mono=2)  # the detector asks the ledger about runs waiting for their bag
+    harness.detect(mono=2)
+    harness.reconcile(mono=3)
+    assert harness.recorder.of(EventType.RUN_REOPENED) == []  # archival's event was the one
+    harness.sql("UPDATE tasks SET status = 'SUCCEEDED' WHERE run_id = 'r'")
+    harness.detect(mono=4)
+    assert harness.handoff.runs == ["r", "r"]
+    assert harness.ledger.reopen("r", decided_on=record.fingerprint) == (False, None)  # a stale archival: no effect
+    assert harness.ledger.phase("r") == "announced"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from orchestrator_monitor.detect.rule import Verdict, decide, final_status
+from orchestrator_monitor.detect.rule import Verdict, decide, decide_again, final_status
 from orchestrator_monitor.state.records import TASK_STATUSES, TASK_TERMINAL, RunSnapshot
 
 
@@ -65,3 +65,42 @@ def test_marking_happens_exactly_when_every_task_is_terminal(tasks: dict[str, in
     if done:
         assert decision.status == final_status(tasks)
         assert (decision.status == "COMPLETED") == all(s in ("SUCCEEDED", "SKIPPED") for s, n in tasks.items() if n)
+
+
+def uet_read_back(status: str) -> str:
+    """How uet reads a mark back: PARTIAL is written `failed`."""
+    return "FAILED" if status == "PARTIAL" else status
+
+
+@pytest.mark.parametrize(
+    ("stored", "decided", "tasks", "expected"),
+    [
+        ("COMPLETED", "COMPLETED", {"SUCCEEDED": 2}, (Verdict.MARK, "COMPLETED")),  # the retry succeeded: no change
+        ("COMPLETED", "COMPLETED", {"SUCCEEDED": 1, "FAILED": 1}, (Verdict.MARK, "PARTIAL")),  # it failed: marked anew
+        ("PARTIAL", "COMPLETED", {"SUCCEEDED": 1, "FAILED": 1}, (Verdict.MARK, "PARTIAL")),  # new mark, not recorded
+        ("FAILED", "COMPLETED", {"SUCCEEDED": 1, "FAILED": 1}, (Verdict.TERMINAL, "FAILED")),  # the executor's word
+        ("CANCELLED", None, {"SUCCEEDED": 1, "FAILED": 1}, (Verdict.TERMINAL, "CANCELLED")),  # the executor ended it
+    ],
+)
+def test_a_reopened_run_ending_again_is_decided_again_only_where_the_mark_was_ours(
+    stored: str, decided: str | None, tasks: dict[str, int], expected: tuple[Verdict, str]
+) -> None:
+    decision = decide_again(
+        snapshot(tasks, status=stored), decided=decided, read_back=str, changed_at=0, now=0, settle_seconds=0
+    )
+    assert (decision.verdict, decision.status) == expected
+
+
+def test_a_reopened_run_waits_for_every_row_and_the_settle_window() -> None:
+    running = snapshot({"SUCCEEDED": 1, "RUNNING": 1}, status="COMPLETED")
+    again = decide_again(running, decided="COMPLETED", read_back=str, changed_at=0, now=100, settle_seconds=0)
+    assert again.verdict is Verdict.OPEN
+    ended = snapshot({"SUCCEEDED": 2}, status="COMPLETED")
+    settling = decide_again(ended, decided="COMPLETED", read_back=str, changed_at=10, now=12, settle_seconds=5)
+    assert (settling.verdict, settling.recheck_at) == (Verdict.SETTLING, 15)
+
+
+def test_a_partial_mark_stored_as_failed_is_still_the_monitors() -> None:
+    failed = snapshot({"SUCCEEDED": 1, "FAILED": 1}, status="FAILED")  # uet stores PARTIAL as `failed`
+    decision = decide_again(failed, decided="PARTIAL", read_back=uet_read_back, changed_at=0, now=0, settle_seconds=0)
+    assert (decision.verdict, decision.status) == (Verdict.MARK, "PARTIAL")

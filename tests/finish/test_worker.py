@@ -46,3 +46,11 @@ def test_a_database_error_in_the_loop_does_not_kill_the_thread(monkeypatch: pyte
         assert recovered.wait(5), "the archival thread died on the first error"
     finally:
         worker.close()
+
+
+def test_a_run_handed_over_again_during_an_attempt_keeps_the_sooner_time() -> None:
+    worker = ArchiveWorker(fake_pipeline(), quiet_seconds=0, stop=threading.Event())  # type: ignore[arg-type]
+    worker.completed("r")  # the detector: it ended again, archive it now
+    worker._schedule("r", REOPENED_RECHECK_SECONDS)  # the attempt in flight: not terminal yet, look again later
+    run_id, wait = worker._next()
+    assert (run_id, wait) == ("r", 0.0)

@@ -167,8 +167,9 @@ def test_a_second_daemon_on_the_workspace_exits_3(workspace: Path, daemon: Daemo
     assert str(daemon.process.pid) in result.err
 
 
-def test_a_missing_database_exits_3(tmp_path: Path) -> None:
-    result = run_process("daemon", "--workspace", str(tmp_path))
+def test_a_missing_database_exits_3(workspace: Path) -> None:
+    (workspace / ".state" / "orchestration.db").unlink()  # a workspace whose database is gone
+    result = run_process("daemon", "--workspace", str(workspace))
     assert result.code == 3
     assert "state database not found" in result.err
 
@@ -307,3 +308,32 @@ def test_a_write_into_an_archived_run_is_reported(workspace: Path, start_daemon)
         lambda log: any(e["data"]["what"] == "write after archival" for e in log.events("WARNING", "sealed")),
         what="the late write reported",
     )
+
+
+def test_a_retry_after_the_mark_is_reopened_at_once_and_archived_once_it_ends_again(
+    workspace: Path, start_daemon
+) -> None:
+    # No full reconciliation after the one at start: what reopens the run is the pass its commit wakes.
+    # The quiet window keeps archival off the run while the retry lands.
+    daemon = start_daemon(workspace, "completion.reconcile_seconds=3600", "archive.quiet_seconds=3")
+    writer = Writer(workspace)
+    (workspace / "runs" / "retried").mkdir(parents=True)
+    (workspace / "runs" / "retried" / "out.txt").write_text("artifact")
+    writer.add_run("retried", ["SUCCEEDED", "SUCCEEDED"])
+    daemon.log.wait_for(lambda log: log.events("RUN_COMPLETED", "retried"), what="the run marked")
+    writer.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2 WHERE task_id = 'retried.t1'")
+    daemon.log.wait_for(lambda log: log.events("RUN_REOPENED", "retried"), what="RUN_REOPENED from the cheap pass")
+    assert writer.status("retried") == "COMPLETED"  # the mark stays until the run ends again
+    writer.sql("UPDATE tasks SET status = 'FAILED' WHERE task_id = 'retried.t1'")  # the retry failed
+    daemon.log.wait_for(lambda log: log.events("REPORT_GENERATED", "retried"), what="archived and reported once")
+    assert writer.status("retried") == "PARTIAL"
+    bag = workspace / ".archive" / "retried"
+    assert "Run-Status: PARTIAL\n" in (bag / "bag-info.txt").read_text()
+    with closing(sqlite3.connect(bag / "data" / "state" / "run.sqlite3")) as snapshot:
+        assert sorted(row[0] for row in snapshot.execute("SELECT status FROM tasks")) == ["FAILED", "SUCCEEDED"]
+        assert snapshot.execute("SELECT status FROM runs").fetchall() == [("PARTIAL",)]
+    assert daemon.stop()[0] == 0
+    counts = Counter(e["type"] for e in daemon.log.read() if e.get("run_id") == "retried")
+    assert [counts[t] for t in ("RUN_COMPLETED", "RUN_REOPENED", "RUN_ARCHIVED", "REPORT_GENERATED")] == [1, 1, 1, 1]
+    changes = [e["data"] for e in daemon.log.events("RUN_STATUS_CHANGED", "retried")]
+    assert changes[-1] == {"from": "COMPLETED", "to": "PARTIAL"}

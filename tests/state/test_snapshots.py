@@ -1,4 +1,4 @@
-"""The full reconciliation's reads on both databases: every run streamed, orphans by anti-join."""
+"""The detector's reads on both databases: every run streamed, orphans by anti-join, the reopen watch's seeks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 from orchestrator_monitor.state.schema import metadata
-from orchestrator_monitor.state.snapshots import STREAM_ROWS, fetch_orphan_run_ids, iterate_all_runs
+from orchestrator_monitor.state.snapshots import (
+    CHUNK,
+    STREAM_ROWS,
+    fetch_orphan_run_ids,
+    fetch_runs_with_open_rows,
+    iterate_all_runs,
+)
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.pool import NullPool
 from support import reference_tables
@@ -49,3 +55,22 @@ def test_every_run_is_streamed_once_with_shared_status_strings(engine: Engine) -
 def test_only_the_orphans_come_back(engine: Engine) -> None:
     with engine.connect() as connection, connection.begin():
         assert fetch_orphan_run_ids(connection, reference_tables()) == {"ghost", "spectre"}
+
+
+def test_the_reopen_watch_finds_the_runs_with_an_open_task_or_workstream(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO tasks (task_id, run_id, status) VALUES ('t1', 'run-00002', 'RUNNING'), "
+                "('t2', 'run-00004', 'QUEUED'), ('t3', 'run-00004', 'PENDING'), ('t4', 'run-00005', 'FAILED'), "
+                "('t5', 'run-02000', 'RUNNING')"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO workstreams (workstream_id, run_id, status) VALUES ('w2', 'run-00007', 'RUNNING')")
+        )
+    watched = [f"run-{n:05d}" for n in range(CHUNK * 2 + 5)]  # three chunks, the last run in the third
+    with engine.connect() as connection, connection.begin():
+        found = fetch_runs_with_open_rows(connection, reference_tables(), watched)
+        assert fetch_runs_with_open_rows(connection, reference_tables(), []) == set()
+    assert found == {"run-00002", "run-00004", "run-00007"}  # run-02000 was not asked about

@@ -5,6 +5,11 @@ the `archival_log` row, then the ledger, then `RUN_ARCHIVED`. A crash between an
 published bag, and the retry finds it, does no work, and records and announces what is missing
 (the event repeats with the same id). Commands and the daemon's worker both take the run's lock,
 so two archivals of one run never overlap.
+
+A bag must not contradict itself: inside the snapshot's read transaction the run is read again
+and compared with what its `Run-Status` was decided on (`contradiction`). Rows that changed since
+the completion (a task retried after the mark) publish nothing: the staging goes, the run is
+recorded reopened (one RUN_REOPENED, whoever saw it first) and is archived once it has ended again.
 """
 
 from __future__ import annotations
@@ -23,18 +28,19 @@ from ..errors import BadInput, ProblemFound
 from ..events.sinks.spool import read_run_events
 from ..events.types import Event, EventType, Publish
 from ..ids import run_directory, validate_run_id
-from ..ledger.runs import Ledger
+from ..ledger.runs import Ledger, RunRecord
 from ..lock import hold_lock
 from ..state.access import StateDatabase
 from ..state.archival_log import ArchivalLog, ArchivalRow, now_text
 from ..state.engine import read_transaction, translate_errors
 from ..state.queries import fetch_run
-from ..state.records import RUN_TERMINAL
+from ..state.records import RUN_TERMINAL, RunSnapshot
+from ..state.snapshots import fingerprint_text
 from ..timefmt import utc_now
 from ..workspace import Workspace
 from .bag import BagSummary, read_summary, seal_top
 from .copier import Flag
-from .failures import ArchiveFailure
+from .failures import REOPENED, ArchiveFailure
 from .snapshot import snapshot_run_rows
 from .staging import build_and_publish, remove_staging, staging_for
 from .tree import Inventory, RunDir, scan_tree
@@ -61,8 +67,10 @@ class Archival:
 @dataclass(frozen=True, slots=True)
 class RunRow:
     run_id: str
-    status: str
+    status: str  # what bag-info.txt says: the monitor's outcome where the stored status cannot hold it
     run_dir: RunDir
+    stored_status: str  # as archival read it (reference vocabulary): the snapshot must still say so
+    decided_on: str | None  # the rows its completion was decided on (`completed_rows`); None: no decision of ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +85,8 @@ class ArchiveOutcome:
 
 
 def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
-    """The run's status and directory; unknown is bad input (2), not terminal a problem (1)."""
+    """The run's status and directory, and what its bag must agree with; unknown is bad input (2), not
+    terminal (or reopened and not ended again) a problem (1)."""
     validate_run_id(run_id)
     state = ctx.state
     with translate_errors(state.name), read_transaction(state.engine) as connection:
@@ -86,9 +95,52 @@ def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
         raise BadInput(f"unknown run: {run_id}")
     if row["status"] not in RUN_TERMINAL:
         raise ProblemFound(f"run {run_id} is {row['status']}, not terminal: it is archived once it has finished")
+    record = ctx.ledger.record(run_id)
+    if record is not None and record.phase == "reopened":
+        raise ProblemFound(f"run {run_id} changed after it was marked: it is archived once it has ended again")
     root = ctx.workspace.root
-    status = state.mapping.true_status(row["status"], ctx.ledger.decision(run_id))
-    return RunRow(run_id, status, RunDir(root, run_directory(root, run_id, row["run_dir"]).relative_to(root)))
+    decided = record.status if record is not None and record.marked_by == "monitor" else None
+    return RunRow(
+        run_id,
+        state.mapping.true_status(row["status"], decided),
+        RunDir(root, run_directory(root, run_id, row["run_dir"]).relative_to(root)),
+        row["status"],
+        completed_rows(record),
+    )
+
+
+def completed_rows(record: RunRecord | None) -> str | None:
+    """What a run's bag must agree with beyond its status: the rows its completion was decided on.
+
+    Every run the monitor completed has them in the ledger, whoever ended it: for its own mark the
+    rows the rule decided on, for a status the executor set the rows seen with it (the outcome taken
+    as it is was taken on those), for a reopened run that ended again the rows of that new end. A run
+    the monitor never decided on (behind the first-start baseline, or archived by a command before
+    any daemon saw it) has none: its status is the executor's word alone, and the snapshot must still
+    show that status.
+    """
+    if record is None or record.phase not in ("completed", "announced"):
+        return None
+    return record.fingerprint
+
+
+def contradiction(run: RunRow, seen: RunSnapshot | None) -> ArchiveFailure | None:
+    """Why the run as the snapshot's transaction read it must not be bagged under `run.status`; None: it agrees.
+
+    Rows changed since a completion make the run reopened (archived once it has ended again); a run
+    gone, or one without a completion of ours whose status moved, is a source that changed (retried).
+    """
+    if seen is None:
+        return ArchiveFailure("source_changed", f"run {run.run_id} is no longer in the state database")
+    reason = REOPENED if run.decided_on is not None else "source_changed"
+    if seen.status != run.stored_status:
+        return ArchiveFailure(reason, f"run {run.run_id} is {seen.status} now, no longer {run.stored_status}")
+    if run.decided_on is not None and fingerprint_text(seen) != run.decided_on:
+        tasks = ", ".join(f"{count} {status}" for status, count in sorted(seen.tasks.items()))
+        return ArchiveFailure(
+            reason, f"run {run.run_id}: its rows changed after it was marked {run.status} (tasks now {tasks})"
+        )
+    return None
 
 
 def run_lock(workspace: Workspace, run_id: str) -> Path:
@@ -124,7 +176,7 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
                 run_dir=run.run_dir,
                 final=final,
                 inventory=inventory,
-                snapshot=lambda path: _snapshot(ctx, run.run_id, path),
+                snapshot=lambda path: _snapshot(ctx, run, path),
                 events=lambda: _run_events(ctx, run.run_id, started_event),
                 stop=ctx.stop,
                 shown=str(run.run_dir.relative),
@@ -132,6 +184,8 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
             )
         except ArchiveFailure as failure:
             _record_failure(ctx, run, final, started_at, failure)
+            if failure.reopened:
+                _reopen(ctx, run, failure.detail)
             raise
         outcome = ArchiveOutcome(
             run.run_id,
@@ -165,11 +219,24 @@ def check_storage(archive_root: Path, inventory: Inventory, reserve_bytes: int) 
         )
 
 
-def _snapshot(ctx: Archival, run_id: str, path: Path) -> None:
+def _snapshot(ctx: Archival, run: RunRow, path: Path) -> None:
+    def check(seen: RunSnapshot | None) -> None:
+        failure = contradiction(run, seen)
+        if failure is not None:
+            raise failure
+
     try:
-        snapshot_run_rows(ctx.state, run_id, path, busy_timeout_seconds=ctx.busy_timeout_seconds)
+        snapshot_run_rows(ctx.state, run.run_id, path, busy_timeout_seconds=ctx.busy_timeout_seconds, check=check)
     except (sqlite3.Error, sa_exc.SQLAlchemyError) as err:
         raise ArchiveFailure("database", f"snapshot of the run's rows failed: {err}") from None
+
+
+def _reopen(ctx: Archival, run: RunRow, what: str) -> None:
+    """Archival saw the change first: the ledger records the run reopened (unless the detector completed
+    it anew meanwhile), and RUN_REOPENED goes out unless it did already (once per run)."""
+    first, _ = ctx.ledger.reopen(run.run_id, decided_on=run.decided_on)
+    if first:
+        ctx.publish(EventType.RUN_REOPENED, {"what": what}, run_id=run.run_id)
 
 
 def _run_events(ctx: Archival, run_id: str, started: object) -> list[Event]:

@@ -9,6 +9,7 @@ from ..errors import MonitorError, ProblemFound, Unavailable
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 STORAGE_REASONS = frozenset({"storage_full", "storage_unavailable"})
+REOPENED = "run_reopened"  # the run's rows are no longer those its completion was decided on
 
 
 class ArchiveFailure(Exception):
@@ -18,6 +19,11 @@ class ArchiveFailure(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    @property
+    def reopened(self) -> bool:
+        """Not a fault: the run is archived once it has ended again (the detector hands it over then)."""
+        return self.reason == REOPENED
 
     @property
     def storage(self) -> bool:

@@ -1,10 +1,17 @@
-"""`data/state/run.sqlite3`: the run's rows, taken in one read transaction.
+"""`data/state/run.sqlite3`: the run's rows, taken in one read transaction, and checked in it.
 
 On SQLite the staging file is ATTACHed to a read-only connection and filled with
 `INSERT ... SELECT ... WHERE run_id = ?` inside one read transaction: one consistent snapshot,
 however busy the executor. (SQLite's paged online backup restarts whenever a writer commits,
-so under a busy executor it may never finish.) Other databases are read with SQLAlchemy in one
-REPEATABLE READ transaction and written into a new SQLite file with the same tables.
+so under a busy executor it may never finish.) Other databases are read in one REPEATABLE READ
+transaction and written into a new SQLite file with the same tables.
+
+Both run on a SQLAlchemy connection, so that inside that same transaction the run's status and
+rows are read again with the very query the detector decided on (`fetch_run_snapshot`, through
+the mapping) and handed to `check`, which raises to keep the snapshot from being taken: what the
+bag holds is then exactly what was checked. (Computing the fingerprint from the copied rows
+instead would compare values that went through another database's types on PostgreSQL, where a
+timestamp turned into text no longer sorts or prints as the detector saw it.)
 """
 
 from __future__ import annotations
@@ -12,15 +19,22 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Connection, MetaData, Table, inspect, select, text
+from sqlalchemy import Connection, MetaData, Table, create_engine, event, inspect, select, text
+from sqlalchemy.pool import NullPool
 
 from ..state.access import StateDatabase
 from ..state.engine import open_engine, sqlite_path
+from ..state.records import RunSnapshot
+from ..state.snapshots import fetch_run_snapshot
 from ..state.tables import StateTables
+
+Check = Callable[[RunSnapshot | None], None]  # raises when the rows read must not be archived
 
 _CREATE_TABLE = re.compile(
     r"^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?(\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|\S+?)(?=\s|\()", re.I
@@ -49,15 +63,20 @@ def run_row_sources(tables: StateTables) -> list[tuple[str, str]]:
     return list(dict.fromkeys(sources))
 
 
-def snapshot_run_rows(state: StateDatabase, run_id: str, destination: Path, *, busy_timeout_seconds: float) -> None:
-    """Write the run's rows of every state table into a new SQLite file at `destination`, made durable."""
+def snapshot_run_rows(
+    state: StateDatabase, run_id: str, destination: Path, *, busy_timeout_seconds: float, check: Check
+) -> None:
+    """Write the run's rows of every state table into a new SQLite file at `destination`, made durable.
+
+    `check` gets the run as the same read transaction sees it (None: gone); what it raises ends
+    the snapshot, with nothing committed to `destination`."""
     destination.unlink(missing_ok=True)
     path = sqlite_path(state.url)
     sources = run_row_sources(state.tables)
     if path is not None:
-        _snapshot_sqlite(path, sources, run_id, destination, busy_timeout_seconds)
+        _snapshot_sqlite(path, sources, run_id, destination, busy_timeout_seconds, state.tables, check)
     else:
-        _snapshot_other(state.url, sources, run_id, destination, busy_timeout_seconds)
+        _snapshot_other(state.url, sources, run_id, destination, busy_timeout_seconds, state.tables, check)
     fd = os.open(destination, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fdatasync(fd)
@@ -66,34 +85,56 @@ def snapshot_run_rows(state: StateDatabase, run_id: str, destination: Path, *, b
 
 
 def _snapshot_sqlite(
-    path: Path, sources: list[tuple[str, str]], run_id: str, destination: Path, busy_timeout_seconds: float
+    path: Path,
+    sources: list[tuple[str, str]],
+    run_id: str,
+    destination: Path,
+    busy_timeout_seconds: float,
+    tables: StateTables,
+    check: Check,
 ) -> None:
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
-    target = f"file:{quote(str(destination.absolute()))}?mode=rwc"
-    with closing(sqlite3.connect(uri, uri=True, timeout=busy_timeout_seconds, isolation_level=None)) as connection:
-        connection.execute("ATTACH DATABASE ? AS snap", (target,))
-        connection.execute("BEGIN")
-        try:
+    """Copy and check on one read-only connection with `destination` attached (ATTACH cannot run
+    inside a transaction, so the connection comes attached), in one `BEGIN ... COMMIT`."""
+    engine = create_engine(
+        "sqlite://",
+        creator=partial(_connect_attached, path, destination, busy_timeout_seconds),
+        poolclass=NullPool,
+    )
+    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    try:
+        with engine.connect() as connection, connection.begin():
             for table, condition in sources:
-                row = connection.execute(
+                row = connection.exec_driver_sql(
                     "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (table,)
-                ).fetchone()
+                ).first()
                 if row is None:  # archival_log is created by the monitor; an executor's DDL may lack it
                     continue
-                connection.execute(_CREATE_TABLE.sub(f"CREATE TABLE snap.{_quote(table)}", row[0], count=1))
-                connection.execute(
+                connection.exec_driver_sql(_CREATE_TABLE.sub(f"CREATE TABLE snap.{_quote(table)}", row[0], count=1))
+                connection.exec_driver_sql(
                     f"INSERT INTO snap.{_quote(table)} SELECT * FROM main.{_quote(table)} WHERE {condition}",
                     {"run_id": run_id},
                 )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("DETACH DATABASE snap")
+            check(fetch_run_snapshot(connection, tables, run_id))  # unqualified names: `main` comes first
+    finally:
+        engine.dispose()
+
+
+def _connect_attached(path: Path, destination: Path, busy_timeout_seconds: float) -> sqlite3.Connection:
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    target = f"file:{quote(str(destination.absolute()))}?mode=rwc"
+    connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout_seconds, isolation_level=None)
+    connection.execute("ATTACH DATABASE ? AS snap", (target,))
+    return connection
 
 
 def _snapshot_other(
-    url: str, sources: list[tuple[str, str]], run_id: str, destination: Path, busy_timeout_seconds: float
+    url: str,
+    sources: list[tuple[str, str]],
+    run_id: str,
+    destination: Path,
+    busy_timeout_seconds: float,
+    tables: StateTables,
+    check: Check,
 ) -> None:
     """A server database: its tables reflected, the run's rows read in one REPEATABLE READ transaction,
     written into SQLite tables of the same names and columns (SQLite keeps any value in an untyped column)."""
@@ -109,6 +150,7 @@ def _snapshot_other(
                     for t, condition in sources
                     if t in found
                 }
+                check(fetch_run_snapshot(connection, tables, run_id))
     finally:
         source.dispose()
     with closing(sqlite3.connect(destination, isolation_level=None)) as out:

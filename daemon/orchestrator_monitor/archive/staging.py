@@ -4,7 +4,8 @@ The staging folder sits beside the archives (same file system, so publication is
 under a name no run id can take (run ids never start with '.'). It holds the bag being built
 and the journal. A stop (`Interrupted`) or a failure that a retry can fix keeps both, so the
 next attempt resumes; a full disk removes them (nothing partial stays behind to fill it
-further); a journal that cannot be trusted discards the staging and starts clean.
+further), and so does a run found reopened (its next archival is of another end, with
+other files); a journal that cannot be trusted discards the staging and starts clean.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def build_and_publish(
 
 
 def _discarding(failure: ArchiveFailure, staging: Path) -> ArchiveFailure:
-    """A full disk takes the staging with it; other failures keep it for the retry to resume."""
-    if failure.reason == "storage_full":
+    """A full disk and a reopened run take the staging with them; other failures keep it for the retry."""
+    if failure.reason == "storage_full" or failure.reopened:
         remove_staging(staging)
     return failure

@@ -3,7 +3,10 @@
 The detector decides; this records the decision in the ledger before its event goes out
 (`RUN_STATUS_CHANGED`, `RUN_COMPLETED`, once per run, the same id after a crash), hands the
 run to archival, and watches recently completed runs for changes after their mark
-(`RUN_REOPENED`, once). Every write goes through the ledger, so a restart knows it all.
+(`RUN_REOPENED`, once per run). A run that changes before its bag is published waits for its
+new end (phase `reopened`), is completed anew on the rows of that end and handed to archival
+again; archival, which compares the rows once more inside its snapshot, may be the one that saw
+the change (`learn_phases`). Every write goes through the ledger, so a restart knows it all.
 """
 
 from __future__ import annotations
@@ -13,19 +16,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
-import orjson
 from sqlalchemy import Connection
 
 from ..events.types import EventType, Publish
 from ..ledger.runs import Ledger, RunRecord
-from ..state.records import RUN_TERMINAL, RunSnapshot
-from ..state.snapshots import fetch_snapshots
+from ..state.records import RUN_TERMINAL, TASK_TERMINAL, RunSnapshot
+from ..state.snapshots import fetch_snapshots, fingerprint_text
 from ..state.tables import StateTables
+from .rule import all_terminal
 
 logger = logging.getLogger(__name__)
 
 REOPEN_WATCH_SECONDS = 3600.0
-FINISHED_PHASES = frozenset({"completed", "announced", "archived", "reported"})
+FINISHED_PHASES = frozenset({"completed", "announced", "reopened", "archived", "reported"})
+UNARCHIVED_PHASES = frozenset({"completed", "announced"})  # a change to them makes them wait for their new end
 
 
 class Handoff(Protocol):
@@ -51,8 +55,10 @@ class Completions:
         self._flush = flush
         self._handoff = handoff
         self._records: dict[str, RunRecord] = {}
-        self._published: list[str] = []  # RUN_COMPLETED out, not yet known written: see `commit`
-        self._watch_reopen: dict[str, float] = {}  # run -> when this daemon completed it (monotonic)
+        self._announcing: list[str] = []  # completion recorded and its events out, not yet known written: `commit`
+        # run -> (when this daemon completed it (monotonic), whether every row was terminal then)
+        self._watch_reopen: dict[str, tuple[float, bool]] = {}
+        self._reopened: set[str] = set()  # phase reopened: waiting for their new end
 
     def load(self, runs: Callable[[], Mapping[str, str]]) -> None:
         """Read the ledger; on the very first start, first record the terminal `runs()` as the baseline
@@ -60,6 +66,7 @@ class Completions:
         if not self._ledger.baseline_taken():
             self._ledger.take_baseline({run_id: status for run_id, status in runs().items() if status in RUN_TERMINAL})
         self._records = self._ledger.records()
+        self._reopened = {run_id for run_id, record in self._records.items() if record.phase == "reopened"}
 
     def known(self, run_id: str) -> bool:
         return run_id in self._records
@@ -105,12 +112,44 @@ class Completions:
         if record is not None and record.phase == "marking":
             self._ledger.forget(run_id)
             del self._records[run_id]
-        elif record is not None and record.phase != "baseline" and not record.reopened:
-            self.reopen(run_id, f"status is {status} again after the run was {record.status}")
+        elif record is not None:
+            self.changed(run_id, f"status is {status} again after the run was {record.status}")
 
-    def archived_among(self, run_ids: list[str]) -> set[str]:
-        """Which runs archival has published (the archive worker records that in the ledger)."""
-        return self._ledger.archived_among(run_ids) if run_ids else set()
+    def changed(self, run_id: str, what: str) -> None:
+        """The run's rows are no longer what its completion was decided on: reopen it where that is news."""
+        record = self._records.get(run_id)
+        if record is not None and _reopenable(record.phase, record.reopened):
+            self._reopen(run_id, what)
+
+    def watched(self, mono: float) -> list[str]:
+        """Runs completed within `REOPEN_WATCH_SECONDS` with every row terminal then: an open task or
+        workstream of theirs now is a reopening (the cheap pass asks; bounded by recent completions)."""
+        self._expire_watch(mono)
+        return [run_id for run_id, (_, settled) in self._watch_reopen.items() if settled]
+
+    def waiting_to_end(self) -> set[str]:
+        """Reopened runs without a bag yet: completed anew once their rows have ended again."""
+        return self._reopened
+
+    def decided(self, run_id: str) -> str | None:
+        """The status the monitor's own mark decided for a finished run; None when the executor's status was taken."""
+        record = self._records[run_id]
+        return record.status if record.marked_by == "monitor" else None
+
+    def archival_phases(self, run_ids: list[str]) -> dict[str, str]:
+        """The ledger's phase of these runs (the archive worker records bags, and the reopenings it finds)."""
+        return self._ledger.phases_among(run_ids) if run_ids else {}
+
+    def learn_phases(self, phases: Mapping[str, str]) -> None:
+        """What the ledger says archival did (a bag published, a reopening it saw): the records here agree."""
+        for run_id, phase in phases.items():
+            record = self._records.get(run_id)
+            if record is None or record.phase == phase:
+                continue
+            if phase == "reopened":
+                self._mark_reopened(run_id, phase)
+            elif phase in ("archived", "reported"):
+                self._records[run_id] = replace(record, phase=phase)
 
     def begin_mark(self, run_id: str, status: str) -> None:
         self._ledger.begin_mark(run_id, status)
@@ -119,69 +158,100 @@ class Completions:
         self._ledger.forget(run_id)
 
     def finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float, previous: str | None) -> None:
-        """Record the completion, then announce it; `previous` is the open status we last saw, if any."""
+        """Record the completion, then announce it; `previous` is the open status we last saw, if any.
+
+        A reopened run ending again is recorded anew (its rows and status now: what archival
+        compares with) and handed to archival again, without a second RUN_COMPLETED; a change of
+        its outcome is a RUN_STATUS_CHANGED from the status recorded before.
+        """
         run_id = snapshot.run_id
-        first = not self.finished(run_id)  # else a reopened run ending again: announced already
-        if first:
+        record = self._records.get(run_id)
+        again = record is not None and record.phase == "reopened"
+        first = not self.finished(run_id)  # else reopened after its bag, or seen again: announced already
+        if first or again:
             fingerprint = fingerprint_text(snapshot)
             self._ledger.complete(
                 run_id, status=status, marked_by=marked_by, tasks=snapshot.tasks, fingerprint=fingerprint
             )
             self._records[run_id] = RunRecord(
-                run_id, "completed", status, marked_by, dict(snapshot.tasks), fingerprint, False
+                run_id, "completed", status, marked_by, dict(snapshot.tasks), fingerprint, again
             )
+            self._reopened.discard(run_id)
+            settled = all_terminal(snapshot.tasks, TASK_TERMINAL) and all_terminal(snapshot.workstreams, RUN_TERMINAL)
+            self._watch_reopen[run_id] = (mono, settled)
         if previous is not None:
             self._publish(EventType.RUN_STATUS_CHANGED, {"from": previous, "to": status}, run_id=run_id)
+        elif again and record is not None and record.status != status:
+            self._publish(EventType.RUN_STATUS_CHANGED, {"from": record.status, "to": status}, run_id=run_id)
         if first:
             self._announce(run_id, status, marked_by, snapshot.tasks)
-            self._watch_reopen[run_id] = mono
+        elif again:
+            self._announcing.append(run_id)
 
     def _announce(self, run_id: str, status: str, marked_by: str, tasks: Mapping[str, int]) -> None:
         data = {"status": status, "marked_by": marked_by, "tasks": dict(tasks)}
         self._publish(EventType.RUN_COMPLETED, data, run_id=run_id)
-        self._published.append(run_id)
+        self._announcing.append(run_id)
 
     def commit(self) -> None:
-        """After a pass: once its RUN_COMPLETED lines are written, record them announced and hand the runs on.
+        """After a pass: once its events are written, record its completions announced and hand the runs on.
 
         `publish` returns when the log accepted a line, not when it wrote it; recording the run
         announced before that would let a `kill -9` lose its event for good. One flush and one
-        ledger transaction serve a whole pass, however many runs it completed.
+        ledger transaction serve a whole pass, however many runs it completed. A run reopened
+        within the same pass stays reopened: it is handed on once it has ended again.
         """
-        if not self._published:
+        if not self._announcing:
             return
         self._flush()
-        self._ledger.announce_many(self._published)
-        for run_id in self._published:
-            self._records[run_id] = replace(self._records[run_id], phase="announced")
-            self._handoff.completed(run_id)
-        self._published = []
+        self._ledger.announce_many(self._announcing)
+        for run_id in self._announcing:
+            record = self._records[run_id]
+            if record.phase == "completed":
+                self._records[run_id] = replace(record, phase="announced")
+                self._handoff.completed(run_id)
+        self._announcing = []
 
     def check_reopened(self, connection: Connection, mono: float) -> None:
-        """A run completed recently whose rows changed after the mark: one RUN_REOPENED.
+        """The full comparison: runs completed recently whose rows differ from what their completion was
+        decided on (a retry that came and went between two cheap passes), and the reopenings archival
+        recorded that this daemon has not heard of (a command's archival, or one long after the end).
 
         Only runs completed in the last `REOPEN_WATCH_SECONDS` are re-read (late writes come soon
         after the end; older runs are sealed by archival), so this pass stays small for months.
         """
-        for run_id in [r for r, at in self._watch_reopen.items() if mono - at > REOPEN_WATCH_SECONDS]:
-            del self._watch_reopen[run_id]
-        candidates = {r: self._records[r].status or "" for r in self._watch_reopen if not self._records[r].reopened}
+        self.learn_phases(dict.fromkeys(self._ledger.reopened_runs(), "reopened"))
+        self._expire_watch(mono)
+        candidates = {r: self._records[r].status or "" for r in self._watch_reopen}
         if not candidates:
             return
         with connection.begin():
             snapshots = fetch_snapshots(connection, self._tables, candidates)
         for run_id, snapshot in snapshots.items():
             if fingerprint_text(snapshot) != self._records[run_id].fingerprint:
-                self.reopen(run_id, "tasks or workstreams changed after the run was marked")
+                self.changed(run_id, "tasks or workstreams changed after the run was marked")
 
-    def reopen(self, run_id: str, what: str) -> None:
-        self._ledger.reopen(run_id)
-        self._records[run_id] = replace(self._records[run_id], reopened=True)
+    def _expire_watch(self, mono: float) -> None:
+        for run_id in [r for r, (at, _) in self._watch_reopen.items() if mono - at > REOPEN_WATCH_SECONDS]:
+            del self._watch_reopen[run_id]
+
+    def _reopen(self, run_id: str, what: str) -> None:
+        first, phase = self._ledger.reopen(run_id)  # not first: archival saw it first and said so
+        if phase is None:
+            return
+        self._mark_reopened(run_id, phase)
+        if first:
+            logger.warning("run %s reopened: %s", run_id, what)
+            self._publish(EventType.RUN_REOPENED, {"what": what}, run_id=run_id)
+
+    def _mark_reopened(self, run_id: str, phase: str) -> None:
+        """As the ledger has it: waiting for its new end (`reopened`), or archived already and keeping its bag."""
+        self._records[run_id] = replace(self._records[run_id], phase=phase, reopened=True)
+        if phase == "reopened":
+            self._reopened.add(run_id)
         self._watch_reopen.pop(run_id, None)
-        logger.warning("run %s reopened: %s", run_id, what)
-        self._publish(EventType.RUN_REOPENED, {"what": what}, run_id=run_id)
 
 
-def fingerprint_text(snapshot: RunSnapshot) -> str:
-    """The rows' part of the fingerprint (the run's own status left out: the mark changes it)."""
-    return orjson.dumps([str(part) for part in snapshot.fingerprint[1:]]).decode()
+def _reopenable(phase: str, reopened: bool) -> bool:
+    """A change is news: before the bag (the run then waits for its new end), or the first one after it."""
+    return phase in UNARCHIVED_PHASES or (phase in ("archived", "reported") and not reopened)

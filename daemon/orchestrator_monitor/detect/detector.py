@@ -1,10 +1,13 @@
 """Wake-up -> read what changed -> decide -> mark -> record -> event -> hand-off.
 
 `Detector` holds what it knows of open runs in memory and what it has finished with in the
-ledger. `run_detect_iteration` is the cheap pass run on every confirmed change;
-`run_reconcile_iteration` the full pass run at start and periodically to catch anything
-missed (runs finished while the daemon was down, executor-set statuses, reopened runs,
-stalls). Both take the connection and the time from the caller and make one pass.
+ledger. `run_detect_iteration` is the cheap pass run on every confirmed change: the open runs,
+the few that may be done, and the runs completed recently that have an open task or workstream
+again (a retry after the mark: `RUN_REOPENED` on the wake-up its commit causes) or, reopened,
+have ended again. `run_reconcile_iteration` is the full pass run at start and periodically to
+catch anything missed (runs finished while the daemon was down, executor-set statuses, rows
+changed and changed back between two cheap passes, stalls). Both take the connection and the
+time from the caller and make one pass.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from ..state.snapshots import (
     fetch_open_runs,
     fetch_orphan_run_ids,
     fetch_runs_after,
+    fetch_runs_with_open_rows,
     fetch_snapshots,
     fetch_statuses,
     iterate_all_runs,
 )
 from ..state.tables import StateTables
 from .completions import REOPEN_WATCH_SECONDS, Completions, Handoff
-from .rule import Verdict, decide
+from .rule import Decision, Verdict, decide, decide_again
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +81,8 @@ class Detector:
         self._open: dict[str, _OpenRun] = {}
         self._completions = Completions(ledger=ledger, publish=publish, flush=flush, handoff=handoff, tables=tables)
         self._finished: dict[str, tuple[str | None, float]] = {}  # completed here, not yet archived
+        # reopened under a terminal status: run -> (fingerprint last seen ended, when it last changed)
+        self._ending: dict[str, tuple[tuple[object, ...] | None, float]] = {}
         self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
         self._warned: set[str] = set()
         self._started = False
@@ -218,8 +224,16 @@ class Detector:
     # -- the cheap pass ------------------------------------------------------------------
 
     def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
-        """Read the open runs and the few that may be done; mark those that are. Returns a recheck time."""
+        """Read the open runs and the few that may be done; mark those that are. Returns a recheck time.
+
+        Also asks, by index seeks, which runs completed within the reopen watch (and reopened runs
+        waiting for their new end) have an open task or workstream now: as many seeks as such runs,
+        never more with a longer history. Rows that changed and changed back between two passes are
+        left to the reconciliation's full comparison, and archival compares once more.
+        """
         connection = self._connection()
+        watched = self._completions.watched(mono)
+        waiting = [run_id for run_id in self._completions.waiting_to_end() if run_id not in self._open]
         with connection.begin():
             open_now = self._admit(fetch_open_runs(connection, self._tables))
             left = [run_id for run_id in self._open if run_id not in open_now]
@@ -236,6 +250,14 @@ class Detector:
                 connection, self._tables, {r: open_now[r][0] for r in candidates if r in open_now}
             )
             terminal_snapshots = fetch_snapshots(connection, self._tables, terminal)
+            busy = fetch_runs_with_open_rows(connection, self._tables, watched + waiting)
+            ended = fetch_statuses(connection, self._tables, [r for r in waiting if r not in busy])
+            ended_snapshots = fetch_snapshots(
+                connection, self._tables, {r: s for r, s in ended.items() if s in RUN_TERMINAL and r not in open_now}
+            )
+        for run_id in watched:
+            if run_id in busy:
+                self._completions.changed(run_id, "a task or workstream is open again after the run was marked")
         for run_id, (status, run_dir) in open_now.items():
             self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
         for run_id in left:
@@ -247,29 +269,28 @@ class Detector:
                 self._observe_open(run_id, left_status, self._open[run_id].run_dir, None, mono, announce=True)
         self._complete_terminal({r: s.status for r, s in terminal_snapshots.items()}, mono, terminal_snapshots)
         recheck: float | None = None
-        for run_id, snapshot in snapshots.items():
-            try:
-                when = self._decide_and_mark(snapshot, now, mono)
-            except Exception:
-                logger.exception("deciding run %s failed; going on with the others", run_id)
-                continue
-            if when is not None:
-                recheck = when if recheck is None else min(recheck, when)
+        for run_id in [r for r in self._ending if r not in waiting]:
+            del self._ending[run_id]  # completed anew, or open again (followed as an open run)
+        for run_id in busy.intersection(waiting):
+            self._ending[run_id] = (None, mono)
+        passes = [(self._decide_and_mark, snapshots), (self._complete_again, ended_snapshots)]
+        for decide_one, chosen in passes:
+            for run_id, snapshot in chosen.items():
+                try:
+                    when = decide_one(snapshot, now, mono)
+                except Exception:
+                    logger.exception("deciding run %s failed; going on with the others", run_id)
+                    continue
+                if when is not None:
+                    recheck = when if recheck is None else min(recheck, when)
         self._completions.commit()
         return recheck
 
     def _decide_and_mark(self, snapshot: RunSnapshot, now: datetime, mono: float) -> float | None:
         run = self._open[snapshot.run_id]
-        for status in snapshot.tasks:
-            if status not in TASK_STATUSES:
-                self.warn_once(
-                    f"task-status:{snapshot.run_id}:{status}",
-                    "unknown status",
-                    f"run {snapshot.run_id} has tasks with status {status!r}, counted as not terminal",
-                    snapshot.run_id,
-                )
+        self._warn_unknown_task_statuses(snapshot)
         if self._completions.finished(snapshot.run_id):
-            return None  # reopened after its mark: observed, never marked or announced again
+            return None  # the executor reopened it after its mark: it owns it, its own end is taken as it is
         decision = decide(snapshot, changed_at=run.changed_at, now=mono, settle_seconds=self._settle)
         if decision.verdict is Verdict.SETTLING:
             return decision.recheck_at
@@ -278,21 +299,62 @@ class Detector:
         if not self._marks_allowed():
             return mono + MARK_RETRY_SECONDS  # safe mode: the decision stands, the write waits
         self._completions.begin_mark(snapshot.run_id, decision.status)
-        try:
-            result = mark_run(self._connection(), self._tables, snapshot, decision.status, now)
-        except exc.OperationalError as err:
+        written = self._write_mark(snapshot, decision.status, now)
+        if written is not True:
             self._completions.abandon_mark(snapshot.run_id)
+            return None if written is False else mono + MARK_RETRY_SECONDS
+        self._finish(snapshot, decision.status, "monitor", mono)
+        return None
+
+    def _complete_again(self, snapshot: RunSnapshot, now: datetime, mono: float) -> float | None:
+        """A reopened run under a terminal status whose tasks and workstreams are all terminal again.
+
+        Decided again once settled: the monitor's own mark by the rule, written again where the new
+        outcome differs (a compare-and-set from the status it wrote; a status already equal to the
+        new outcome needs no write, which also covers a crash between that write and its record),
+        any other status taken as the executor's. Then recorded with these rows, for archival.
+        """
+        run_id = snapshot.run_id
+        self._warn_unknown_task_statuses(snapshot)
+        seen, changed_at = self._ending.get(run_id, (None, mono))
+        if seen != snapshot.fingerprint:
+            changed_at = mono
+        self._ending[run_id] = (snapshot.fingerprint, changed_at)
+        decision: Decision = decide_again(
+            snapshot,
+            decided=self._completions.decided(run_id),
+            read_back=self._tables.mapping.runs.read_back,
+            changed_at=changed_at,
+            now=mono,
+            settle_seconds=self._settle,
+        )
+        if decision.verdict is Verdict.SETTLING:
+            return decision.recheck_at
+        if decision.status is None:
+            return None
+        if decision.verdict is Verdict.MARK and self._tables.mapping.runs.read_back(decision.status) != snapshot.status:
+            if not self._marks_allowed():
+                return mono + MARK_RETRY_SECONDS
+            written = self._write_mark(snapshot, decision.status, now)
+            if written is not True:
+                return None if written is False else mono + MARK_RETRY_SECONDS
+        del self._ending[run_id]
+        self._finish(snapshot, decision.status, "monitor" if decision.verdict is Verdict.MARK else "executor", mono)
+        return None
+
+    def _write_mark(self, snapshot: RunSnapshot, status: str, now: datetime) -> bool | None:
+        """The compare-and-set: True written, False the run changed first, None deferred (locked: warned once)."""
+        try:
+            result = mark_run(self._connection(), self._tables, snapshot, status, now)
+        except exc.OperationalError as err:
             self.warn_once(
                 f"mark:{snapshot.run_id}",
                 "mark deferred",
                 f"could not mark run {snapshot.run_id}: {err.orig}; will retry",
                 snapshot.run_id,
             )
-            return mono + MARK_RETRY_SECONDS
-        if not result.marked:
-            self._completions.abandon_mark(snapshot.run_id)  # it changed under us: the next pass looks again
             return None
-        if result.unreadable_times:
+        if result.marked and result.unreadable_times:
             self.warn_once(
                 f"times:{snapshot.run_id}",
                 "unreadable timestamps",
@@ -300,8 +362,17 @@ class Detector:
                 "read; finished_at is the latest readable one",
                 snapshot.run_id,
             )
-        self._finish(snapshot, decision.status, "monitor", mono)
-        return None
+        return result.marked
+
+    def _warn_unknown_task_statuses(self, snapshot: RunSnapshot) -> None:
+        for status in snapshot.tasks:
+            if status not in TASK_STATUSES:
+                self.warn_once(
+                    f"task-status:{snapshot.run_id}:{status}",
+                    "unknown status",
+                    f"run {snapshot.run_id} has tasks with status {status!r}, counted as not terminal",
+                    snapshot.run_id,
+                )
 
     # -- recording a completion ------------------------------------------------------------
 
@@ -326,15 +397,19 @@ class Detector:
     def seal_archived(self, mono: float) -> None:
         """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.
 
-        Asks the ledger only while some run completed here waits for its bag (seconds, usually).
+        Asks the ledger only while some run completed here waits for its bag (seconds, usually); the
+        same answer says which of them archival found changed (reopened): followed from now on.
         """
         for run_id, (_, finished_at) in list(self._finished.items()):
             if mono - finished_at > REOPEN_WATCH_SECONDS:
                 del self._finished[run_id]
                 self._sealed.pop(run_id, None)
         waiting = [run_id for run_id in self._finished if run_id not in self._sealed]
-        for run_id in self._completions.archived_among(waiting):
-            self._sealed[run_id] = self._finished[run_id][0]
+        phases = self._completions.archival_phases(waiting)
+        self._completions.learn_phases(phases)
+        for run_id, phase in phases.items():
+            if phase in ("archived", "reported"):
+                self._sealed[run_id] = self._finished[run_id][0]
 
     # -- life and stalls -----------------------------------------------------------------
 

@@ -8,7 +8,7 @@ database, no clock and no events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -46,6 +46,35 @@ def decide(snapshot: RunSnapshot, *, changed_at: float, now: float, settle_secon
     """The verdict for one run; `changed_at` is when its fingerprint last changed (monotonic)."""
     if snapshot.status in RUN_TERMINAL:
         return Decision(Verdict.TERMINAL, snapshot.status)
+    return _decide_rows(snapshot, changed_at=changed_at, now=now, settle_seconds=settle_seconds)
+
+
+def decide_again(
+    snapshot: RunSnapshot,
+    *,
+    decided: str | None,
+    read_back: Callable[[str], str],
+    changed_at: float,
+    now: float,
+    settle_seconds: float,
+) -> Decision:
+    """The verdict for a run reopened under a terminal status (a task retried after the mark).
+
+    It has ended again once its rows would complete an open run: every task and workstream
+    terminal, settled. A run the monitor marked `decided` is decided again by the rule, since the
+    retry may have ended otherwise (COMPLETED becomes PARTIAL: MARK, written where the stored status
+    differs), as long as its stored status is the one that mark left (`read_back`) or already the
+    new outcome; any other status is the executor's own, taken as it is (TERMINAL).
+    """
+    decision = _decide_rows(snapshot, changed_at=changed_at, now=now, settle_seconds=settle_seconds)
+    if decision.verdict is not Verdict.MARK or decision.status is None:
+        return decision
+    if decided is not None and snapshot.status in (read_back(decided), read_back(decision.status)):
+        return decision
+    return Decision(Verdict.TERMINAL, snapshot.status)
+
+
+def _decide_rows(snapshot: RunSnapshot, *, changed_at: float, now: float, settle_seconds: float) -> Decision:
     if not sum(snapshot.tasks.values()):
         return Decision(Verdict.OPEN)  # a run with no tasks is never completed by the monitor
     if not all_terminal(snapshot.tasks, TASK_TERMINAL) or not all_terminal(snapshot.workstreams, RUN_TERMINAL):

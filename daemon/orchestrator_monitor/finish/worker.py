@@ -4,9 +4,11 @@ The detector hands over a run once its completion is announced; the worker waits
 run directory has been quiet `archive.quiet_seconds` (newest ctime in the tree), then runs
 `run_archive_iteration`. Failures are retried with a doubling backoff (a full disk, a file
 not readable yet, a database locked); `wake()` retries at once (the storage check saw space
-again). At start it takes up what the ledger says is not done: runs `announced` (not archived)
-and `archived` (not reported). `close` stops a copy at its next chunk, leaving staging and
-journal for the next start, and returns within CLOSE_SECONDS.
+again). A run whose rows changed since its completion is dropped: nothing was published, and
+the detector hands it over again once it has ended again. At start it takes up what the ledger
+says is not done: runs `announced` (not archived) and `archived` (not reported). `close` stops
+a copy at its next chunk, leaving staging and journal for the next start, and returns within
+CLOSE_SECONDS.
 """
 
 from __future__ import annotations
@@ -58,7 +60,12 @@ def run_archive_iteration(pipeline: Pipeline, run_id: str, *, quiet_seconds: flo
         quiet_left = quiet_seconds - (now_ns - inventory.newest_change_ns) / 1e9
         if quiet_left > 0:
             return quiet_left
-    pipeline.process(run, inventory)
+    try:
+        pipeline.process(run, inventory)
+    except ArchiveFailure as failure:
+        if not failure.reopened:
+            raise
+        logger.info("run %s is not archived: %s; it is once it has ended again", run_id, failure.detail)
     return None
 
 
@@ -137,8 +144,11 @@ class ArchiveWorker:
             return sorted(self._due)
 
     def _schedule(self, run_id: str, delay: float) -> None:
+        """Due in `delay` seconds, or sooner if it is already (the detector handed it over again during
+        an attempt whose retry time would otherwise replace that)."""
         with self._lock:
-            self._due[run_id] = time.monotonic() + delay
+            due = time.monotonic() + delay
+            self._due[run_id] = min(due, self._due.get(run_id, due))
         self._wake.set()
 
     def _next(self) -> tuple[str | None, float]:

@@ -10,8 +10,14 @@ Phases of a run here:
   marking    the monitor is about to mark it (the mark may or may not have landed)
   completed  terminal, recorded; its RUN_COMPLETED may not have gone out yet
   announced  RUN_COMPLETED went out and the run was handed to archival
+  reopened   its rows changed after its completion, before its bag: archived once it has ended again
+             (then `completed` again, with the rows and status of its new end)
   archived   its bag is published and recorded; RUN_ARCHIVED may not have gone out yet
   reported   its reports are written and recorded; REPORT_GENERATED may not have gone out yet
+
+`fingerprint` is what the latest completion was decided on (`state.snapshots.fingerprint_text`);
+`reopened` says RUN_REOPENED went out (once per run, whoever saw the change first: the detector or
+archival).
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ CREATE TABLE IF NOT EXISTS monitor_runs (
     updated_at TEXT NOT NULL
 )
 """
+# The reconciliation asks for the reopened runs each time: a seek in the few, not a scan of every run ever seen.
+_REOPENED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ix_monitor_runs_reopened ON monitor_runs (run_id) WHERE phase = 'reopened'"
+)
 
 
 _NO_TASKS: Mapping[str, int] = MappingProxyType({})
@@ -71,6 +81,7 @@ class Ledger:
         )
         self._connection.execute("PRAGMA synchronous=FULL")  # a recorded completion must survive power loss
         self._connection.execute(_SCHEMA)
+        self._connection.execute(_REOPENED_INDEX)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -149,12 +160,14 @@ class Ledger:
         self._write([("DELETE FROM monitor_runs WHERE run_id = ? AND phase = 'marking'", (run_id,))])
 
     def complete(self, run_id: str, *, status: str, marked_by: str, tasks: Mapping[str, int], fingerprint: str) -> None:
+        """Record a completion (a first one, or a reopened run's new end: its `reopened` flag stays)."""
         self._write(
             [
                 (
-                    "INSERT OR REPLACE INTO monitor_runs "
-                    "(run_id, phase, status, marked_by, tasks, fingerprint, updated_at) "
-                    "VALUES (?, 'completed', ?, ?, ?, ?, ?)",
+                    "INSERT INTO monitor_runs (run_id, phase, status, marked_by, tasks, fingerprint, updated_at) "
+                    "VALUES (?, 'completed', ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                    "phase = 'completed', status = excluded.status, marked_by = excluded.marked_by, "
+                    "tasks = excluded.tasks, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
                     (
                         run_id,
                         status,
@@ -206,6 +219,19 @@ class Ledger:
             row = self._connection.execute("SELECT phase FROM monitor_runs WHERE run_id = ?", (run_id,)).fetchone()
         return row[0] if row else None
 
+    def record(self, run_id: str) -> RunRecord | None:
+        """The run's whole record (archival compares the rows with the completion's `fingerprint`)."""
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT run_id, phase, status, marked_by, tasks, fingerprint, reopened "
+                "FROM monitor_runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        tasks = orjson.loads(row[4]) if row[4] else _NO_TASKS
+        return RunRecord(row[0], row[1], row[2], row[3], tasks, row[5], bool(row[6]))
+
     def decision(self, run_id: str) -> str | None:
         """The status the monitor's own mark decided for the run (None if the executor ended it).
 
@@ -216,18 +242,16 @@ class Ledger:
             ).fetchone()
         return row[0] if row else None
 
-    def archived_among(self, run_ids: list[str]) -> set[str]:
-        """Which of these runs have a published bag (phase archived or reported)."""
-        found: set[str] = set()
+    def phases_among(self, run_ids: list[str]) -> dict[str, str]:
+        """run_id -> phase of these runs: which have a published bag, which archival found reopened."""
+        found: dict[str, str] = {}
         with self._lock:
             for start in range(0, len(run_ids), 500):
                 chunk = run_ids[start : start + 500]
                 rows = self._connection.execute(
-                    f"SELECT run_id FROM monitor_runs WHERE phase IN ('archived', 'reported') "
-                    f"AND run_id IN ({', '.join('?' * len(chunk))})",
-                    chunk,
+                    f"SELECT run_id, phase FROM monitor_runs WHERE run_id IN ({', '.join('?' * len(chunk))})", chunk
                 ).fetchall()
-                found.update(row[0] for row in rows)
+                found.update((run_id, intern(phase)) for run_id, phase in rows)
         return found
 
     def runs_in_phase(self, phase: str) -> list[str]:
@@ -236,6 +260,12 @@ class Ledger:
             rows = self._connection.execute(
                 "SELECT run_id FROM monitor_runs WHERE phase = ? ORDER BY updated_at", (phase,)
             ).fetchall()
+        return [row[0] for row in rows]
+
+    def reopened_runs(self) -> list[str]:
+        """Runs waiting for their new end (`ix_monitor_runs_reopened`: as many rows as there are such runs)."""
+        with self._lock:
+            rows = self._connection.execute("SELECT run_id FROM monitor_runs WHERE phase = 'reopened'").fetchall()
         return [row[0] for row in rows]
 
     def _advance(self, sql: str, params: tuple[object, ...]) -> bool:
@@ -249,15 +279,31 @@ class Ledger:
             self._connection.execute("COMMIT")
         return changed
 
-    def reopen(self, run_id: str) -> None:
-        self._set(run_id, "reopened = 1")
+    def reopen(self, run_id: str, decided_on: str | None = None) -> tuple[bool, str | None]:
+        """Record that the run changed after its completion: (whether RUN_REOPENED is still to be published,
+        the run's phase now; None when nothing was recorded).
 
-    def _set(self, run_id: str, assignment: str) -> None:
-        self._write(
-            [
-                (
-                    f"UPDATE monitor_runs SET {assignment}, updated_at = ? WHERE run_id = ?",
-                    (format_timestamp(utc_now()), run_id),
-                ),
-            ]
-        )
+        A run without a bag yet waits for its new end (phase `reopened`); one archived already keeps
+        its bag (the spec: not archived again). With `decided_on`, nothing happens unless the
+        recorded completion is still the one decided on those rows: an archival that read the record
+        before the detector completed the run anew must not reopen the new completion.
+        """
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._connection.execute(
+                    "SELECT reopened, fingerprint, phase FROM monitor_runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                if row is None or (decided_on is not None and row[1] != decided_on):
+                    self._connection.execute("ROLLBACK")
+                    return False, None
+                phase = "reopened" if row[2] in ("completed", "announced") else row[2]
+                self._connection.execute(
+                    "UPDATE monitor_runs SET reopened = 1, phase = ?, updated_at = ? WHERE run_id = ?",
+                    (phase, format_timestamp(utc_now()), run_id),
+                )
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+        return not row[0], intern(phase)

@@ -15,7 +15,22 @@ from collections.abc import Iterator, Sequence
 from sys import intern
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, exc, exists, func, literal_column, select
+import orjson
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    exc,
+    exists,
+    func,
+    literal_column,
+    select,
+    union,
+)
 
 from .records import RUN_STATUSES, RUN_TERMINAL, RunSnapshot, as_text
 from .tables import StateTables
@@ -161,6 +176,46 @@ def _snapshot(
         workstreams={row[0]: row[1] for row in ws_rows},
         fingerprint=(status, *(tuple(map(str, row)) for row in task_rows), *(tuple(map(str, row)) for row in ws_rows)),
     )
+
+
+def fingerprint_text(snapshot: RunSnapshot) -> str:
+    """The rows' part of the fingerprint (the run's own status left out: the mark changes it), as the
+    ledger keeps it: what a completion was decided on, compared again by the reopen checks and archival."""
+    return orjson.dumps([str(part) for part in snapshot.fingerprint[1:]]).decode()
+
+
+def fetch_run_snapshot(connection: Connection, tables: StateTables, run_id: str) -> RunSnapshot | None:
+    """The run's status and rows as this transaction sees them; None when the run is gone."""
+    status = fetch_statuses(connection, tables, [run_id]).get(run_id)
+    return None if status is None else fetch_snapshots(connection, tables, {run_id: status})[run_id]
+
+
+def fetch_runs_with_open_rows(connection: Connection, tables: StateTables, run_ids: Sequence[str]) -> set[str]:
+    """Which of these runs have a task row or a workstream in a known open status.
+
+    Index seeks only (`ix_tasks_run_id_status`, `ix_workstreams_run_id_status`: a run id and an
+    open status each), so the cost follows the number of runs asked about, never the history.
+    The cheap pass asks it about the runs completed within the reopen watch: a retry that moves a
+    task of a marked run back to RUNNING is seen on the wake-up its commit causes. One statement
+    per chunk, its list bound once (an expanding parameter: the statement is compiled once and
+    cached, rather than 500 literals coerced on every wake-up).
+    """
+    if not run_ids:
+        return set()
+    rows, workstreams = tables.task_rows, tables.workstreams
+    chunk: BindParameter[str] = bindparam("run_ids", expanding=True)
+    query: Select[tuple[str]] | CompoundSelect = select(rows.c.run_id).where(
+        rows.c.run_id.in_(chunk), tables.tasks_in(OPEN_TASK_STATUSES, rows)
+    )
+    if workstreams is not None:
+        open_ws = select(workstreams.c.run_id).where(
+            workstreams.c.run_id.in_(chunk), tables.workstreams_in(OPEN_RUN_STATUSES)
+        )
+        query = union(query, open_ws)
+    found: set[str] = set()
+    for ids in _chunks(run_ids):
+        found.update(connection.execute(query, {"run_ids": list(ids)}).scalars())
+    return found
 
 
 def fetch_task_finish_times(connection: Connection, tables: StateTables, run_id: str) -> list[Any]:
