@@ -39,6 +39,14 @@ def validate_run_id(run_id: object) -> str:
     return run_id
 
 
+def run_dir_problem(run_dir: str) -> str | None:
+    """Why an executor's `run_dir` value cannot be followed (it leaves the workspace), or None."""
+    relative = Path(run_dir)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        return "must be a relative path inside the workspace"
+    return None
+
+
 def run_directory(workspace: Path, run_id: str, run_dir: str | None = None) -> Path:
     """The run's directory: `run_dir` (relative to the workspace) or `runs/<run_id>`.
 
@@ -48,7 +56,7 @@ def run_directory(workspace: Path, run_id: str, run_dir: str | None = None) -> P
     validate_run_id(run_id)
     if run_dir is None:
         return workspace / "runs" / run_id
-    relative = Path(run_dir)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        raise BadInput(f"run {run_id}: run_dir {run_dir!r} must be a relative path inside the workspace")
-    return workspace / relative
+    problem = run_dir_problem(run_dir)
+    if problem is not None:
+        raise BadInput(f"run {run_id}: run_dir {run_dir!r} {problem}")
+    return workspace / run_dir

@@ -337,3 +337,27 @@ def test_a_retry_after_the_mark_is_reopened_at_once_and_archived_once_it_ends_ag
     assert [counts[t] for t in ("RUN_COMPLETED", "RUN_REOPENED", "RUN_ARCHIVED", "REPORT_GENERATED")] == [1, 1, 1, 1]
     changes = [e["data"] for e in daemon.log.events("RUN_STATUS_CHANGED", "retried")]
     assert changes[-1] == {"from": "COMPLETED", "to": "PARTIAL"}
+
+
+@pytest.mark.parametrize("run_dir", ["/etc", "../../etc"])
+def test_a_run_dir_outside_the_workspace_is_said_once_and_shown_in_status(
+    workspace: Path, start_daemon, cli, run_dir: str
+) -> None:
+    daemon = start_daemon(workspace, "archive.quiet_seconds=0", "dashboard.enabled=false")
+    writer = Writer(workspace)
+    writer.sql("INSERT INTO runs (run_id, status, run_dir) VALUES ('escape', 'RUNNING', ?)", (run_dir,))
+    writer.sql("INSERT INTO tasks (task_id, run_id, status) VALUES ('escape.t', 'escape', 'SUCCEEDED')")  # marked
+    daemon.log.wait_for(lambda log: log.events("ARCHIVE_FAILED", "escape"), what="ARCHIVE_FAILED")
+    daemon.stop()
+    daemon = start_daemon(workspace, "archive.quiet_seconds=0", "dashboard.enabled=false")  # resumes the run
+    writer.add_run("after", ["SUCCEEDED"])  # archival went on past it
+    daemon.log.wait_for(lambda log: log.events("REPORT_GENERATED", "after"), what="the next run archived")
+    daemon.stop()
+    failed = daemon.log.events("ARCHIVE_FAILED", "escape")
+    assert [e["data"]["reason"] for e in failed] == ["unsafe_run_dir"]  # once, across the restart
+    assert run_dir in failed[0]["data"]["detail"]
+    assert not (workspace / ".archive" / "escape").exists()
+    rows = writer.sql("SELECT status, error FROM archival_log WHERE run_id = 'escape'")
+    assert [status for status, _ in rows] == ["FAILED"] and "unsafe_run_dir" in rows[0][1]
+    status = cli("status", "--workspace", str(workspace))
+    assert f"run escape: run_dir '{run_dir}' leaves the workspace: the run is never archived" in status.err

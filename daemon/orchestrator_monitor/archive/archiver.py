@@ -40,7 +40,7 @@ from ..timefmt import utc_now
 from ..workspace import Workspace
 from .bag import BagSummary, read_summary, seal_top
 from .copier import Flag
-from .failures import REOPENED, ArchiveFailure
+from .failures import REOPENED, UNSAFE_RUN_DIR, ArchiveFailure
 from .snapshot import snapshot_run_rows
 from .staging import build_and_publish, remove_staging, staging_for
 from .tree import Inventory, RunDir, scan_tree
@@ -99,14 +99,27 @@ def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
     if record is not None and record.phase == "reopened":
         raise ProblemFound(f"run {run_id} changed after it was marked: it is archived once it has ended again")
     root = ctx.workspace.root
+    try:
+        directory = run_directory(root, run_id, row["run_dir"])
+    except BadInput as err:
+        raise _refused(ctx, run_id, ArchiveFailure(UNSAFE_RUN_DIR, str(err))) from None
     decided = record.status if record is not None and record.marked_by == "monitor" else None
     return RunRow(
         run_id,
         state.mapping.true_status(row["status"], decided),
-        RunDir(root, run_directory(root, run_id, row["run_dir"]).relative_to(root)),
+        RunDir(root, directory.relative_to(root)),
         row["status"],
         completed_rows(record),
     )
+
+
+def _refused(ctx: Archival, run_id: str, failure: ArchiveFailure) -> ArchiveFailure:
+    """A run archival must never take (its directory leaves the workspace): ARCHIVE_FAILED and an
+    archival_log row once per run (the ledger remembers across restarts); the worker does not retry it."""
+    if ctx.ledger.refuse(run_id, failure.reason):
+        final = ctx.workspace.archive_root / run_id
+        _record_failure(ctx, run_id, final, now_text(), failure)
+    return failure
 
 
 def completed_rows(record: RunRecord | None) -> str | None:
@@ -165,7 +178,7 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
             inventory = inventory or scan_tree(run.run_dir)
             check_storage(ctx.workspace.archive_root, inventory, ctx.reserve_bytes)
         except ArchiveFailure as failure:
-            _record_failure(ctx, run, final, started_at, failure)
+            _record_failure(ctx, run.run_id, final, started_at, failure)
             raise
         ctx.log.record(ArchivalRow(run.run_id, "STARTED", str(final), started_at))
         started_event = ctx.publish(EventType.ARCHIVE_STARTED, {"archive_path": str(final)}, run_id=run.run_id)
@@ -183,7 +196,7 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
                 now=utc_now(),
             )
         except ArchiveFailure as failure:
-            _record_failure(ctx, run, final, started_at, failure)
+            _record_failure(ctx, run.run_id, final, started_at, failure)
             if failure.reopened:
                 _reopen(ctx, run, failure.detail)
             raise
@@ -248,10 +261,10 @@ def _run_events(ctx: Archival, run_id: str, started: object) -> list[Event]:
     return list(events.values())
 
 
-def _record_failure(ctx: Archival, run: RunRow, final: Path, started_at: str, failure: ArchiveFailure) -> None:
-    logger.warning("archiving run %s failed: %s", run.run_id, failure)
-    ctx.log.record(ArchivalRow(run.run_id, "FAILED", str(final), started_at, now_text(), error=str(failure)))
-    ctx.publish(EventType.ARCHIVE_FAILED, {"reason": failure.reason, "detail": failure.detail}, run_id=run.run_id)
+def _record_failure(ctx: Archival, run_id: str, final: Path, started_at: str, failure: ArchiveFailure) -> None:
+    logger.warning("archiving run %s failed: %s", run_id, failure)
+    ctx.log.record(ArchivalRow(run_id, "FAILED", str(final), started_at, now_text(), error=str(failure)))
+    ctx.publish(EventType.ARCHIVE_FAILED, {"reason": failure.reason, "detail": failure.detail}, run_id=run_id)
 
 
 def _record_success(

@@ -12,6 +12,9 @@ STORAGE_REASONS = frozenset({"storage_full", "storage_unavailable"})
 REOPENED = "run_reopened"  # the run's rows are no longer those its completion was decided on
 
 
+UNSAFE_RUN_DIR = "unsafe_run_dir"  # the executor's run_dir leaves the workspace: never followed, never retried
+
+
 class ArchiveFailure(Exception):
     """An archival that failed; `reason` is the ARCHIVE_FAILED reason of the spec."""
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from ..archive.archiver import fetch_terminal_run
-from ..archive.failures import ArchiveFailure, Interrupted
+from ..archive.failures import UNSAFE_RUN_DIR, ArchiveFailure, Interrupted
 from ..archive.tree import scan_tree
 from ..config import Settings
 from ..errors import BadInput, ProblemFound, Unavailable
@@ -50,6 +50,10 @@ def run_archive_iteration(pipeline: Pipeline, run_id: str, *, quiet_seconds: flo
         run = fetch_terminal_run(pipeline.archival, run_id)
     except BadInput as err:  # deleted from the state database: nothing to archive
         logger.warning("run %s is not archived: %s", run_id, err)
+        return None
+    except ArchiveFailure as failure:  # its run_dir leaves the workspace: said once (ARCHIVE_FAILED), never retried
+        if failure.reason != UNSAFE_RUN_DIR:
+            raise
         return None
     except ProblemFound as err:  # reopened and running again: archived once it ends
         logger.info("run %s is not terminal (%s); looking again in %.0f s", run_id, err, REOPENED_RECHECK_SECONDS)

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS monitor_runs (
     updated_at TEXT NOT NULL
 )
 """
+# Runs archival refuses for good (their run_dir leaves the workspace): said once, with its reason.
+_REFUSALS = (
+    "CREATE TABLE IF NOT EXISTS monitor_refusals (run_id TEXT PRIMARY KEY, reason TEXT NOT NULL, at TEXT NOT NULL)"
+)
 # The reconciliation asks for the reopened runs each time: a seek in the few, not a scan of every run ever seen.
 _REOPENED_INDEX = (
     "CREATE INDEX IF NOT EXISTS ix_monitor_runs_reopened ON monitor_runs (run_id) WHERE phase = 'reopened'"
@@ -82,7 +86,15 @@ class Ledger:
         self._connection.execute("PRAGMA synchronous=FULL")  # a recorded completion must survive power loss
         self._connection.execute(_SCHEMA)
         self._connection.execute(_REOPENED_INDEX)
+        self._connection.execute(_REFUSALS)
         self._lock = threading.Lock()
+
+    def refuse(self, run_id: str, reason: str) -> bool:
+        """Record that archival refuses the run for good; True the first time (when it must be said)."""
+        return self._advance(
+            "INSERT OR IGNORE INTO monitor_refusals (run_id, reason, at) VALUES (?, ?, ?)",
+            (run_id, reason, format_timestamp(utc_now())),
+        )
 
     def close(self) -> None:
         with self._lock:

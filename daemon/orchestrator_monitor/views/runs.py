@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..ids import run_dir_problem
 from ..state.records import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES, TASK_TERMINAL, as_text
 from ..timefmt import parse_timestamp
 
@@ -125,6 +126,9 @@ def _run_line(row: Mapping[str, Any], counts: Mapping[str, int], now: datetime, 
     status = as_text(row["status"]) or ""
     if status not in RUN_STATUSES:
         warnings.add(f"run {row['run_id']}: status {status!r} is not a known status (counted as not terminal)")
+    run_dir = as_text(row.get("run_dir"))
+    if run_dir is not None and run_dir_problem(run_dir) is not None:
+        warnings.add(f"run {row['run_id']}: run_dir {run_dir!r} leaves the workspace: the run is never archived")
     total = sum(counts.values())
     done = _terminal_count(counts, warnings)
     return RunLine(
