@@ -40,20 +40,24 @@ What it does:
 daemon on executor schemas (issue #12, /work/shared/EXECUTORS.md) beside the reference one, in
 the same run and on the same sizes: `--runs` runs of `--tasks-per-run` task rows (attempt rows
 for uet), `--open` of them open. Each schema's workspace is built and cached under `--workdir`
-like the reference one: `tests/executor_support.py` `create_database` and `bulk_fill` (its open
-runs have their last 3 task rows running), then `orchestrator init --set database.schema=NAME`
-(which only adds the monitor's archival table); its database keeps the executor's journal mode
-(`delete`, where the reference one is WAL). The daemon runs with `--set database.schema=NAME`,
-and with `--set completion.settle_seconds=0` on every schema (uet's mapping defaults to 900 s:
-its engine pauses between steps); the open runs' directories are made where the mapping looks
-(`runs/<id>`, uet `.worktrees/<id>`). Its writer finishes a run with `executor_support`
-`finish_open_run` (every running task or attempt terminal, the run row left open for the
-monitor to mark) in a `BEGIN IMMEDIATE ... COMMIT` transaction; the reference writer is the one
-above. Each round has one lifetime of every schema's daemon (reference, the schemas, then the
-poller; the next round in reverse order). The report gives each schema's single-run p50/p99
-and burst time beside the reference daemon's, the median of its lifetimes' figures, and their
-ratio to reference, with the goal of being within 1.5x of reference on both (latency p50 and
-p99, and burst). The baseline poller reads the reference schema only.
+like the reference one: `tests/executor_support.py` `create_database` and `bulk_fill` (its
+open runs have their last 3 task rows running), then `orchestrator init --set
+database.schema=NAME` (which only adds the monitor's archival table); its database keeps the
+executor's journal mode (`delete`, where the reference one is WAL). The daemon runs with
+`--set database.schema=NAME`, and with `--set completion.settle_seconds=0` on every schema,
+reference included (the default of the reference and pipeline mappings anyway; uet's mapping
+defaults to 900 s, as its engine pauses between steps, which would hide the latency); the open
+runs' directories are made where the mapping looks (`runs/<id>`, uet `.worktrees/<id>`). Its
+writer finishes a run with `executor_support` `finish_open_run` (every running task or attempt
+terminal, the run row left open for the monitor to mark) in a `BEGIN IMMEDIATE ... COMMIT`
+transaction; the reference writer is the one above. Each round has one lifetime of every
+schema's daemon (reference, the schemas, then the poller; the next round in reverse order).
+The report gives each schema's single-run p50/p99 and burst time beside the reference
+daemon's, the median of its lifetimes' figures, and their ratio to reference, with the goal of
+being within 1.5x of reference on both (latency p50 and p99, and burst). The baseline poller
+reads the reference schema only. `--advised-indexes` first creates, on each lifetime's copy,
+the indexes the daemon's start-up WARNING asks the executor's owner for (uet has no index on
+`step_attempts (run_id, state)`: without it, the cheap pass reads every attempt of every open run).
 
 The machine is shared and noisy (2 cores), so read percentiles and ratios, not single
 figures. The follower's 1 ms poll adds up to about a millisecond to every latency, the
@@ -63,6 +67,7 @@ same for both. Usage:
     .venv/bin/python bench/detect.py --quick           # small sizes, a smoke run
     .venv/bin/python bench/detect.py --idle-seconds 300
     .venv/bin/python bench/detect.py --schema uet --schema pipeline   # executor schemas beside reference
+    .venv/bin/python bench/detect.py --schema uet --schema pipeline --advised-indexes
 """
 
 from __future__ import annotations
@@ -751,6 +756,7 @@ def measure_lifetime(
     daemon_sets: Sequence[str],
     schema: Schema = SCHEMA_INFO["reference"],
     keep: bool = False,
+    advised_indexes: bool = False,
 ) -> Lifetime:
     """Start `system` ("daemon" or "poller") on a fresh copy of `template` (a workspace of `schema`); idle,
     singles, burst; stop it."""
@@ -761,6 +767,8 @@ def measure_lifetime(
     name = system if schema.name == "reference" else f"{system}-{schema.name}"
     workspace = fresh_copy(template, scratch / f"{name}-{round_number}", open_runs, run_dirs=run_dirs, schema=schema)
     database = workspace / STATE_DB
+    if advised_indexes and schema.name != "reference":
+        create_advised_indexes(database, schema.name)
     if system == "daemon":
         log_path, started_type = workspace / MONITOR_LOG, "MONITOR_STARTED"
         settings = (
@@ -1166,6 +1174,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=SCHEMAS,
         help="measure the daemon on this executor schema too, beside reference (repeatable; default reference alone)",
     )
+    parser.add_argument(
+        "--advised-indexes",
+        action="store_true",
+        help="on uet and pipeline, first create the indexes the daemon's start-up WARNING advises",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--workdir",
@@ -1199,6 +1212,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def create_advised_indexes(database: Path, schema: str) -> None:
+    """Run the CREATE INDEX statements the daemon's start-up WARNING advises (what an executor's owner
+    would do), on this lifetime's copy only: the cached template stays as the executor wrote it."""
+    from orchestrator_monitor.state.access import inspect_database
+    from orchestrator_monitor.state.fit import missing_indexes
+    from orchestrator_monitor.state.mapping import built_in
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        _, indexes = inspect_database(engine, str(database))
+    finally:
+        engine.dispose()
+    statements = missing_indexes(built_in(schema), indexes)
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        for statement in statements:
+            connection.execute(statement)
+        connection.commit()
+    print(f"   {schema}: created the advised indexes: {' '.join(statements) or 'none needed'}", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(
@@ -1224,7 +1258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
     )
     systems = [("daemon", "reference"), *(("daemon", name) for name in args.schema[1:]), ("poller", "reference")]
-    others = f" and on schema {', '.join(args.schema[1:])}" if len(args.schema) > 1 else ""
+    others = f" on schemas {', '.join(args.schema)}" if len(args.schema) > 1 else ""
     print(
         f"plan: {args.rounds} rounds (the daemon{others} and the baseline alternating), each lifetime on a fresh copy: "
         f"{plan.samples} single runs (gap {args.gap_ms[0]:.0f}-{args.gap_ms[1]:.0f} ms), then a burst of "
@@ -1256,6 +1290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         daemon_sets=args.daemon_set,
                         schema=SCHEMA_INFO[name],
                         keep=args.keep,
+                        advised_indexes=args.advised_indexes,
                     )
                 )
         if args.idle_seconds > 0:

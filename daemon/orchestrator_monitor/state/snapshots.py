@@ -118,14 +118,13 @@ def fetch_candidates(connection: Connection, tables: StateTables) -> list[str]:
     Read from the executor's rows as they are: where rows are attempts, a run with any open
     attempt row waits (the snapshot, which folds the attempts, then decides exactly)."""
     runs, rows = tables.runs, tables.task_rows
-    any_task = exists().where(rows.c.run_id == runs.c.run_id)
-    open_task = exists().where(and_(rows.c.run_id == runs.c.run_id, tables.tasks_in(OPEN_TASK_STATUSES, rows)))
-    query = select(runs.c.run_id).where(tables.runs_in(OPEN_RUN_STATUSES), any_task, ~open_task)
-    if tables.workstreams is not None:
-        ws = tables.workstreams
-        query = query.where(
-            ~exists().where(and_(ws.c.run_id == runs.c.run_id, tables.workstreams_in(OPEN_RUN_STATUSES)))
-        )
+    conditions = [tables.runs_in(OPEN_RUN_STATUSES)]
+    if tables.workstreams is not None:  # first: a run with an open workstream is the cheapest to rule out, and
+        ws = tables.workstreams  # where tasks reach their run through workstreams the rest costs a join per run
+        conditions.append(~exists().where(and_(ws.c.run_id == runs.c.run_id, tables.workstreams_in(OPEN_RUN_STATUSES))))
+    conditions.append(exists().where(rows.c.run_id == runs.c.run_id))
+    conditions.append(~exists().where(and_(rows.c.run_id == runs.c.run_id, tables.tasks_in(OPEN_TASK_STATUSES, rows))))
+    query = select(runs.c.run_id).where(*conditions)
     return list(connection.execute(query).scalars())
 
 
