@@ -129,7 +129,8 @@ def test_a_symlink_in_the_middle_of_the_run_dir_is_never_followed(workspace: Pat
 
 def test_odd_names_are_kept_and_verified(workspace: Path, cli) -> None:
     run_dir = add_terminal_run(workspace, "names")
-    odd = ["ünïcødé ✓.txt", "with space.txt", "100%.txt", "%41 literal", "new\nline.txt", "carriage\rreturn"]
+    odd = ["ünïcødé ✓.txt", "with space.txt", "100%.txt", "%41 literal", "new\nline.txt", "carriage\rreturn",
+           "  leading and trailing  ", "tab\tand\x0cform feed", "line\u2028separator"]  # fmt: skip
     for number, name in enumerate(odd):
         (run_dir / name).write_text(f"content {number}")
     (run_dir / "dir with %").mkdir()
@@ -146,6 +147,7 @@ def test_odd_names_are_kept_and_verified(workspace: Path, cli) -> None:
     assert "data/run/100%25.txt" in manifest and "data/run/new%0Aline.txt" in manifest
     assert "data/run/carriage%0Dreturn" in manifest and "data/run/%2541 literal" in manifest
     assert (bag / "data/run/new\nline.txt").read_text() == "content 4"
+    assert (bag / "data/run/  leading and trailing  ").read_text() == "content 6"  # found by bench/chaos.py
     specials = (bag / "special-files.txt").read_text().splitlines()
     assert len(specials) == 1
     shown, kind, stored = specials[0].split("\t")

@@ -53,10 +53,14 @@ def _read_manifest(bag: Path, name: str, result: Verification) -> dict[str, str]
         result.problems.append(f"{name}: missing")
         return {}
     entries = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        digest, _, path = line.strip().partition(" ")
-        path = path.strip()
-        if not path or len(digest) != 64:
+    # Only LF ends a line (CR and LF in a path are percent-encoded; `splitlines` would also split at
+    # a form feed or U+2028 that a file name may hold), and a path keeps its own leading and trailing
+    # spaces: after the digest comes one separator, two spaces as written here, else one space or tab.
+    for number, line in enumerate(text.removesuffix("\n").split("\n"), 1):
+        line = line.removesuffix("\r")
+        digest, separator = line[:64], line[64:66]
+        path = line[66:] if separator == "  " else line[65:] if separator[:1] in (" ", "\t") else ""
+        if not path or len(digest) != 64 or " " in digest:
             result.problems.append(f"{name} line {number}: not 'sha256 path'")
             continue
         entries[unquote_manifest_path(path)] = digest.lower()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Connection
@@ -23,6 +24,7 @@ from ..ledger.runs import Ledger, RunRecord
 from ..state.records import RUN_TERMINAL, TASK_TERMINAL, RunSnapshot
 from ..state.snapshots import fetch_snapshots, fingerprint_text
 from ..state.tables import StateTables
+from ..timefmt import format_timestamp
 from .rule import all_terminal
 
 logger = logging.getLogger(__name__)
@@ -60,13 +62,23 @@ class Completions:
         self._watch_reopen: dict[str, tuple[float, bool]] = {}
         self._reopened: set[str] = set()  # phase reopened: waiting for their new end
 
-    def load(self, runs: Callable[[], Mapping[str, str]]) -> None:
+    def load(self, runs: Callable[[], Mapping[str, str]], *, now: datetime, mono: float) -> None:
         """Read the ledger; on the very first start, first record the terminal `runs()` as the baseline
-        (read only then: every later start has a baseline already)."""
+        (read only then: every later start has a baseline already).
+
+        Runs completed within `REOPEN_WATCH_SECONDS` before `now` are watched again, for the full
+        comparison only (their rows' completeness then is not kept): a retry that came and went while
+        the daemon was down or restarting is still one RUN_REOPENED (found by chaos, bench/chaos.py).
+        """
         if not self._ledger.baseline_taken():
             self._ledger.take_baseline({run_id: status for run_id, status in runs().items() if status in RUN_TERMINAL})
         self._records = self._ledger.records()
         self._reopened = {run_id for run_id, record in self._records.items() if record.phase == "reopened"}
+        since = format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS))
+        for run_id, fingerprint in self._ledger.recent_fingerprints(since).items():
+            if run_id in self._records:
+                self._records[run_id] = replace(self._records[run_id], fingerprint=fingerprint)
+                self._watch_reopen[run_id] = (mono, False)
 
     def known(self, run_id: str) -> bool:
         return run_id in self._records

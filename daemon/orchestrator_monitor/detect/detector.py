@@ -118,13 +118,13 @@ class Detector:
             self.warn_once(f"bad-id:{run_id!r}", "invalid run id", f"run {run_id!r} is ignored: {problem}")
         return problem is None
 
-    def start(self) -> None:
+    def start(self, *, now: datetime, mono: float) -> None:
         """Load the ledger; on the very first start in a workspace, record the baseline first.
 
         Runs terminal at that moment are left for `archive --backfill`; doing this before the
         daemon says it is watching means a run that finishes afterwards is never mistaken for one.
         """
-        self._completions.load(self._run_statuses)
+        self._completions.load(self._run_statuses, now=now, mono=mono)
 
     def _run_statuses(self) -> dict[str, str]:
         connection = self._connection()

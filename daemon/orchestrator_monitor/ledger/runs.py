@@ -156,6 +156,17 @@ class Ledger:
                 for row in rows
             }
 
+    def recent_fingerprints(self, since: str) -> dict[str, str]:
+        """Runs completed (announced, archived or reported) at or after `since` and not reopened yet: the
+        rows their completion was decided on. A restarted daemon watches them for a late change again."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT run_id, fingerprint FROM monitor_runs WHERE phase IN ('announced', 'archived', 'reported') "
+                "AND fingerprint IS NOT NULL AND reopened = 0 AND updated_at >= ?",
+                (since,),
+            ).fetchall()
+        return dict(rows)
+
     def begin_mark(self, run_id: str, status: str) -> None:
         self._write(
             [

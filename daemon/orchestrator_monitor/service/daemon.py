@@ -232,7 +232,7 @@ def run_daemon(
             tables=state.tables,
             marks_allowed=supervisor.marks_allowed,
         )
-        detector.start()
+        detector.start(now=datetime.now(UTC), mono=time.monotonic())
         signals = Signals()
         watcher = RunDirWatcher(signals)
         stack.callback(watcher.close)

@@ -1,0 +1,316 @@
+"""Soak: steady load on a real daemon for N minutes; RSS, descriptors, threads and CPU sampled into a CSV and a PNG.
+
+Issue #13, deliver 3. Goal over 30 minutes (the default): RSS slope under 1 MB/hour, no growth
+in open file descriptors or threads.
+
+What it does:
+
+1. `orchestrator init` in a scratch workspace (`--workdir`), then `orchestrator daemon` as a real
+   process (`--set events.sinks= --set dashboard.enabled=false`, everything else the defaults);
+2. the chaos runner's executor (`chaos_support.Workload`, plain SQL on its own thread) at a steady
+   rate: a run starts every `--run-every-ms` (default 300 ms; a Poisson stream) and ends about a
+   second later: 1 to 20 tasks, a few small artifacts under awkward names, a fifth ended by the
+   executor itself, a few reopened by a retry after the mark. No faults;
+3. every `--interval` seconds (default 10) samples the daemon from /proc: VmRSS, open
+   descriptors (/proc/PID/fd), threads, CPU (utime + stime over the interval, % of one core),
+   with the runs ended, archived and reported so far, into `soak.csv`;
+4. at the end stops the executor, waits for the daemon to catch up (at most a minute), stops it
+   (SIGTERM), draws `soak.png` (matplotlib, imported only then: `pip install -e '.[bench]'`) and
+   prints each series' least-squares slope per hour after the warm-up
+   (`--warmup-minutes`, default half the run, at most 5: the daemon's RSS climbs for its first two
+   or three minutes under this load, then levels off), beside the goals. Descriptors and
+   threads "grow" when the lowest value of the last third exceeds the lowest of the first third
+   (after the warm-up): descriptors an archival holds for a moment are spikes, a leak lifts the
+   floor.
+
+    .venv/bin/python bench/soak.py                     # 30 minutes
+    .venv/bin/python bench/soak.py --quick             # 2 minutes
+    .venv/bin/python bench/soak.py --minutes 5 --out /tmp/soak
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chaos_support import (
+    Daemon,
+    LogTail,
+    Workload,
+    WorkloadConfig,
+    init_workspace,
+    process_sample,
+    tail_of,
+)
+
+GOAL_RSS_MB_PER_HOUR = 1.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CATCH_UP_SECONDS = 60.0
+COLUMNS = ("elapsed_s", "rss_mb", "fds", "threads", "cpu_percent", "runs_ended", "runs_archived", "runs_reported")
+SERIES: tuple[tuple[str, str, str], ...] = (
+    ("rss_mb", "RSS (MB)", "MB"),
+    ("fds", "open descriptors", ""),
+    ("threads", "threads", ""),
+    ("cpu_percent", "CPU (% of a core)", "%"),
+)
+INSTALL_HINT = "matplotlib is not installed, so no PNG: .venv/bin/pip install -e '.[bench]' (or pip install matplotlib)"
+
+
+@dataclass(frozen=True)
+class Row:
+    elapsed_s: float
+    rss_mb: float
+    fds: int
+    threads: int
+    cpu_percent: float
+    runs_ended: int
+    runs_archived: int
+    runs_reported: int
+
+    def values(self) -> tuple[float | int, ...]:
+        return tuple(getattr(self, name) for name in COLUMNS)
+
+
+def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, per hour; None with fewer than two points."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return None
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread * 3600
+
+
+def grows(values: Sequence[float]) -> bool:
+    """The floor rose: the lowest value of the last third above the lowest of the first third.
+
+    A leak lifts the floor; an archival in progress when a sample is taken only adds a spike."""
+    third = len(values) // 3
+    if third == 0:
+        return False
+    return min(values[-third:]) > min(values[:third])
+
+
+class Sampler:
+    """Samples the daemon every `interval` seconds on a thread of its own, into `rows`."""
+
+    def __init__(self, daemon: Daemon, tail: LogTail, workload: Workload, interval: float) -> None:
+        self.daemon = daemon
+        self.tail = tail
+        self.workload = workload
+        self.interval = interval
+        self.rows: list[Row] = []
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        self._thread.join(self.interval + 5)
+
+    def _run(self) -> None:
+        pid = self.daemon.pid
+        if pid is None:
+            return
+        previous = process_sample(pid)
+        previous_at = time.monotonic()
+        while not self.stop.wait(self.interval - (time.monotonic() - previous_at) % self.interval):
+            sample = process_sample(pid)
+            now = time.monotonic()
+            if sample is None or previous is None:
+                return
+            self.tail.poll()
+            cpu = (sample.cpu_ticks - previous.cpu_ticks) / CLOCK_TICKS / (now - previous_at) * 100
+            self.rows.append(
+                Row(
+                    round(now - self.started, 1),
+                    round(sample.rss_bytes / 1e6, 2),
+                    sample.fds,
+                    sample.threads,
+                    round(cpu, 2),
+                    self.workload.counts["runs ended"],
+                    self.tail.count("RUN_ARCHIVED"),
+                    self.tail.count("REPORT_GENERATED"),
+                )
+            )
+            previous, previous_at = sample, now
+
+
+def draw(rows: Sequence[Row], warmup_s: float, path: Path) -> bool:
+    """soak.png: one panel per series over minutes, the warm-up shaded; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    minutes = [row.elapsed_s / 60 for row in rows]
+    figure, axes = plt.subplots(len(SERIES), 1, figsize=(10, 9), sharex=True)
+    for axis, (name, title, _) in zip(axes, SERIES, strict=True):
+        axis.plot(minutes, [getattr(row, name) for row in rows], marker=".", linewidth=1)
+        axis.set_ylabel(title)
+        axis.axvspan(0, warmup_s / 60, color="0.9", label="warm-up")
+        axis.grid(True, alpha=0.3)
+    axes[0].set_title("orchestrator daemon under steady load (bench/soak.py)")
+    axes[-1].set_xlabel("minutes")
+    axes[0].legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, help="how long the load lasts (default 30; --quick 2)")
+    parser.add_argument("--quick", action="store_true", help="2 minutes")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples (default 10)")
+    parser.add_argument("--warmup-minutes", type=float, help="left out of the slopes (default minutes/2, at most 5)")
+    parser.add_argument("--run-every-ms", type=float, default=300.0, help="mean gap between runs (default 300 ms)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="where soak.csv and soak.png go (default bench/out/soak-<time>)")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()), help="where the workspace goes (%(default)s)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    args = parser.parse_args(argv)
+    if args.minutes is None:
+        args.minutes = 2.0 if args.quick else 30.0
+    if args.warmup_minutes is None:
+        args.warmup_minutes = min(5.0, args.minutes / 2)
+    if args.out is None:
+        args.out = Path(__file__).resolve().parent / "out" / time.strftime("soak-%Y%m%d-%H%M%S")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(
+        f"bench/soak.py: {args.minutes:g} minutes, a run every {args.run_every_ms:.0f} ms, samples every "
+        f"{args.interval:g} s, warm-up {args.warmup_minutes:g} minutes; python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="soak-", dir=args.workdir)).absolute()
+    workspace = root / "ws"
+    init_workspace(workspace)
+    tail = LogTail(workspace / "logs")
+    daemon = Daemon(workspace, tail, stderr_dir=root, cwd=root)
+    config = WorkloadConfig(
+        runs_per_second=1000 / args.run_every_ms,
+        max_active=25,
+        max_tasks=20,
+        max_workstreams=3,
+        max_files=4,
+        max_file_bytes=64 << 10,
+        budget_bytes=1 << 40,
+        executor_ends_share=0.2,
+        cancel_share=0.02,
+        retry_share=0.05,
+        task_seconds=0.5,
+    )
+    workload = Workload(workspace, random.Random(args.seed), config, prefix=f"s{args.seed}")
+    try:
+        daemon.start()
+        sampler = Sampler(daemon, tail, workload, args.interval)
+        sampler.start()
+        workload.start()
+        end = time.monotonic() + args.minutes * 60
+        next_note = time.monotonic() + 60
+        while time.monotonic() < end:
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            if daemon.died() is not None:
+                print(f"the daemon died: {tail_of(root / 'daemon-000.err')}", file=sys.stderr)
+                return 1
+            if time.monotonic() >= next_note and sampler.rows:
+                next_note += 60
+                row = sampler.rows[-1]
+                print(
+                    f"   [{row.elapsed_s / 60:4.1f} min] RSS {row.rss_mb:.1f} MB, {row.fds} fds, "
+                    f"{row.threads} threads, CPU {row.cpu_percent:.1f}%, runs ended {row.runs_ended}, "
+                    f"archived {row.runs_archived}",
+                    flush=True,
+                )
+        sampler.join()
+        workload.stop_creating()
+        workload.wait_drained(CATCH_UP_SECONDS)
+        caught_up = tail.wait_for(
+            lambda: tail.count("REPORT_GENERATED") >= workload.counts["runs ended"], CATCH_UP_SECONDS, 0.5
+        )
+        lifetime = daemon.stop()
+        workload.stop()
+    finally:
+        if daemon.pid is not None:
+            daemon.kill()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    report(sampler.rows, args, workload, caught_up, lifetime.code if lifetime else None)
+    return 0
+
+
+def report(
+    rows: Sequence[Row], args: argparse.Namespace, workload: Workload, caught_up: bool, code: int | None
+) -> None:
+    csv_path, png_path = args.out / "soak.csv", args.out / "soak.png"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows(row.values() for row in rows)
+    warmup_s = args.warmup_minutes * 60
+    measured = [row for row in rows if row.elapsed_s >= warmup_s]
+    drawn = draw(rows, warmup_s, png_path)
+    ended = workload.counts["runs ended"]
+    span = (measured[-1].elapsed_s - measured[0].elapsed_s) / 60 if len(measured) > 1 else 0.0
+    print(f"\n== soak: {len(rows)} samples, {len(measured)} after the warm-up ({span:.1f} minutes measured)")
+    print(
+        f"   runs ended {ended} ({ended / max(1e-9, args.minutes * 60):.2f}/s), the daemon "
+        f"{'caught up (every run reported)' if caught_up else 'had NOT caught up a minute after the load'}; "
+        f"SIGTERM exit {code}; executor transactions retried {workload.counts['transactions retried']}"
+    )
+    print(f"   {'series':<20} {'first':>9} {'last':>9} {'min':>9} {'max':>9} {'slope/hour':>12}  verdict")
+    verdicts = []
+    for name, title, unit in SERIES:
+        values = [float(getattr(row, name)) for row in measured]
+        if not values:
+            continue
+        slope = slope_per_hour([(row.elapsed_s, float(getattr(row, name))) for row in measured])
+        shown = "-" if slope is None else f"{slope:+.2f}{unit}"
+        if name == "rss_mb":
+            ok = slope is not None and slope < GOAL_RSS_MB_PER_HOUR
+            verdict = f"goal < {GOAL_RSS_MB_PER_HOUR:g} MB/hour: {'met' if ok else 'MISSED'}"
+        elif name in ("fds", "threads"):
+            ok = not grows(values)
+            verdict = f"goal no growth: {'met' if ok else 'MISSED (the floor rose)'}"
+        else:
+            ok, verdict = True, "(for reference)"
+        verdicts.append(ok)
+        print(
+            f"   {title:<20} {values[0]:>9.2f} {values[-1]:>9.2f} {min(values):>9.2f} {max(values):>9.2f} "
+            f"{shown:>12}  {verdict}"
+        )
+    print(f"   csv: {csv_path}")
+    print(f"   png: {png_path}" if drawn else f"   png: none. {INSTALL_HINT}")
+    print("== goals: " + ("all met" if verdicts and all(verdicts) else "missed (see above)"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
