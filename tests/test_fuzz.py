@@ -205,8 +205,13 @@ def test_any_file_name_or_depth_is_archived_or_refused_never_outside(
             assert "\n" not in str(failure)
         else:
             assert verify_bag(outcome.path).problems == []
-            if not any(
-                os.fsdecode(n) != os.fsdecode(n).strip() for n in names
-            ):  # bagit-python strips whitespace around a
-                assert_bagit_valid(outcome.path)  # manifest path (its issue #143); the bag is right by RFC 8493
+            if not any(_bagit_cannot_read(os.fsdecode(name)) for name in names):
+                assert_bagit_valid(outcome.path)
     assert set(os.listdir(workspace.parent)) == outside
+
+
+def _bagit_cannot_read(name: str) -> bool:
+    """Names bagit-python misreads in a right manifest (RFC 8493): it strips the whitespace around a path
+    (its issue #143) and reads lines with `codecs`, which also ends one at a vertical tab, a form feed,
+    U+001C-U+001E, U+0085, U+2028 or U+2029. `orchestrator verify` reads those bags right."""
+    return name != name.strip() or len(f"x{name}x".splitlines()) > 1
