@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Protocol
 
 from sqlalchemy import Connection
@@ -30,6 +31,11 @@ from .rule import all_terminal
 logger = logging.getLogger(__name__)
 
 REOPEN_WATCH_SECONDS = 3600.0
+# The cheap pass asks about runs completed this recently (one index seek each, per wake-up): at a
+# run a second, an hour's worth made every wake-up cost ~40 ms and the daemon's CPU climb (bench/soak.py).
+# Older ones are left to the full comparison, every `completion.reconcile_seconds`.
+CHEAP_WATCH_SECONDS = 300.0
+_NO_ROWS: Mapping[str, int] = MappingProxyType({})
 FINISHED_PHASES = frozenset({"completed", "announced", "reopened", "archived", "reported"})
 UNARCHIVED_PHASES = frozenset({"completed", "announced"})  # a change to them makes them wait for their new end
 
@@ -134,10 +140,10 @@ class Completions:
             self._reopen(run_id, what)
 
     def watched(self, mono: float) -> list[str]:
-        """Runs completed within `REOPEN_WATCH_SECONDS` with every row terminal then: an open task or
+        """Runs completed within `CHEAP_WATCH_SECONDS` with every row terminal then: an open task or
         workstream of theirs now is a reopening (the cheap pass asks; bounded by recent completions)."""
         self._expire_watch(mono)
-        return [run_id for run_id, (_, settled) in self._watch_reopen.items() if settled]
+        return [r for r, (at, settled) in self._watch_reopen.items() if settled and mono - at <= CHEAP_WATCH_SECONDS]
 
     def waiting_to_end(self) -> set[str]:
         """Reopened runs without a bag yet: completed anew once their rows have ended again."""
@@ -244,8 +250,13 @@ class Completions:
                 self.changed(run_id, "tasks or workstreams changed after the run was marked")
 
     def _expire_watch(self, mono: float) -> None:
+        """Past the window a run is sealed by its bag: its rows' counts and fingerprint go (a daemon that
+        runs for months keeps only the phase and status of each run it finished)."""
         for run_id in [r for r, (at, _) in self._watch_reopen.items() if mono - at > REOPEN_WATCH_SECONDS]:
             del self._watch_reopen[run_id]
+            record = self._records.get(run_id)
+            if record is not None and record.phase in ("archived", "reported"):
+                self._records[run_id] = replace(record, tasks=_NO_ROWS, fingerprint=None)
 
     def _reopen(self, run_id: str, what: str) -> None:
         first, phase = self._ledger.reopen(run_id)  # not first: archival saw it first and said so
