@@ -113,6 +113,8 @@ from chaos_support import (
     walk_run_dir,
     writable_files,
 )
+from orchestrator_monitor.archive.names import listing_name as tag_listing_name
+from orchestrator_monitor.archive.names import manifest_path
 
 FAULT_KINDS = (
     "kill9",
@@ -745,19 +747,12 @@ def read_bag(path: Path) -> Bag:
 
 def manifest_name(raw: bytes) -> str:
     """How a run directory's file appears in the manifest (RFC 8493: `%`, CR and LF percent-encoded)."""
-    text = "data/run/" + raw.decode("utf-8")
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return manifest_path("data/run/" + raw.decode("utf-8"))
 
 
 def listing_name(raw: bytes) -> str:
     """How a raw name appears in links.txt and special-files.txt (`%`, tab, CR, LF, undecodable bytes as %XX)."""
-    out = []
-    for char in raw.decode("utf-8", "surrogateescape"):
-        if "\udc80" <= char <= "\udcff":
-            out.append(f"%{ord(char) - 0xDC00:02X}")
-        else:
-            out.append({"%": "%25", "\t": "%09", "\r": "%0D", "\n": "%0A"}.get(char, char))
-    return "data/run/" + "".join(out)
+    return "data/run/" + tag_listing_name(raw)
 
 
 def bagit_problem(path: Path) -> tuple[str | None, bool]:

@@ -1222,7 +1222,7 @@ def create_advised_indexes(database: Path, schema: str) -> None:
 
     engine = create_engine(f"sqlite:///{database}")
     try:
-        _, indexes = inspect_database(engine, str(database))
+        _, indexes = inspect_database(engine, str(database), built_in(schema))
     finally:
         engine.dispose()
     statements = missing_indexes(built_in(schema), indexes)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect
 from ..config import Settings
 from ..errors import Unavailable
 from .engine import database_url, describe_database, open_engine, translate_errors
-from .fit import Found, Indexes, archival_table, fit_problems, fold, missing_indexes, refusal
+from .fit import Found, Indexes, archival_table, fit_problems, fold, missing_indexes, refusal, relevant_tables
 from .mapping import BUILT_IN, SchemaMapping, built_in, built_in_text, load_mapping
 from .tables import StateTables, build_tables
 
@@ -62,13 +62,14 @@ def settle_seconds(settings: Settings, mapping: SchemaMapping) -> float:
     return mapping.settle_seconds if configured is None else configured
 
 
-def inspect_database(engine: Engine, name: str) -> tuple[Found, Indexes]:
-    """Every table's columns, and its indexes (the primary key counted as one)."""
+def inspect_database(engine: Engine, name: str, mapping: SchemaMapping) -> tuple[Found, Indexes]:
+    """The columns and indexes (the primary key counted as one) of the tables a mapping may need."""
+    wanted = relevant_tables(mapping)
     with translate_errors(name), engine.connect() as connection:
         inspector = inspect(connection)
         columns: dict[str, list[str]] = {}
         indexes: dict[str, list[tuple[str, ...]]] = {}
-        for table in inspector.get_table_names():
+        for table in (t for t in inspector.get_table_names() if t.casefold() in wanted):
             columns[table] = [column["name"] for column in inspector.get_columns(table)]
             found = [tuple(c for c in index["column_names"] if c is not None) for index in inspector.get_indexes(table)]
             primary = inspector.get_pk_constraint(table).get("constrained_columns") or []
@@ -78,7 +79,7 @@ def inspect_database(engine: Engine, name: str) -> tuple[Found, Indexes]:
 
 def check_fit(engine: Engine, mapping: SchemaMapping, name: str) -> tuple[StateTables, tuple[str, ...]]:
     """The mapped tables, or `SchemaMismatch` naming what is missing and what would fit."""
-    found, indexes = inspect_database(engine, name)
+    found, indexes = inspect_database(engine, name, mapping)
     problems = fit_problems(mapping, found)
     if problems:
         raise SchemaMismatch(refusal(mapping, problems, found, name))
@@ -115,7 +116,7 @@ def survey(settings: Settings) -> Survey:
     configured = configured_mapping(settings)
     engine = open_engine(url, busy_timeout_seconds=settings.database.busy_timeout_seconds, readonly=True)
     try:
-        found, indexes = inspect_database(engine, name)
+        found, indexes = inspect_database(engine, name, configured)
     finally:
         engine.dispose()
     mappings = {mapping.name: mapping for mapping in (*(built_in(n) for n in BUILT_IN), configured)}

@@ -19,6 +19,15 @@ def fold(found: Mapping[str, Sequence[str]]) -> Found:
     return {table.casefold(): frozenset(c.casefold() for c in columns) for table, columns in found.items()}
 
 
+def relevant_tables(mapping: SchemaMapping) -> frozenset[str]:
+    """The tables any answer here can look at (case-folded): a shared database may hold hundreds of
+    others, which every command would otherwise inspect at start."""
+    names = {mapping.archival_table, OWN_ARCHIVAL_TABLE, *mapping.tables()}
+    for other in BUILT_IN:
+        names.update(built_in(other).tables())
+    return frozenset(name.casefold() for name in names)
+
+
 def fit_problems(mapping: SchemaMapping, found: Found) -> list[str]:
     """What the database lacks for `mapping`: one phrase per table; empty when it fits."""
     problems = []

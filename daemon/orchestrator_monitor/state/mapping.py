@@ -14,6 +14,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -153,6 +154,7 @@ def load_mapping(name: str | None, schema_file: Path | None) -> SchemaMapping:
     return built_in(name or DEFAULT_MAPPING)
 
 
+@cache
 def built_in(name: str) -> SchemaMapping:
     if name not in BUILT_IN:
         raise BadInput(f"database.schema = {name!r}: no such built-in mapping (built in: {', '.join(BUILT_IN)})")

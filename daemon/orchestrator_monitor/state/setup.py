@@ -58,7 +58,7 @@ def init_workspace(settings: Settings) -> InitResult:
     else:
         engine = open_engine(url, busy_timeout_seconds=busy, readonly=False)
         try:
-            found, _ = inspect_database(engine, name)
+            found, _ = inspect_database(engine, name, mapping)
             problems = fit_problems(mapping, found)
             if problems and mapping.name == DEFAULT_MAPPING and not has_any_table(mapping, found):
                 create_tables(engine, name)

@@ -49,8 +49,6 @@ class StateTables:
     tasks: Subquery  # one row per task (attempts folded)
     task_rows: Subquery  # the executor's rows: run_id, task_id, stored_status
     runs_table: Table  # the executor's own table, for the mark and rowid reads
-    task_table: Table
-    workstream_table: Table | None
     archival_log: Table
 
     def runs_in(self, statuses: Iterable[str]) -> ColumnElement[bool]:
@@ -85,8 +83,6 @@ def build_tables(mapping: SchemaMapping, archival_table: str) -> StateTables:
         tasks=_tasks(mapping, task_table, ws_table),
         task_rows=_task_rows(mapping, task_table, ws_table),
         runs_table=runs_table,
-        task_table=task_table,
-        workstream_table=ws_table,
         archival_log=archival_log_table(archival_table),
     )
 
