@@ -5,7 +5,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from executor_support import create_database
 from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.errors import Unavailable
+from orchestrator_monitor.state.engine import create_archival_table, open_engine
+from orchestrator_monitor.state.schema import archival_log_table
 from orchestrator_monitor.state.setup import init_workspace
 from sqlalchemy import create_engine, inspect
 from support import REPO
@@ -92,3 +96,17 @@ def test_init_on_postgresql_creates_the_schema_and_is_idempotent(tmp_path: Path,
 def sqlite_master(db: Path) -> list[tuple[object, ...]]:
     with closing(sqlite3.connect(db)) as connection:
         return connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+def test_the_archival_table_cannot_be_added_to_a_read_only_database_and_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "executor.db"
+    create_database(db, "uet")  # fits the uet mapping, has no table of the monitor's yet
+    engine = open_engine(f"sqlite:///{db}", busy_timeout_seconds=0.2, readonly=True)
+    try:
+        with pytest.raises(Unavailable, match=r"state database .*executor.db cannot be used: attempt to write"):
+            create_archival_table(engine, archival_log_table("monitor_archival_log"), str(db))
+    finally:
+        engine.dispose()
+    with closing(sqlite3.connect(db)) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "monitor_archival_log" not in names  # the daemon logs it and keeps the rows in its outbox
