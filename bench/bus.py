@@ -41,7 +41,8 @@ from orchestrator_monitor.events.bus import Bus
 from orchestrator_monitor.events.publishing import open_bus
 from orchestrator_monitor.events.sinks.jsonl import JsonlSink
 from orchestrator_monitor.events.types import EventType
-from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks, create_progress_database
+from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks
+from orchestrator_monitor.ledger.store import sqlite_store
 from pythonjsonlogger.json import JsonFormatter
 
 DATA = {"from": "PENDING", "to": "RUNNING"}
@@ -146,8 +147,7 @@ def _open_daemon_bus(directory: Path) -> contextlib.AbstractContextManager[Bus]:
 def _open_bus(directory: Path) -> tuple[Bus, JsonlSink]:
     settings = EventsSettings()
     database = directory / ".monitor" / "monitor.db"
-    create_progress_database(database, busy_timeout_seconds=5)
-    bus = Bus(EventSeqBlocks(database, busy_timeout_seconds=5))
+    bus = Bus(EventSeqBlocks(sqlite_store(database, busy_timeout_seconds=5)))
     sink = JsonlSink(
         directory / "logs" / "monitor.jsonl",
         logs=True,

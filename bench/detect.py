@@ -97,8 +97,8 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 import orchestrator_monitor
+from orchestrator_monitor.config import STATE_DB
 from orchestrator_monitor.demo.simulator import FINISH_TASK, SET_WORKSTREAM, bulk_populate
-from orchestrator_monitor.state.engine import STATE_DB
 
 GOAL_P99_MS = 50.0
 GOAL_BURST_SECONDS = 5.0

@@ -31,6 +31,7 @@ from orchestrator_monitor.config import CompletionSettings
 from orchestrator_monitor.detect.detector import Detector
 from orchestrator_monitor.detect.job import RECONCILE_COST_FACTOR
 from orchestrator_monitor.ledger.runs import Ledger
+from orchestrator_monitor.ledger.store import sqlite_store
 from orchestrator_monitor.state.engine import create_sqlite_database, open_engine
 from orchestrator_monitor.state.mapping import built_in
 from orchestrator_monitor.state.tables import build_tables
@@ -54,9 +55,9 @@ def build(directory: Path, runs: int, tasks: int) -> None:
             "INSERT INTO tasks (task_id, run_id, status, attempts) VALUES (?, ?, 'SUCCEEDED', 1)",
             ((f"run-{n:07d}.{t}", f"run-{n:07d}") for n in range(runs) for t in range(tasks)),
         )
-    ledger = Ledger(directory / "monitor.db", busy_timeout_seconds=5)
-    ledger.take_baseline({f"run-{n:07d}": "COMPLETED" for n in range(runs)})
-    ledger.close()
+    store = sqlite_store(directory / "monitor.db", busy_timeout_seconds=5)
+    Ledger(store).take_baseline({f"run-{n:07d}": "COMPLETED" for n in range(runs)})
+    store.dispose()
     (directory / "ready").touch()
 
 
@@ -64,7 +65,8 @@ def measure(directory: Path) -> dict[str, float]:
     """In this process: start a detector on the copy at `directory`, time three full passes."""
     engine = open_engine(f"sqlite:///{directory / 'state.db'}", busy_timeout_seconds=5, readonly=False)
     connection = engine.connect()
-    ledger = Ledger(directory / "monitor.db", busy_timeout_seconds=5)
+    store = sqlite_store(directory / "monitor.db", busy_timeout_seconds=5)
+    ledger = Ledger(store)
     detector = Detector(
         ledger=ledger,
         publish=lambda *args, **kwargs: 0,
@@ -84,7 +86,7 @@ def measure(directory: Path) -> dict[str, float]:
         detector.run_reconcile_iteration(now=datetime.now(UTC), mono=float(n))
         passes.append(time.perf_counter() - began)
     connection.close()
-    ledger.close()
+    store.dispose()
     return {
         "start_s": start_seconds,
         "reconcile_s": statistics.median(passes),

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator_monitor.config import STATE_DB
 from orchestrator_monitor.demo.simulator import bulk_populate
-from orchestrator_monitor.state.engine import STATE_DB
 
 GOAL_CPU_PERCENT = 0.5
 GOAL_RSS_MB = 100.0

@@ -48,9 +48,8 @@ from typing import Any
 from urllib.parse import quote
 
 from orchestrator_monitor.cli import main as cli
-from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.config import STATE_DB, load_settings
 from orchestrator_monitor.demo.simulator import bulk_populate
-from orchestrator_monitor.state.engine import STATE_DB
 from orchestrator_monitor.timefmt import utc_now
 from orchestrator_monitor.views.reader import read_run, read_status, state_reader
 from sqlalchemy import event

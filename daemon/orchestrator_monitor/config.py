@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from .errors import BadInput
 ENV_PREFIX = "ORCHESTRATOR_"
 WORKSPACE_ENV = "ORCHESTRATOR_HOME"
 WORKSPACE_CONFIG = Path("config") / "monitor.toml"
+STATE_DB = Path(".state") / "orchestration.db"
 
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0  # how long a reader waits for an executor's write lock
 DEFAULT_STALL_AFTER_SECONDS = 900.0
@@ -116,6 +118,13 @@ class EventsSettings(_Section):
         return value
 
 
+class ClusterSettings(_Section):
+    """Several daemons on one PostgreSQL: who this one is, and how long a silent one keeps its runs."""
+
+    daemon_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # None: the host name
+    lease_seconds: float = Field(default=30.0, ge=2, le=3600)
+
+
 class Settings(_Section):
     """Everything configurable, frozen; built by `load_settings` and passed down explicitly."""
 
@@ -127,10 +136,32 @@ class Settings(_Section):
     escalation: EscalationSettings = EscalationSettings()
     health: HealthSettings = HealthSettings()
     events: EventsSettings = EventsSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from the workspace."""
         return path if path.is_absolute() else self.workspace / path
+
+    def database_url(self) -> str:
+        """The configured SQLAlchemy URL: `database.url`, `database.url_file`, or the workspace's SQLite file."""
+        if self.database.url is not None:
+            return self.database.url
+        if self.database.url_file is not None:
+            path = self.resolve(self.database.url_file)
+            try:
+                url = path.read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise BadInput(f"database.url_file {path}: {err.strerror}") from None
+            if not url:
+                raise BadInput(f"database.url_file {path} is empty")
+            return url
+        return f"sqlite:///{self.resolve(STATE_DB)}"
+
+    def daemon_id(self) -> str:
+        """This daemon's name among several: `cluster.daemon_id`, else the host name (made a valid id)."""
+        if self.cluster.daemon_id is not None:
+            return self.cluster.daemon_id
+        return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].lstrip("._-") or "daemon"
 
 
 SECTIONS: dict[str, type[_Section]] = {

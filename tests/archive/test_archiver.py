@@ -21,6 +21,7 @@ from orchestrator_monitor.archive.tree import RunDir
 from orchestrator_monitor.config import Settings, load_settings
 from orchestrator_monitor.finish.pipeline import open_pipeline
 from orchestrator_monitor.ledger.runs import Ledger
+from orchestrator_monitor.ledger.store import sqlite_store
 from support import EventLog
 
 SECRET = b"outside-the-run-directory-8d2f1c"
@@ -328,11 +329,11 @@ def test_a_file_that_keeps_changing_is_reported(workspace: Path, cli) -> None:
 def test_a_command_archival_is_recorded_in_the_ledger(workspace: Path, cli) -> None:
     add_terminal_run(workspace, "led")
     assert cli("archive", "--run", "led", "--workspace", str(workspace)).code == 0
-    ledger = Ledger(workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1)
+    store = sqlite_store(workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1)
     try:
-        assert ledger.phase("led") == "reported"
+        assert Ledger(store).phase("led") == "reported"
     finally:
-        ledger.close()
+        store.dispose()
 
 
 def test_a_run_the_monitor_never_decided_on_keeps_its_own_status_which_must_not_move(

@@ -16,6 +16,7 @@ from orchestrator_monitor.detect.detector import Detector
 from orchestrator_monitor.detect.rule import final_status
 from orchestrator_monitor.events.types import EventType
 from orchestrator_monitor.ledger.runs import Ledger
+from orchestrator_monitor.ledger.store import sqlite_store
 from orchestrator_monitor.state.engine import open_engine
 from sqlalchemy import Connection
 from support import lock_held, reference_tables
@@ -56,7 +57,7 @@ class Harness:
     def _start(self) -> None:
         self.engine = open_engine(f"sqlite:///{self.db}", busy_timeout_seconds=0.2, readonly=False)
         self.connection: Connection = self.engine.connect()
-        self.ledger = Ledger(self.workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1)
+        self.ledger = Ledger(sqlite_store(self.workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1))
         self.detector = Detector(
             ledger=self.ledger,
             publish=self.recorder,
@@ -260,10 +261,10 @@ def test_runs_finished_while_down_are_completed_at_start_and_nothing_repeats(har
 def test_a_crash_after_the_mark_before_the_record_is_recognised_as_our_mark(harness: Harness) -> None:
     harness.reconcile()
     add_run(harness, "r", ["SUCCEEDED"])
-    harness.ledger.begin_mark("r", "COMPLETED")  # the intent was recorded...
+    harness.ledger.begin_marks({"r": "COMPLETED"})  # the intent was recorded...
     harness.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'r'")  # ...the mark landed, then a crash
     add_run(harness, "q", ["FAILED"])
-    harness.ledger.begin_mark("q", "FAILED")  # an intent whose mark never landed
+    harness.ledger.begin_marks({"q": "FAILED"})  # an intent whose mark never landed
     harness.restart()
     harness.reconcile()
     harness.detect()

@@ -15,6 +15,7 @@ from orchestrator_monitor.detect.completions import NoHandoff
 from orchestrator_monitor.detect.detector import Detector
 from orchestrator_monitor.events.types import EventType
 from orchestrator_monitor.ledger.runs import Ledger
+from orchestrator_monitor.ledger.store import sqlite_store
 from orchestrator_monitor.state.access import StateDatabase, open_state, settle_seconds
 
 NOW = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
@@ -32,7 +33,7 @@ class Uet:
         self.state: StateDatabase = open_state(settings, readonly=False)
         self.settle = settle_seconds(settings, self.state.mapping)
         self.connection = self.state.engine.connect()
-        self.ledger = Ledger(root / ".monitor" / "monitor.db", busy_timeout_seconds=1)
+        self.ledger = Ledger(sqlite_store(root / ".monitor" / "monitor.db", busy_timeout_seconds=1))
         self.events: list[tuple[EventType, str | None, dict[str, object]]] = []
         self.detector = Detector(
             ledger=self.ledger,

@@ -11,7 +11,8 @@ from events_support import MemorySeqBlocks, bus_with_log, read_objects
 from orchestrator_monitor.events.bus import Bus
 from orchestrator_monitor.events.stamps import EventStamper
 from orchestrator_monitor.events.types import ONCE_PER_RUN, REQUIRED_DATA, RUN_SCOPED, EventType, decode_event
-from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks, create_progress_database
+from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks
+from orchestrator_monitor.ledger.store import sqlite_store
 from support import REPO
 
 SCHEMA = json.loads((REPO / "schema" / "events.schema.json").read_text(encoding="utf-8"))
@@ -134,11 +135,10 @@ def test_a_missing_data_key_or_run_id_is_a_programming_error(tmp_path: Path) -> 
 
 
 def test_seq_increases_strictly_across_restarts_and_crashes(tmp_path: Path) -> None:
-    database = tmp_path / ".monitor" / "monitor.db"
-    create_progress_database(database, busy_timeout_seconds=5)
+    store = sqlite_store(tmp_path / ".monitor" / "monitor.db", busy_timeout_seconds=5)
     seen: list[int] = []
     for crash in (False, True, False):
-        bus = Bus(EventSeqBlocks(database, busy_timeout_seconds=5), seq_block_size=50)
+        bus = Bus(EventSeqBlocks(store), seq_block_size=50)
         seen += [bus.publish(EventType.HEARTBEAT, {"uptime_s": 1, "safe_mode": False}) for _ in range(120)]
         if not crash:  # a crash never gives the rest of its block back: a gap, never a repeat
             bus.close()

@@ -310,6 +310,26 @@ def test_a_write_into_an_archived_run_is_reported(workspace: Path, start_daemon)
     )
 
 
+@pytest.mark.slow
+def test_a_retry_that_came_and_went_while_the_daemon_was_stopped_is_reopened_when_it_resumes(
+    workspace: Path, start_daemon
+) -> None:
+    # No periodic full pass in the test's time: only SIGCONT's full comparison can find the retry.
+    # Nor archival's own comparison: the run's directory stays "busy" for the quiet window.
+    daemon = start_daemon(workspace, "completion.reconcile_seconds=3600", "archive.quiet_seconds=120")
+    writer = Writer(workspace)
+    (workspace / "runs" / "frozen").mkdir(parents=True)
+    (workspace / "runs" / "frozen" / "out.txt").write_text("artifact")
+    writer.add_run("frozen", ["SUCCEEDED", "SUCCEEDED"])
+    daemon.log.wait_for(lambda log: log.events("RUN_COMPLETED", "frozen"), what="the run marked")
+    daemon.process.send_signal(signal.SIGSTOP)
+    writer.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2 WHERE task_id = 'frozen.t1'")
+    writer.sql("UPDATE tasks SET status = 'SUCCEEDED' WHERE task_id = 'frozen.t1'")  # came and went
+    daemon.process.send_signal(signal.SIGCONT)
+    daemon.log.wait_for(lambda log: log.events("RUN_REOPENED", "frozen"), what="RUN_REOPENED after the freeze")
+    assert daemon.stop()[0] == 0
+
+
 def test_a_retry_after_the_mark_is_reopened_at_once_and_archived_once_it_ends_again(
     workspace: Path, start_daemon
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,8 @@ from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.events.types import Event, EventType
 from orchestrator_monitor.finish import worker as worker_module
 from orchestrator_monitor.finish.worker import ArchiveWorker
-from orchestrator_monitor.ledger.monitor_db import create_progress_database
+from orchestrator_monitor.ledger.monitor_db import record_heartbeats
+from orchestrator_monitor.ledger.store import sqlite_store
 from orchestrator_monitor.service.health import DATABASE, STORAGE
 from orchestrator_monitor.service.metrics import MonitorMetrics
 from orchestrator_monitor.service.notify import Notifier
@@ -22,7 +24,7 @@ from orchestrator_monitor.service.supervisor import LoopProgress, Supervisor
 
 def make_supervisor(tmp_path: Path, escalate: Any = lambda settings, data: None) -> tuple[Supervisor, list]:
     published: list[tuple[EventType, dict[str, Any]]] = []
-    create_progress_database(tmp_path / "monitor.db", busy_timeout_seconds=1)
+    store = sqlite_store(tmp_path / "monitor.db", busy_timeout_seconds=1)
     supervisor = Supervisor(
         settings=load_settings(tmp_path, environ={}),
         publish=lambda type, data, run_id=None: published.append((type, data)),
@@ -30,7 +32,7 @@ def make_supervisor(tmp_path: Path, escalate: Any = lambda settings, data: None)
         notifier=Notifier(None),
         detection=LoopProgress(60, lambda: 0.0),
         check_database=lambda timeout: Observation(DATABASE, Condition.OK, "fine"),
-        progress_db=tmp_path / "monitor.db",
+        record_beats=partial(record_heartbeats, store),
         clock=lambda: 0.0,
         escalate=escalate,
     )

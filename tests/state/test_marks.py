@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from orchestrator_monitor.state.marks import MarkResult, mark_run
+from orchestrator_monitor.state.marks import MarkResult, mark_runs
 from orchestrator_monitor.state.records import RunSnapshot
 from orchestrator_monitor.state.schema import metadata
 from orchestrator_monitor.state.snapshots import fetch_snapshots
-from sqlalchemy import Connection, Engine, create_engine, exc, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from support import reference_tables
 
 pytestmark = pytest.mark.postgres
@@ -62,7 +62,9 @@ def test_a_task_reopened_by_a_transaction_in_flight_keeps_the_run_open(engine: E
 
         def mark() -> None:
             with engine.connect() as connection:
-                outcome.append(mark_run(connection, reference_tables(), snapshot, "COMPLETED", NOW))
+                outcome.append(
+                    mark_runs(connection, reference_tables(), [(snapshot, "COMPLETED")], NOW)[snapshot.run_id]
+                )
 
         marker = threading.Thread(target=mark)
         marker.start()
@@ -81,14 +83,12 @@ def test_an_executor_holding_the_runs_rows_defers_the_mark_and_changes_nothing(e
     snapshot = seen(engine)
     with engine.connect() as executor:
         reopen_uncommitted(executor)
-        with engine.connect() as connection, pytest.raises(exc.OperationalError, match="statement timeout"):
-            mark_run(
-                connection, reference_tables(), snapshot, "COMPLETED", NOW
-            )  # gives up after MARK_LOCK_STATEMENT_MS: retried later
+        with engine.connect() as connection:  # gives up after MARK_LOCK_STATEMENT_MS: retried later
+            deferred = mark_runs(connection, reference_tables(), [(snapshot, "COMPLETED")], NOW)[snapshot.run_id]
+        assert deferred == MarkResult(marked=False, deferred=True)
         executor.rollback()
     assert run_status(engine) == "RUNNING"
     with engine.connect() as connection:
-        assert mark_run(
-            connection, reference_tables(), snapshot, "COMPLETED", NOW
-        ).marked  # unchanged after all: the retry marks it
+        again = mark_runs(connection, reference_tables(), [(snapshot, "COMPLETED")], NOW)
+        assert again[snapshot.run_id].marked  # unchanged after all: the retry marks it
     assert run_status(engine) == "COMPLETED"

@@ -30,7 +30,7 @@ from ..events.sinks.jsonl import MONITOR_LOG
 from ..events.types import LOG_TYPE, EventType
 from ..ids import validate_run_id
 from ..state.access import StateDatabase
-from ..state.engine import database_url, read_transaction, sqlite_path, translate_errors
+from ..state.engine import read_transaction, sqlite_path, translate_errors
 from ..state.pages import TaskFilter, fetch_tasks_page
 from ..timefmt import parse_timestamp, utc_now
 from ..views.reader import read_run, read_status, state_reader
@@ -52,7 +52,7 @@ class ChangeWatch:
         self.history: list[Line] = [line for line in self._reader.read_new() if line.get("type") != LOG_TYPE]
         self._signals = Signals()
         self._watcher = RunDirWatcher(self._signals)
-        db = sqlite_path(database_url(settings))
+        db = sqlite_path(settings.database_url())
         self._watched = db is not None and self._watcher.watch_state(db.parent, db.name)
         self._poll_rounds = max(1, round(settings.completion.poll_seconds / FOLLOW_POLL_SECONDS))
 

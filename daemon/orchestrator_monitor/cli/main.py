@@ -21,7 +21,6 @@ from ..config import Settings, choose_workspace, hide_passwords, hide_secrets, l
 from ..errors import MonitorError
 from ..service.signals import stop_on_signals
 from ..state.access import mapping_text, survey
-from ..state.engine import database_url
 from ..state.setup import init_workspace
 from ..timefmt import utc_now
 from ..views.reader import read_run, read_status, state_reader
@@ -311,7 +310,7 @@ def _without_secrets(text: str, settings: Settings | None) -> str:
     if settings is None:  # the configuration itself was refused, and its message hides its values
         return hide_passwords(text)
     try:
-        url = database_url(settings)
+        url = settings.database_url()
     except MonitorError:  # an unreadable database.url_file: nothing of it can be in the message
         url = None
     return hide_secrets(text, settings, database_url=url)

@@ -15,10 +15,9 @@ from contextlib import AbstractContextManager, contextmanager
 
 from rich.console import Console
 
-from ..config import Settings
+from ..config import STATE_DB, Settings
 from ..errors import Unavailable
 from ..service.daemon import run_daemon
-from ..state.engine import STATE_DB
 from ..state.setup import init_workspace
 from ..timefmt import utc_now
 from ..views.reader import read_status, state_reader

@@ -1,4 +1,4 @@
-"""What the monitor has finished with: the ledger's records in memory, and telling everyone.
+"""What the monitor has finished with: the ledger's records of the runs in hand, and telling everyone.
 
 The detector decides; this records the decision in the ledger before its event goes out
 (`RUN_STATUS_CHANGED`, `RUN_COMPLETED`, once per run, the same id after a crash), hands the
@@ -7,13 +7,17 @@ run to archival, and watches recently completed runs for changes after their mar
 new end (phase `reopened`), is completed anew on the rows of that end and handed to archival
 again; archival, which compares the rows once more inside its snapshot, may be the one that saw
 the change (`learn_phases`). Every write goes through the ledger, so a restart knows it all.
+
+Only the records of runs still in hand are kept here (marking .. archived, and those watched for a
+late change); any other is read from the ledger by id when a pass meets its run (`prefetch`,
+`unsettled`), so memory does not grow with the history (bench/history.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Protocol
@@ -21,7 +25,7 @@ from typing import Protocol
 from sqlalchemy import Connection
 
 from ..events.types import EventType, Publish
-from ..ledger.runs import Ledger, RunRecord
+from ..ledger.runs import Completion, Ledger, RunRecord
 from ..state.records import RUN_TERMINAL, TASK_TERMINAL, RunSnapshot
 from ..state.snapshots import fetch_snapshots, fingerprint_text
 from ..state.tables import StateTables
@@ -38,6 +42,16 @@ CHEAP_WATCH_SECONDS = 300.0
 _NO_ROWS: Mapping[str, int] = MappingProxyType({})
 FINISHED_PHASES = frozenset({"completed", "announced", "reopened", "archived", "reported"})
 UNARCHIVED_PHASES = frozenset({"completed", "announced"})  # a change to them makes them wait for their new end
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """A run found at its end by a pass: the rows, the outcome, who set it, and its open status last seen."""
+
+    snapshot: RunSnapshot
+    status: str
+    marked_by: str
+    previous: str | None = None
 
 
 class Handoff(Protocol):
@@ -78,13 +92,28 @@ class Completions:
         """
         if not self._ledger.baseline_taken():
             self._ledger.take_baseline({run_id: status for run_id, status in runs().items() if status in RUN_TERMINAL})
-        self._records = self._ledger.records()
+        self._records = self._ledger.active_records()
         self._reopened = {run_id for run_id, record in self._records.items() if record.phase == "reopened"}
         since = format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS))
-        for run_id, fingerprint in self._ledger.recent_fingerprints(since).items():
-            if run_id in self._records:
-                self._records[run_id] = replace(self._records[run_id], fingerprint=fingerprint)
-                self._watch_reopen[run_id] = (mono, False)
+        for run_id, record in self._ledger.recent_fingerprints(since).items():
+            self._records[run_id] = record
+            self._watch_reopen[run_id] = (mono, False)
+
+    def prefetch(self, run_ids: Iterable[str]) -> None:
+        """Read the records of runs a pass meets for the first time (one query per 500), so that what
+        follows asks memory; a run with no record needs none."""
+        missing = [run_id for run_id in run_ids if run_id not in self._records]
+        if missing:
+            self._records.update(self._ledger.records_among(missing))
+
+    def unsettled(self, statuses: Mapping[str, str]) -> dict[str, str]:
+        """Of these terminal runs, those the ledger has not finished with (the full pass's question about
+        every run): asked in batches, and only the few that need work are kept in memory."""
+        unknown = [run_id for run_id in statuses if run_id not in self._records]
+        phases = self._ledger.phases_among(unknown) if unknown else {}
+        waiting = [r for r in statuses if r in self._records or phases.get(r) in (None, "marking", "completed")]
+        self.prefetch(waiting)
+        return {run_id: statuses[run_id] for run_id in waiting if not self.settled(run_id)}
 
     def known(self, run_id: str) -> bool:
         return run_id in self._records
@@ -128,7 +157,7 @@ class Completions:
         """A run seen open: an intended mark that never landed is dropped; a finished one has reopened."""
         record = self._records.get(run_id)
         if record is not None and record.phase == "marking":
-            self._ledger.forget(run_id)
+            self._ledger.forget([run_id])
             del self._records[run_id]
         elif record is not None:
             self.changed(run_id, f"status is {status} again after the run was {record.status}")
@@ -169,42 +198,89 @@ class Completions:
             elif phase in ("archived", "reported"):
                 self._records[run_id] = replace(record, phase=phase)
 
-    def begin_mark(self, run_id: str, status: str) -> None:
-        self._ledger.begin_mark(run_id, status)
+    def begin_marks(self, intents: Mapping[str, str]) -> set[str]:
+        """Record the intents to mark (run -> status); the runs this daemon holds (another's are theirs)."""
+        held = self._ledger.begin_marks(intents)
+        for run_id in held:
+            self._records[run_id] = RunRecord(run_id, "marking", intents[run_id], None, _NO_ROWS, None, False)
+        return held
 
-    def abandon_mark(self, run_id: str) -> None:
-        self._ledger.forget(run_id)
+    def abandon_marks(self, run_ids: list[str]) -> None:
+        self._ledger.forget(run_ids)
+        for run_id in run_ids:
+            self._records.pop(run_id, None)
 
-    def finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float, previous: str | None) -> None:
-        """Record the completion, then announce it; `previous` is the open status we last saw, if any.
+    def finish(self, ends: list[End], mono: float) -> list[str]:
+        """Record the completions of a pass in one ledger write, then announce them; returns the runs finished
+        here (one another daemon holds is not: it is theirs to announce).
 
         A reopened run ending again is recorded anew (its rows and status now: what archival
         compares with) and handed to archival again, without a second RUN_COMPLETED; a change of
-        its outcome is a RUN_STATUS_CHANGED from the status recorded before.
+        its outcome is a RUN_STATUS_CHANGED from the status recorded before. `End.previous` is the
+        open status last seen, if any.
         """
-        run_id = snapshot.run_id
-        record = self._records.get(run_id)
-        again = record is not None and record.phase == "reopened"
-        first = not self.finished(run_id)  # else reopened after its bag, or seen again: announced already
-        if first or again:
-            fingerprint = fingerprint_text(snapshot)
-            self._ledger.complete(
-                run_id, status=status, marked_by=marked_by, tasks=snapshot.tasks, fingerprint=fingerprint
+        new = [end for end in ends if not self.finished(end.snapshot.run_id) or self._is_reopened(end.snapshot.run_id)]
+        seen_again = [end for end in ends if end not in new]  # reopened after its bag, or seen again: announced
+        for end in seen_again:
+            if end.previous is not None:
+                self._publish(
+                    EventType.RUN_STATUS_CHANGED, {"from": end.previous, "to": end.status}, run_id=end.snapshot.run_id
+                )
+        completions = [
+            Completion(e.snapshot.run_id, e.status, e.marked_by, e.snapshot.tasks, fingerprint_text(e.snapshot))
+            for e in new
+        ]
+        recorded = self._ledger.complete_many(completions)
+        for end, completion in zip(new, completions, strict=True):
+            if completion.run_id not in recorded:
+                logger.info("run %s is another daemon's: left to it", completion.run_id)
+                self._records.pop(completion.run_id, None)
+                continue
+            before = self._records.get(completion.run_id)
+            again = before is not None and before.phase == "reopened"
+            self._records[completion.run_id] = RunRecord(
+                completion.run_id,
+                "completed",
+                end.status,
+                end.marked_by,
+                dict(end.snapshot.tasks),
+                completion.fingerprint,
+                again,
             )
-            self._records[run_id] = RunRecord(
-                run_id, "completed", status, marked_by, dict(snapshot.tasks), fingerprint, again
-            )
-            self._reopened.discard(run_id)
+            self._reopened.discard(completion.run_id)
+            snapshot = end.snapshot
             settled = all_terminal(snapshot.tasks, TASK_TERMINAL) and all_terminal(snapshot.workstreams, RUN_TERMINAL)
-            self._watch_reopen[run_id] = (mono, settled)
-        if previous is not None:
-            self._publish(EventType.RUN_STATUS_CHANGED, {"from": previous, "to": status}, run_id=run_id)
-        elif again and record is not None and record.status != status:
-            self._publish(EventType.RUN_STATUS_CHANGED, {"from": record.status, "to": status}, run_id=run_id)
-        if first:
-            self._announce(run_id, status, marked_by, snapshot.tasks)
-        elif again:
-            self._announcing.append(run_id)
+            self._watch_reopen[completion.run_id] = (mono, settled)
+            if end.previous is not None:
+                self._publish(
+                    EventType.RUN_STATUS_CHANGED, {"from": end.previous, "to": end.status}, run_id=completion.run_id
+                )
+            elif again and before is not None and before.status != end.status:
+                self._publish(
+                    EventType.RUN_STATUS_CHANGED, {"from": before.status, "to": end.status}, run_id=completion.run_id
+                )
+            if again:
+                self._announcing.append(completion.run_id)
+            else:
+                self._announce(completion.run_id, end.status, end.marked_by, snapshot.tasks)
+        return sorted(recorded | {end.snapshot.run_id for end in seen_again})
+
+    def _is_reopened(self, run_id: str) -> bool:
+        record = self._records.get(run_id)
+        return record is not None and record.phase == "reopened"
+
+    def take_over(self, taken: Mapping[str, str]) -> None:
+        """Runs taken from a daemon whose lease ran out (run -> phase): completed and not announced yet are
+        announced again (same ids), announced and archived ones go to archival, which resumes them."""
+        records = self._ledger.records_among(list(taken))
+        self._records.update(records)
+        for run_id, record in records.items():
+            if record.phase == "completed":
+                self._announce(run_id, record.status or "", record.marked_by or "executor", record.tasks)
+            elif record.phase in ("announced", "archived"):
+                self._handoff.completed(run_id)
+            elif record.phase == "reopened":
+                self._reopened.add(run_id)
 
     def _announce(self, run_id: str, status: str, marked_by: str, tasks: Mapping[str, int]) -> None:
         data = {"status": status, "marked_by": marked_by, "tasks": dict(tasks)}
@@ -255,8 +331,8 @@ class Completions:
         for run_id in [r for r, (at, _) in self._watch_reopen.items() if mono - at > REOPEN_WATCH_SECONDS]:
             del self._watch_reopen[run_id]
             record = self._records.get(run_id)
-            if record is not None and record.phase in ("archived", "reported"):
-                self._records[run_id] = replace(record, tasks=_NO_ROWS, fingerprint=None)
+            if record is not None and record.phase in ("reported", "baseline"):
+                del self._records[run_id]  # read again from the ledger if a pass ever meets the run
 
     def _reopen(self, run_id: str, what: str) -> None:
         first, phase = self._ledger.reopen(run_id)  # not first: archival saw it first and said so

@@ -16,14 +16,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, exc
 
 from ..events.types import EventType, Publish
 from ..ids import run_id_problem
 from ..ledger.runs import Ledger
-from ..state.marks import mark_run
+from ..state.marks import mark_runs
 from ..state.records import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES, RunSnapshot
 from ..state.snapshots import (
     fetch_all_runs,
@@ -38,12 +38,33 @@ from ..state.snapshots import (
     iterate_all_runs,
 )
 from ..state.tables import StateTables
-from .completions import REOPEN_WATCH_SECONDS, Completions, Handoff
+from .completions import REOPEN_WATCH_SECONDS, Completions, End, Handoff
 from .rule import Decision, Verdict, decide, decide_again
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
+LEDGER_BATCH = 5000  # the full pass asks the ledger about this many terminal runs at a time
+
+
+class Shares(Protocol):
+    """Which runs are this daemon's to follow, among several on one database (all of them when alone)."""
+
+    def mine(self, run_id: str) -> bool: ...
+
+    def take_over(self, mono: float) -> dict[str, str]:
+        """Runs (-> ledger phase) this daemon has just taken from daemons whose lease ran out."""
+        ...
+
+
+class Alone:
+    """The one daemon of a workspace: every run is its own, none to take over."""
+
+    def mine(self, run_id: str) -> bool:
+        return True
+
+    def take_over(self, mono: float) -> dict[str, str]:
+        return {}
 
 
 @dataclass
@@ -71,8 +92,12 @@ class Detector:
         connection: Callable[[], Connection],
         tables: StateTables,
         marks_allowed: Callable[[], bool] = lambda: True,
+        shares: Shares | None = None,
+        reconnect: Callable[[], None] = lambda: None,
     ) -> None:
         self._tables = tables
+        self._shares = shares or Alone()
+        self._reconnect = reconnect  # a connection opened while the file was read-only stays so: a new one
         self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
         self._publish = publish
         self._settle = settle_seconds
@@ -143,17 +168,22 @@ class Detector:
         open_runs: dict[str, tuple[str, str | None]] = {}
         unsettled: dict[str, str] = {}  # terminal runs the ledger is not done with (looked at after the read)
         still_there: set[str] = set()  # of the runs we follow as open
+        terminal: dict[str, str] = {}
         with connection.begin():
             self._rowid = fetch_newest_rowid(connection, self._tables)
             for run_id, status, run_dir in iterate_all_runs(connection, self._tables):
-                if not self._admitted(run_id):
+                if not self._admitted(run_id) or not self._shares.mine(run_id):
                     continue
                 if run_id in self._open:
                     still_there.add(run_id)
                 if status not in RUN_TERMINAL:
                     open_runs[run_id] = (status, run_dir)
-                elif not self._completions.settled(run_id):
-                    unsettled[run_id] = status
+                else:
+                    terminal[run_id] = status
+                    if len(terminal) >= LEDGER_BATCH:  # asked of the ledger in batches: never every run at once
+                        unsettled.update(self._completions.unsettled(terminal))
+                        terminal = {}
+            unsettled.update(self._completions.unsettled(terminal))
             open_snapshots = fetch_snapshots(
                 connection, self._tables, {run_id: status for run_id, (status, _) in open_runs.items()}
             )
@@ -167,6 +197,7 @@ class Detector:
         for run_id in [r for r in self._open if r not in still_there]:
             del self._open[run_id]
             self.warn_once(f"deleted:{run_id}", "run deleted", f"run {run_id} disappeared from the state database")
+        self._completions.prefetch(run_id for run_id in open_runs if run_id not in self._open)
         terminal_unrecorded: dict[str, str] = {}
         for run_id, status in unsettled.items():  # outside the read: this may publish (a re-announcement)
             try:
@@ -234,17 +265,21 @@ class Detector:
         connection = self._connection()
         watched = self._completions.watched(mono)
         waiting = [run_id for run_id in self._completions.waiting_to_end() if run_id not in self._open]
+        self._take_over(mono)
         with connection.begin():
             open_now = self._admit(fetch_open_runs(connection, self._tables))
+            open_now = {r: row for r, row in open_now.items() if self._shares.mine(r)}
+            self._completions.prefetch(r for r in open_now if r not in self._open)
             left = [run_id for run_id in self._open if run_id not in open_now]
             left_statuses = fetch_statuses(connection, self._tables, left) if left else {}
             terminal = {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
             if self._rowid is not None:
                 new_runs, self._rowid = fetch_runs_after(connection, self._tables, self._rowid)
-                new_runs = self._admit(new_runs)
-                terminal.update(
-                    (r, s) for r, s in new_runs.items() if s in RUN_TERMINAL and not self._completions.known(r)
-                )
+                new_ended = {
+                    r: s for r, s in self._admit(new_runs).items() if s in RUN_TERMINAL and self._shares.mine(r)
+                }
+                self._completions.prefetch(new_ended)
+                terminal.update((r, s) for r, s in new_ended.items() if not self._completions.known(r))
             candidates = fetch_candidates(connection, self._tables)
             snapshots = fetch_snapshots(
                 connection, self._tables, {r: open_now[r][0] for r in candidates if r in open_now}
@@ -273,20 +308,44 @@ class Detector:
             del self._ending[run_id]  # completed anew, or open again (followed as an open run)
         for run_id in busy.intersection(waiting):
             self._ending[run_id] = (None, mono)
-        passes = [(self._decide_and_mark, snapshots), (self._complete_again, ended_snapshots)]
+        to_mark: dict[str, tuple[RunSnapshot, str]] = {}
+        passes = [(self._decide, snapshots), (self._complete_again, ended_snapshots)]
         for decide_one, chosen in passes:
             for run_id, snapshot in chosen.items():
                 try:
-                    when = decide_one(snapshot, now, mono)
+                    when = decide_one(snapshot, now, mono, to_mark)
                 except Exception:
                     logger.exception("deciding run %s failed; going on with the others", run_id)
                     continue
                 if when is not None:
                     recheck = when if recheck is None else min(recheck, when)
+        when = self._mark_all(to_mark, now, mono)
+        if when is not None:
+            recheck = when if recheck is None else min(recheck, when)
         self._completions.commit()
         return recheck
 
-    def _decide_and_mark(self, snapshot: RunSnapshot, now: datetime, mono: float) -> float | None:
+    def _take_over(self, mono: float) -> None:
+        """Runs of a daemon whose lease ran out: what it had completed is announced again (same id, so a
+        repeat is recognisable) and handed to archival here; an intent to mark is decided anew."""
+        taken = self._shares.take_over(mono)
+        if not taken:
+            return
+        logger.warning("took over %d runs from daemons whose lease ran out", len(taken))
+        self._completions.take_over(taken)
+        intents = [run_id for run_id, phase in taken.items() if phase == "marking"]
+        if intents:
+            connection = self._connection()
+            with connection.begin():
+                statuses = fetch_statuses(connection, self._tables, intents)
+            ended = {r: s for r, s in statuses.items() if s in RUN_TERMINAL}
+            self._completions.abandon_marks([r for r in intents if r not in ended])
+            self._complete_terminal(ended, mono)
+
+    def _decide(
+        self, snapshot: RunSnapshot, now: datetime, mono: float, to_mark: dict[str, tuple[RunSnapshot, str]]
+    ) -> float | None:
+        """The completion rule on an open run's rows; a run to mark joins the pass's batch."""
         run = self._open[snapshot.run_id]
         self._warn_unknown_task_statuses(snapshot)
         if self._completions.finished(snapshot.run_id):
@@ -298,15 +357,26 @@ class Detector:
             return None
         if not self._marks_allowed():
             return mono + MARK_RETRY_SECONDS  # safe mode: the decision stands, the write waits
-        self._completions.begin_mark(snapshot.run_id, decision.status)
-        written = self._write_mark(snapshot, decision.status, now)
-        if written is not True:
-            self._completions.abandon_mark(snapshot.run_id)
-            return None if written is False else mono + MARK_RETRY_SECONDS
-        self._finish(snapshot, decision.status, "monitor", mono)
+        to_mark[snapshot.run_id] = (snapshot, decision.status)
         return None
 
-    def _complete_again(self, snapshot: RunSnapshot, now: datetime, mono: float) -> float | None:
+    def _mark_all(self, to_mark: dict[str, tuple[RunSnapshot, str]], now: datetime, mono: float) -> float | None:
+        """The pass's marks: the intents in one ledger write, the marks in one transaction of the state
+        database (a compare-and-set each), the completions in one ledger write."""
+        if not to_mark:
+            return None
+        held = self._completions.begin_marks({run_id: status for run_id, (_, status) in to_mark.items()})
+        for run_id in [r for r in to_mark if r not in held]:
+            self._open.pop(run_id, None)  # another daemon's intent or completion landed first: its run
+        chosen = [to_mark[run_id] for run_id in to_mark if run_id in held]
+        written = self._write_marks(chosen, now)
+        self._completions.abandon_marks([s.run_id for s, _ in chosen if written.get(s.run_id) is not True])
+        self._finish([End(s, status, "monitor") for s, status in chosen if written.get(s.run_id) is True], mono)
+        return mono + MARK_RETRY_SECONDS if None in written.values() else None
+
+    def _complete_again(
+        self, snapshot: RunSnapshot, now: datetime, mono: float, _batch: dict[str, tuple[RunSnapshot, str]]
+    ) -> float | None:
         """A reopened run under a terminal status whose tasks and workstreams are all terminal again.
 
         Decided again once settled: the monitor's own mark by the rule, written again where the new
@@ -335,34 +405,43 @@ class Detector:
         if decision.verdict is Verdict.MARK and self._tables.mapping.runs.read_back(decision.status) != snapshot.status:
             if not self._marks_allowed():
                 return mono + MARK_RETRY_SECONDS
-            written = self._write_mark(snapshot, decision.status, now)
+            written = self._write_marks([(snapshot, decision.status)], now).get(run_id)
             if written is not True:
                 return None if written is False else mono + MARK_RETRY_SECONDS
         del self._ending[run_id]
-        self._finish(snapshot, decision.status, "monitor" if decision.verdict is Verdict.MARK else "executor", mono)
+        marked_by = "monitor" if decision.verdict is Verdict.MARK else "executor"
+        self._finish([End(snapshot, decision.status, marked_by)], mono)
         return None
 
-    def _write_mark(self, snapshot: RunSnapshot, status: str, now: datetime) -> bool | None:
-        """The compare-and-set: True written, False the run changed first, None deferred (locked: warned once)."""
+    def _write_marks(self, chosen: list[tuple[RunSnapshot, str]], now: datetime) -> dict[str, bool | None]:
+        """The compare-and-sets: run -> True written, False the run changed first, None deferred (locked:
+        warned once)."""
+        if not chosen:
+            return {}
         try:
-            result = mark_run(self._connection(), self._tables, snapshot, status, now)
+            results = mark_runs(self._connection(), self._tables, chosen, now)
         except exc.OperationalError as err:
-            self.warn_once(
-                f"mark:{snapshot.run_id}",
-                "mark deferred",
-                f"could not mark run {snapshot.run_id}: {err.orig}; will retry",
-                snapshot.run_id,
-            )
-            return None
-        if result.marked and result.unreadable_times:
-            self.warn_once(
-                f"times:{snapshot.run_id}",
-                "unreadable timestamps",
-                f"run {snapshot.run_id}: {result.unreadable_times} task finished_at values could not be "
-                "read; finished_at is the latest readable one",
-                snapshot.run_id,
-            )
-        return result.marked
+            if "readonly" in str(err.orig):  # SQLite keeps a connection read-only once opened so
+                self._reconnect()
+            for snapshot, _ in chosen:
+                self.warn_once(
+                    f"mark:{snapshot.run_id}",
+                    "mark deferred",
+                    f"could not mark run {snapshot.run_id}: {err.orig}; will retry",
+                    snapshot.run_id,
+                )
+            return dict.fromkeys((snapshot.run_id for snapshot, _ in chosen), None)
+        for snapshot, _ in chosen:
+            result = results[snapshot.run_id]
+            if result.marked and result.unreadable_times:
+                self.warn_once(
+                    f"times:{snapshot.run_id}",
+                    "unreadable timestamps",
+                    f"run {snapshot.run_id}: {result.unreadable_times} task finished_at values could not be "
+                    "read; finished_at is the latest readable one",
+                    snapshot.run_id,
+                )
+        return {run_id: None if result.deferred else result.marked for run_id, result in results.items()}
 
     def _warn_unknown_task_statuses(self, snapshot: RunSnapshot) -> None:
         for status in snapshot.tasks:
@@ -386,13 +465,21 @@ class Detector:
             connection = self._connection()
             with connection.begin():
                 snapshots = fetch_snapshots(connection, self._tables, statuses)
-        for snapshot in snapshots.values():
-            self._finish(snapshot, *self._completions.terminal_outcome(snapshot), mono)
+        self._completions.prefetch(snapshots)
+        self._finish([End(s, *self._completions.terminal_outcome(s)) for s in snapshots.values()], mono)
 
-    def _finish(self, snapshot: RunSnapshot, status: str, marked_by: str, mono: float) -> None:
-        previous = self._open.pop(snapshot.run_id, None)
-        self._completions.finish(snapshot, status, marked_by, mono, previous.status if previous else None)
-        self._finished[snapshot.run_id] = (previous.run_dir if previous else None, mono)
+    def _finish(self, ends: list[End], mono: float) -> None:
+        """Record and announce the runs' ends; they are no longer followed as open (whoever recorded them)."""
+        if not ends:
+            return
+        previous = {end.snapshot.run_id: self._open.pop(end.snapshot.run_id, None) for end in ends}
+        with_previous = [
+            End(e.snapshot, e.status, e.marked_by, None if (p := previous[e.snapshot.run_id]) is None else p.status)
+            for e in ends
+        ]
+        for run_id in self._completions.finish(with_previous, mono):
+            known = previous.get(run_id)
+            self._finished[run_id] = (known.run_dir if known else None, mono)
 
     def seal_archived(self, mono: float) -> None:
         """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.
@@ -415,6 +502,9 @@ class Detector:
 
     def note_activity(self, run_ids: Iterable[str], mono: float) -> None:
         """Run-directory activity counts as life for stall detection; after archival it is a warning."""
+        run_ids = list(run_ids)
+        if any(run_id in self._finished and run_id not in self._sealed for run_id in run_ids):
+            self.seal_archived(mono)  # a write just after the bag, before this loop heard of the bag: still late
         for run_id in run_ids:
             run = self._open.get(run_id)
             if run is not None:

@@ -72,8 +72,10 @@ class Bus:
         stamper: EventStamper | None = None,
         refetch: Refetch | None = None,
         seq_block_size: int = SEQ_BLOCK_SIZE,
+        daemon_id: str | None = None,
     ) -> None:
         self._seq_blocks = seq_blocks
+        self._daemon = daemon_id  # on every event: several daemons' events meet on NATS and in Prometheus
         self._seq_block_size = seq_block_size
         self._next_block_size = seq_block_size
         self._block_reserved_at = -SEQ_BLOCK_GROW_SECONDS
@@ -171,18 +173,19 @@ class Bus:
             time_text, event_id = self._stamp()
             waits: tuple[QueuedWriter, ...] = ()  # writers whose queue a hand-over filled
             # The line of Event.to_json, built here without the Event (the round trip is tested).
+            daemon = self._daemon
             if run_id is None:
-                line = _dumps(
-                    {"time": time_text, "type": type, "seq": seq, "id": event_id, "data": data},
-                    option=_NEWLINE,
-                )
+                obj = {"time": time_text, "type": type, "seq": seq, "id": event_id, "data": data}
+                if daemon is not None:
+                    obj["daemon"] = daemon
+                line = _dumps(obj, option=_NEWLINE)
             else:
                 if once_per_run:
                     event_id = f"{run_id}:{type}"
-                line = _dumps(
-                    {"time": time_text, "type": type, "seq": seq, "id": event_id, "run_id": run_id, "data": data},
-                    option=_NEWLINE,
-                )
+                obj = {"time": time_text, "type": type, "seq": seq, "id": event_id, "run_id": run_id, "data": data}
+                if daemon is not None:
+                    obj["daemon"] = daemon
+                line = _dumps(obj, option=_NEWLINE)
                 if run_lines:
                     item = (run_id, line)
                     for writer in run_lines:
@@ -196,7 +199,7 @@ class Bus:
                 if len(pending) >= writer.hand_over_at and writer.hand_over():
                     waits = (*waits, writer)
             if subscriptions:
-                event = Event(seq, time_text, type, event_id, data, run_id)
+                event = Event(seq, time_text, type, event_id, data, run_id, daemon)
                 for subscription in subscriptions:
                     subscription.offer(event)
             self._counts[type] += 1

@@ -26,7 +26,7 @@ from ..config import Settings
 from ..errors import BadInput, Unavailable
 from ..ids import validate_run_id
 from ..state.access import state_database
-from ..state.engine import database_url, read_transaction, sqlite_path, translate_errors
+from ..state.engine import read_transaction, sqlite_path, translate_errors
 from ..state.queries import fetch_run
 from ..timefmt import format_timestamp, parse_timestamp, utc_now
 from ..workspace import Workspace
@@ -292,7 +292,7 @@ def _run_known_elsewhere(settings: Settings, workspace: Workspace, run_id: str) 
     """
     if (workspace.archive_root / run_id).is_dir():
         return True
-    db_file = sqlite_path(database_url(settings))
+    db_file = sqlite_path(settings.database_url())
     if db_file is not None and not db_file.is_file():
         return False
     with state_database(settings) as state, translate_errors(state.name), read_transaction(state.engine) as connection:

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from functools import partial
 
 from ..config import Settings
-from ..ledger.monitor_db import EventSeqBlocks, create_progress_database
+from ..ledger.monitor_db import EventSeqBlocks
+from ..ledger.store import MonitorStore, open_store
 from ..workspace import Workspace
 from .bus import Bus
 from .log import refetch_events
@@ -25,15 +26,20 @@ from .types import ARCHIVAL_TYPES
 
 
 @contextmanager
-def open_bus(settings: Settings, *, log_level: int = logging.INFO, extra_sinks: bool = True) -> Iterator[Bus]:
+def open_bus(
+    settings: Settings, *, log_level: int = logging.INFO, extra_sinks: bool = True, store: MonitorStore | None = None
+) -> Iterator[Bus]:
     """A running bus writing `logs/monitor.jsonl`, `logs/archival.jsonl` and the run spool.
 
     `extra_sinks` False leaves out `events.sinks` (console, plug-ins): for commands that
-    publish a few events and must not print them.
+    publish a few events and must not print them. `store` numbers the events (the daemon's own;
+    else one is opened here for the bus's life). Every event carries the daemon's id.
     """
     workspace = Workspace.from_settings(settings)
     events = settings.events
-    create_progress_database(workspace.progress_db, busy_timeout_seconds=settings.database.busy_timeout_seconds)
+    own_store = store is None
+    store = store or open_store(settings)
+    assert store is not None
     file_options = {
         "queue_size": events.queue_size,
         "fsync": events.fsync,
@@ -42,10 +48,7 @@ def open_bus(settings: Settings, *, log_level: int = logging.INFO, extra_sinks: 
     rotation = {"rotate_bytes": events.rotate_bytes, "keep_files": events.keep_files}
     monitor_log = JsonlSink(workspace.logs_dir / MONITOR_LOG, logs=True, **rotation, **file_options)  # type: ignore[arg-type]
     plugins = [(name, load_sink(name, settings)) for name in events.sinks] if extra_sinks else []
-    bus = Bus(
-        EventSeqBlocks(workspace.progress_db, busy_timeout_seconds=settings.database.busy_timeout_seconds),
-        refetch=partial(refetch_events, monitor_log.path),
-    )
+    bus = Bus(EventSeqBlocks(store), refetch=partial(refetch_events, monitor_log.path), daemon_id=store.daemon_id)
     handler: logging.Handler | None = None
     try:
         bus.add_sink(monitor_log)
@@ -59,3 +62,5 @@ def open_bus(settings: Settings, *, log_level: int = logging.INFO, extra_sinks: 
         if handler is not None:
             logging.getLogger().removeHandler(handler)
         bus.close()
+        if own_store:
+            store.dispose()

@@ -25,6 +25,7 @@ from ..errors import MonitorError
 from ..events.publishing import open_bus
 from ..events.types import Publish
 from ..ledger.runs import Ledger
+from ..ledger.store import open_store
 from ..reports.numbers import ArchiveFacts
 from ..reports.reporter import Reporting, report_run
 from ..state.access import StateDatabase, open_state
@@ -93,12 +94,12 @@ def pipeline_for(
 @contextmanager
 def open_pipeline(settings: Settings, stop: Flag) -> Iterator[Pipeline]:
     """A pipeline for one command; archival_log rows that had to wait are tried once more at the end."""
-    workspace = Workspace.from_settings(settings)
-    busy = settings.database.busy_timeout_seconds
     state = open_state(settings, readonly=False)
-    ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
+    store = open_store(settings)
+    assert store is not None
+    ledger = Ledger(store)
     try:
-        with open_bus(settings, extra_sinks=False) as bus:
+        with open_bus(settings, extra_sinks=False, store=store) as bus:
             pipeline = pipeline_for(
                 settings, state=state, publish=bus.publish, flush=bus.flush, ledger=ledger, stop=stop
             )
@@ -108,7 +109,7 @@ def open_pipeline(settings: Settings, stop: Flag) -> Iterator[Pipeline]:
                 if not pipeline.archival.log.flush():
                     logger.error("%d archival_log rows could not be written", pipeline.archival.log.pending)
     finally:
-        ledger.close()
+        store.dispose()
         state.dispose()
 
 

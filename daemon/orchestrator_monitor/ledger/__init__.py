@@ -1,2 +1,3 @@
-"""The monitor's own record in `.monitor/monitor.db`: which runs it marked, archived and reported
-(`runs`), heartbeats, event numbering and the archival_log outbox (`monitor_db`)."""
+"""The monitor's own record, in `.monitor/monitor.db` or the `monitor_` tables of a shared PostgreSQL
+(`store`): which runs it marked, archived and reported and which daemon owes them work (`runs`),
+heartbeats and event numbering (`monitor_db`), and the daemons sharing the database (`members`)."""

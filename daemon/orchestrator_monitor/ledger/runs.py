@@ -15,6 +15,14 @@ Phases of a run here:
   archived   its bag is published and recorded; RUN_ARCHIVED may not have gone out yet
   reported   its reports are written and recorded; REPORT_GENERATED may not have gone out yet
 
+`owner` is the daemon that owes the run its remaining work: the one whose intent or completion
+landed first. Several daemons on one PostgreSQL share this table; every transition checks the
+owner, so each run is marked, announced, archived and reported by exactly one of them, and a
+daemon whose lease ran out loses its runs to the others (`take_over`).
+
+The ledger is read by run id, in batches, when a pass needs it: a daemon that runs for months never
+holds every run it ever finished.
+
 `fingerprint` is what the latest completion was decided on (`state.snapshots.fingerprint_text`);
 `reopened` says RUN_REOPENED went out (once per run, whoever saw the change first: the detector or
 archival).
@@ -22,46 +30,22 @@ archival).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from sys import intern
 from types import MappingProxyType
+from typing import Any
 
 import orjson
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from ..timefmt import format_timestamp, utc_now
-from .monitor_db import create_progress_database
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS monitor_runs (
-    run_id TEXT NOT NULL PRIMARY KEY,
-    phase TEXT NOT NULL,
-    status TEXT,
-    marked_by TEXT,
-    tasks TEXT,
-    fingerprint TEXT,
-    reopened INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL
-)
-"""
-# Runs archival refuses for good (their run_dir leaves the workspace): said once, with its reason.
-_REFUSALS = (
-    "CREATE TABLE IF NOT EXISTS monitor_refusals (run_id TEXT PRIMARY KEY, reason TEXT NOT NULL, at TEXT NOT NULL)"
-)
-# The reconciliation asks for the reopened runs each time: a seek in the few, not a scan of every run ever seen.
-_REOPENED_INDEX = (
-    "CREATE INDEX IF NOT EXISTS ix_monitor_runs_reopened ON monitor_runs (run_id) WHERE phase = 'reopened'"
-)
-
+from .store import ACTIVE_PHASES, MonitorStore, monitor_meta, monitor_refusals, monitor_runs
 
 _NO_TASKS: Mapping[str, int] = MappingProxyType({})
-
-
-def _intern(text: str | None) -> str | None:
-    return None if text is None else intern(text)
+_CHUNK = 500  # run ids per IN (...) list
+_R = monitor_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,147 +59,196 @@ class RunRecord:
     reopened: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a completion records: the outcome and the rows it was decided on."""
+
+    run_id: str
+    status: str
+    marked_by: str
+    tasks: Mapping[str, int]
+    fingerprint: str
+
+
+def _record(row: Any) -> RunRecord:
+    tasks = orjson.loads(row.tasks) if row.tasks else _NO_TASKS
+    return RunRecord(
+        row.run_id,
+        intern(row.phase),
+        None if row.status is None else intern(row.status),
+        None if row.marked_by is None else intern(row.marked_by),
+        tasks,
+        row.fingerprint,
+        bool(row.reopened),
+    )
+
+
 class Ledger:
     """Per-run phases in `monitor_runs`; every method is one short transaction."""
 
-    def __init__(self, path: Path, *, busy_timeout_seconds: float) -> None:
-        create_progress_database(path, busy_timeout_seconds=busy_timeout_seconds)
-        self._connection = sqlite3.connect(
-            path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
-        )
-        self._connection.execute("PRAGMA synchronous=FULL")  # a recorded completion must survive power loss
-        self._connection.execute(_SCHEMA)
-        self._connection.execute(_REOPENED_INDEX)
-        self._connection.execute(_REFUSALS)
-        self._lock = threading.Lock()
+    def __init__(self, store: MonitorStore) -> None:
+        self._store = store
+        self._me = store.daemon_id
+        self._lock = threading.Lock()  # SQLite: one writer at a time in this process, as BEGIN IMMEDIATE would
+
+    @property
+    def daemon_id(self) -> str:
+        return self._me
+
+    def _mine(self) -> Any:
+        """Rows this daemon may move on: its own, or a single daemon's from before owners (NULL)."""
+        return or_(_R.c.owner.is_(None), _R.c.owner == self._me)
+
+    def _write(self, statement: Any, params: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None) -> int:
+        with self._lock, self._store.write() as connection:
+            result = connection.execute(statement, params) if params is not None else connection.execute(statement)
+            return int(result.rowcount)
+
+    def _now(self) -> str:
+        return format_timestamp(utc_now())
 
     def refuse(self, run_id: str, reason: str) -> bool:
         """Record that archival refuses the run for good; True the first time (when it must be said)."""
-        return self._advance(
-            "INSERT OR IGNORE INTO monitor_refusals (run_id, reason, at) VALUES (?, ?, ?)",
-            (run_id, reason, format_timestamp(utc_now())),
+        statement = (
+            self._store.insert(monitor_refusals)
+            .values(run_id=run_id, reason=reason, at=self._now())
+            .on_conflict_do_nothing(index_elements=["run_id"])
         )
+        return self._write(statement) > 0
 
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
-
-    def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> None:
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    self._connection.execute(sql, params)
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
+        return None  # the store is the daemon's; disposed by whoever opened it
 
     def baseline_taken(self) -> bool:
-        with self._lock:
-            row = self._connection.execute("SELECT 1 FROM monitor_meta WHERE key = 'baseline_at'").fetchone()
-        return row is not None
+        with self._store.engine.connect() as connection:
+            found = connection.execute(select(monitor_meta.c.key).where(monitor_meta.c.key == "baseline_at")).first()
+        return found is not None
 
     def take_baseline(self, terminal_runs: Mapping[str, str]) -> None:
-        """Record the runs already terminal at the very first start, and that the baseline was taken."""
-        now = format_timestamp(utc_now())
+        """Record the runs already terminal at the very first start, and that the baseline was taken
+        (once: a second daemon starting on a shared database at the same moment adds nothing)."""
+        now = self._now()
         rows = [
-            (
-                "INSERT OR IGNORE INTO monitor_runs (run_id, phase, status, updated_at) VALUES (?, 'baseline', ?, ?)",
-                (run_id, status, now),
-            )
+            {"run_id": run_id, "phase": "baseline", "status": status, "updated_at": now}
             for run_id, status in terminal_runs.items()
         ]
-        self._write([*rows, ("INSERT INTO monitor_meta (key, value) VALUES ('baseline_at', ?)", (now,))])
+        with self._lock, self._store.write() as connection:
+            taken = connection.execute(
+                self._store.insert(monitor_meta)
+                .values(key="baseline_at", value=now)
+                .on_conflict_do_nothing(index_elements=["key"])
+            ).rowcount
+            if taken and rows:
+                connection.execute(self._store.insert(_R).on_conflict_do_nothing(index_elements=["run_id"]), rows)
 
-    def records(self) -> dict[str, RunRecord]:
-        """Every run's record; the task counts and fingerprint only where a restart still needs them.
+    def records_among(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """The records of these runs that exist, read by id in batches."""
+        found: dict[str, RunRecord] = {}
+        ids = list(run_ids)
+        with self._store.engine.connect() as connection:
+            for start in range(0, len(ids), _CHUNK):
+                rows = connection.execute(select(_R).where(_R.c.run_id.in_(ids[start : start + _CHUNK])))
+                found.update((row.run_id, _record(row)) for row in rows)
+        return found
 
-        A daemon that runs for months holds a record per run it ever saw: for runs archived,
-        reported or behind the baseline, the phase and status are all it will ask about. Those
-        few distinct strings are interned and runs without task counts share one empty mapping:
-        341 -> 170 MB of records for a million runs.
-        """
-        with self._lock:  # rows read one at a time: no second copy of a long history while loading
-            rows = self._connection.execute(
-                "SELECT run_id, phase, status, marked_by, "
-                "CASE WHEN phase IN ('marking', 'completed', 'announced') THEN tasks END, "
-                "CASE WHEN phase IN ('marking', 'completed', 'announced') THEN fingerprint END, "
-                "reopened FROM monitor_runs"
+    def active_records(self) -> dict[str, RunRecord]:
+        """This daemon's runs it still owes work (marking .. archived): few, whatever the history."""
+        with self._store.engine.connect() as connection:
+            rows = connection.execute(select(_R).where(_R.c.phase.in_(ACTIVE_PHASES), self._mine()))
+            return {row.run_id: _record(row) for row in rows}
+
+    def recent_fingerprints(self, since: str) -> dict[str, RunRecord]:
+        """This daemon's runs completed (announced, archived or reported) at or after `since` and not reopened yet,
+        with the rows their completion was decided on: a restarted daemon watches them for a late change again."""
+        query = select(_R).where(
+            _R.c.phase.in_(("announced", "archived", "reported")),
+            _R.c.fingerprint.is_not(None),
+            _R.c.reopened == 0,
+            _R.c.updated_at >= since,
+            self._mine(),
+        )
+        with self._store.engine.connect() as connection:
+            return {row.run_id: _record(row) for row in connection.execute(query)}
+
+    def begin_marks(self, intents: Mapping[str, str]) -> set[str]:
+        """Record the intent to mark these runs (run -> status); returns those this daemon holds now.
+
+        A run another daemon holds is left to it: its intent or completion landed first."""
+        if not intents:
+            return set()
+        now = self._now()
+        rows = [
+            {"run_id": r, "phase": "marking", "status": s, "owner": self._me, "updated_at": now}
+            for r, s in intents.items()
+        ]
+        insert = self._store.insert(_R)
+        statement = insert.on_conflict_do_update(
+            index_elements=["run_id"],
+            set_={"phase": "marking", "status": insert.excluded.status, "owner": self._me, "updated_at": now},
+            where=and_(_R.c.phase == "marking", self._mine()),
+        )
+        with self._lock, self._store.write() as connection:
+            connection.execute(statement, rows)
+            held = self._held(connection, list(intents), "marking")
+        return held
+
+    def _held(self, connection: Connection, run_ids: list[str], phase: str) -> set[str]:
+        held: set[str] = set()
+        for start in range(0, len(run_ids), _CHUNK):
+            chunk = run_ids[start : start + _CHUNK]
+            rows = connection.execute(
+                select(_R.c.run_id).where(_R.c.run_id.in_(chunk), _R.c.phase == phase, _R.c.owner == self._me)
             )
-            return {
-                row[0]: RunRecord(
-                    row[0],
-                    intern(row[1]),
-                    _intern(row[2]),
-                    _intern(row[3]),
-                    orjson.loads(row[4]) if row[4] else _NO_TASKS,
-                    row[5],
-                    bool(row[6]),
-                )
-                for row in rows
+            held.update(row[0] for row in rows)
+        return held
+
+    def forget(self, run_ids: Iterable[str]) -> None:
+        """Drop intents whose mark never landed (the run changed first)."""
+        ids = list(run_ids)
+        if ids:
+            self._write(_R.delete().where(_R.c.run_id.in_(ids), _R.c.phase == "marking", self._mine()))
+
+    def complete_many(self, completions: Sequence[Completion]) -> set[str]:
+        """Record completions (first ones, or reopened runs' new ends: their `reopened` flag stays) in one
+        transaction; returns the runs recorded. A run another daemon holds is not recorded: it is theirs."""
+        if not completions:
+            return set()
+        now = self._now()
+        rows = [
+            {
+                "run_id": c.run_id,
+                "phase": "completed",
+                "status": c.status,
+                "marked_by": c.marked_by,
+                "tasks": orjson.dumps(dict(c.tasks)).decode(),
+                "fingerprint": c.fingerprint,
+                "owner": self._me,
+                "updated_at": now,
             }
-
-    def recent_fingerprints(self, since: str) -> dict[str, str]:
-        """Runs completed (announced, archived or reported) at or after `since` and not reopened yet: the
-        rows their completion was decided on. A restarted daemon watches them for a late change again."""
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT run_id, fingerprint FROM monitor_runs WHERE phase IN ('announced', 'archived', 'reported') "
-                "AND fingerprint IS NOT NULL AND reopened = 0 AND updated_at >= ?",
-                (since,),
-            ).fetchall()
-        return dict(rows)
-
-    def begin_mark(self, run_id: str, status: str) -> None:
-        self._write(
-            [
-                (
-                    "INSERT OR REPLACE INTO monitor_runs (run_id, phase, status, updated_at) "
-                    "VALUES (?, 'marking', ?, ?)",
-                    (run_id, status, format_timestamp(utc_now())),
-                )
-            ]
+            for c in completions
+        ]
+        insert = self._store.insert(_R)
+        statement = insert.on_conflict_do_update(
+            index_elements=["run_id"],
+            set_={
+                name: insert.excluded[name]
+                for name in ("phase", "status", "marked_by", "tasks", "fingerprint", "owner", "updated_at")
+            },
+            where=and_(or_(_R.c.phase == "marking", _R.c.phase == "reopened"), self._mine()),  # no IN: executemany
         )
-
-    def forget(self, run_id: str) -> None:
-        """Drop an intent whose mark never landed (the run changed first)."""
-        self._write([("DELETE FROM monitor_runs WHERE run_id = ? AND phase = 'marking'", (run_id,))])
-
-    def complete(self, run_id: str, *, status: str, marked_by: str, tasks: Mapping[str, int], fingerprint: str) -> None:
-        """Record a completion (a first one, or a reopened run's new end: its `reopened` flag stays)."""
-        self._write(
-            [
-                (
-                    "INSERT INTO monitor_runs (run_id, phase, status, marked_by, tasks, fingerprint, updated_at) "
-                    "VALUES (?, 'completed', ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
-                    "phase = 'completed', status = excluded.status, marked_by = excluded.marked_by, "
-                    "tasks = excluded.tasks, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
-                    (
-                        run_id,
-                        status,
-                        marked_by,
-                        orjson.dumps(dict(tasks)).decode(),
-                        fingerprint,
-                        format_timestamp(utc_now()),
-                    ),
-                )
-            ]
-        )
+        with self._lock, self._store.write() as connection:
+            connection.execute(statement, rows)
+            return self._held(connection, [c.run_id for c in completions], "completed")
 
     def announce_many(self, run_ids: list[str]) -> None:
         """RUN_COMPLETED of these runs is written: one transaction for a pass's worth of runs."""
-        now = format_timestamp(utc_now())
-        self._write(
-            [
-                (
-                    "UPDATE monitor_runs SET phase = 'announced', updated_at = ? "
-                    "WHERE run_id = ? AND phase = 'completed'",
-                    (now, run_id),
-                )
-                for run_id in run_ids
-            ]
-        )
+        if run_ids:
+            statement = (
+                update(_R)
+                .where(_R.c.run_id.in_(run_ids), _R.c.phase == "completed", self._mine())
+                .values(phase="announced", updated_at=self._now())
+            )
+            self._write(statement)
 
     def archived(self, run_id: str, status: str) -> bool:
         """Record a published bag; False when it was recorded already (or the run's completion is not out yet).
@@ -223,84 +256,87 @@ class Ledger:
         A run the ledger does not know (archived by a command before any daemon saw it) gets a row,
         so a daemon starting later takes it as done, as it would a baseline run.
         """
-        return self._advance(
-            "INSERT INTO monitor_runs (run_id, phase, status, updated_at) VALUES (?, 'archived', ?, ?) "
-            "ON CONFLICT (run_id) DO UPDATE SET phase = 'archived', updated_at = excluded.updated_at "
-            "WHERE phase IN ('baseline', 'announced')",
-            (run_id, status, format_timestamp(utc_now())),
+        insert = self._store.insert(_R)
+        statement = insert.values(
+            run_id=run_id, phase="archived", status=status, owner=self._me, updated_at=self._now()
+        ).on_conflict_do_update(
+            index_elements=["run_id"],
+            set_={"phase": "archived", "updated_at": insert.excluded.updated_at},
+            where=_R.c.phase.in_(("baseline", "announced")),
         )
+        return self._write(statement) > 0
 
     def reported(self, run_id: str) -> bool:
         """Record written reports; False when the run was not waiting for them."""
-        return self._advance(
-            "UPDATE monitor_runs SET phase = 'reported', updated_at = ? WHERE run_id = ? AND phase = 'archived'",
-            (format_timestamp(utc_now()), run_id),
+        statement = (
+            update(_R)
+            .where(_R.c.run_id == run_id, _R.c.phase == "archived")
+            .values(phase="reported", updated_at=self._now())
         )
+        return self._write(statement) > 0
 
     def phase(self, run_id: str) -> str | None:
-        with self._lock:
-            row = self._connection.execute("SELECT phase FROM monitor_runs WHERE run_id = ?", (run_id,)).fetchone()
-        return row[0] if row else None
+        with self._store.engine.connect() as connection:
+            return connection.execute(select(_R.c.phase).where(_R.c.run_id == run_id)).scalar()
 
     def record(self, run_id: str) -> RunRecord | None:
         """The run's whole record (archival compares the rows with the completion's `fingerprint`)."""
-        with self._lock:
-            row = self._connection.execute(
-                "SELECT run_id, phase, status, marked_by, tasks, fingerprint, reopened "
-                "FROM monitor_runs WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        tasks = orjson.loads(row[4]) if row[4] else _NO_TASKS
-        return RunRecord(row[0], row[1], row[2], row[3], tasks, row[5], bool(row[6]))
+        return self.records_among([run_id]).get(run_id)
 
     def decision(self, run_id: str) -> str | None:
         """The status the monitor's own mark decided for the run (None if the executor ended it).
 
         The truth to tell where the executor's vocabulary could not hold it (PARTIAL written `failed`)."""
-        with self._lock:
-            row = self._connection.execute(
-                "SELECT status FROM monitor_runs WHERE run_id = ? AND marked_by = 'monitor'", (run_id,)
-            ).fetchone()
-        return row[0] if row else None
+        with self._store.engine.connect() as connection:
+            return connection.execute(
+                select(_R.c.status).where(_R.c.run_id == run_id, _R.c.marked_by == "monitor")
+            ).scalar()
 
     def phases_among(self, run_ids: list[str]) -> dict[str, str]:
         """run_id -> phase of these runs: which have a published bag, which archival found reopened."""
         found: dict[str, str] = {}
-        with self._lock:
-            for start in range(0, len(run_ids), 500):
-                chunk = run_ids[start : start + 500]
-                rows = self._connection.execute(
-                    f"SELECT run_id, phase FROM monitor_runs WHERE run_id IN ({', '.join('?' * len(chunk))})", chunk
-                ).fetchall()
+        with self._store.engine.connect() as connection:
+            for start in range(0, len(run_ids), _CHUNK):
+                rows = connection.execute(
+                    select(_R.c.run_id, _R.c.phase).where(_R.c.run_id.in_(run_ids[start : start + _CHUNK]))
+                )
                 found.update((run_id, intern(phase)) for run_id, phase in rows)
         return found
 
     def runs_in_phase(self, phase: str) -> list[str]:
-        """Runs waiting in `phase`, oldest first: what the archival worker resumes at start."""
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT run_id FROM monitor_runs WHERE phase = ? ORDER BY updated_at", (phase,)
-            ).fetchall()
-        return [row[0] for row in rows]
+        """This daemon's runs waiting in `phase`, oldest first: what the archival worker resumes at start."""
+        query = select(_R.c.run_id).where(_R.c.phase == phase, self._mine()).order_by(_R.c.updated_at)
+        with self._store.engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
 
     def reopened_runs(self) -> list[str]:
-        """Runs waiting for their new end (`ix_monitor_runs_reopened`: as many rows as there are such runs)."""
-        with self._lock:
-            rows = self._connection.execute("SELECT run_id FROM monitor_runs WHERE phase = 'reopened'").fetchall()
-        return [row[0] for row in rows]
+        """This daemon's runs waiting for their new end (`ix_monitor_runs_active`: as many rows as such runs)."""
+        return self.runs_in_phase("reopened")
 
-    def _advance(self, sql: str, params: tuple[object, ...]) -> bool:
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                changed = self._connection.execute(sql, params).rowcount > 0
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
-        return changed
+    def take_over(self, live: Iterable[str], limit: int = 1000) -> dict[str, str]:
+        """Runs still owed work by daemons that are not `live` (their lease ran out), now this daemon's:
+        run_id -> phase. PostgreSQL only: `FOR UPDATE SKIP LOCKED`, so two survivors never take the same run."""
+        alive = [*live, self._me]
+        owed = (
+            select(_R.c.run_id)
+            .where(_R.c.phase.in_(ACTIVE_PHASES), _R.c.owner.is_not(None), _R.c.owner.not_in(alive))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(_R)
+            .where(_R.c.run_id.in_(owed.scalar_subquery()))
+            .values(owner=self._me, updated_at=self._now())
+            .returning(_R.c.run_id, _R.c.phase)
+        )
+        with self._lock, self._store.write() as connection:
+            return {run_id: intern(phase) for run_id, phase in connection.execute(statement)}
+
+    def owed_by_others(self) -> int:
+        """How many runs other daemons still owe work (for `status` on a shared database)."""
+        with self._store.engine.connect() as connection:
+            query = select(func.count()).where(_R.c.phase.in_(ACTIVE_PHASES), _R.c.owner != self._me)
+            return int(connection.execute(query).scalar_one())
 
     def reopen(self, run_id: str, decided_on: str | None = None) -> tuple[bool, str | None]:
         """Record that the run changed after its completion: (whether RUN_REOPENED is still to be published,
@@ -311,22 +347,14 @@ class Ledger:
         recorded completion is still the one decided on those rows: an archival that read the record
         before the detector completed the run anew must not reopen the new completion.
         """
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._connection.execute(
-                    "SELECT reopened, fingerprint, phase FROM monitor_runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                if row is None or (decided_on is not None and row[1] != decided_on):
-                    self._connection.execute("ROLLBACK")
-                    return False, None
-                phase = "reopened" if row[2] in ("completed", "announced") else row[2]
-                self._connection.execute(
-                    "UPDATE monitor_runs SET reopened = 1, phase = ?, updated_at = ? WHERE run_id = ?",
-                    (phase, format_timestamp(utc_now()), run_id),
-                )
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
-        return not row[0], intern(phase)
+        with self._lock, self._store.write() as connection:
+            row = connection.execute(
+                select(_R.c.reopened, _R.c.fingerprint, _R.c.phase).where(_R.c.run_id == run_id).with_for_update()
+            ).first()
+            if row is None or (decided_on is not None and row.fingerprint != decided_on):
+                return False, None
+            phase = "reopened" if row.phase in ("completed", "announced") else row.phase
+            connection.execute(
+                update(_R).where(_R.c.run_id == run_id).values(reopened=1, phase=phase, updated_at=self._now())
+            )
+        return not row.reopened, intern(phase)

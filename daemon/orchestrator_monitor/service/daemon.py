@@ -1,6 +1,7 @@
 """The daemon: the one place that builds everything, runs it and stops it, top to bottom.
 
-settings -> workspace lock -> event bus and metrics -> state database -> ledger -> supervisor
+settings -> state database -> the monitor's own database and this daemon's place in it (the workspace
+lock on SQLite, the daemon id's lease on a shared PostgreSQL) -> event bus and metrics -> ledger -> supervisor
 (health, safe mode) -> detector -> watchers -> detection thread -> scheduled checks -> the
 front the command passed in (the web server) -> READY -> the main loop (SIGHUP reloads,
 watchdog pings while the loops make progress) until the stop event -> undo it all in reverse
@@ -28,6 +29,7 @@ from .. import __version__
 from ..config import Settings
 from ..detect.detector import Detector
 from ..detect.job import DetectionJob, Probe, Timing
+from ..detect.shares import ClusterShares
 from ..detect.watch import RunDirWatcher, RunFollower, Signals
 from ..errors import MonitorError, Unavailable
 from ..events.bus import Bus
@@ -35,7 +37,10 @@ from ..events.publishing import open_bus
 from ..events.subscription import Subscription
 from ..events.types import EventType
 from ..finish.worker import ArchiveWorker
+from ..ledger.members import Membership
+from ..ledger.monitor_db import Heartbeat, record_heartbeats
 from ..ledger.runs import Ledger
+from ..ledger.store import MonitorStore, open_store
 from ..lock import hold_lock
 from ..state.access import open_state, settle_seconds
 from ..state.connection import StateConnection
@@ -47,6 +52,7 @@ from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
 from .metrics import MonitorMetrics
 from .notify import Notifier
 from .reload import merge_reloadable
+from .signals import on_continue
 from .supervisor import LoopProgress, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -58,6 +64,14 @@ BACKOFF_RESET_SECONDS = 60.0  # a pass loop that ran this long before failing st
 MAIN_LOOP_SECONDS = 1.0
 GIL_SWITCH_SECONDS = 0.001
 LIVENESS_FLOOR_SECONDS = 15.0  # the detection loop may make no pass for this long and still be live
+TAKE_OVER_CHECK_SECONDS = 2.0  # how often a daemon on a shared database looks for runs of a dead one
+
+
+def record_beats(store: MonitorStore, membership: Membership, beats: list[Heartbeat]) -> None:
+    """The jobs' heartbeat rows; on a shared database, also this daemon's lease."""
+    record_heartbeats(store, beats)
+    if store.shared:
+        membership.beat()
 
 
 @dataclass(frozen=True)
@@ -168,16 +182,24 @@ def run_daemon(
     busy = settings.database.busy_timeout_seconds
     workspace.check_initialised()  # before the lock: a mistyped --workspace must not be created by it
     with ExitStack() as stack:
-        stack.enter_context(hold_lock(workspace.monitor_dir / "daemon.lock", f"workspace {workspace.root}"))
+        if sqlite_path(settings.database_url()) is not None:  # one daemon per workspace; on PostgreSQL, per id
+            stack.enter_context(hold_lock(workspace.monitor_dir / "daemon.lock", f"workspace {workspace.root}"))
         state = open_state(settings, readonly=False)
         stack.callback(state.dispose)
+        store = open_store(settings)
+        assert store is not None
+        stack.callback(store.dispose)
+        membership = Membership(store, version=__version__, lease_seconds=settings.cluster.lease_seconds)
+        if store.shared:
+            membership.join()
+            stack.callback(membership.leave)
         try:
             create_archival_table(state.engine, state.tables.archival_log, state.name)
         except Unavailable as err:  # a read-only database: its rows wait in the outbox (safe mode says why)
             logger.warning("%s", err)
         connection = StateConnection(state.engine)
         stack.callback(connection.close)
-        bus = stack.enter_context(open_bus(settings))
+        bus = stack.enter_context(open_bus(settings, store=store))
         identity = {"version": __version__, "pid": os.getpid(), "workspace": str(workspace.root)}
         started = threading.Event()  # MONITOR_STOPPED only ever follows a MONITOR_STARTED
         stack.callback(lambda: started.is_set() and bus.publish(EventType.MONITOR_STOPPED, identity))
@@ -189,13 +211,13 @@ def run_daemon(
         bus.add_sink(metrics, name="metrics", queue_size=settings.events.subscriber_queue_size)
         outcomes = bus.subscribe({EventType.ARCHIVE_FAILED, EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
         stack.callback(outcomes.close)
-        ledger = Ledger(workspace.progress_db, busy_timeout_seconds=busy)
-        stack.callback(ledger.close)
+        ledger = Ledger(store)
         db_file = sqlite_path(state.url)
         check_engine = None if db_file is not None else open_engine(state.url, busy_timeout_seconds=busy, readonly=True)
         if check_engine is not None:
             stack.callback(check_engine.dispose)
         poll = settings.completion.poll_seconds
+        refresh = min(settings.cluster.lease_seconds / 3, TAKE_OVER_CHECK_SECONDS)
         progress = LoopProgress(max(LIVENESS_FLOOR_SECONDS, 3 * busy) + 2 * poll, time.monotonic)
         supervisor = Supervisor(
             settings=settings,
@@ -204,7 +226,7 @@ def run_daemon(
             notifier=notifier,
             detection=progress,
             check_database=DatabaseChecker(db_file, check_engine, state.name, timeout_seconds=busy),
-            progress_db=workspace.progress_db,
+            record_beats=partial(record_beats, store, membership),
         )
         archival = ArchiveWorker.for_daemon(
             settings,
@@ -231,9 +253,12 @@ def run_daemon(
             connection=connection,
             tables=state.tables,
             marks_allowed=supervisor.marks_allowed,
+            shares=ClusterShares(membership, ledger, refresh_seconds=refresh) if store.shared else None,
+            reconnect=connection.reopen,
         )
         detector.start(now=datetime.now(UTC), mono=time.monotonic())
         signals = Signals()
+        stack.enter_context(on_continue(signals.overflowed))  # stopped and continued: compare everything
         watcher = RunDirWatcher(signals)
         stack.callback(watcher.close)
         probe: Probe = PollingProbe()

@@ -2,7 +2,8 @@
 
 SIGTERM and SIGINT set the stop event; a second SIGINT forces the exit (an operator who
 presses Ctrl-C twice means it). SIGHUP sets the reload flag, which the daemon's main loop
-acts on (never the handler itself). The previous handlers are put back on the way out.
+acts on (never the handler itself). SIGCONT asks the detection loop for a full comparison.
+The previous handlers are put back on the way out.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -35,3 +36,21 @@ def stop_on_signals(stop: threading.Event, reload: threading.Event | None = None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextmanager
+def on_continue(resumed: Callable[[], None]) -> Iterator[None]:
+    """SIGCONT (after SIGSTOP, `kill -STOP`, a debugger): call `resumed`, which only sets a flag.
+
+    What came and went while the process was stopped (a retry after a mark) left nothing for the
+    cheap pass to see; the flag makes the detection loop compare everything. Only the main thread
+    may install a handler: elsewhere (a daemon run in a test's thread) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGCONT, lambda signum, frame: resumed())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCONT, previous)

@@ -17,13 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from ..config import Settings
 from ..events.subscription import Subscription
 from ..events.types import Event, EventType, Publish
-from ..ledger.monitor_db import Heartbeat, record_heartbeats
+from ..ledger.monitor_db import Heartbeat
 from ..timefmt import utc_now
 from .escalation import deliver_escalation
 from .health import HEARTBEAT, STORAGE, check_archival_storage
@@ -77,7 +76,7 @@ class Supervisor:
         notifier: Notifier,
         detection: LoopProgress,
         check_database: Callable[[float], Observation],
-        progress_db: Path,
+        record_beats: Callable[[list[Heartbeat]], None],
         clock: Callable[[], float] = time.monotonic,
         escalate: Callable[[Settings, dict[str, Any]], None] = lambda s, e: deliver_escalation(s.escalation, e),
     ) -> None:
@@ -87,7 +86,7 @@ class Supervisor:
         self._notifier = notifier
         self._detection = detection
         self._check_database = check_database
-        self._progress_db = progress_db
+        self._record_beats = record_beats  # the heartbeat rows (and, on a shared database, the daemon's lease)
         self._clock = clock
         self._escalate = escalate
         self._lock = threading.Lock()
@@ -206,13 +205,11 @@ class Supervisor:
             escalations = self._apply(before, effects)
         self._deliver(escalations)
         pid, errors = os.getpid(), tuple(self.recent_errors())
-        record_heartbeats(
-            self._progress_db,
+        self._record_beats(
             [
                 Heartbeat("scheduler", pid, now, errors, self.report()),
                 Heartbeat("detection", pid, now - timedelta(seconds=age)),
-            ],
-            busy_timeout_seconds=self.settings.database.busy_timeout_seconds,
+            ]
         )
         every = self.settings.health.heartbeat_event_seconds
         if self._last_event is None or self._clock() - self._last_event >= every:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, inspect
 
 from ..config import Settings
 from ..errors import Unavailable
-from .engine import database_url, describe_database, open_engine, translate_errors
+from .engine import describe_database, open_engine, translate_errors
 from .fit import Found, Indexes, archival_table, fit_problems, fold, missing_indexes, refusal, relevant_tables
 from .mapping import BUILT_IN, SchemaMapping, built_in, built_in_text, load_mapping
 from .tables import StateTables, build_tables
@@ -88,7 +88,7 @@ def check_fit(engine: Engine, mapping: SchemaMapping, name: str) -> tuple[StateT
 
 def open_state(settings: Settings, *, readonly: bool) -> StateDatabase:
     """The state database, checked against the configured mapping; the caller disposes of it."""
-    url = database_url(settings)
+    url = settings.database_url()
     mapping = configured_mapping(settings)
     engine = open_engine(url, busy_timeout_seconds=settings.database.busy_timeout_seconds, readonly=readonly)
     name = describe_database(url)
@@ -111,7 +111,7 @@ class Survey:
 
 
 def survey(settings: Settings) -> Survey:
-    url = database_url(settings)
+    url = settings.database_url()
     name = describe_database(url)
     configured = configured_mapping(settings)
     engine = open_engine(url, busy_timeout_seconds=settings.database.busy_timeout_seconds, readonly=True)

@@ -25,27 +25,9 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 
-from ..config import Settings, hide_passwords
+from ..config import hide_passwords
 from ..errors import BadInput, Unavailable
 from .schema import metadata
-
-STATE_DB = Path(".state") / "orchestration.db"
-
-
-def database_url(settings: Settings) -> str:
-    """The configured SQLAlchemy URL: `database.url`, `database.url_file`, or the workspace's SQLite file."""
-    if settings.database.url is not None:
-        return settings.database.url
-    if settings.database.url_file is not None:
-        path = settings.resolve(settings.database.url_file)
-        try:
-            url = path.read_text(encoding="utf-8").strip()
-        except OSError as exc_:
-            raise BadInput(f"database.url_file {path}: {exc_.strerror}") from None
-        if not url:
-            raise BadInput(f"database.url_file {path} is empty")
-        return url
-    return f"sqlite:///{settings.resolve(STATE_DB)}"
 
 
 def parse_url(url: str) -> URL:

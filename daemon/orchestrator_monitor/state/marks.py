@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, exc, select, text, update
 
 from ..timefmt import format_timestamp, parse_timestamp
 from .records import RunSnapshot
@@ -40,6 +40,7 @@ MARK_LOCK_STATEMENT_MS = 300  # PostgreSQL: how long each locking statement of t
 @dataclass(frozen=True, slots=True)
 class MarkResult:
     marked: bool
+    deferred: bool = False  # its rows were held past the lock timeout: tried again on the next pass
     finished_at: str | None = None
     unreadable_times: int = 0
 
@@ -55,32 +56,50 @@ def write_transaction(connection: Connection) -> Iterator[None]:
         connection.execution_options(sqlite_begin="")
 
 
-def mark_run(connection: Connection, tables: StateTables, seen: RunSnapshot, status: str, now: datetime) -> MarkResult:
-    """Set the run terminal if it is unchanged since `seen`; `finished_at` = latest task finish.
+def mark_runs(
+    connection: Connection, tables: StateTables, chosen: list[tuple[RunSnapshot, str]], now: datetime
+) -> dict[str, MarkResult]:
+    """Set each run terminal if it is unchanged since its snapshot, all in one transaction (one commit,
+    one fsync, however many runs a pass decided); `finished_at` = latest task finish.
 
-    The status is written in the executor's own vocabulary (`runs.write` of the mapping), and
-    the finish and update times only where the executor has those columns."""
+    On a server database each run's compare-and-set is a savepoint of its own: a run whose rows
+    are held past the lock timeout is left for the next pass (`marked` False and `deferred`), the
+    others are marked. The status is written in the executor's own vocabulary (`runs.write` of
+    the mapping), and the finish and update times only where the executor has those columns."""
+    results: dict[str, MarkResult] = {}
     with write_transaction(connection):
-        if connection.dialect.name != "sqlite":
-            _lock_run_rows(connection, tables, seen.run_id)
-        current = fetch_statuses(connection, tables, [seen.run_id]).get(seen.run_id)
-        if current != seen.status:
-            return MarkResult(marked=False)
-        if fetch_snapshots(connection, tables, {seen.run_id: current})[seen.run_id].fingerprint != seen.fingerprint:
-            return MarkResult(marked=False)
-        finished, unreadable = latest_time(fetch_task_finish_times(connection, tables, seen.run_id))
-        finished_at = format_timestamp(finished or now)
-        part = tables.mapping.runs
-        table = tables.runs_table
-        values = {part.status: part.written(status)}
-        for name, value in (("finished_at", finished_at), ("updated_at", format_timestamp(now))):
-            if name in part.columns:
-                values[part.columns[name]] = value
-        connection.execute(
-            update(table)
-            .where(table.c[part.key] == seen.run_id, table.c[part.status].in_(part.statuses.raw_values([seen.status])))
-            .values(values)
-        )
+        for seen, status in chosen:
+            if connection.dialect.name == "sqlite":
+                results[seen.run_id] = _mark_one(connection, tables, seen, status, now)
+                continue
+            try:
+                with connection.begin_nested():
+                    _lock_run_rows(connection, tables, seen.run_id)
+                    results[seen.run_id] = _mark_one(connection, tables, seen, status, now)
+            except exc.OperationalError:
+                results[seen.run_id] = MarkResult(marked=False, deferred=True)
+    return results
+
+
+def _mark_one(connection: Connection, tables: StateTables, seen: RunSnapshot, status: str, now: datetime) -> MarkResult:
+    current = fetch_statuses(connection, tables, [seen.run_id]).get(seen.run_id)
+    if current != seen.status:
+        return MarkResult(marked=False)
+    if fetch_snapshots(connection, tables, {seen.run_id: current})[seen.run_id].fingerprint != seen.fingerprint:
+        return MarkResult(marked=False)
+    finished, unreadable = latest_time(fetch_task_finish_times(connection, tables, seen.run_id))
+    finished_at = format_timestamp(finished or now)
+    part = tables.mapping.runs
+    table = tables.runs_table
+    values = {part.status: part.written(status)}
+    for name, value in (("finished_at", finished_at), ("updated_at", format_timestamp(now))):
+        if name in part.columns:
+            values[part.columns[name]] = value
+    connection.execute(
+        update(table)
+        .where(table.c[part.key] == seen.run_id, table.c[part.status].in_(part.statuses.raw_values([seen.status])))
+        .values(values)
+    )
     return MarkResult(marked=True, finished_at=finished_at, unreadable_times=unreadable)
 
 

@@ -12,14 +12,13 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import Unavailable
-from ..ledger.monitor_db import create_progress_database
+from ..ledger.store import open_store
 from ..workspace import Workspace
 from .access import SchemaMismatch, check_fit, configured_mapping, inspect_database
 from .engine import (
     create_archival_table,
     create_sqlite_database,
     create_tables,
-    database_url,
     describe_database,
     open_engine,
     sqlite_path,
@@ -39,7 +38,7 @@ class InitResult:
 def init_workspace(settings: Settings) -> InitResult:
     """Create the folders, the state schema and the monitor's own database; safe to repeat."""
     workspace = Workspace.from_settings(settings)
-    url = database_url(settings)
+    url = settings.database_url()
     name = describe_database(url)
     mapping = configured_mapping(settings)
     busy = settings.database.busy_timeout_seconds
@@ -68,5 +67,7 @@ def init_workspace(settings: Settings) -> InitResult:
             create_archival_table(engine, tables.archival_log, name)
         finally:
             engine.dispose()
-    create_progress_database(workspace.progress_db, busy_timeout_seconds=busy)
+    store = open_store(settings)  # .monitor/monitor.db, or the monitor_ tables of a server database
+    assert store is not None
+    store.dispose()
     return InitResult(workspace=workspace.root, database=name, created_database=created, schema=mapping.name)

@@ -13,10 +13,11 @@ from typing import Any
 
 from ..config import Settings
 from ..ledger.monitor_db import read_heartbeats
+from ..ledger.store import open_store
 from ..service.health import DatabaseChecker, check_archival_storage, check_heartbeats, process_alive
 from ..service.safemode import Condition, Observation
 from ..state.access import SchemaMismatch, check_fit, configured_mapping
-from ..state.engine import database_url, describe_database, open_engine, sqlite_path
+from ..state.engine import describe_database, open_engine, sqlite_path
 from ..workspace import Workspace
 
 SCHEMA = "db_schema_check"
@@ -26,7 +27,7 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
     """`healthy` (live and every check passing), `live`, and each check's status and detail."""
     workspace = Workspace.from_settings(settings)
     busy = settings.database.busy_timeout_seconds
-    url = database_url(settings)
+    url = settings.database_url()
     name = describe_database(url)
     db_file = sqlite_path(url)
     server = None if db_file is not None else open_engine(url, busy_timeout_seconds=busy, readonly=True)
@@ -41,7 +42,12 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         reserve_bytes=settings.archive.reserve_bytes,
         min_free_percent=settings.health.min_free_percent,
     )
-    beats = read_heartbeats(workspace.progress_db, busy_timeout_seconds=busy)
+    store = open_store(settings, readonly=True)
+    try:
+        beats = read_heartbeats(store)
+    finally:
+        if store is not None:
+            store.dispose()
     heartbeat = check_heartbeats(
         beats, now=now, stale_after_seconds=settings.health.stale_after_seconds, alive=process_alive
     )

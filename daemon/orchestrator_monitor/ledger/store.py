@@ -1,0 +1,237 @@
+"""Where the monitor keeps its own state: `.monitor/monitor.db`, or `monitor_` tables of a shared PostgreSQL.
+
+On SQLite the monitor's bookkeeping stays out of the executor's file on purpose: its writes must
+never wake its own watcher on `.state/` nor compete for the executor's write lock. A PostgreSQL
+state database is shared by daemons on several hosts, so what they must agree on (the ledger,
+the event numbering, heartbeats, which daemons are alive) lives in tables beside the executor's,
+never in local files. The tables are defined once here for both; `schema/monitor.*.sql` is the
+same DDL for a DBA (a test keeps them in step). Every write transaction is short: `BEGIN
+IMMEDIATE` on SQLite (the write lock first), READ COMMITTED with row locks on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    create_engine,
+    event,
+    exc,
+    inspect,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
+
+from ..config import Settings
+from ..errors import BadInput, Unavailable
+from ..workspace import Workspace
+
+SCHEMA_VERSION = 2
+LOCAL = "local"  # the one daemon of a SQLite workspace: its event numbering keeps this key whatever its name
+ACTIVE_PHASES = ("marking", "completed", "announced", "reopened", "archived")  # a daemon still owes them work
+
+metadata = MetaData()
+
+monitor_meta = Table(
+    "monitor_meta", metadata, Column("key", Text, primary_key=True), Column("value", Text, nullable=False)
+)
+_active = "phase IN ('marking', 'completed', 'announced', 'reopened', 'archived')"
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("phase", Text, nullable=False),
+    Column("status", Text),
+    Column("marked_by", Text),
+    Column("tasks", Text),
+    Column("fingerprint", Text),
+    Column("reopened", Integer, nullable=False, server_default="0"),
+    Column("owner", Text),  # the daemon that finishes the run's work (NULL: a workspace's one daemon)
+    Column("updated_at", Text, nullable=False),
+    # what is still owed, by whom: a seek among the few, never a scan of every run ever seen
+    Index("ix_monitor_runs_active", "phase", "owner", sqlite_where=text(_active), postgresql_where=text(_active)),
+)
+monitor_refusals = Table(
+    "monitor_refusals",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("at", Text, nullable=False),
+)
+# The event numbering, per daemon: the next `seq` never handed out (see `ledger.monitor_db.EventSeqBlocks`).
+monitor_sequences = Table(
+    "monitor_sequences",
+    metadata,
+    Column("daemon_id", Text, primary_key=True),
+    Column("next_seq", BigInteger, nullable=False),
+)
+monitor_heartbeats = Table(
+    "monitor_heartbeats",
+    metadata,
+    Column("daemon_id", Text, nullable=False),
+    Column("job", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("beat_at", Text, nullable=False),
+    Column("errors", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    PrimaryKeyConstraint("daemon_id", "job"),
+)
+# The daemons sharing the database: a daemon whose `beat_at` (the server's clock) is older than the
+# lease has lost its runs to the others.
+monitor_daemons = Table(
+    "monitor_daemons",
+    metadata,
+    Column("daemon_id", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("started_at", Text, nullable=False),
+    Column("beat_at", Text, nullable=False),
+    Column("stopped", Integer, nullable=False, server_default="0"),
+)
+
+
+@dataclass(frozen=True)
+class MonitorStore:
+    """The monitor's own database; `shared` when several daemons may use it (PostgreSQL)."""
+
+    engine: Engine
+    shared: bool
+    daemon_id: str
+
+    @property
+    def postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def seq_key(self) -> str:
+        return self.daemon_id if self.shared else LOCAL
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One short write transaction (`BEGIN IMMEDIATE` on SQLite)."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    def insert(self, table: Table) -> Any:
+        """An INSERT that can say ON CONFLICT, in this backend's dialect (both spell it alike)."""
+        return postgresql.insert(table) if self.postgresql else sqlite.insert(table)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(settings: Settings, *, readonly: bool = False) -> MonitorStore | None:
+    """The workspace's monitor database, its tables created (never when `readonly`).
+
+    A server state database (PostgreSQL) holds it; otherwise `.monitor/monitor.db`. None when
+    `readonly` and there is none yet (no daemon or command ever ran here).
+    """
+    daemon_id = settings.daemon_id()
+    busy = settings.database.busy_timeout_seconds
+    url = settings.database_url()
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError):
+        raise BadInput("database.url is not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() != "sqlite":
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=3, max_overflow=5)
+        except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
+            raise BadInput(f"database.url: {err}") from None
+        store = MonitorStore(engine, shared=True, daemon_id=daemon_id)
+    else:
+        path = Workspace.from_settings(settings).progress_db
+        if readonly and not path.is_file():
+            return None
+        store = MonitorStore(_sqlite_engine(path, busy, readonly=readonly), shared=False, daemon_id=daemon_id)
+    if not readonly:
+        _create(store)
+    return store
+
+
+def sqlite_store(path: Path, *, busy_timeout_seconds: float, daemon_id: str = LOCAL) -> MonitorStore:
+    """A one-daemon store in the SQLite file `path`, its tables created (benchmarks and tests build one)."""
+    store = MonitorStore(_sqlite_engine(path, busy_timeout_seconds, readonly=False), shared=False, daemon_id=daemon_id)
+    _create(store)
+    return store
+
+
+def _create(store: MonitorStore) -> None:
+    try:
+        create_store_tables(store.engine)
+    except exc.DBAPIError as err:
+        store.dispose()
+        raise Unavailable(f"the monitor's database cannot be used: {str(err.orig).splitlines()[0]}") from None
+
+
+def _sqlite_engine(path: Path, busy_timeout_seconds: float, *, readonly: bool) -> Engine:
+    if not readonly:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    uri = f"file:{quote(str(path.absolute()))}?mode={'ro' if readonly else 'rwc'}"  # quoted: '#', '?' are names
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            uri, uri=True, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+        )
+        if not readonly:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")  # a recorded completion must survive power loss
+        return connection
+
+    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=2, max_overflow=8)
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_store_tables(engine: Engine) -> None:
+    """Create the monitor's tables, and bring a database of an earlier version up to this one; idempotent."""
+    with engine.connect() as connection, connection.begin():
+        _upgrade(connection)
+        metadata.create_all(connection, checkfirst=True)
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        connection.execute(
+            insert(monitor_meta)
+            .values(key="schema_version", value=str(SCHEMA_VERSION))
+            .on_conflict_do_update(index_elements=["key"], set_={"value": str(SCHEMA_VERSION)})
+        )
+
+
+def _upgrade(connection: Connection) -> None:
+    """Version 1 (one daemon): no `owner`, one heartbeat row per job, one numbering row."""
+    tables = set(inspect(connection).get_table_names())
+    if "monitor_runs" in tables and "owner" not in {c["name"] for c in inspect(connection).get_columns("monitor_runs")}:
+        connection.execute(text("ALTER TABLE monitor_runs ADD COLUMN owner TEXT"))
+        connection.execute(text("DROP INDEX IF EXISTS ix_monitor_runs_reopened"))
+    if "monitor_heartbeats" in tables and "daemon_id" not in {
+        c["name"] for c in inspect(connection).get_columns("monitor_heartbeats")
+    }:
+        connection.execute(text("DROP TABLE monitor_heartbeats"))  # a beat is worth nothing after a restart
+    if "monitor_event_seq" in tables:
+        next_seq = connection.execute(text("SELECT next_seq FROM monitor_event_seq WHERE id = 1")).scalar()
+        monitor_sequences.create(connection, checkfirst=True)
+        if next_seq is not None:
+            connection.execute(monitor_sequences.insert().values(daemon_id=LOCAL, next_seq=int(next_seq)))
+        connection.execute(text("DROP TABLE monitor_event_seq"))

@@ -1,0 +1,58 @@
+-- The monitor's own tables in a shared PostgreSQL state database (orchestrator init creates them;
+-- a DBA may instead run this file). Several daemons share them: see README, "Running several daemons".
+-- Kept in step with daemon/orchestrator_monitor/ledger/store.py by tests/ledger/test_store.py.
+
+CREATE TABLE IF NOT EXISTS monitor_daemons (
+    daemon_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    beat_at TEXT NOT NULL,
+    stopped INTEGER DEFAULT '0' NOT NULL,
+    PRIMARY KEY (daemon_id)
+);
+
+CREATE TABLE IF NOT EXISTS monitor_heartbeats (
+    daemon_id TEXT NOT NULL,
+    job TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    beat_at TEXT NOT NULL,
+    errors TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (daemon_id, job)
+);
+
+CREATE TABLE IF NOT EXISTS monitor_meta (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (key)
+);
+
+CREATE TABLE IF NOT EXISTS monitor_refusals (
+    run_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (run_id)
+);
+
+CREATE TABLE IF NOT EXISTS monitor_runs (
+    run_id TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    status TEXT,
+    marked_by TEXT,
+    tasks TEXT,
+    fingerprint TEXT,
+    reopened INTEGER DEFAULT '0' NOT NULL,
+    owner TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_monitor_runs_active ON monitor_runs (phase, owner) WHERE phase IN ('marking', 'completed', 'announced', 'reopened', 'archived');
+
+CREATE TABLE IF NOT EXISTS monitor_sequences (
+    daemon_id TEXT NOT NULL,
+    next_seq BIGINT NOT NULL,
+    PRIMARY KEY (daemon_id)
+);

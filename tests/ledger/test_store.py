@@ -1,0 +1,168 @@
+"""The monitor's own tables: the DDL in schema/ is the models', a version-1 file is upgraded in place,
+and on a shared PostgreSQL each run is claimed by exactly one daemon."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.errors import Unavailable
+from orchestrator_monitor.ledger.members import Membership
+from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks
+from orchestrator_monitor.ledger.runs import Completion, Ledger
+from orchestrator_monitor.ledger.store import MonitorStore, metadata, open_store, sqlite_store
+from sqlalchemy import create_engine, inspect, text
+from support import REPO
+
+VERSION_1 = """
+CREATE TABLE monitor_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO monitor_meta VALUES ('schema_version', '1'), ('baseline_at', '2026-01-01T00:00:00Z');
+CREATE TABLE monitor_event_seq (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT NULL);
+INSERT INTO monitor_event_seq VALUES (1, 4242);
+CREATE TABLE monitor_heartbeats (job TEXT PRIMARY KEY, pid INTEGER NOT NULL, beat_at TEXT NOT NULL,
+    errors TEXT NOT NULL, detail TEXT NOT NULL);
+INSERT INTO monitor_heartbeats VALUES ('scheduler', 1, '2026-01-01T00:00:00Z', '[]', '{}');
+CREATE TABLE monitor_runs (run_id TEXT NOT NULL PRIMARY KEY, phase TEXT NOT NULL, status TEXT, marked_by TEXT,
+    tasks TEXT, fingerprint TEXT, reopened INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL);
+CREATE INDEX ix_monitor_runs_reopened ON monitor_runs (run_id) WHERE phase = 'reopened';
+INSERT INTO monitor_runs VALUES ('old', 'announced', 'COMPLETED', 'monitor', '{"SUCCEEDED": 1}', 'f', 0, 'x');
+"""
+
+
+def shape(engine) -> dict[str, object]:
+    inspector = inspect(engine)
+    return {
+        table: (
+            [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+            inspector.get_pk_constraint(table)["constrained_columns"],
+            sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
+        )
+        for table in sorted(metadata.tables)
+    }
+
+
+@pytest.mark.postgres
+def test_the_postgresql_ddl_is_the_models(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    try:
+        metadata.create_all(engine)
+        from_models = shape(engine)
+        metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql((REPO / "schema" / "monitor.postgresql.sql").read_text())
+            connection.exec_driver_sql((REPO / "schema" / "monitor.postgresql.sql").read_text())  # idempotent
+        assert shape(engine) == from_models
+    finally:
+        engine.dispose()
+
+
+def test_a_version_1_monitor_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(VERSION_1)
+    store = sqlite_store(path, busy_timeout_seconds=1)
+    try:
+        assert EventSeqBlocks(store).reserve(10) == range(4242, 4252)  # numbering goes on: never a repeat
+        ledger = Ledger(store)
+        assert ledger.baseline_taken()
+        assert ledger.runs_in_phase("announced") == ["old"]  # a single daemon's rows (no owner) are its own
+        assert ledger.active_records()["old"].tasks == {"SUCCEEDED": 1}
+    finally:
+        store.dispose()
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "monitor_event_seq" not in tables and "ix_monitor_runs_reopened" not in indexes
+
+
+def shared(postgres_url: str, tmp_path: Path, daemon_id: str) -> MonitorStore:
+    settings = load_settings(
+        tmp_path, environ={}, overrides=[f"database.url={postgres_url}", f"cluster.daemon_id={daemon_id}"]
+    )
+    store = open_store(settings)
+    assert store is not None and store.shared
+    return store
+
+
+def done(run_id: str, status: str = "COMPLETED") -> Completion:
+    return Completion(run_id, status, "monitor", {"SUCCEEDED": 1}, "fingerprint")
+
+
+@pytest.mark.postgres
+def test_on_a_shared_database_each_run_is_claimed_by_one_daemon(postgres_url: str, tmp_path: Path) -> None:
+    a, b = shared(postgres_url, tmp_path, "a"), shared(postgres_url, tmp_path, "b")
+    try:
+        first, second = Ledger(a), Ledger(b)
+        assert first.begin_marks({"r1": "COMPLETED", "r2": "FAILED"}) == {"r1", "r2"}
+        assert second.begin_marks({"r1": "COMPLETED", "r3": "COMPLETED"}) == {"r3"}  # r1 is a's intent
+        assert second.complete_many([done("r1")]) == set()  # nor can b record a's run as completed
+        assert first.complete_many([done("r1"), done("r2", "FAILED")]) == {"r1", "r2"}
+        assert second.complete_many([done("r4")]) == {"r4"}  # an executor-ended run nobody claimed yet
+        assert first.complete_many([done("r4")]) == set()
+        assert EventSeqBlocks(a).reserve(5) == range(1, 6)  # each daemon numbers its own events
+        assert EventSeqBlocks(b).reserve(5) == range(1, 6)
+        assert sorted(second.runs_in_phase("completed")) == ["r4"]
+    finally:
+        a.dispose()
+        b.dispose()
+
+
+@pytest.mark.postgres
+def test_a_dead_daemons_runs_are_taken_over_once_by_the_survivors(postgres_url: str, tmp_path: Path) -> None:
+    stores = [shared(postgres_url, tmp_path, name) for name in ("dead", "b", "c")]
+    try:
+        dead, b, c = (Ledger(store) for store in stores)
+        runs = {f"r{n}": "COMPLETED" for n in range(300)}
+        dead.begin_marks(runs)
+        dead.complete_many([done(run_id) for run_id in runs])
+        taken: dict[str, dict[str, str]] = {}
+        go = threading.Barrier(2)
+
+        def take(ledger: Ledger) -> None:
+            go.wait()
+            found: dict[str, str] = {}
+            while batch := ledger.take_over(["b", "c"], limit=40):
+                found.update(batch)
+            taken[ledger.daemon_id] = found
+
+        threads = [threading.Thread(target=take, args=(ledger,)) for ledger in (b, c)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not set(taken["b"]) & set(taken["c"])  # SKIP LOCKED: never both
+        assert set(taken["b"]) | set(taken["c"]) == set(runs)
+        assert set(taken["b"].values()) == {"completed"}
+        assert b.take_over(["b", "c"]) == {} and c.take_over(["b", "c"]) == {}
+    finally:
+        for store in stores:
+            store.dispose()
+
+
+@pytest.mark.postgres
+def test_one_process_per_daemon_id_and_a_silent_daemon_is_not_live(postgres_url: str, tmp_path: Path) -> None:
+    a, again, b = (shared(postgres_url, tmp_path, name) for name in ("a", "a", "b"))
+    first = Membership(a, version="t", lease_seconds=5)
+    first.join()
+    try:
+        with pytest.raises(Unavailable, match="daemon id 'a' is in use"):
+            Membership(again, version="t", lease_seconds=5).join()
+        other = Membership(b, version="t", lease_seconds=5)
+        other.join()
+        assert first.live() == ["a", "b"]
+        with b.write() as connection:  # b's last beat, long ago by the server's clock
+            connection.execute(
+                text("UPDATE monitor_daemons SET beat_at = '2026-01-01T00:00:00Z' WHERE daemon_id = 'b'")
+            )
+        assert first.live() == ["a"]
+        other.beat()
+        assert first.live() == ["a", "b"]
+        other.leave()  # a clean stop: not live, at once
+        assert first.live() == ["a"]
+    finally:
+        first.leave()
+        for store in (a, again, b):
+            store.dispose()
