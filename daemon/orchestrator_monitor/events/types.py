@@ -97,19 +97,17 @@ class Event:
     id: str
     data: Mapping[str, Any]
     run_id: str | None = None
+    daemon: str | None = None  # the publishing daemon's id, when several share one database
 
     def to_json(self) -> dict[str, Any]:
-        """The line's object: `run_id` only on run-scoped lines, as the spec words it."""
-        if self.run_id is None:
-            return {"time": self.time, "type": self.type, "seq": self.seq, "id": self.id, "data": self.data}
-        return {
-            "time": self.time,
-            "type": self.type,
-            "seq": self.seq,
-            "id": self.id,
-            "run_id": self.run_id,
-            "data": self.data,
-        }
+        """The line's object: `run_id` only on run-scoped lines, as the spec words it; `daemon` only when set."""
+        line: dict[str, Any] = {"time": self.time, "type": self.type, "seq": self.seq, "id": self.id}
+        if self.run_id is not None:
+            line["run_id"] = self.run_id
+        if self.daemon is not None:
+            line["daemon"] = self.daemon
+        line["data"] = self.data
+        return line
 
 
 class Publish(Protocol):
@@ -145,4 +143,5 @@ def decode_event(obj: Mapping[str, Any]) -> Event:
         id=str(obj["id"]),
         data=dict(obj["data"]),
         run_id=obj.get("run_id"),
+        daemon=obj.get("daemon"),
     )
