@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -111,8 +112,9 @@ class JetStreamPublisher:
         raise JetStreamError(message)
 
     def _describe(self, exc: BaseException) -> str:
-        detail = str(exc) or type(exc).__name__
-        return f"NATS ({self.servers}): {detail}"
+        if isinstance(exc, OSError) and exc.errno:  # asyncio words a refused connection "Connect call failed"
+            return f"NATS ({self.servers}): {os.strerror(exc.errno)}"
+        return f"NATS ({self.servers}): {str(exc) or type(exc).__name__}"
 
     async def _connect(self) -> None:
         if self._client is not None and not self._client.is_closed:

@@ -1,0 +1,160 @@
+"""The nats sink against real NATS servers: every event once, in order, through outages and restarts."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from nats_support import NatsServer, NatsStream, StoredMessage
+from orchestrator_monitor.config import NatsSettings, load_settings
+from orchestrator_monitor.errors import BadInput
+from orchestrator_monitor.events.sinks.cursor import SentCursor
+from orchestrator_monitor.events.sinks.jetstream import JetStreamPublisher
+from orchestrator_monitor.events.sinks.nats import NatsSink
+from orchestrator_monitor.events.types import Event, EventType
+from support import DaemonProcess, EventLog, Writer, free_port
+
+OUTAGE_LINE = "NATS sink: "
+
+
+def event_lines(log: EventLog) -> list[dict[str, Any]]:
+    return [line for line in log.read() if line["type"] != "log"]
+
+
+def outage_lines(log: EventLog) -> list[str]:
+    return [line["message"] for line in log.read() if line["type"] == "log" and OUTAGE_LINE in line["message"]]
+
+
+def reported(log: EventLog, runs: list[str]) -> bool:
+    return {e["run_id"] for e in log.events("REPORT_GENERATED")} >= set(runs)
+
+
+def finish_runs(workspace: Path, daemon: DaemonProcess, runs: list[str]) -> None:
+    """Runs that end, and the daemon's whole chain for them: marked, archived, reported."""
+    writer = Writer(workspace)
+    for run_id in runs:
+        writer.add_run(run_id, ["SUCCEEDED", "SUCCEEDED", "FAILED"])
+    daemon.log.wait_for(lambda log: reported(log, runs), what=f"reports of {runs}")
+
+
+def holds_every_event(stream: NatsStream, log: EventLog) -> Any:
+    return lambda messages: {m.line["id"] for m in messages} >= {line["id"] for line in event_lines(log)}
+
+
+def assert_every_event_once(stream: NatsStream, messages: list[StoredMessage], log: EventLog) -> None:
+    """Each event of the log stored once, as its line, with its headers; each run's events in order."""
+    events = event_lines(log)
+    assert Counter(m.line["id"] for m in messages) == Counter(line["id"] for line in events)
+    by_id = {line["id"]: line for line in events}
+    for message in messages:
+        line = by_id[message.line["id"]]
+        assert message.line == line
+        assert message.subject == f"{stream.prefix}.{line['type']}"
+        assert message.headers["Nats-Msg-Id"] == line["id"]
+        assert message.headers.get("Orchestrator-Run") == line.get("run_id")
+    runs = {line["run_id"] for line in events if "run_id" in line}
+    assert runs
+    for run_id in runs:
+        stored = [m.line["seq"] for m in messages if m.line.get("run_id") == run_id]
+        assert stored == sorted(stored), f"run {run_id} out of order in the stream"
+
+
+def test_a_consumer_gets_every_event_of_a_daemon_once_in_order(
+    workspace: Path, start_daemon: Any, nats_stream: NatsStream
+) -> None:
+    daemon = start_daemon(workspace, *nats_stream.settings())
+    finish_runs(workspace, daemon, ["a", "b", "c"])
+    code, err = daemon.stop()
+    assert code == 0, err
+    assert daemon.log.read()[-1]["type"] == "MONITOR_STOPPED"
+    assert_every_event_once(nats_stream, nats_stream.messages(), daemon.log)
+    assert not outage_lines(daemon.log)
+
+
+@pytest.mark.slow
+def test_nats_killed_and_restarted_mid_run_loses_nothing(
+    workspace: Path, start_daemon: Any, private_nats: NatsServer
+) -> None:
+    stream = NatsStream.fresh(private_nats.url)
+    daemon = start_daemon(workspace, *stream.settings())
+    finish_runs(workspace, daemon, ["a", "b"])
+    stream.wait_for(holds_every_event(stream, daemon.log), what="the first runs' events")
+
+    private_nats.kill()
+    finish_runs(workspace, daemon, ["c", "d"])
+    daemon.log.wait_for(lambda log: bool(outage_lines(log)), what="the outage logged")
+    private_nats.start()
+    finish_runs(workspace, daemon, ["e"])
+    stream.wait_for(holds_every_event(stream, daemon.log), what="the events missed in the outage")
+
+    code, err = daemon.stop()
+    assert code == 0, err
+    assert_every_event_once(stream, stream.messages(), daemon.log)
+    assert len(outage_lines(daemon.log)) == 2  # out once, back once: not a line per event
+    assert "is reachable again" in outage_lines(daemon.log)[1]
+
+
+@pytest.mark.slow
+def test_a_daemon_restarted_after_an_outage_sends_what_it_missed(
+    workspace: Path, start_daemon: Any, private_nats: NatsServer
+) -> None:
+    stream = NatsStream.fresh(private_nats.url)
+    first = start_daemon(workspace, *stream.settings())
+    finish_runs(workspace, first, ["a"])
+    stream.wait_for(holds_every_event(stream, first.log), what="run a's events")
+    private_nats.kill()
+    finish_runs(workspace, first, ["b"])
+    code, err = first.stop()  # NATS is still out: the daemon stops all the same, within 10 s
+    assert code == 0, err
+
+    private_nats.start()
+    second = start_daemon(workspace, *stream.settings())
+    stream.wait_for(holds_every_event(stream, second.log), what="run b's events, sent from the log")
+    code, err = second.stop()
+    assert code == 0, err
+    assert_every_event_once(stream, stream.messages(), second.log)
+
+
+def test_an_event_sent_twice_is_stored_once(tmp_path: Path, nats_stream: NatsStream) -> None:
+    options = NatsSettings(servers=[nats_stream.url], stream=nats_stream.name, subject_prefix=nats_stream.prefix)
+    data = {"status": "COMPLETED", "marked_by": "monitor", "tasks": {"SUCCEEDED": 1}}
+    event = Event(7, "2026-12-01T00:00:00.000000Z", EventType.RUN_COMPLETED, "r1:RUN_COMPLETED", data, "r1", "d-1")
+    for attempt in range(2):  # a daemon that crashed before saving its cursor sends the event again
+        sink = NatsSink(JetStreamPublisher(options), SentCursor(tmp_path / f"cursor-{attempt}"), tmp_path / "log")
+        sink.handle(event)
+        sink.close()
+    [stored] = nats_stream.messages()
+    assert stored.line == orjson.loads(orjson.dumps(event.to_json()))
+    assert stored.headers == {
+        "Nats-Msg-Id": "r1:RUN_COMPLETED",
+        "Orchestrator-Run": "r1",
+        "Orchestrator-Daemon": "d-1",
+    }
+
+
+def test_an_unreachable_server_at_start_is_one_clear_line_and_the_daemon_runs_on(
+    workspace: Path, start_daemon: Any
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"  # nobody listens there
+    daemon = start_daemon(workspace, *NatsStream.fresh(url).settings())
+    daemon.log.wait_for(lambda log: bool(outage_lines(log)), what="the line about NATS")
+    finish_runs(workspace, daemon, ["a", "b"])  # the daemon does its work; the sink keeps trying
+    code, err = daemon.stop(signal.SIGTERM)
+    assert code == 0, err
+    [line] = outage_lines(daemon.log)
+    assert f"NATS ({url})" in line and "refused" in line
+
+
+def test_bad_nats_settings_are_one_line_without_the_password(tmp_path: Path) -> None:
+    environ = {"ORCHESTRATOR_NATS_SERVERS": "http://monitor:s3cret@nats.example:4222"}
+    with pytest.raises(BadInput) as caught:
+        load_settings(tmp_path, environ=environ)
+    message = str(caught.value)
+    assert "nats.servers" in message and "ORCHESTRATOR_NATS_SERVERS" in message
+    assert "s3cret" not in message and "\n" not in message
+    settings = load_settings(tmp_path, environ={"ORCHESTRATOR_NATS_SERVERS": "nats://a:4222, nats://b:4222"})
+    assert settings.nats.servers == ["nats://a:4222", "nats://b:4222"]
