@@ -41,6 +41,13 @@ def finish_runs(workspace: Path, daemon: DaemonProcess, runs: list[str]) -> None
     daemon.log.wait_for(lambda log: reported(log, runs), what=f"reports of {runs}")
 
 
+def sink_check(daemon: DaemonProcess) -> str:
+    """The status of the `nats_sink` check in the daemon's `/api/health` ("" before the first heartbeat)."""
+    status, body = daemon.get("/api/health")
+    assert status in (200, 503), body
+    return str(orjson.loads(body)["checks"].get("nats_sink", {}).get("status", ""))
+
+
 def holds_every_event(stream: NatsStream, log: EventLog) -> Any:
     return lambda messages: {m.line["id"] for m in messages} >= {line["id"] for line in event_lines(log)}
 
@@ -80,16 +87,20 @@ def test_nats_killed_and_restarted_mid_run_loses_nothing(
     workspace: Path, start_daemon: Any, private_nats: NatsServer
 ) -> None:
     stream = NatsStream.fresh(private_nats.url)
-    daemon = start_daemon(workspace, *stream.settings())
+    daemon = start_daemon(workspace, *stream.settings(), "health.heartbeat_seconds=0.2")
     finish_runs(workspace, daemon, ["a", "b"])
     stream.wait_for(holds_every_event(stream, daemon.log), what="the first runs' events")
+    daemon.log.wait_for(lambda _: sink_check(daemon) == "ok", what="nats_sink ok in /api/health")
 
     private_nats.kill()
     finish_runs(workspace, daemon, ["c", "d"])
     daemon.log.wait_for(lambda log: bool(outage_lines(log)), what="the outage logged")
+    daemon.log.wait_for(lambda _: sink_check(daemon) == "unreachable", what="the outage in /api/health")
+    assert b'sink_outages_total{sink="nats"} 1.0' in daemon.get("/metrics")[1]
     private_nats.start()
     finish_runs(workspace, daemon, ["e"])
     stream.wait_for(holds_every_event(stream, daemon.log), what="the events missed in the outage")
+    daemon.log.wait_for(lambda _: sink_check(daemon) == "ok", what="nats_sink ok again")
 
     code, err = daemon.stop()
     assert code == 0, err
