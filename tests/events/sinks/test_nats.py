@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,7 @@ import pytest
 from nats_support import NatsServer, NatsStream, StoredMessage
 from orchestrator_monitor.config import NatsSettings, load_settings
 from orchestrator_monitor.errors import BadInput
-from orchestrator_monitor.events.sinks.cursor import SentCursor
 from orchestrator_monitor.events.sinks.jetstream import JetStreamPublisher
-from orchestrator_monitor.events.sinks.nats import NatsSink
 from orchestrator_monitor.events.types import Event, EventType
 from support import DaemonProcess, EventLog, Writer, free_port
 
@@ -26,7 +25,12 @@ def event_lines(log: EventLog) -> list[dict[str, Any]]:
 
 
 def outage_lines(log: EventLog) -> list[str]:
-    return [line["message"] for line in log.read() if line["type"] == "log" and OUTAGE_LINE in line["message"]]
+    """What the sink said about NATS going and coming (ERROR and WARNING lines)."""
+    return [
+        line["message"]
+        for line in log.read()
+        if line["type"] == "log" and line["level"] in ("ERROR", "WARNING") and OUTAGE_LINE in line["message"]
+    ]
 
 
 def reported(log: EventLog, runs: list[str]) -> bool:
@@ -130,14 +134,15 @@ def test_a_daemon_restarted_after_an_outage_sends_what_it_missed(
     assert_every_event_once(stream, stream.messages(), second.log)
 
 
-def test_an_event_sent_twice_is_stored_once(tmp_path: Path, nats_stream: NatsStream) -> None:
+def test_an_event_sent_twice_is_stored_once(nats_stream: NatsStream) -> None:
     options = NatsSettings(servers=[nats_stream.url], stream=nats_stream.name, subject_prefix=nats_stream.prefix)
     data = {"status": "COMPLETED", "marked_by": "monitor", "tasks": {"SUCCEEDED": 1}}
     event = Event(7, "2026-12-01T00:00:00.000000Z", EventType.RUN_COMPLETED, "r1:RUN_COMPLETED", data, "r1", "d-1")
-    for attempt in range(2):  # a daemon that crashed before saving its cursor sends the event again
-        sink = NatsSink(JetStreamPublisher(options), SentCursor(tmp_path / f"cursor-{attempt}"), tmp_path / "log")
-        sink.handle(event)
-        sink.close()
+    for _ in range(2):  # a daemon that crashed before saving its cursor sends the event again
+        publisher = JetStreamPublisher(options)
+        publisher.connect()
+        assert publisher.publish([event]) == 1
+        publisher.close()
     [stored] = nats_stream.messages()
     assert stored.line == orjson.loads(orjson.dumps(event.to_json()))
     assert stored.headers == {
@@ -169,3 +174,15 @@ def test_bad_nats_settings_are_one_line_without_the_password(tmp_path: Path) -> 
     assert "s3cret" not in message and "\n" not in message
     settings = load_settings(tmp_path, environ={"ORCHESTRATOR_NATS_SERVERS": "nats://a:4222, nats://b:4222"})
     assert settings.nats.servers == ["nats://a:4222", "nats://b:4222"]
+
+
+@pytest.mark.slow
+def test_a_server_that_never_answers_holds_up_neither_the_daemon_nor_sigterm(
+    workspace: Path, start_daemon: Any
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel completes connections; nobody speaks
+        url = f"nats://127.0.0.1:{silent.getsockname()[1]}"
+        daemon = start_daemon(workspace, *NatsStream.fresh(url).settings(), "nats.connect_timeout_seconds=30")
+        finish_runs(workspace, daemon, ["a", "b"])
+        code, err = daemon.stop(timeout=10)  # the spec's bound for SIGTERM; a connection attempt is under way
+    assert code == 0, err

@@ -11,6 +11,7 @@ chooses. The client's own error reports are kept, not logged: the sink logs an o
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -64,6 +65,7 @@ class JetStreamPublisher:
         self.last_error = ""  # what the client last reported (for the outage's log line and health)
         self._token = token
         self._credentials = credentials
+        self._calls: set[concurrent.futures.Future[Any]] = set()  # under way, for `cancel`
         self._client: Client | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-loop", daemon=True)
@@ -87,6 +89,11 @@ class JetStreamPublisher:
         """Publish in order, each acknowledged before the next; stop at the first event that exhausts its retries."""
         return self._call(self._publish(events), None)
 
+    def cancel(self) -> None:
+        """End the calls under way now (from another thread): each raises `JetStreamError`."""
+        for future in list(self._calls):
+            future.cancel()
+
     def close(self) -> None:
         """Flush what is pending and close, then stop the loop; bounded by CLOSE_SECONDS."""
         if self._client is not None:
@@ -99,8 +106,11 @@ class JetStreamPublisher:
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None) -> T:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        self._calls.add(future)
         try:
             return future.result(timeout)
+        except concurrent.futures.CancelledError:
+            message = f"NATS ({self.servers}): cancelled, the sink is closing"
         except nats.errors.NoServersError:
             message = self.last_error or self._describe(nats.errors.NoServersError())  # the cause is in last_error
         except (nats.errors.Error, OSError) as exc:
@@ -108,6 +118,8 @@ class JetStreamPublisher:
         except TimeoutError:  # the call's own bound, or an asyncio timeout inside it
             future.cancel()
             message = f"NATS ({self.servers}): no answer in time"
+        finally:
+            self._calls.discard(future)
         self.last_error = message
         raise JetStreamError(message)
 
