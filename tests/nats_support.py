@@ -37,11 +37,12 @@ class NatsStream:
     url: str
     name: str
     prefix: str
+    token: str | None = None
 
     @classmethod
-    def fresh(cls, url: str) -> NatsStream:
+    def fresh(cls, url: str, token: str | None = None) -> NatsStream:
         tag = uuid.uuid4().hex[:12]
-        return cls(url, f"T_{tag}", f"t{tag}")
+        return cls(url, f"T_{tag}", f"t{tag}", token)
 
     def settings(self) -> tuple[str, ...]:
         return (
@@ -52,7 +53,7 @@ class NatsStream:
         )
 
     def messages(self) -> list[StoredMessage]:
-        return asyncio.run(_read_stream(self.url, self.name))
+        return asyncio.run(_read_stream(self.url, self.name, self.token))
 
     def wait_for(self, condition: Callable[[list[StoredMessage]], bool], timeout: float = 30.0, what: str = "") -> None:
         """Re-read the stream until `condition` holds (a condition, not a fixed sleep)."""
@@ -66,8 +67,8 @@ class NatsStream:
         asyncio.run(_delete_stream(self.url, self.name))
 
 
-async def _read_stream(url: str, name: str) -> list[StoredMessage]:
-    client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1)
+async def _read_stream(url: str, name: str, token: str | None) -> list[StoredMessage]:
+    client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1, token=token)
     try:
         stream = client.jetstream()
         try:
@@ -104,15 +105,16 @@ def nats_listening(port: int) -> bool:
 class NatsServer:
     """A nats-server process of a test's own, with JetStream storing under `store`: killed and started at will."""
 
-    def __init__(self, store: Path, port: int) -> None:
+    def __init__(self, store: Path, port: int, *options: str) -> None:
         self.store = store
         self.port = port
+        self.options = options  # more nats-server flags (`--auth TOKEN`)
         self.url = f"nats://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store), *self.options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

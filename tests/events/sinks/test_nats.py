@@ -13,9 +13,10 @@ import pytest
 from nats_support import NatsServer, NatsStream, StoredMessage
 from orchestrator_monitor.config import NatsSettings, load_settings
 from orchestrator_monitor.errors import BadInput
+from orchestrator_monitor.events.sinks.cursor import SentCursor
 from orchestrator_monitor.events.sinks.jetstream import JetStreamPublisher
 from orchestrator_monitor.events.types import Event, EventType
-from support import DaemonProcess, EventLog, Writer, free_port
+from support import DaemonProcess, EventLog, Writer, free_port, run_process
 
 OUTAGE_LINE = "NATS sink: "
 
@@ -186,3 +187,40 @@ def test_a_server_that_never_answers_holds_up_neither_the_daemon_nor_sigterm(
         finish_runs(workspace, daemon, ["a", "b"])
         code, err = daemon.stop(timeout=10)  # the spec's bound for SIGTERM; a connection attempt is under way
     assert code == 0, err
+
+
+def test_a_token_from_its_file_is_used_and_never_shown(workspace: Path, start_daemon: Any, tmp_path: Path) -> None:
+    token = "t0ken-" + "x" * 20
+    server = NatsServer(tmp_path / "auth-store", free_port(), "--auth", token)
+    server.start()
+    try:
+        (workspace / "nats.token").write_text(token + "\n")
+        stream = NatsStream.fresh(server.url, token)
+        daemon = start_daemon(workspace, *stream.settings(), "nats.token_file=nats.token")
+        finish_runs(workspace, daemon, ["a"])
+        code, err = daemon.stop()
+        assert code == 0, err
+        assert_every_event_once(stream, stream.messages(), daemon.log)
+    finally:
+        server.kill()
+    assert token not in (workspace / "logs" / "monitor.jsonl").read_text() + err
+
+
+def test_a_missing_token_file_is_one_clear_line(workspace: Path) -> None:
+    result = run_process("daemon", "--workspace", str(workspace), "--set", "events.sinks=nats",
+                         "--set", "nats.token_file=/nonexistent/nats.token")  # fmt: skip
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "orchestrator: error: nats.token_file: cannot read /nonexistent/nats.token: No such file or directory"
+    ]
+
+
+def test_a_cursor_that_is_not_one_starts_afresh_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "nats-S.cursor"
+    path.write_text("{not json")
+    assert SentCursor.load(path).seq is None
+    assert "cannot read the cursor" in caplog.text
+    cursor = SentCursor(path, None)
+    cursor.advance(41)
+    cursor.save()
+    assert SentCursor.load(path).seq == 41

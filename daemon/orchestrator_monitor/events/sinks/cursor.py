@@ -8,6 +8,7 @@ again, which the receiver's de-duplication absorbs.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import orjson
@@ -15,14 +16,26 @@ import orjson
 from ...durable import replace_files
 from ...errors import Unavailable
 
+logger = logging.getLogger(__name__)
+
 
 class SentCursor:
     """`seq` is None until something was delivered (or the file says so); `save` writes it when it moved."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, seq: int | None) -> None:
         self.path = path
-        self.seq = read_cursor(path)
-        self._saved = self.seq
+        self.seq = seq
+        self._saved = seq
+
+    @classmethod
+    def load(cls, path: Path) -> SentCursor:
+        """The saved cursor; a file that is not one is said once and started afresh (it is replaced at
+        the next save), since refusing to start the daemon over it would stop far more than this sink."""
+        try:
+            return cls(path, read_cursor(path))
+        except Unavailable as err:
+            logger.error("%s; the sink starts from this run's first event", err)
+            return cls(path, None)
 
     def advance(self, seq: int) -> None:
         if self.seq is None or seq > self.seq:

@@ -255,4 +255,6 @@ def nats_sink(settings: Settings) -> NatsSink:
     if credentials is not None and not credentials.is_file():
         raise BadInput(f"nats.credentials_file: {credentials} does not exist")
     publisher = JetStreamPublisher(options, token=token, credentials=credentials)
-    return NatsSink(publisher, SentCursor(cursor_path(workspace, options.stream)), workspace.logs_dir / MONITOR_LOG)
+    return NatsSink(
+        publisher, SentCursor.load(cursor_path(workspace, options.stream)), workspace.logs_dir / MONITOR_LOG
+    )
