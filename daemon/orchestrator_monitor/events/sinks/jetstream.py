@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Coroutine, Sequence
@@ -23,6 +24,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.js.client import JetStreamContext
 
 from ...config import NatsSettings, url_origin
 from ..types import Event, encode_event
@@ -67,6 +69,8 @@ class JetStreamPublisher:
         self._credentials = credentials
         self._calls: set[concurrent.futures.Future[Any]] = set()  # under way, for `cancel`
         self._client: Client | None = None
+        self._context: JetStreamContext | None = None
+        self._context_of: Client | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-loop", daemon=True)
         self._thread.start()
@@ -150,25 +154,58 @@ class JetStreamPublisher:
     async def _ensure_stream(self) -> None:
         assert self._client is not None
         options = self.options
-        stream = self._client.jetstream(timeout=options.ack_timeout_seconds)
+        if self._context is None or self._context_of is not self._client:  # one per connection: its reply inbox
+            self._context = self._client.jetstream(timeout=options.ack_timeout_seconds)
+            self._context_of = self._client
         try:
-            await stream.stream_info(options.stream)
+            await self._context.stream_info(options.stream)
         except nats.js.errors.NotFoundError:
-            await stream.add_stream(
+            await self._context.add_stream(
                 name=options.stream,
                 subjects=[f"{options.subject_prefix}.>"],
                 duplicate_window=options.duplicate_window_seconds,
             )
 
     async def _publish(self, events: Sequence[Event]) -> int:
-        if self._client is None or not self._client.is_connected:
+        if self._client is None or not self._client.is_connected or self._context is None:
             return 0
+        done = await self._publish_pipelined(self._context, events) if len(events) > 1 else 0
+        return done + await self._publish_one_by_one(self._context, events[done:])
+
+    async def _publish_pipelined(self, context: JetStreamContext, events: Sequence[Event]) -> int:
+        """All at once, then the acknowledgements (one connection keeps the order); how many were acknowledged
+        before the first that was not, which `_publish_one_by_one` then tries again with its retries."""
+        prefix = self.options.subject_prefix
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for event in events:
+                acks.append(
+                    await context.publish_async(
+                        event_subject(prefix, event), encode_event(event), headers=event_headers(event)
+                    )
+                )
+            for done, ack in enumerate(acks):
+                try:
+                    await asyncio.wait_for(ack, self.options.ack_timeout_seconds)
+                except (nats.errors.Error, TimeoutError) as exc:
+                    self.last_error = self._describe(exc)
+                    return done
+            return len(events)
+        except (nats.errors.Error, OSError) as exc:
+            self.last_error = self._describe(exc)
+            return sum(1 for _ in itertools.takewhile(_acknowledged, acks))
+        finally:
+            for ack in acks:
+                ack.cancel()  # no-op for those done
+
+    async def _publish_one_by_one(self, context: JetStreamContext, events: Sequence[Event]) -> int:
+        """Each acknowledged before the next, an event tried `retries` more times before giving up."""
+        assert self._client is not None
         options = self.options
-        stream = self._client.jetstream(timeout=options.ack_timeout_seconds)
         for done, event in enumerate(events):
             for attempt in range(options.retries + 1):
                 try:
-                    await stream.publish(
+                    await context.publish(
                         event_subject(options.subject_prefix, event),
                         encode_event(event),
                         headers=event_headers(event),
@@ -183,3 +220,7 @@ class JetStreamPublisher:
 
     async def _keep_error(self, exc: Exception) -> None:
         self.last_error = self._describe(exc)
+
+
+def _acknowledged(ack: asyncio.Future[Any]) -> bool:
+    return ack.done() and not ack.cancelled() and ack.exception() is None
