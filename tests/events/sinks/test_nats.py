@@ -224,3 +224,22 @@ def test_a_cursor_that_is_not_one_starts_afresh_and_says_so(tmp_path: Path, capl
     cursor.advance(41)
     cursor.save()
     assert SentCursor.load(path).seq == 41
+
+
+def test_events_resent_after_a_lost_cursor_are_stored_once(
+    workspace: Path, start_daemon: Any, nats_stream: NatsStream
+) -> None:
+    first = start_daemon(workspace, *nats_stream.settings())
+    finish_runs(workspace, first, ["a", "b"])
+    assert first.stop()[0] == 0
+    cursor = workspace / ".monitor" / f"nats-{nats_stream.name}.cursor"
+    assert orjson.loads(cursor.read_bytes())["seq"] == event_lines(first.log)[-1]["seq"]
+    cursor.write_bytes(orjson.dumps({"seq": 0}))  # as if a crash had lost it: everything is sent again
+
+    second = start_daemon(workspace, *nats_stream.settings())
+    finish_runs(workspace, second, ["c"])
+    code, err = second.stop()
+    assert code == 0, err
+    assert_every_event_once(nats_stream, nats_stream.messages(), second.log)
+    assert any("events of an earlier run of the daemon sent" in line["message"] for line in second.log.read()
+               if line["type"] == "log")  # fmt: skip
