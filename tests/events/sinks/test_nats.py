@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from nats_support import NatsServer, NatsStream, StoredMessage
 from orchestrator_monitor.config import NatsSettings, load_settings
 from orchestrator_monitor.errors import BadInput
+from orchestrator_monitor.events.sinks import load_sink
 from orchestrator_monitor.events.sinks.cursor import SentCursor
 from orchestrator_monitor.events.sinks.jetstream import JetStreamPublisher
 from orchestrator_monitor.events.types import Event, EventType
@@ -243,3 +245,11 @@ def test_events_resent_after_a_lost_cursor_are_stored_once(
     assert_every_event_once(nats_stream, nats_stream.messages(), second.log)
     assert any("events of an earlier run of the daemon sent" in line["message"] for line in second.log.read()
                if line["type"] == "log")  # fmt: skip
+
+
+def test_without_nats_py_the_sink_says_which_extra_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
+    for module in ("orchestrator_monitor.events.sinks.nats", "orchestrator_monitor.events.sinks.jetstream"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(BadInput, match=r"sink plug-in 'nats' .*install the nats extra \(pip install"):
+        load_sink("nats", load_settings(tmp_path, environ={}))

@@ -20,11 +20,14 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import nats
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client
-from nats.js.client import JetStreamContext
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client
+    from nats.js.client import JetStreamContext
+except ImportError as missing:  # what `events.sinks = ["nats"]` then says, in its one line
+    raise ImportError(f"{missing}: install the nats extra (pip install 'orchestrator-monitor[nats]')") from None
 
 from ...config import NatsSettings, url_origin
 from ..types import Event, encode_event
