@@ -33,9 +33,7 @@ from ...config import NatsSettings, url_origin
 from ..types import Event, encode_event
 
 RECONNECT_SECONDS = 1.0  # nats-py's pause between attempts on one server
-RECONNECT_ATTEMPTS = (
-    1  # nats-py tries each server this many times more before `connect` fails or a lost connection closes
-)
+RECONNECT_ATTEMPTS = 1  # nats-py's further tries per server before `connect` fails or a lost connection closes
 RETRY_PAUSE_SECONDS = 0.2  # before another try to publish one event
 CLOSE_SECONDS = 3.0  # closing the connection and stopping the loop; SIGTERM must end the daemon in 10 s
 RUN_HEADER = "Orchestrator-Run"
@@ -73,7 +71,6 @@ class JetStreamPublisher:
         self._calls: set[concurrent.futures.Future[Any]] = set()  # under way, for `cancel`
         self._client: Client | None = None
         self._context: JetStreamContext | None = None
-        self._context_of: Client | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-loop", daemon=True)
         self._thread.start()
@@ -93,7 +90,8 @@ class JetStreamPublisher:
         self._call(self._connect(), per_server * len(self.options.servers) + self.options.ack_timeout_seconds)
 
     def publish(self, events: Sequence[Event]) -> int:
-        """Publish in order, each acknowledged before the next; stop at the first event that exhausts its retries."""
+        """Publish in order (several pipelined, then one by one from the first not acknowledged, with retries);
+        stop at the first event that exhausts its retries."""
         return self._call(self._publish(events), None)
 
     def cancel(self) -> None:
@@ -141,6 +139,7 @@ class JetStreamPublisher:
                 raise JetStreamError(self.last_error or f"NATS ({self.servers}): connection lost, reconnecting")
         else:
             options = self.options
+            self._context = None
             self._client = await nats.connect(
                 servers=options.servers,
                 name="orchestrator-monitor",
@@ -157,9 +156,8 @@ class JetStreamPublisher:
     async def _ensure_stream(self) -> None:
         assert self._client is not None
         options = self.options
-        if self._context is None or self._context_of is not self._client:  # one per connection: its reply inbox
+        if self._context is None:  # one per connection, so one subscription for the pipelined acks
             self._context = self._client.jetstream(timeout=options.ack_timeout_seconds)
-            self._context_of = self._client
         try:
             await self._context.stream_info(options.stream)
         except nats.js.errors.NotFoundError:
