@@ -17,7 +17,9 @@ from orchestrator_monitor.errors import BadInput
 from orchestrator_monitor.events.sinks import load_sink
 from orchestrator_monitor.events.sinks.cursor import SentCursor
 from orchestrator_monitor.events.sinks.jetstream import JetStreamPublisher
-from orchestrator_monitor.events.types import Event, EventType
+from orchestrator_monitor.events.sinks.jsonl import MONITOR_LOG, rotated_path
+from orchestrator_monitor.events.sinks.nats import NatsSink
+from orchestrator_monitor.events.types import Event, EventType, encode_event
 from support import DaemonProcess, EventLog, Writer, free_port, run_process
 
 OUTAGE_LINE = "NATS sink: "
@@ -209,8 +211,15 @@ def test_a_token_from_its_file_is_used_and_never_shown(workspace: Path, start_da
 
 
 def test_a_missing_token_file_is_one_clear_line(workspace: Path) -> None:
-    result = run_process("daemon", "--workspace", str(workspace), "--set", "events.sinks=nats",
-                         "--set", "nats.token_file=/nonexistent/nats.token")  # fmt: skip
+    result = run_process(
+        "daemon",
+        "--workspace",
+        str(workspace),
+        "--set",
+        "events.sinks=nats",
+        "--set",
+        "nats.token_file=/nonexistent/nats.token",
+    )
     assert result.code == 2
     assert result.err.strip().splitlines() == [
         "orchestrator: error: nats.token_file: cannot read /nonexistent/nats.token: No such file or directory"
@@ -243,8 +252,11 @@ def test_events_resent_after_a_lost_cursor_are_stored_once(
     code, err = second.stop()
     assert code == 0, err
     assert_every_event_once(nats_stream, nats_stream.messages(), second.log)
-    assert any("events of an earlier run of the daemon sent" in line["message"] for line in second.log.read()
-               if line["type"] == "log")  # fmt: skip
+    assert any(
+        "events of an earlier run of the daemon sent" in line["message"]
+        for line in second.log.read()
+        if line["type"] == "log"
+    )
 
 
 def test_without_nats_py_the_sink_says_which_extra_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,3 +265,32 @@ def test_without_nats_py_the_sink_says_which_extra_to_install(tmp_path: Path, mo
         monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(BadInput, match=r"sink plug-in 'nats' .*install the nats extra \(pip install"):
         load_sink("nats", load_settings(tmp_path, environ={}))
+
+
+def test_what_was_missed_is_sent_from_rotated_log_files_too(tmp_path: Path, nats_stream: NatsStream) -> None:
+    """A long outage: the events it missed were rotated to monitor.jsonl.2 and .1 meanwhile."""
+    events = [
+        Event(
+            seq,
+            f"2026-12-01T00:00:{seq:02d}.000000Z",
+            EventType.RUN_STATUS_CHANGED,
+            f"id-{seq}",
+            {"from": "RUNNING", "to": "COMPLETED"},
+            f"run-{seq % 3}",
+        )
+        for seq in range(1, 31)
+    ]
+    log = tmp_path / "logs" / MONITOR_LOG
+    log.parent.mkdir()
+    for path, part in ((rotated_path(log, 2), events[:10]), (rotated_path(log, 1), events[10:20]), (log, events[20:])):
+        path.write_bytes(b"".join(encode_event(event) for event in part))
+    options = NatsSettings(servers=[nats_stream.url], stream=nats_stream.name, subject_prefix=nats_stream.prefix)
+    sink = NatsSink(JetStreamPublisher(options), SentCursor(tmp_path / "cursor", 0), log)
+    try:
+        sink.handle(events[-1])  # the daemon's next event after its restart: the resend thread starts
+        nats_stream.wait_for(lambda messages: len(messages) == len(events), what="all 30 events")
+    finally:
+        sink.close()
+    assert [m.line["seq"] for m in nats_stream.messages()] == list(range(1, 31))
+    assert SentCursor.load(tmp_path / "cursor").seq == 30
+    assert sink.health().counters == {"outages": 0, "resent": 30}
