@@ -48,6 +48,19 @@ def test_following_crosses_rotations_without_missing_or_repeating(tmp_path: Path
     assert seen == list(range(1, 601))
 
 
+def test_in_file_order_a_reader_keeps_lines_below_one_seen_after_a_seq(tmp_path: Path) -> None:
+    """Another process's line (a later seq block) between the daemon's: by seq it hides what follows."""
+    path = tmp_path / "monitor.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"seq": seq, "type": "log"}) + b"\n" for seq in (4, 5, 10_001, 6, 7)))
+    by_seq = EventLogReader(path, after_seq=4)
+    in_order = EventLogReader(path, after_seq=4, in_file_order=True)
+    assert [line["seq"] for line in by_seq.read_new()] == [5, 10_001]
+    assert [line["seq"] for line in in_order.read_new()] == [5, 10_001, 6, 7]
+    assert in_order.last_seq == 10_001
+    by_seq.close()
+    in_order.close()
+
+
 def test_a_half_written_last_line_waits_for_its_end_and_garbage_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "monitor.jsonl"
     line = orjson.dumps({"time": "2026-01-01T00:00:00.000Z", "type": "log", "seq": 7, "message": "m"})

@@ -101,10 +101,19 @@ class _OpenFile:
 
 
 class EventLogReader:
-    """Reads a log file and its rotated predecessors; call `read_new()` again to follow it."""
+    """Reads a log file and its rotated predecessors; call `read_new()` again to follow it.
 
-    def __init__(self, path: Path, *, after_seq: int = 0) -> None:
+    `in_file_order`: every line past `after_seq` in the order written, also one whose seq is
+    below one returned already. Another process that publishes while the daemon runs (`orchestrator
+    archive`) numbers from a later block, so its lines sit between the daemon's with higher seqs;
+    a reader that resends the daemon's events must not skip the daemon's lines after them. A
+    line may then repeat (a rotation while the files are opened): its `id` is the same.
+    """
+
+    def __init__(self, path: Path, *, after_seq: int = 0, in_file_order: bool = False) -> None:
         self.path = path
+        self.after_seq = after_seq
+        self.in_file_order = in_file_order
         self.last_seq = after_seq
         self.skipped = 0  # lines that were not JSON objects with a seq
         self._current: _OpenFile | None = None
@@ -176,9 +185,9 @@ class EventLogReader:
             if not isinstance(seq, int):
                 self.skipped += 1
                 continue
-            if seq <= self.last_seq:
+            if seq <= (self.after_seq if self.in_file_order else self.last_seq):
                 continue
-            self.last_seq = seq
+            self.last_seq = max(seq, self.last_seq)
             yield line
 
 

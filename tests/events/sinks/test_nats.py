@@ -57,6 +57,11 @@ def sink_check(daemon: DaemonProcess) -> str:
     return str(orjson.loads(body)["checks"].get("nats_sink", {}).get("status", ""))
 
 
+def status_event(seq: int) -> Event:
+    data = {"from": "RUNNING", "to": "COMPLETED"}
+    return Event(seq, f"2026-12-01T00:00:00.{seq:06d}Z", EventType.RUN_STATUS_CHANGED, f"id-{seq}", data, f"r{seq % 3}")
+
+
 def holds_every_event(stream: NatsStream, log: EventLog) -> Any:
     return lambda messages: {m.line["id"] for m in messages} >= {line["id"] for line in event_lines(log)}
 
@@ -269,17 +274,7 @@ def test_without_nats_py_the_sink_says_which_extra_to_install(tmp_path: Path, mo
 
 def test_what_was_missed_is_sent_from_rotated_log_files_too(tmp_path: Path, nats_stream: NatsStream) -> None:
     """A long outage: the events it missed were rotated to monitor.jsonl.2 and .1 meanwhile."""
-    events = [
-        Event(
-            seq,
-            f"2026-12-01T00:00:{seq:02d}.000000Z",
-            EventType.RUN_STATUS_CHANGED,
-            f"id-{seq}",
-            {"from": "RUNNING", "to": "COMPLETED"},
-            f"run-{seq % 3}",
-        )
-        for seq in range(1, 31)
-    ]
+    events = [status_event(seq) for seq in range(1, 31)]
     log = tmp_path / "logs" / MONITOR_LOG
     log.parent.mkdir()
     for path, part in ((rotated_path(log, 2), events[:10]), (rotated_path(log, 1), events[10:20]), (log, events[20:])):
@@ -294,3 +289,24 @@ def test_what_was_missed_is_sent_from_rotated_log_files_too(tmp_path: Path, nats
     assert [m.line["seq"] for m in nats_stream.messages()] == list(range(1, 31))
     assert SentCursor.load(tmp_path / "cursor").seq == 30
     assert sink.health().counters == {"outages": 0, "resent": 30}
+
+
+def test_lines_of_another_process_in_between_hold_back_none_of_the_daemons(
+    tmp_path: Path, nats_stream: NatsStream
+) -> None:
+    """`orchestrator archive` run beside the daemon numbers its events from a later block, so its lines
+    sit between the daemon's with higher seqs; the daemon's events after them are sent all the same."""
+    daemon = [status_event(seq) for seq in range(1, 25)]
+    other = status_event(10_001)
+    log = tmp_path / MONITOR_LOG
+    log.write_bytes(b"".join(encode_event(event) for event in [*daemon[:10], other, *daemon[10:20]]))
+    options = NatsSettings(servers=[nats_stream.url], stream=nats_stream.name, subject_prefix=nats_stream.prefix)
+    sink = NatsSink(JetStreamPublisher(options), SentCursor(tmp_path / "cursor", 0), log)
+    try:
+        sink.handle(daemon[19])  # dropped while the resend thread starts: sent from the log
+        nats_stream.wait_for(lambda messages: len(messages) == 21, what="the log's 21 events")
+        for event in daemon[20:]:  # live again
+            sink.handle(event)
+    finally:
+        sink.close()
+    assert [m.line["seq"] for m in nats_stream.messages()] == [*range(1, 11), 10_001, *range(11, 25)]

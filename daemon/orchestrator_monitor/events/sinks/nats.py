@@ -8,11 +8,12 @@ for each acknowledgement, trying an event `nats.retries` more times before NATS 
 
 Otherwise the sink drops what it is handed at once (the bus never notices, and a SIGTERM is
 never held up by a connection attempt): every event is in `logs/monitor.jsonl` anyway. A
-durable cursor keeps the last `seq` up to which everything was acknowledged, and a resend
-thread of the sink's own connects (at once, then every `CONNECT_PAUSE_SECONDS` doubling up to
-`MAX_CONNECT_PAUSE_SECONDS`), sends what the log holds past the cursor, rotated files included,
-at least up to the last event dropped, and only then lets the sink go on live; the two threads
-never publish at once, so each run's events arrive in order. A daemon restarted with a cursor on
+durable cursor keeps the `seq` of this daemon's events up to which everything was
+acknowledged, and a resend thread of the sink's own connects (at once, then every
+`CONNECT_PAUSE_SECONDS` doubling up to `MAX_CONNECT_PAUSE_SECONDS`), sends what the log holds
+past the cursor in the order written, rotated files included, until the last event dropped is
+among it, and only then lets the sink go on live; the two threads never publish at once, so
+each run's events arrive in order. A daemon restarted with a cursor on
 disk starts behind, so events published while NATS was down are sent after a restart too (a
 first start begins at its first event: the history before it is not sent). An outage is
 logged once, counted, and shown by health until it is over.
@@ -24,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...config import Settings
@@ -41,8 +43,7 @@ CONNECT_PAUSE_SECONDS = 1.0  # after a failed attempt to connect, the next one w
 MAX_CONNECT_PAUSE_SECONDS = 8.0  # ... doubling up to this while NATS stays out
 RESEND_POLL_SECONDS = 0.2  # how often the resend thread looks whether there is something to do
 RESEND_BATCH = 500  # events read from the log and sent per round trip to the event loop
-LOG_WAIT_SECONDS = 1.0  # how long a resend waits for the log writer to reach the last event dropped
-LOG_POLL_SECONDS = 0.02
+LOG_GIVE_UP_SECONDS = 30.0  # a dropped event not in the log after this long of nothing new there was lost by it
 CURSOR_SAVE_SECONDS = 1.0  # the cursor file is rewritten (when it moved) this often, after a resend and at close
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class NatsSink:
         self._outage: str | None = None  # since when NATS is out, while it is
         self._next_attempt = 0.0
         self._pause = CONNECT_PAUSE_SECONDS / 2  # doubled before the first pause
+        self._pass: _ResendPass | None = None  # a resend under way, kept while it waits for the log writer
         self._saved_at = 0.0
         self._cursor_failed = False
         self._closing = threading.Event()
@@ -99,7 +101,9 @@ class NatsSink:
             if self._behind:
                 self._dropped = max(self._dropped, event.seq)
                 return
-        if not self._send([event], event.seq):
+        if self._send([event]):
+            self._cursor.advance(event.seq)
+        else:
             with self._state:
                 self._dropped = max(self._dropped, event.seq)
 
@@ -119,6 +123,8 @@ class NatsSink:
         self._publisher.cancel()
         if self._resender.is_alive():
             self._resender.join(CLOSE_SECONDS)
+        if self._pass is not None:
+            self._pass.reader.close()
         try:
             self._save_cursor()
         finally:
@@ -155,55 +161,77 @@ class NatsSink:
         self._pause = CONNECT_PAUSE_SECONDS / 2
         return True
 
-    def _send(self, events: list[Event], covered: int) -> bool:
-        """Publish; the cursor moves past what was acknowledged (to `covered` when all was)."""
-        acked = self._publisher.publish(events) if events else 0
-        if acked < len(events):
-            if acked:
-                self._cursor.advance(events[acked - 1].seq)
+    def _send(self, events: list[Event]) -> bool:
+        """Publish; False, and NATS out, unless JetStream acknowledged every one."""
+        if events and self._publisher.publish(events) < len(events):
             with self._state:
                 self._out()
             return False
-        self._cursor.advance(covered)
         return True
 
     def _resend(self) -> None:
-        """Send what the log holds past the cursor, at least up to the last event dropped (waiting a moment
-        for the log writer to get there); then hand over to the bus's thread."""
-        reader = EventLogReader(self._log_path, after_seq=self._cursor.seq or 0)
-        deadline = self._clock() + LOG_WAIT_SECONDS
-        batch: list[Event] = []
-        sent = 0
-        try:
-            while True:
-                for line in reader.read_new():
-                    event = _event_of(line)
-                    if event is not None:
-                        batch.append(event)
-                    if len(batch) >= RESEND_BATCH:
-                        if not self._send(batch, reader.last_seq) or self._closing.is_set():
-                            return
-                        sent, batch = sent + len(batch), []
-                if not self._send(batch, reader.last_seq):
+        """Send what the log holds past the cursor, in the order written, until the last event dropped is
+        among it; then hand over to the bus's thread. While the log writer has not got there yet, the pass
+        is kept and goes on from where it stopped at the next call.
+
+        The cursor moves only to an event of this daemon (the last dropped), never to a line of another
+        process in between (their seqs are from a later block): those are sent too, and again by a later
+        resend, which JetStream's de-duplication absorbs within its window.
+        """
+        if self._pass is None:
+            with self._state:
+                first = self._dropped
+            reader = EventLogReader(self._log_path, after_seq=self._cursor.seq or 0, in_file_order=True)
+            self._pass = _ResendPass(reader, first, self._clock())
+        resend, batch, read = self._pass, [], False
+        for line in resend.reader.read_new():
+            read = True
+            if line["seq"] >= resend.first:
+                resend.seen.add(line["seq"])
+            event = _event_of(line)
+            if event is not None:
+                batch.append(event)
+            if len(batch) >= RESEND_BATCH:
+                if not self._send_resent(batch) or self._closing.is_set():
                     return
-                sent, batch = sent + len(batch), []
-                with self._state:
-                    if reader.last_seq >= self._dropped:
-                        self._behind = False
-                        break
-                if self._clock() > deadline or self._closing.wait(LOG_POLL_SECONDS):
-                    return  # the log is not there yet: carry on from the cursor next time round
-        finally:
-            reader.close()
-            self.resent += sent
-            self._save_cursor()
+                batch = []
+        if not self._send_resent(batch):
+            return
+        with self._state:
+            caught_up = self._dropped in resend.seen
+            lost = not caught_up and not read and self._clock() - resend.quiet_since > LOG_GIVE_UP_SECONDS
+            if caught_up or lost:
+                self._cursor.advance(self._dropped)
+                self._behind = False
+        if read:
+            resend.quiet_since = self._clock()
+        if not (caught_up or lost):
+            return  # the log writer is not there yet: go on next time round
+        resend.reader.close()
+        self._pass = None
+        self._save_cursor()
+        if lost:
+            logger.error("NATS sink: events up to seq %d never reached the event log: not sent", self._cursor.seq)
         if self._outage is not None:
             self._outage = None
             servers = self._publisher.servers
-            logger.warning("NATS sink: NATS (%s) is reachable again: %d events sent from the event log", servers, sent)
+            logger.warning(
+                "NATS sink: NATS (%s) is reachable again: %d events sent from the event log", servers, resend.sent
+            )
         elif self._restarted:
-            logger.info("NATS sink: %d events of an earlier run of the daemon sent from the event log", sent)
+            logger.info("NATS sink: %d events of an earlier run of the daemon sent from the event log", resend.sent)
         self._restarted = False
+
+    def _send_resent(self, batch: list[Event]) -> bool:
+        """A failed batch ends the pass: the next one starts again from the cursor."""
+        assert self._pass is not None
+        if self._send(batch):
+            self._pass.sent += len(batch)
+            self.resent += len(batch)
+            return True
+        self._pass.reader.close()
+        self._pass = None
+        return False
 
     def _out(self) -> None:
         """NATS is out (called under `_state`): once per outage, count it and say so."""
@@ -228,6 +256,18 @@ class NatsSink:
             self._cursor_failed = True
         else:
             self._cursor_failed = False
+
+
+@dataclass
+class _ResendPass:
+    """A resend under way: where the log was read to, and which seqs from `first` (the first event dropped)
+    on were seen, so the last event dropped can be looked for among them."""
+
+    reader: EventLogReader
+    first: int
+    quiet_since: float  # when a read last found something new
+    seen: set[int] = field(default_factory=set)
+    sent: int = 0
 
 
 def _event_of(line: Line) -> Event | None:
