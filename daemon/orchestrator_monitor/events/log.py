@@ -191,9 +191,11 @@ class EventLogReader:
             yield line
 
 
-def read_lines(path: Path, line_filter: LineFilter, *, after_seq: int = 0) -> Iterator[Line]:
-    """What the log holds now, oldest first."""
-    reader = EventLogReader(path, after_seq=after_seq)
+def read_lines(
+    path: Path, line_filter: LineFilter, *, after_seq: int = 0, in_file_order: bool = False
+) -> Iterator[Line]:
+    """What the log holds now, oldest first (see `EventLogReader` for `in_file_order`)."""
+    reader = EventLogReader(path, after_seq=after_seq, in_file_order=in_file_order)
     try:
         yield from (line for line in reader.read_new() if line_filter.matches(line))
     finally:
@@ -201,13 +203,21 @@ def read_lines(path: Path, line_filter: LineFilter, *, after_seq: int = 0) -> It
 
 
 def refetch_events(path: Path, missed: Missed, types: frozenset[EventType] | None) -> list[Event]:
-    """The events in `missed`'s range (of `types`) as written to the log: for a subscriber that fell behind."""
+    """The events in `missed`'s range (of `types`) as written to the log: for a subscriber that fell behind.
+
+    In the order written, each once: a line of another process in between (a later seq block) must
+    not hide the rest of the range.
+    """
     wanted = LineFilter(
         types=None if types is None else frozenset(str(t) for t in types),
         since_seq=missed.first_seq,
         until_seq=missed.last_seq,
     )
-    return [decode_event(line) for line in read_lines(path, wanted) if line.get("type") in _EVENT_TYPES]
+    found: dict[int, Event] = {}
+    for line in read_lines(path, wanted, after_seq=missed.first_seq - 1, in_file_order=True):
+        if line.get("type") in _EVENT_TYPES:
+            found.setdefault(line["seq"], decode_event(line))
+    return list(found.values())
 
 
 def show_events(
