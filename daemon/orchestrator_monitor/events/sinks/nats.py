@@ -42,6 +42,8 @@ from .jsonl import MONITOR_LOG
 CONNECT_PAUSE_SECONDS = 1.0  # after a failed attempt to connect, the next one waits this long
 MAX_CONNECT_PAUSE_SECONDS = 8.0  # ... doubling up to this while NATS stays out
 RESEND_POLL_SECONDS = 0.2  # how often the resend thread looks whether there is something to do
+FINAL_RESEND_SECONDS = 2.0  # at close, what is still owed is sent from the log for this long at most
+LOG_POLL_SECONDS = 0.02
 RESEND_BATCH = 500  # events read from the log and sent per round trip to the event loop
 LOG_GIVE_UP_SECONDS = 30.0  # a dropped event not in the log after this long of nothing new there was lost by it
 CURSOR_SAVE_SECONDS = 1.0  # the cursor file is rewritten (when it moved) this often, after a resend and at close
@@ -118,14 +120,23 @@ class NatsSink:
         )
 
     def close(self) -> None:
-        """Within a few seconds whatever NATS does: an attempt under way is cancelled, the cursor saved."""
+        """Within a few seconds whatever NATS does: a connection attempt under way is cancelled; while
+        connected, what the sink still owes (the last events, dropped during a resend) is sent from the
+        log for up to FINAL_RESEND_SECONDS; the cursor is saved for the next start."""
         self._closing.set()
-        self._publisher.cancel()
+        if not self._publisher.connected:
+            self._publisher.cancel()
         if self._resender.is_alive():
             self._resender.join(CLOSE_SECONDS)
-        if self._pass is not None:
-            self._pass.reader.close()
         try:
+            deadline = self._clock() + FINAL_RESEND_SECONDS
+            while self._behind and self._publisher.connected and not self._resender.is_alive():
+                self._resend(final=True)
+                if not self._behind or self._clock() > deadline:
+                    break
+                time.sleep(LOG_POLL_SECONDS)  # the log writer (closed after the sinks) is a moment behind
+            if self._pass is not None:
+                self._pass.reader.close()
             self._save_cursor()
         finally:
             self._publisher.close()
@@ -169,7 +180,7 @@ class NatsSink:
             return False
         return True
 
-    def _resend(self) -> None:
+    def _resend(self, *, final: bool = False) -> None:
         """Send what the log holds past the cursor, in the order written, until the last event dropped is
         among it; then hand over to the bus's thread. While the log writer has not got there yet, the pass
         is kept and goes on from where it stopped at the next call.
@@ -192,7 +203,7 @@ class NatsSink:
             if event is not None:
                 batch.append(event)
             if len(batch) >= RESEND_BATCH:
-                if not self._send_resent(batch) or self._closing.is_set():
+                if not self._send_resent(batch) or (self._closing.is_set() and not final):
                     return
                 batch = []
         if not self._send_resent(batch):
