@@ -129,17 +129,23 @@ class NatsSink:
         if self._resender.is_alive():
             self._resender.join(CLOSE_SECONDS)
         try:
-            deadline = self._clock() + FINAL_RESEND_SECONDS
-            while self._behind and self._publisher.connected and not self._resender.is_alive():
-                self._resend(final=True)
-                if not self._behind or self._clock() > deadline:
-                    break
-                time.sleep(LOG_POLL_SECONDS)  # the log writer (closed after the sinks) is a moment behind
+            if not self._resender.is_alive():
+                self._send_what_is_owed()
+        except Exception:
+            logger.exception("NATS sink: sending what was still owed at close failed; the next start sends it")
+        finally:
             if self._pass is not None:
                 self._pass.reader.close()
             self._save_cursor()
-        finally:
             self._publisher.close()
+
+    def _send_what_is_owed(self) -> None:
+        deadline = self._clock() + FINAL_RESEND_SECONDS
+        while self._behind and self._publisher.connected:
+            self._resend(final=True)
+            if not self._behind or self._clock() > deadline:
+                return
+            time.sleep(LOG_POLL_SECONDS)  # bounded by the deadline: the log writer is a moment behind
 
     def _run_resends(self) -> None:
         """Connect when not connected, resend what was missed, save the cursor; until closed."""
@@ -159,6 +165,8 @@ class NatsSink:
 
     def _ready(self) -> bool:
         """Connected with the stream there; after a failure, one attempt per pause (doubling) at most."""
+        if self._pass is not None and self._publisher.connected:
+            return True  # a resend waiting for the log writer: no need to ask about the stream again
         if self._clock() < self._next_attempt:
             return False
         try:
