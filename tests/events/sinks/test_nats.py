@@ -310,3 +310,15 @@ def test_lines_of_another_process_in_between_hold_back_none_of_the_daemons(
     finally:
         sink.close()
     assert [m.line["seq"] for m in nats_stream.messages()] == [*range(1, 11), 10_001, *range(11, 25)]
+
+
+def test_a_sink_behind_its_queue_bound_gets_the_rest_from_the_log(
+    workspace: Path, start_daemon: Any, nats_stream: NatsStream
+) -> None:
+    """The bus never waits for the sink: past `subscriber_queue_size` it hands a Missed marker instead."""
+    daemon = start_daemon(workspace, *nats_stream.settings(), "events.subscriber_queue_size=2")
+    finish_runs(workspace, daemon, [f"r{n}" for n in range(30)])
+    code, err = daemon.stop()
+    assert code == 0, err
+    assert any("sink nats fell behind" in line.get("message", "") for line in daemon.log.read())
+    assert_every_event_once(nats_stream, nats_stream.messages(), daemon.log)
