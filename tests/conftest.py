@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from orchestrator_monitor.cli.main import main
 from orchestrator_monitor.demo.simulator import SimulatedExecutor
-from support import CliResult, DaemonProcess, drive_to_end
+from support import CliResult, DaemonProcess, drive_to_end, free_port
+
+NATS_PORT = 4222
+NATS_SERVER_COMMAND = [
+    "start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
+    "-a", "127.0.0.1", "-p", str(NATS_PORT), "-js", "-sd", "/var/lib/nats-server", "-l", "/var/log/nats-server.log",
+]  # fmt: skip
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -108,3 +114,44 @@ def start_daemon() -> Iterator[object]:
     for daemon in started:
         if daemon.process.poll() is None:
             daemon.kill()
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The loopback NATS server with JetStream, started when it is down; skip where there is none."""
+    from nats_support import NATS_SERVER, SHARED_NATS_URL, nats_listening
+
+    if not nats_listening(NATS_PORT):
+        if not os.path.exists(NATS_SERVER):
+            pytest.skip("nats-server is not installed on this machine (Debian package nats-server)")
+        subprocess.run(NATS_SERVER_COMMAND, check=False)
+        deadline = time.monotonic() + 30
+        while not nats_listening(NATS_PORT):
+            if time.monotonic() > deadline:
+                pytest.skip(f"nats-server did not come up on 127.0.0.1:{NATS_PORT} within 30 s")
+            time.sleep(0.2)  # waiting for a server process we do not control: nothing to await
+    return SHARED_NATS_URL
+
+
+@pytest.fixture
+def nats_stream(nats_url: str) -> Iterator[object]:
+    """A stream and subject prefix of this test's own on the shared server, deleted afterwards."""
+    from nats_support import NatsStream
+
+    stream = NatsStream.fresh(nats_url)
+    yield stream
+    stream.delete()
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[object]:
+    """A nats-server process of this test's own (its own port and store), to kill and start again."""
+    from nats_support import NATS_SERVER, NatsServer
+
+    if not os.path.exists(NATS_SERVER):
+        pytest.skip("nats-server is not installed on this machine (Debian package nats-server)")
+    server = NatsServer(tmp_path / "nats-store", free_port())
+    server.start()
+    yield server
+    if server.process is not None:
+        server.kill()

@@ -36,6 +36,8 @@ DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
 DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
 DEFAULT_ROTATE_BYTES = 64 << 20  # logs/*.jsonl are renamed to .1 past this size
 DEFAULT_EVENT_QUEUE_SIZE = 10_000  # lines a log file may lag behind before publishers wait
+DEFAULT_NATS_SERVER = "nats://127.0.0.1:4222"
+DEFAULT_NATS_DUPLICATE_WINDOW_SECONDS = 120.0  # JetStream's own default: a resend within it is stored once
 
 HIDDEN = "***"  # what a message shows in place of a secret
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)(?P<password>\S*)@")  # to the last @
@@ -125,6 +127,42 @@ class ClusterSettings(_Section):
     lease_seconds: float = Field(default=30.0, ge=2, le=3600)
 
 
+class NatsSettings(_Section):
+    """The `nats` event sink (`events.sinks = ["nats"]`): where it publishes and how hard it tries."""
+
+    servers: list[str] = Field(default_factory=lambda: [DEFAULT_NATS_SERVER], min_length=1)
+    stream: str = Field(default="ORCHESTRATOR", pattern=r"^[A-Za-z0-9_-]+$")  # created when missing
+    subject_prefix: str = Field(default="orchestrator", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    token_file: Path | None = None  # a file holding the token (the token itself never sits in the configuration)
+    credentials_file: Path | None = None  # a NATS `.creds` file (JWT and NKey seed)
+    connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    ack_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    retries: int = Field(default=2, ge=0, le=10)  # more tries per event before NATS counts as out
+    duplicate_window_seconds: float = Field(default=DEFAULT_NATS_DUPLICATE_WINDOW_SECONDS, gt=0)
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        """The environment and --set give one string: `nats://a:4222,nats://b:4222`."""
+        if isinstance(value, str):
+            return [url.strip() for url in value.split(",") if url.strip()]
+        return value
+
+    @field_validator("servers")
+    @classmethod
+    def _nats_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^(nats|tls|ws|wss)://[^\s/]+$", url):
+                raise ValueError(f"{hide_passwords(url)!r} is not a NATS server URL (nats://host:port)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> NatsSettings:
+        if self.token_file is not None and self.credentials_file is not None:
+            raise ValueError("set nats.token_file or nats.credentials_file, not both")
+        return self
+
+
 class Settings(_Section):
     """Everything configurable, frozen; built by `load_settings` and passed down explicitly."""
 
@@ -137,6 +175,7 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     events: EventsSettings = EventsSettings()
     cluster: ClusterSettings = ClusterSettings()
+    nats: NatsSettings = NatsSettings()
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from the workspace."""
@@ -172,7 +211,7 @@ SECTIONS: dict[str, type[_Section]] = {
 
 Layer = dict[str, dict[str, Any]]
 Origins = dict[tuple[str, str], str]
-SECRET_KEYS = frozenset({("dashboard", "token"), ("escalation", "webhook"), ("database", "url")})
+SECRET_KEYS = frozenset({("dashboard", "token"), ("escalation", "webhook"), ("database", "url"), ("nats", "servers")})
 
 
 def hide_passwords(text: str) -> str:

@@ -12,10 +12,18 @@ from archive_support import add_terminal_run
 from events_support import bus_with_log, status_event
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.errors import BadInput
-from orchestrator_monitor.events.log import EventLogReader, LineFilter, parse_since, read_lines, show_events
+from orchestrator_monitor.events.log import (
+    EventLogReader,
+    LineFilter,
+    parse_since,
+    read_lines,
+    refetch_events,
+    show_events,
+)
 from orchestrator_monitor.events.publishing import open_bus
 from orchestrator_monitor.events.sinks.spool import RunSpoolSink, read_run_events, remove_run_events, run_events_path
-from orchestrator_monitor.events.types import EventType
+from orchestrator_monitor.events.subscription import Missed
+from orchestrator_monitor.events.types import Event, EventType, encode_event
 from support import Writer
 
 
@@ -46,6 +54,29 @@ def test_following_crosses_rotations_without_missing_or_repeating(tmp_path: Path
     seen += [line["seq"] for line in reader.read_new()]
     reader.close()
     assert seen == list(range(1, 601))
+
+
+def test_in_file_order_a_reader_keeps_lines_below_one_seen_after_a_seq(tmp_path: Path) -> None:
+    """Another process's line (a later seq block) between the daemon's: by seq it hides what follows."""
+    path = tmp_path / "monitor.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"seq": seq, "type": "log"}) + b"\n" for seq in (4, 5, 10_001, 6, 7)))
+    by_seq = EventLogReader(path, after_seq=4)
+    in_order = EventLogReader(path, after_seq=4, in_file_order=True)
+    assert [line["seq"] for line in by_seq.read_new()] == [5, 10_001]
+    assert [line["seq"] for line in in_order.read_new()] == [5, 10_001, 6, 7]
+    assert in_order.last_seq == 10_001
+    by_seq.close()
+    in_order.close()
+
+
+def test_a_refetch_keeps_the_range_whole_past_a_line_of_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.jsonl"
+    events = [
+        Event(seq, "2026-12-01T00:00:00.000000Z", EventType.HEARTBEAT, f"id-{seq}", {"uptime_s": seq, "safe_mode": []})
+        for seq in (1, 2, 3, 4, 5, 10_001, 6, 7, 8, 9)
+    ]
+    path.write_bytes(b"".join(encode_event(event) for event in events))
+    assert [event.seq for event in refetch_events(path, Missed(3, 8, 6), None)] == [3, 4, 5, 6, 7, 8]
 
 
 def test_a_half_written_last_line_waits_for_its_end_and_garbage_is_skipped(tmp_path: Path) -> None:

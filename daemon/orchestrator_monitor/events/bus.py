@@ -26,7 +26,7 @@ import orjson
 from ..ids import run_id_problem
 from .sinks.writer import QueuedWriter
 from .stamps import EventStamper
-from .subscription import Missed, Sink, SinkRunner, Subscription
+from .subscription import Missed, ReportsHealth, Sink, SinkHealth, SinkRunner, Subscription
 from .types import ONCE_PER_RUN, REQUIRED_DATA, RUN_SCOPED, Event, EventType, check_event
 
 SEQ_BLOCK_SIZE = 10_000  # numbers reserved per database write when events are few; a crash leaves a gap of one block
@@ -282,7 +282,13 @@ class Bus:
         stats = {f"sink_failures.{writer.name}": writer.failures for writer in self._writers}
         stats.update({f"sink_failures.{runner.name}": runner.failures for runner in self._runners})
         stats["subscriber_missed"] = sum(s.missed_total for s in self._subscriptions)
+        for name, health in self.sink_health().items():
+            stats.update({f"sink.{name}.{counter}": value for counter, value in health.counters.items()})
         return stats
+
+    def sink_health(self) -> dict[str, SinkHealth]:
+        """What the plug-in sinks that report their health say, by name (a network sink's outage)."""
+        return {runner.name: runner.sink.health() for runner in self._runners if isinstance(runner.sink, ReportsHealth)}
 
     def close(self) -> None:
         """Stop accepting, deliver what the plug-in sinks have queued, write and sync the files."""

@@ -101,10 +101,19 @@ class _OpenFile:
 
 
 class EventLogReader:
-    """Reads a log file and its rotated predecessors; call `read_new()` again to follow it."""
+    """Reads a log file and its rotated predecessors; call `read_new()` again to follow it.
 
-    def __init__(self, path: Path, *, after_seq: int = 0) -> None:
+    `in_file_order`: every line past `after_seq` in the order written, also one whose seq is
+    below one returned already. Another process that publishes while the daemon runs (`orchestrator
+    archive`) numbers from a later block, so its lines sit between the daemon's with higher seqs;
+    a reader that resends the daemon's events must not skip the daemon's lines after them. A
+    line may then repeat (a rotation while the files are opened): its `id` is the same.
+    """
+
+    def __init__(self, path: Path, *, after_seq: int = 0, in_file_order: bool = False) -> None:
         self.path = path
+        self.after_seq = after_seq
+        self.in_file_order = in_file_order
         self.last_seq = after_seq
         self.skipped = 0  # lines that were not JSON objects with a seq
         self._current: _OpenFile | None = None
@@ -176,15 +185,17 @@ class EventLogReader:
             if not isinstance(seq, int):
                 self.skipped += 1
                 continue
-            if seq <= self.last_seq:
+            if seq <= (self.after_seq if self.in_file_order else self.last_seq):
                 continue
-            self.last_seq = seq
+            self.last_seq = max(seq, self.last_seq)
             yield line
 
 
-def read_lines(path: Path, line_filter: LineFilter, *, after_seq: int = 0) -> Iterator[Line]:
-    """What the log holds now, oldest first."""
-    reader = EventLogReader(path, after_seq=after_seq)
+def read_lines(
+    path: Path, line_filter: LineFilter, *, after_seq: int = 0, in_file_order: bool = False
+) -> Iterator[Line]:
+    """What the log holds now, oldest first (see `EventLogReader` for `in_file_order`)."""
+    reader = EventLogReader(path, after_seq=after_seq, in_file_order=in_file_order)
     try:
         yield from (line for line in reader.read_new() if line_filter.matches(line))
     finally:
@@ -192,13 +203,21 @@ def read_lines(path: Path, line_filter: LineFilter, *, after_seq: int = 0) -> It
 
 
 def refetch_events(path: Path, missed: Missed, types: frozenset[EventType] | None) -> list[Event]:
-    """The events in `missed`'s range (of `types`) as written to the log: for a subscriber that fell behind."""
+    """The events in `missed`'s range (of `types`) as written to the log: for a subscriber that fell behind.
+
+    In the order written, each once: a line of another process in between (a later seq block) must
+    not hide the rest of the range.
+    """
     wanted = LineFilter(
         types=None if types is None else frozenset(str(t) for t in types),
         since_seq=missed.first_seq,
         until_seq=missed.last_seq,
     )
-    return [decode_event(line) for line in read_lines(path, wanted) if line.get("type") in _EVENT_TYPES]
+    found: dict[int, Event] = {}
+    for line in read_lines(path, wanted, after_seq=missed.first_seq - 1, in_file_order=True):
+        if line.get("type") in _EVENT_TYPES:
+            found.setdefault(line["seq"], decode_event(line))
+    return list(found.values())
 
 
 def show_events(

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .types import Event, EventType
 
@@ -36,6 +36,22 @@ class Sink(Protocol):
     def handle(self, event: Event) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkHealth:
+    """What a sink that can fail on its own (a network sink) tells health and metrics."""
+
+    ok: bool
+    detail: str
+    counters: Mapping[str, int]
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """A sink that also says how it is doing (optional: the bus asks the sinks that have `health`)."""
+
+    def health(self) -> SinkHealth: ...
 
 
 class Subscription:

@@ -227,6 +227,7 @@ def run_daemon(
             detection=progress,
             check_database=DatabaseChecker(db_file, check_engine, state.name, timeout_seconds=busy),
             record_beats=partial(record_beats, store, membership),
+            sink_health=bus.sink_health,
         )
         archival = ArchiveWorker.for_daemon(
             settings,
@@ -242,6 +243,7 @@ def run_daemon(
             heartbeat_age=supervisor.heartbeat_age_seconds,
             detection_lag=progress.age_seconds,
             event_counts=lambda: dict(bus.counts),
+            sink_health=bus.sink_health,
         )
         detector = Detector(
             ledger=ledger,

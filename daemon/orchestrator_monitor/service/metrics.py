@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from ..events.subscription import SinkHealth
 from ..events.types import Event, EventType
 from .safemode import SAFE_MODES, Condition, HealthState
 
@@ -32,6 +33,22 @@ class _EventCounts(Collector):
         for type, count in sorted(self._counts().items()):
             family.add_metric([str(type)], count)
         yield family
+
+
+class _SinkCounters(Collector):
+    """`sink_<counter>_total{sink}` (`sink_outages_total`, `sink_resent_total`) from the sinks that report health."""
+
+    def __init__(self, sink_health: Callable[[], Mapping[str, SinkHealth]]) -> None:
+        self._sink_health = sink_health
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        families: dict[str, CounterMetricFamily] = {}
+        for sink, health in sorted(self._sink_health().items()):
+            for counter, value in sorted(health.counters.items()):
+                if counter not in families:
+                    families[counter] = CounterMetricFamily(f"sink_{counter}", f"A sink's {counter}", labels=["sink"])
+                families[counter].add_metric([sink], value)
+        yield from families.values()
 
 
 class MonitorMetrics:
@@ -62,11 +79,13 @@ class MonitorMetrics:
         heartbeat_age: Callable[[], float],
         detection_lag: Callable[[], float],
         event_counts: Callable[[], Mapping[EventType, int]],
+        sink_health: Callable[[], Mapping[str, SinkHealth]] = dict,
     ) -> None:
         """Attach the live readings of the running daemon (read at every scrape)."""
         self.heartbeat_age.set_function(heartbeat_age)
         self.detection_lag.set_function(detection_lag)
         self.registry.register(_EventCounts(event_counts))
+        self.registry.register(_SinkCounters(sink_health))
 
     def show_health(self, state: HealthState, live: bool) -> None:
         for check, seen in state.checks.items():

@@ -15,12 +15,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import Settings
-from ..events.subscription import Subscription
+from ..events.subscription import SinkHealth, Subscription
 from ..events.types import Event, EventType, Publish
 from ..ledger.monitor_db import Heartbeat
 from ..timefmt import utc_now
@@ -77,6 +77,7 @@ class Supervisor:
         detection: LoopProgress,
         check_database: Callable[[float], Observation],
         record_beats: Callable[[list[Heartbeat]], None],
+        sink_health: Callable[[], Mapping[str, SinkHealth]] = dict,
         clock: Callable[[], float] = time.monotonic,
         escalate: Callable[[Settings, dict[str, Any]], None] = lambda s, e: deliver_escalation(s.escalation, e),
     ) -> None:
@@ -87,6 +88,7 @@ class Supervisor:
         self._detection = detection
         self._check_database = check_database
         self._record_beats = record_beats  # the heartbeat rows (and, on a shared database, the daemon's lease)
+        self._sink_health = sink_health
         self._clock = clock
         self._escalate = escalate
         self._lock = threading.Lock()
@@ -189,13 +191,16 @@ class Supervisor:
     # -- the scheduled jobs ---------------------------------------------------------------------
 
     def run_heartbeat_iteration(self, now: datetime, outcomes: Subscription | None = None) -> None:
-        """Liveness of the loops, escalation repeats, archival and report outcomes, and the heartbeat rows."""
+        """Liveness of the loops and network sinks, escalation repeats, archival and report outcomes, heartbeats."""
         self._last_beat = self._clock()
         age = self._detection.age_seconds()
         if self._detection.live():
             self.observe(Observation(HEARTBEAT, Condition.OK, "loops make progress"))
         else:
             self.observe(Observation(HEARTBEAT, Condition.STALE, f"the detection loop made no pass for {age:.0f} s"))
+        for name, sink in self._sink_health().items():  # a network sink's outage: unhealthy, no safe mode
+            condition = Condition.OK if sink.ok else Condition.UNREACHABLE
+            self.observe(Observation(f"{name}_sink", condition, sink.detail))
         while outcomes is not None and (item := outcomes.get(0)) is not None:
             if isinstance(item, Event):  # a Missed marker: only the latest outcome matters, and it follows
                 self.observe_outcome(item)

@@ -61,5 +61,5 @@ def test_a_sink_plugin_registered_by_entry_point_gets_every_event(installed_plug
 
 def test_an_unknown_sink_is_refused_naming_the_ones_there_are(installed_plugin: Path) -> None:
     settings = load_settings(installed_plugin, environ={}, overrides=["events.sinks=console,nope"])
-    with pytest.raises(BadInput, match=r"unknown sink 'nope' \(available: console, recording\)"):
+    with pytest.raises(BadInput, match=r"unknown sink 'nope' \(available: console, nats, recording\)"):
         load_sink("nope", settings)
