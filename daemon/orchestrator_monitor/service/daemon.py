@@ -26,8 +26,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import __version__
 from ..config import Settings
+from ..detect.change_source import watch_database
 from ..detect.detector import Detector
-from ..detect.job import DetectionJob, Probe, Timing
+from ..detect.job import DetectionJob, Timing
 from ..detect.watch import RunDirWatcher, RunFollower, Signals
 from ..errors import MonitorError, Unavailable
 from ..events.bus import Bus
@@ -41,7 +42,6 @@ from ..state.access import open_state, settle_seconds
 from ..state.connection import StateConnection
 from ..state.engine import create_archival_table, open_engine, sqlite_path
 from ..state.mapping import SchemaMapping
-from ..state.probe import PollingProbe, SqliteProbe
 from ..workspace import Workspace
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
 from .metrics import MonitorMetrics
@@ -236,13 +236,11 @@ def run_daemon(
         signals = Signals()
         watcher = RunDirWatcher(signals)
         stack.callback(watcher.close)
-        probe: Probe = PollingProbe()
-        if db_file is not None:
-            watcher.watch_state(db_file.parent, db_file.name)
-            probe = SqliteProbe(db_file, connection)
+        source = stack.enter_context(watch_database(state, connection, signals, watcher))
         job = DetectionJob(
             detector=detector,
-            probe=probe,
+            probe=source.probe,
+            probe_may_miss=source.may_miss,
             signals=signals,
             timing=Timing(
                 debounce_seconds=settings.completion.debounce_seconds,
@@ -254,7 +252,9 @@ def run_daemon(
             follow_runs=RunFollower(workspace.root, watcher, detector.warn_once),
         )
         progress.follow(lambda: job.iterations)
-        bus.publish(EventType.MONITOR_STARTED, {**identity, "schema": state.mapping.name})
+        bus.publish(
+            EventType.MONITOR_STARTED, {**identity, "schema": state.mapping.name, "change_detection": source.mode}
+        )
         started.set()
         on_error = partial(supervisor.record_error, "detection")
         thread = threading.Thread(
