@@ -102,6 +102,8 @@ class DetectionJob:
             self.run_detection_iteration(woke=woke, stop=stop)
 
     def _timeout(self) -> float:
+        if self._next_reconcile is None:
+            return 0.0  # the start-up reconciliation runs at once, not a poll (or a change) later
         poll = STORM_POLL_SECONDS if self._guard.storm else self._timing.poll_seconds
         if self._recheck is not None:
             poll = min(poll, max(0.0, self._recheck - self._clock()))

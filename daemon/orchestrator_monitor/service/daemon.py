@@ -267,6 +267,7 @@ def run_daemon(
         if front is not None:
             stack.enter_context(front(RunningDaemon(settings, bus, metrics, supervisor.report)))
         stack.callback(archival.stopping)  # every thread is told at once; the joins above then overlap
+        stack.callback(signals.wake.set)  # the detection loop may wait a long poll for its wake-up
         stack.callback(stop.set)
         stack.callback(notifier.stopping)
         logger.info("watching %s", workspace.root)

@@ -1,7 +1,7 @@
 """LISTEN for the change-notification triggers (`state/triggers.py`) on a connection of its own.
 
-A thread holds one autocommit psycopg connection (named `APPLICATION_NAME` in
-`pg_stat_activity`) LISTENing on the schema's channel and hands every notification to the
+A thread holds one autocommit psycopg connection (named `orchestrator-monitor listener <pid>`
+in `pg_stat_activity`) LISTENing on the schema's channel and hands every notification to the
 probe, which wakes the detection loop. The connection can drop (a restarted server, a
 terminated backend, a network cut that TCP keepalives find): the thread reconnects with a
 doubling pause, logs one line when notifications are lost and one when they are back, and then
@@ -15,6 +15,7 @@ dropped by backend pid, as `PRAGMA data_version` ignores the monitor's own commi
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,9 +42,8 @@ def listener_connector(engine: Engine) -> Callable[[], psycopg.Connection[Any]]:
     """Connects the way the engine does (host, user, password, search path...), to a connection of our own."""
     _, params = engine.dialect.create_connect_args(engine.url)
     params.pop("context", None)  # SQLAlchemy's adapters: the listener reads only text payloads
-    params.update(
-        KEEPALIVE, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=CONNECT_TIMEOUT_SECONDS
-    )
+    params.update(KEEPALIVE, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    params["application_name"] = f"{APPLICATION_NAME} {os.getpid()}"  # which daemon, for a DBA
 
     def connect() -> psycopg.Connection[Any]:
         import psycopg
@@ -121,6 +121,7 @@ class ChangeListener:
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._probe.listening = False
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._disconnect()

@@ -4,9 +4,10 @@ One tiny query: for each mapped table, PostgreSQL's cumulative count of rows ins
 and deleted (`pg_stat_get_tuples_*`: a lookup in shared memory, no table read), and
 `max(updated_at)` where the mapping names that column and an index leads with it (one index
 seek). The `updated_at` part moves at the commit of a writer that stamps its rows; the counters
-move for every write, but backends publish them when they go idle, at most once a second, so a
-writer that stamps nothing is seen within about a second. A quiet database costs this one
-query per poll and no pass of the detector.
+move for every write, but a backend publishes them only when it goes idle (at most once a second;
+within a second of the last time, ten seconds later) or disconnects, so a writer that stamps
+nothing is seen within a second or, busy, within ten. A quiet database costs this one query per
+poll and no pass of the detector.
 
 It can miss a change: a writer that neither stamps `updated_at` forward nor has its counters
 published (statistics off, `track_counts = off`), or a counter reset that lands on the same
