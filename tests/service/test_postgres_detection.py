@@ -132,3 +132,21 @@ def test_the_listener_reconnects_and_a_run_finished_during_the_outage_is_marked(
     )
     daemon.log.wait_for(lambda log: log.events("RUN_COMPLETED", "o2"), what="o2 marked: notifications flow again")
     assert daemon.stop()[0] == 0
+
+
+@pytest.mark.parametrize("choice", ["watermark", "poll"])
+def test_the_configured_change_detection_is_used_even_with_triggers(
+    tmp_path: Path, postgres_url: str, start_daemon, choice: str
+) -> None:
+    init(tmp_path, postgres_url, "--triggers")
+    daemon = start_monitoring(
+        tmp_path, postgres_url, start_daemon, "completion.poll_seconds=0.1", f"database.change_detection={choice}"
+    )
+    assert started_mode(daemon.log) == choice
+    execute(
+        postgres_url,
+        "INSERT INTO runs (run_id, status, updated_at) VALUES ('c1', 'RUNNING', '2026-12-01T00:00:00Z')",
+        "INSERT INTO tasks (task_id, run_id, status) VALUES ('c1.a', 'c1', 'SUCCEEDED')",
+    )
+    daemon.log.wait_for(lambda log: log.events("RUN_COMPLETED", "c1"), what="c1 marked")
+    assert daemon.stop()[0] == 0

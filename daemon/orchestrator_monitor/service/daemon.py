@@ -236,14 +236,15 @@ def run_daemon(
         signals = Signals()
         watcher = RunDirWatcher(signals)
         stack.callback(watcher.close)
-        source = stack.enter_context(watch_database(state, connection, signals, watcher))
+        choice = settings.database.change_detection
+        source = stack.enter_context(watch_database(state, connection, signals, watcher, choice))
         job = DetectionJob(
             detector=detector,
             probe=source.probe,
             probe_may_miss=source.may_miss,
             signals=signals,
             timing=Timing(
-                debounce_seconds=settings.completion.debounce_seconds,
+                debounce_seconds=source.debounce_seconds(settings.completion.debounce_seconds),
                 poll_seconds=poll,
                 reconcile_seconds=settings.completion.reconcile_seconds,
             ),
