@@ -2,7 +2,7 @@
 -- (the daemon LISTENs on channel 'orchestrator_monitor'; remove with `orchestrator init --drop-triggers`)
 BEGIN;
 CREATE OR REPLACE FUNCTION "public"."orchestrator_monitor_notify_runs"() RETURNS trigger
-LANGUAGE plpgsql AS $body$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     payload text;
 BEGIN
@@ -39,7 +39,7 @@ CREATE TRIGGER "orchestrator_monitor_notify_del" AFTER DELETE ON "public"."runs"
 DROP TRIGGER IF EXISTS "orchestrator_monitor_notify_truncate" ON "public"."runs";
 CREATE TRIGGER "orchestrator_monitor_notify_truncate" AFTER TRUNCATE ON "public"."runs" FOR EACH STATEMENT EXECUTE FUNCTION "public"."orchestrator_monitor_notify_runs"();
 CREATE OR REPLACE FUNCTION "public"."orchestrator_monitor_notify_step_attempts"() RETURNS trigger
-LANGUAGE plpgsql AS $body$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     payload text;
 BEGIN

@@ -10,8 +10,9 @@ same channel and payload within a transaction, so a transaction gives one notifi
 distinct set of run ids its statements touched (ten updates of one run's tasks: one; updates of
 three runs in three statements: three), all delivered at its commit, none if it rolls back.
 
-The channel is per schema (several executors may share a database), and every name in the
-generated SQL is schema-qualified: the triggers run with the executor's own search path.
+The channel is per schema (several executors may share a database), and every table in the
+generated SQL is schema-qualified, the functions running with `search_path = pg_catalog,
+pg_temp`: whatever the executor's session has on its search path changes nothing.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _function(schema: str, watched: _Watched) -> str:
     inserted = watched.run_ids.format(rows="new_rows")
     deleted = watched.run_ids.format(rows="old_rows")
     return f"""CREATE OR REPLACE FUNCTION {quote(schema)}.{quote(_function_name(watched.table))}() RETURNS trigger
-LANGUAGE plpgsql AS $body$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
 DECLARE
     payload text;
 BEGIN
