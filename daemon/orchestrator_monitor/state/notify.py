@@ -10,6 +10,8 @@ While it is down, the probe counts every poll as a change (the way `PollingProbe
 
 Notifications sent by the detector's own connection (its marks fire the triggers too) are
 dropped by backend pid, as `PRAGMA data_version` ignores the monitor's own commits on SQLite.
+The run ids a notification carries are not read: the cheap pass looks at every open run by
+index anyway, so a notification only has to say "something was committed".
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ class NotifyProbe:
         self._own_pid: int | None = None
         self.listening = False  # False while the listener is disconnected: every poll is a change
 
-    def note(self, pid: int, payload: str) -> None:
-        """A notification arrived (`payload`: the run ids, as JSON, or "*")."""
+    def note(self, pid: int) -> None:
+        """A notification arrived from backend `pid`."""
         if pid == self._own_pid:
             return
         with self._lock:
@@ -112,7 +114,6 @@ class ChangeListener:
         self._connection: psycopg.Connection[Any] | None = None
         self._lost_at: float | None = None
         self._thread = threading.Thread(target=self._run, name="listener", daemon=True)
-        self.reconnects = 0
 
     def start(self) -> None:
         """Connect and LISTEN now (so nothing committed after the start-up reconciliation is missed), then follow."""
@@ -143,7 +144,6 @@ class ChangeListener:
                 "change notifications are back after %.1f s; reconciling every run", self._clock() - self._lost_at
             )
             self._lost_at = None
-            self.reconnects += 1
             self._on_reconnect()
         return True
 
@@ -175,6 +175,6 @@ class ChangeListener:
                 continue
             try:
                 for notice in connection.notifies(timeout=WAIT_SECONDS):
-                    self._probe.note(notice.pid, notice.payload)
+                    self._probe.note(notice.pid)
             except psycopg.Error as err:
                 self._lost(err)
