@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from orchestrator_monitor.state.mapping import BUILT_IN, built_in
-from orchestrator_monitor.state.triggers import MANY, channel_name, install_sql
+from orchestrator_monitor.state.triggers import MANY, channel_name, install_sql, installed
 from sqlalchemy import create_engine, text
 from support import REPO
 
@@ -166,3 +166,21 @@ def test_init_triggers_on_sqlite_is_one_clear_line_and_exit_2(tmp_path: Path, cl
         "its file"
     )
     assert not (tmp_path / "ws").exists()  # refused before anything was created
+
+
+@pytest.mark.postgres
+def test_installed_means_every_trigger_there_and_enabled(tmp_path: Path, postgres_url: str, cli) -> None:
+    engine = create_engine(postgres_url)
+
+    def check() -> bool:
+        with engine.connect() as connection:
+            return installed(connection, built_in("reference"), schema_of(postgres_url))
+
+    assert init(cli, tmp_path, postgres_url).code == 0
+    assert not check()
+    assert init(cli, tmp_path, postgres_url, "--triggers").code == 0
+    assert check()
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE workstreams DISABLE TRIGGER orchestrator_monitor_notify_upd"))
+    assert not check()  # the daemon then uses the watermark
+    engine.dispose()
