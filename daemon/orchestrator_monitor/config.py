@@ -55,6 +55,8 @@ class DatabaseSettings(_Section):
     schema_name: str = Field(default="reference", alias="schema", pattern=r"^[a-z][a-z0-9_-]*$")  # a built-in mapping
     schema_file: Path | None = None  # a workspace's own mapping (state/mapping.py reads it)
     busy_timeout_seconds: float = Field(default=DEFAULT_BUSY_TIMEOUT_SECONDS, gt=0, le=600)
+    # PostgreSQL: how the daemon learns of changes (detect/change_source.py); SQLite is watched through its file
+    change_detection: Literal["auto", "watermark", "poll"] = "auto"
 
     @model_validator(mode="after")
     def _one_url_source(self) -> DatabaseSettings:

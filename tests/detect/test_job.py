@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,7 +66,9 @@ class Clock:
         return self.now
 
 
-def make_job(probe: ScriptedProbe, clock: Clock, detector: FakeDetector | None = None):
+def make_job(
+    probe: ScriptedProbe, clock: Clock, detector: FakeDetector | None = None, poll_seconds: float = 0.5, **options: Any
+):
     detector = detector or FakeDetector()
     published: list[tuple[EventType, dict[str, Any]]] = []
     signals = Signals()
@@ -73,7 +76,7 @@ def make_job(probe: ScriptedProbe, clock: Clock, detector: FakeDetector | None =
         detector=detector,  # type: ignore[arg-type]
         probe=probe,
         signals=signals,
-        timing=Timing(debounce_seconds=0.0, poll_seconds=0.5, reconcile_seconds=60, confirm_seconds=0.001),
+        timing=Timing(debounce_seconds=0.0, poll_seconds=poll_seconds, reconcile_seconds=60, confirm_seconds=0.001),
         on_guard=lambda storm: published.append(
             (EventType.SAFE_MODE_ENTERED if storm else EventType.SAFE_MODE_EXITED, {"reason": "monitoring_loop"})
         ),
@@ -81,6 +84,7 @@ def make_job(probe: ScriptedProbe, clock: Clock, detector: FakeDetector | None =
         follow_runs=lambda runs: None,
         clock=clock,
         wall=lambda: datetime(2026, 11, 24, tzinfo=UTC),
+        **options,
     )
     return job, detector, signals, published
 
@@ -94,6 +98,32 @@ def test_an_idle_daemon_reconciles_once_then_does_no_scans() -> None:
         clock.now += 0.5
     assert detector.passes == ["reconcile", "detect"]
     assert job.iterations == 1000
+
+
+def test_behind_a_probe_that_may_miss_a_change_the_full_pass_runs_every_period_anyway() -> None:
+    clock = Clock()
+    job, detector, _, _ = make_job(ScriptedProbe(), clock, probe_may_miss=True)
+    stop = threading.Event()
+    for _ in range(1000):  # 500 s of polls that see nothing: a watermark that missed a change would say so
+        job.run_detection_iteration(woke=False, stop=stop)
+        clock.now += 0.5
+    assert detector.passes == ["reconcile", "detect"] * 9  # at start, then every 60 s
+
+
+def test_the_start_up_reconciliation_does_not_wait_for_the_first_poll() -> None:
+    job, detector, signals, _ = make_job(ScriptedProbe(), Clock(), poll_seconds=3600)
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "reconcile" not in detector.passes and time.monotonic() < deadline:
+            stop.wait(0.01)  # the job's own thread makes the pass: awaited, with a deadline
+    finally:
+        stop.set()
+        signals.wake.set()  # the job waits on its wake-up, then sees the stop
+        thread.join()
+    assert detector.passes[:1] == ["reconcile"]
 
 
 def test_a_change_runs_the_cheap_pass_and_the_full_one_only_when_due_and_quiet() -> None:

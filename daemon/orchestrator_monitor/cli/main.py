@@ -18,10 +18,10 @@ from rich.console import Console
 
 from .. import __version__
 from ..config import Settings, choose_workspace, hide_passwords, hide_secrets, load_settings
-from ..errors import MonitorError
+from ..errors import BadInput, MonitorError
 from ..service.signals import stop_on_signals
 from ..state.access import mapping_text, survey
-from ..state.setup import init_workspace
+from ..state.setup import init_workspace, refuse_sqlite_triggers, trigger_sql
 from ..timefmt import utc_now
 from ..views.reader import read_run, read_status, state_reader
 from .render import print_run, print_status, print_warnings, status_screen, write_json, write_plain
@@ -34,12 +34,24 @@ Handler = Callable[[argparse.Namespace, Settings, Console, Console], int]
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    triggers = args.triggers or args.drop_triggers
+    if args.print and not triggers:
+        raise BadInput("--print goes with --triggers or --drop-triggers")
+    if args.print:
+        out.print(trigger_sql(settings, drop=args.drop_triggers, apply=False).sql, markup=False, end="")
+        return 0
+    if triggers:
+        refuse_sqlite_triggers(settings.database_url())  # before init creates anything
     result = init_workspace(settings)
     state = "created" if result.created_database else "ready"
     out.print(
         f"workspace {result.workspace} ready; state database {result.database} {state} (schema {result.schema})",
         markup=False,
     )
+    if triggers:
+        done = trigger_sql(settings, drop=args.drop_triggers, apply=True)
+        what = "removed from" if args.drop_triggers else f"installed in (channel {done.channel})"
+        out.print(f"change-notification triggers {what} schema {done.schema}", markup=False)
     return 0
 
 
@@ -229,7 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    add("init", cmd_init, "create a workspace and its schema (idempotent)")
+    init = add("init", cmd_init, "create a workspace and its schema (idempotent)")
+    init_triggers = init.add_mutually_exclusive_group()
+    init_triggers.add_argument(
+        "--triggers", action="store_true", help="PostgreSQL: install the change-notification triggers (idempotent)"
+    )
+    init_triggers.add_argument("--drop-triggers", action="store_true", help="PostgreSQL: remove those triggers")
+    init.add_argument("--print", action="store_true", help="print the triggers' DDL (for a DBA) instead of running it")
     add(
         "schema", cmd_schema, "which schema mappings fit the state database, and the configured one as TOML"
     ).add_argument("--json", action="store_true", help="print JSON (without the TOML)")

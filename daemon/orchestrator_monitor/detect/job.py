@@ -4,7 +4,8 @@ A burst of file events is coalesced by a short trailing debounce, then confirmed
 probe (in WAL mode the inotify event can arrive before the commit is visible, so an
 unconfirmed wake-up keeps looking for a moment). A poll every `poll_seconds` backs the
 watcher up, a full reconciliation runs every `reconcile_seconds` when the database changed
-(and whenever the kernel dropped events), and a storm of spurious wake-ups switches to
+(and whenever the kernel dropped events; every period, changed or not, behind a probe that
+can miss a change), and a storm of spurious wake-ups switches to
 slow polling (`LoopGuard`). The full pass reads every run, so on a workspace with a long
 history it takes seconds (4.4 s at a million runs); its period then stretches to
 RECONCILE_COST_FACTOR times its last duration (at most RECONCILE_MAX_SECONDS), so that a
@@ -68,9 +69,11 @@ class DetectionJob:
         follow_runs: Callable[[dict[str, str | None]], None],
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
+        probe_may_miss: bool = False,
     ) -> None:
         self._detector = detector
         self._probe = probe
+        self._probe_may_miss = probe_may_miss  # a watermark: the full pass runs every period, changed or not
         self._signals = signals
         self._timing = timing
         self._on_guard = on_guard  # the loop guard's transitions (True: a loop), for safe mode
@@ -99,6 +102,8 @@ class DetectionJob:
             self.run_detection_iteration(woke=woke, stop=stop)
 
     def _timeout(self) -> float:
+        if self._next_reconcile is None:
+            return 0.0  # the start-up reconciliation runs at once, not a poll (or a change) later
         poll = STORM_POLL_SECONDS if self._guard.storm else self._timing.poll_seconds
         if self._recheck is not None:
             poll = min(poll, max(0.0, self._recheck - self._clock()))
@@ -168,7 +173,7 @@ class DetectionJob:
         """
         if self._next_reconcile is None:
             return True
-        if not self._dirty or mono < self._next_reconcile:
+        if not (self._dirty or self._probe_may_miss) or mono < self._next_reconcile:
             return False
         return not busy or mono >= self._next_reconcile + self._reconcile_period
 

@@ -27,8 +27,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import __version__
 from ..config import Settings
+from ..detect.change_source import watch_database
 from ..detect.detector import Detector
-from ..detect.job import DetectionJob, Probe, Timing
+from ..detect.job import DetectionJob, Timing
 from ..detect.shares import ClusterShares
 from ..detect.watch import RunDirWatcher, RunFollower, Signals
 from ..errors import MonitorError, Unavailable
@@ -46,7 +47,6 @@ from ..state.access import open_state, settle_seconds
 from ..state.connection import StateConnection
 from ..state.engine import create_archival_table, open_engine, sqlite_path
 from ..state.mapping import SchemaMapping
-from ..state.probe import PollingProbe, SqliteProbe
 from ..workspace import Workspace
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
 from .metrics import MonitorMetrics
@@ -263,16 +263,15 @@ def run_daemon(
         stack.enter_context(on_continue(signals.overflowed))  # stopped and continued: compare everything
         watcher = RunDirWatcher(signals)
         stack.callback(watcher.close)
-        probe: Probe = PollingProbe()
-        if db_file is not None:
-            watcher.watch_state(db_file.parent, db_file.name)
-            probe = SqliteProbe(db_file, connection)
+        choice = settings.database.change_detection
+        source = stack.enter_context(watch_database(state, connection, signals, watcher, choice))
         job = DetectionJob(
             detector=detector,
-            probe=probe,
+            probe=source.probe,
+            probe_may_miss=source.may_miss,
             signals=signals,
             timing=Timing(
-                debounce_seconds=settings.completion.debounce_seconds,
+                debounce_seconds=source.debounce_seconds(settings.completion.debounce_seconds),
                 poll_seconds=poll,
                 reconcile_seconds=settings.completion.reconcile_seconds,
             ),
@@ -281,7 +280,9 @@ def run_daemon(
             follow_runs=RunFollower(workspace.root, watcher, detector.warn_once),
         )
         progress.follow(lambda: job.iterations)
-        bus.publish(EventType.MONITOR_STARTED, {**identity, "schema": state.mapping.name})
+        bus.publish(
+            EventType.MONITOR_STARTED, {**identity, "schema": state.mapping.name, "change_detection": source.mode}
+        )
         started.set()
         on_error = partial(supervisor.record_error, "detection")
         thread = threading.Thread(
@@ -294,6 +295,7 @@ def run_daemon(
         if front is not None:
             stack.enter_context(front(RunningDaemon(settings, bus, metrics, supervisor.report)))
         stack.callback(archival.stopping)  # every thread is told at once; the joins above then overlap
+        stack.callback(signals.wake.set)  # the detection loop may wait a long poll for its wake-up
         stack.callback(stop.set)
         stack.callback(notifier.stopping)
         logger.info("watching %s", workspace.root)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import Unavailable
+from ..errors import BadInput, Unavailable
 from ..ledger.store import open_store
 from ..workspace import Workspace
 from .access import SchemaMismatch, check_fit, configured_mapping, inspect_database
@@ -22,9 +22,11 @@ from .engine import (
     describe_database,
     open_engine,
     sqlite_path,
+    translate_errors,
 )
 from .fit import fit_problems, has_any_table, refusal
 from .mapping import DEFAULT_MAPPING
+from .triggers import channel_name, current_schema, drop_sql, install_sql
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,42 @@ def init_workspace(settings: Settings) -> InitResult:
     assert store is not None
     store.dispose()
     return InitResult(workspace=workspace.root, database=name, created_database=created, schema=mapping.name)
+
+
+def refuse_sqlite_triggers(url: str) -> None:
+    if sqlite_path(url) is not None:
+        raise BadInput("init --triggers is for a PostgreSQL state database; a SQLite one is watched through its file")
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    sql: str
+    schema: str
+    channel: str
+
+
+def trigger_sql(settings: Settings, *, drop: bool, apply: bool) -> TriggerResult:
+    """The DDL that installs (or, `drop`, removes) the triggers in the configured schema; run it when `apply`.
+
+    SQLite has no LISTEN/NOTIFY (its file is watched instead): bad input, before anything is touched.
+    """
+    url = settings.database_url()
+    if sqlite_path(url) is not None:
+        raise BadInput("init --triggers is for a PostgreSQL state database; a SQLite one is watched through its file")
+    name = describe_database(url)
+    mapping = configured_mapping(settings)
+    engine = open_engine(url, busy_timeout_seconds=settings.database.busy_timeout_seconds, readonly=not apply)
+    try:
+        if engine.dialect.name != "postgresql":
+            raise BadInput(f"init --triggers is for PostgreSQL; {name} is {engine.dialect.name}")
+        with translate_errors(name), engine.connect() as connection:
+            schema = current_schema(connection)
+            connection.rollback()
+            if not drop:
+                check_fit(engine, mapping, name)
+            sql = drop_sql(mapping, schema) if drop else install_sql(mapping, schema)
+            if apply:  # the DDL holds its own BEGIN/COMMIT: one transaction, all or nothing
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+    return TriggerResult(sql=sql, schema=schema, channel=channel_name(schema))

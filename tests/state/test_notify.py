@@ -1,0 +1,111 @@
+"""The LISTEN thread and the probes of a PostgreSQL state database, on the real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from orchestrator_monitor.state.mapping import built_in
+from orchestrator_monitor.state.notify import ChangeListener, NotifyProbe, listener_connector
+from orchestrator_monitor.state.probe import Change
+from orchestrator_monitor.state.schema import metadata
+from orchestrator_monitor.state.triggers import channel_name, install_sql
+from orchestrator_monitor.state.watermark import WatermarkProbe, leading_columns, watermark_query
+from sqlalchemy import Connection, Engine, create_engine, text
+
+pytestmark = pytest.mark.postgres
+ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def schema_of(url: str) -> str:
+    return url.rsplit("%3D", 1)[1]
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[Engine]:
+    engine = create_engine(postgres_url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def write(connection: Connection, statement: str) -> None:
+    with connection.begin():
+        connection.execute(text(statement))
+
+
+def executor(url: str, statement: str) -> None:
+    """A writer's transaction on a connection of its own: its backend publishes its counters as it exits."""
+    with psycopg.connect(ADMIN, autocommit=True) as connection:
+        connection.execute(f"SET search_path = {schema_of(url)}")
+        connection.execute(statement)
+
+
+def inserted(connection: Connection, table: str) -> int:
+    with connection.begin():
+        return int(connection.execute(text(f"SELECT pg_stat_get_tuples_inserted('{table}'::regclass)")).scalar_one())
+
+
+def wait_until(condition, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        threading.Event().wait(0.02)  # a server-side effect we cannot be told about: awaited with a deadline
+
+
+def test_a_notification_from_another_connection_wakes_and_confirms_and_our_own_marks_do_not(
+    engine: Engine, postgres_url: str
+) -> None:
+    with engine.connect() as setup:
+        setup.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            install_sql(built_in("reference"), schema_of(postgres_url))
+        )
+    ours, executor = engine.connect(), engine.connect()
+    wakes: list[float] = []
+    probe = NotifyProbe(lambda: ours, lambda: wakes.append(time.monotonic()))
+    listener = ChangeListener(
+        listener_connector(engine), channel_name(schema_of(postgres_url)), probe, on_reconnect=lambda: None
+    )
+    listener.start()
+    try:
+        probe.reset()
+        assert probe.check() is Change.NONE  # a quiet database: nothing to look at, and no query made for it
+        write(ours, "INSERT INTO runs (run_id, status) VALUES ('mine', 'COMPLETED')")  # the monitor's own mark
+        write(executor, "INSERT INTO runs (run_id, status) VALUES ('theirs', 'RUNNING')")
+        wait_until(lambda: wakes, "the executor's notification")
+        assert len(wakes) == 1
+        assert probe.check() is Change.CHANGED
+        assert probe.check() is Change.NONE
+        listener.close()
+        assert probe.check() is Change.CHANGED  # no listener: every poll counts as a change
+    finally:
+        listener.close()
+        ours.close()
+        executor.close()
+
+
+def test_the_watermark_stays_still_on_a_quiet_database_and_moves_with_any_write(
+    engine: Engine, postgres_url: str
+) -> None:
+    with engine.connect() as reader:
+        indexed = leading_columns(reader, built_in("reference"))
+        reader.rollback()
+    assert ("runs", "updated_at") in indexed and ("tasks", "updated_at") in indexed
+    query = watermark_query(built_in("reference"), indexed)
+    ours = engine.connect()
+    probe = WatermarkProbe(lambda: ours, query)
+    probe.reset()
+    for _ in range(50):
+        assert probe.check() is Change.NONE
+    executor(postgres_url, "INSERT INTO runs (run_id, status, updated_at) VALUES ('r', 'RUNNING', '2026-12-01T00:00Z')")
+    assert probe.check() is Change.CHANGED  # a stamped row: seen at its commit
+    wait_until(lambda: inserted(ours, "runs") == 1, "the runs counters published")
+    probe.check()
+    assert probe.check() is Change.NONE
+    executor(postgres_url, "INSERT INTO tasks (task_id, run_id, status) VALUES ('r.a', 'r', 'RUNNING')")  # unstamped
+    wait_until(lambda: probe.check() is Change.CHANGED, "an unstamped write seen by the write counters")
+    assert probe.reads > 50
+    ours.close()
