@@ -48,8 +48,8 @@ class Cluster:
     def start(self, name: str, *settings: str) -> DaemonProcess:
         workspace = self.workspace(name)
         common = (f"database.url={self.url}", f"archive.root={self.archive}")
-        if not workspace.exists():
-            args = ["init", "--workspace", str(workspace)]
+        if not workspace.exists():  # the triggers: every daemon hears each commit (NOTIFY)
+            args = ["init", "--triggers", "--workspace", str(workspace)]
             assert run_process(*args, *(item for s in common for item in ("--set", s))).code == 0
         daemon = self._start(workspace, *common, f"cluster.daemon_id={name}", *CLUSTER_SETTINGS, *settings)
         self.daemons[name] = daemon
