@@ -265,7 +265,6 @@ class Detector:
         connection = self._connection()
         watched = self._completions.watched(mono)
         waiting = [run_id for run_id in self._completions.waiting_to_end() if run_id not in self._open]
-        self._take_over(mono)
         with connection.begin():
             open_now = self._admit(fetch_open_runs(connection, self._tables))
             open_now = {r: row for r, row in open_now.items() if self._shares.mine(r)}
@@ -325,9 +324,10 @@ class Detector:
         self._completions.commit()
         return recheck
 
-    def _take_over(self, mono: float) -> None:
-        """Runs of a daemon whose lease ran out: what it had completed is announced again (same id, so a
-        repeat is recognisable) and handed to archival here; an intent to mark is decided anew."""
+    def take_over(self, mono: float) -> None:
+        """Runs of a daemon whose lease ran out (asked on every wake-up, a quiet database's included): what it
+        had completed is announced again (same id, so a repeat is recognisable) and handed to archival here;
+        an intent to mark is decided anew."""
         taken = self._shares.take_over(mono)
         if not taken:
             return
@@ -341,6 +341,7 @@ class Detector:
             ended = {r: s for r, s in statuses.items() if s in RUN_TERMINAL}
             self._completions.abandon_marks([r for r in intents if r not in ended])
             self._complete_terminal(ended, mono)
+        self._completions.commit()
 
     def _decide(
         self, snapshot: RunSnapshot, now: datetime, mono: float, to_mark: dict[str, tuple[RunSnapshot, str]]

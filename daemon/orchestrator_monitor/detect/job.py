@@ -148,6 +148,7 @@ class DetectionJob:
         if activity:
             self._detector.note_activity(activity, mono)
         self._detector.check_stalls(mono)
+        self._detector.take_over(mono)
         self._detector.seal_archived(mono)
         self._follow_runs(self._detector.watched_run_dirs())
 
