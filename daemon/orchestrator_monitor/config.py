@@ -34,6 +34,9 @@ DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
 DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
 DEFAULT_ROTATE_BYTES = 64 << 20  # logs/*.jsonl are renamed to .1 past this size
 DEFAULT_EVENT_QUEUE_SIZE = 10_000  # lines a log file may lag behind before publishers wait
+DEFAULT_METRICS_PREFIX = (
+    "orchestrator_monitor_"  # every metric's name starts with it: no collision on a shared Prometheus
+)
 
 HIDDEN = "***"  # what a message shows in place of a secret
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)(?P<password>\S*)@")  # to the last @
@@ -116,6 +119,10 @@ class EventsSettings(_Section):
         return value
 
 
+class MetricsSettings(_Section):
+    prefix: str = Field(default=DEFAULT_METRICS_PREFIX, pattern=r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
+
+
 class Settings(_Section):
     """Everything configurable, frozen; built by `load_settings` and passed down explicitly."""
 
@@ -127,6 +134,7 @@ class Settings(_Section):
     escalation: EscalationSettings = EscalationSettings()
     health: HealthSettings = HealthSettings()
     events: EventsSettings = EventsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from the workspace."""

@@ -13,6 +13,7 @@ time from the caller and make one pass.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,8 +72,10 @@ class Detector:
         connection: Callable[[], Connection],
         tables: StateTables,
         marks_allowed: Callable[[], bool] = lambda: True,
+        on_completed: Callable[[float], None] = lambda seen_at: None,
     ) -> None:
         self._tables = tables
+        self._on_completed = on_completed  # given when the run's end was first seen (monotonic), for metrics
         self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
         self._publish = publish
         self._settle = settle_seconds
@@ -97,6 +100,10 @@ class Detector:
         """run_id -> run_dir column of the runs whose directories are watched: the open ones, for
         stall detection, and those archived within `REOPEN_WATCH_SECONDS`, for a late write."""
         return {**{run_id: run.run_dir for run_id, run in self._open.items()}, **self._sealed}
+
+    def open_counts(self) -> dict[str, int]:
+        """Open runs by status, for a gauge read from another thread (`list` copies the values atomically)."""
+        return dict(Counter(run.status for run in list(self._open.values())))
 
     def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
         if key in self._warned:
@@ -393,6 +400,7 @@ class Detector:
         previous = self._open.pop(snapshot.run_id, None)
         self._completions.finish(snapshot, status, marked_by, mono, previous.status if previous else None)
         self._finished[snapshot.run_id] = (previous.run_dir if previous else None, mono)
+        self._on_completed(previous.changed_at if previous else mono)
 
     def seal_archived(self, mono: float) -> None:
         """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.

@@ -25,6 +25,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import __version__
+from ..archive.sizes import ArchiveSizes
 from ..config import Settings
 from ..detect.detector import Detector
 from ..detect.job import DetectionJob, Probe, Timing
@@ -185,7 +186,7 @@ def run_daemon(
             detail = f"the cheap pass has no index to seek on {state.name}; the executor's owner can run: {statement}"
             logger.warning("%s", detail)
             bus.publish(EventType.WARNING, {"what": "missing index", "detail": detail})
-        metrics = MonitorMetrics()
+        metrics = MonitorMetrics(settings.metrics.prefix)
         bus.add_sink(metrics, name="metrics", queue_size=settings.events.subscriber_queue_size)
         outcomes = bus.subscribe({EventType.ARCHIVE_FAILED, EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
         stack.callback(outcomes.close)
@@ -216,11 +217,6 @@ def run_daemon(
         )
         stack.callback(archival.close)  # before the bus and the ledger close: it publishes and records
         archival.start()
-        metrics.bind(
-            heartbeat_age=supervisor.heartbeat_age_seconds,
-            detection_lag=progress.age_seconds,
-            event_counts=lambda: dict(bus.counts),
-        )
         detector = Detector(
             ledger=ledger,
             publish=bus.publish,
@@ -231,6 +227,14 @@ def run_daemon(
             connection=connection,
             tables=state.tables,
             marks_allowed=supervisor.marks_allowed,
+            on_completed=lambda seen_at: metrics.observe_detection(time.monotonic() - seen_at),
+        )
+        metrics.bind(
+            heartbeat_age=supervisor.heartbeat_age_seconds,
+            detection_lag=progress.age_seconds,
+            event_counts=lambda: dict(bus.counts),
+            open_runs=detector.open_counts,
+            archive_bytes=ArchiveSizes(settings.resolve(settings.archive.root)).total_bytes,
         )
         detector.start(now=datetime.now(UTC), mono=time.monotonic())
         signals = Signals()
