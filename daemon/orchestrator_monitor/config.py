@@ -34,6 +34,13 @@ DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
 DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
 DEFAULT_ROTATE_BYTES = 64 << 20  # logs/*.jsonl are renamed to .1 past this size
 DEFAULT_EVENT_QUEUE_SIZE = 10_000  # lines a log file may lag behind before publishers wait
+DEFAULT_ALERT_TITLE = "[{{ severity }}] {{ summary }}"  # Jinja2 (sandboxed), over the facts alerts/facts.py lists
+DEFAULT_ALERT_BODY = (
+    "{{ summary }}\n{% if run_id %}run: {{ run_id }}{% if run_name %} ({{ run_name }}){% endif %}\n{% endif %}"
+    "{% if failed_task %}failed task: {{ failed_task.task_id }}{% if failed_task.tool %} ({{ failed_task.tool }})"
+    "{% endif %}: {{ failed_task.error_type or '' }} {{ failed_task.error_message or '' }}\n{% endif %}"
+    "{% if detail %}{{ detail }}\n{% endif %}event: {{ event_type }} at {{ time }}"
+)
 DEFAULT_METRICS_PREFIX = (
     "orchestrator_monitor_"  # every metric's name starts with it: no collision on a shared Prometheus
 )
@@ -119,6 +126,58 @@ class EventsSettings(_Section):
         return value
 
 
+def _split_words(value: object) -> object:
+    """The environment and --set give one string: `json://a/hook mailto://b`, as apprise reads it too."""
+    return value.split() if isinstance(value, str) else value
+
+
+class AlertRule(_Section):
+    """One `[[alerts.rules]]`: what it matches (every list empty = any), what it says, how often."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    events: list[str] = Field(default_factory=lambda: ["RUN_COMPLETED"], min_length=1)
+    statuses: list[str] = Field(default_factory=list)  # the run's status (RUN_COMPLETED, RUN_STATUS_CHANGED's `to`)
+    tools: list[str] = Field(default_factory=list)  # a failed task's tool
+    error_types: list[str] = Field(default_factory=list)  # a failed task's error type
+    run_name: str = Field(default="*", min_length=1)  # a glob over the run's name (its id when it has none)
+    safe_modes: list[str] = Field(default_factory=list)  # SAFE_MODE_ENTERED/EXITED's reason
+    severities: list[str] = Field(default_factory=list)  # ESCALATION's severity
+    urls: list[str] = Field(default_factory=list)  # apprise URLs; empty: alerts.urls
+    title: str = DEFAULT_ALERT_TITLE
+    body: str = DEFAULT_ALERT_BODY
+    throttle_seconds: float = Field(default=300.0, gt=0)
+    throttle_count: int = Field(default=10, ge=1)  # alerts per throttle window; the rest make one summary
+    dedup_seconds: float = Field(default=86400.0, gt=0)  # one alert per run (or event) per rule within this
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        return _split_words(value)
+
+
+class AlertsSettings(_Section):
+    urls: list[str] = Field(default_factory=list)
+    rules: list[AlertRule] = Field(default_factory=list)
+    queue_size: int = Field(default=10_000, ge=1)  # alerts waiting for delivery at most; past it, dropped and counted
+    max_attempts: int = Field(default=8, ge=1)  # then undeliverable until the next start
+    retry_seconds: float = Field(default=1.0, gt=0)  # the first retry's wait, doubled per attempt
+    max_retry_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        return _split_words(value)
+
+    @model_validator(mode="after")
+    def _rules_are_deliverable(self) -> AlertsSettings:
+        names = [rule.name for rule in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError("two alerts.rules have the same name")
+        if not self.urls and any(not rule.urls for rule in self.rules):
+            raise ValueError("a rule without urls needs alerts.urls")
+        return self
+
+
 class MetricsSettings(_Section):
     prefix: str = Field(default=DEFAULT_METRICS_PREFIX, pattern=r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
 
@@ -135,6 +194,7 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     events: EventsSettings = EventsSettings()
     metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertsSettings = AlertsSettings()
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from the workspace."""
@@ -149,7 +209,9 @@ SECTIONS: dict[str, type[_Section]] = {
 
 Layer = dict[str, dict[str, Any]]
 Origins = dict[tuple[str, str], str]
-SECRET_KEYS = frozenset({("dashboard", "token"), ("escalation", "webhook"), ("database", "url")})
+SECRET_KEYS = frozenset(
+    {("dashboard", "token"), ("escalation", "webhook"), ("database", "url"), ("alerts", "urls"), ("alerts", "rules")}
+)
 
 
 def hide_passwords(text: str) -> str:
@@ -173,7 +235,7 @@ def hide_value(section: str, key: str, value: str) -> str:
     """A configuration value as a message may show it: a secret's hidden, a URL's password too."""
     if (section, key) == ("dashboard", "token"):
         return HIDDEN
-    if (section, key) == ("escalation", "webhook"):
+    if (section, key) in (("escalation", "webhook"), ("alerts", "urls")):
         return url_origin(value)
     if (section, key) == ("database", "url") and "://" not in value:
         return HIDDEN  # not a URL: no telling where in it the password is
@@ -188,6 +250,7 @@ def hide_secrets(text: str, settings: Settings, *, database_url: str | None = No
         ("escalation", "webhook", settings.escalation.webhook),
         ("database", "url", settings.database.url),
         ("database", "url", database_url),
+        *(("alerts", "urls", url) for url in alert_urls(settings.alerts)),
     )
     hidden = {secret: hide_value(section, key, secret) for section, key, secret in configured if secret}
     for url in (settings.database.url, database_url):
@@ -198,6 +261,11 @@ def hide_secrets(text: str, settings: Settings, *, database_url: str | None = No
     for secret in sorted(hidden, key=len, reverse=True):
         text = text.replace(secret, hidden[secret])
     return hide_passwords(text)
+
+
+def alert_urls(alerts: AlertsSettings) -> list[str]:
+    """Every apprise URL configured (each may hold a password or a token)."""
+    return [*alerts.urls, *(url for rule in alerts.rules for url in rule.urls)]
 
 
 def choose_workspace(flag: str | None, environ: Mapping[str, str]) -> Path:

@@ -25,6 +25,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import __version__
+from ..alerts.facts import state_run_details
+from ..alerts.sink import AlertSink, open_alert_sink
 from ..archive.sizes import ArchiveSizes
 from ..config import Settings
 from ..detect.detector import Detector
@@ -124,10 +126,13 @@ def reload_settings(
     detector: Detector,
     supervisor: Supervisor,
     mapping: SchemaMapping,
+    alerts: AlertSink | None = None,
 ) -> Settings:
     """SIGHUP: take the new configuration's [reload] keys; a bad one keeps the running one and says why."""
     try:
         applied, waiting = merge_reloadable(current, load())
+        if alerts is not None:
+            alerts.configure(applied.alerts)
     except MonitorError as err:
         logger.error("configuration not reloaded, the running one is kept: %s", err)
         return current
@@ -139,6 +144,11 @@ def reload_settings(
     if waiting:
         logger.warning("configuration reloaded; these keys take effect on restart: %s", ", ".join(waiting))
     return applied
+
+
+def report_with_alerts(supervisor: Supervisor, alerts: AlertSink) -> dict[str, Any]:
+    """`/api/health`: the supervisor's view and the alerts' delivery (pending, undeliverable, dropped)."""
+    return {**supervisor.report(), "alerts": alerts.stats()}
 
 
 def run_daemon(
@@ -207,6 +217,16 @@ def run_daemon(
             check_database=DatabaseChecker(db_file, check_engine, state.name, timeout_seconds=busy),
             progress_db=workspace.progress_db,
         )
+        alerts = None
+        if settings.alerts.rules:  # off without rules; a reload may change them, the first needs a restart
+            alerts = open_alert_sink(
+                settings.alerts,
+                workspace.progress_db,
+                busy_timeout_seconds=busy,
+                details=state_run_details(state.engine, state.tables),
+            )
+            bus.add_sink(alerts, name="alerts", queue_size=settings.events.subscriber_queue_size)
+            alerts.start()
         archival = ArchiveWorker.for_daemon(
             settings,
             state=state,
@@ -235,6 +255,7 @@ def run_daemon(
             event_counts=lambda: dict(bus.counts),
             open_runs=detector.open_counts,
             archive_bytes=ArchiveSizes(settings.resolve(settings.archive.root)).total_bytes,
+            alerts=alerts.stats if alerts is not None else None,
         )
         detector.start(now=datetime.now(UTC), mono=time.monotonic())
         signals = Signals()
@@ -269,7 +290,8 @@ def run_daemon(
         scheduler = start_scheduler(supervisor, settings, outcomes)
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
-            stack.enter_context(front(RunningDaemon(settings, bus, metrics, supervisor.report)))
+            report = supervisor.report if alerts is None else partial(report_with_alerts, supervisor, alerts)
+            stack.enter_context(front(RunningDaemon(settings, bus, metrics, report)))
         stack.callback(archival.stopping)  # every thread is told at once; the joins above then overlap
         stack.callback(stop.set)
         stack.callback(notifier.stopping)
@@ -281,7 +303,7 @@ def run_daemon(
         while not stop.wait(tick):  # the main loop: reload on SIGHUP, ping the watchdog while loops progress
             if reload_requested is not None and reload_requested.is_set() and load_settings is not None:
                 reload_requested.clear()
-                settings = reload_settings(settings, load_settings, detector, supervisor, state.mapping)
+                settings = reload_settings(settings, load_settings, detector, supervisor, state.mapping, alerts)
             if watchdog_seconds and time.monotonic() >= next_ping and supervisor.live():
                 notifier.watchdog()
                 next_ping = time.monotonic() + watchdog_seconds

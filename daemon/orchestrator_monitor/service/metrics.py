@@ -66,6 +66,25 @@ class _OpenRuns(Collector):
         yield family
 
 
+class _AlertCounts(Collector):
+    """The alerts' delivery, read from the alert sink at scrape time (zeros when no rule is configured)."""
+
+    def __init__(self, prefix: str, stats: Callable[[], Mapping[str, int]]) -> None:
+        self._prefix = prefix
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        p = self._prefix
+        for name, help in (
+            ("sent", "Alerts delivered to a destination"),
+            ("undeliverable", "Alerts given up after alerts.max_attempts (tried again at the next start)"),
+            ("dropped", "Alerts dropped because alerts.queue_size were already waiting"),
+        ):
+            yield CounterMetricFamily(f"{p}alerts_{name}", help, value=stats.get(name, 0))
+        yield GaugeMetricFamily(f"{p}alerts_pending", "Alerts waiting for delivery", value=stats.get("pending", 0))
+
+
 class _WithoutCreated:
     """The registry's families without their `*_created` samples, for `generate_latest`."""
 
@@ -144,6 +163,7 @@ class MonitorMetrics:
         event_counts: Callable[[], Mapping[EventType, int]],
         open_runs: Callable[[], Mapping[str, int]] = dict,
         archive_bytes: Callable[[], float] | None = None,
+        alerts: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         """Attach the live readings of the running daemon (read at every scrape)."""
         self.heartbeat_age.set_function(heartbeat_age)
@@ -152,6 +172,7 @@ class MonitorMetrics:
             self.archive_size.set_function(archive_bytes)
         self.registry.register(_EventCounts(f"{self.prefix}events", event_counts))
         self.registry.register(_OpenRuns(f"{self.prefix}open_runs", open_runs))
+        self.registry.register(_AlertCounts(self.prefix, alerts or dict))
 
     def show_health(self, state: HealthState, live: bool) -> None:
         for check, seen in state.checks.items():
