@@ -178,6 +178,24 @@ class AlertsSettings(_Section):
         return self
 
 
+class OpenLineageSettings(_Section):
+    enabled: bool = False
+    transport: Literal["http", "file"] = "http"
+    url: str | None = Field(default=None, pattern=r"^https?://")  # http: the endpoint's base (Marquez: port 5000)
+    endpoint: str = "api/v1/lineage"
+    api_key: str | None = Field(default=None, min_length=1)  # sent as a bearer token
+    file: Path = Path("logs/openlineage.jsonl")  # file: one event per line, appended
+    namespace: str = Field(default="orchestrator", min_length=1)
+    job_name: str | None = Field(default=None, min_length=1)  # None: the run's name, else its id
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _http_needs_a_url(self) -> OpenLineageSettings:
+        if self.enabled and self.transport == "http" and self.url is None:
+            raise ValueError("openlineage.transport 'http' needs openlineage.url")
+        return self
+
+
 class MetricsSettings(_Section):
     prefix: str = Field(default=DEFAULT_METRICS_PREFIX, pattern=r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
 
@@ -195,6 +213,7 @@ class Settings(_Section):
     events: EventsSettings = EventsSettings()
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
+    openlineage: OpenLineageSettings = OpenLineageSettings()
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from the workspace."""
@@ -210,7 +229,15 @@ SECTIONS: dict[str, type[_Section]] = {
 Layer = dict[str, dict[str, Any]]
 Origins = dict[tuple[str, str], str]
 SECRET_KEYS = frozenset(
-    {("dashboard", "token"), ("escalation", "webhook"), ("database", "url"), ("alerts", "urls"), ("alerts", "rules")}
+    {
+        ("dashboard", "token"),
+        ("escalation", "webhook"),
+        ("database", "url"),
+        ("alerts", "urls"),
+        ("alerts", "rules"),
+        ("openlineage", "api_key"),
+        ("openlineage", "url"),
+    }
 )
 
 
@@ -233,9 +260,9 @@ def url_origin(url: str) -> str:
 
 def hide_value(section: str, key: str, value: str) -> str:
     """A configuration value as a message may show it: a secret's hidden, a URL's password too."""
-    if (section, key) == ("dashboard", "token"):
+    if (section, key) in (("dashboard", "token"), ("openlineage", "api_key")):
         return HIDDEN
-    if (section, key) in (("escalation", "webhook"), ("alerts", "urls")):
+    if (section, key) in (("escalation", "webhook"), ("alerts", "urls"), ("openlineage", "url")):
         return url_origin(value)
     if (section, key) == ("database", "url") and "://" not in value:
         return HIDDEN  # not a URL: no telling where in it the password is
@@ -251,6 +278,8 @@ def hide_secrets(text: str, settings: Settings, *, database_url: str | None = No
         ("database", "url", settings.database.url),
         ("database", "url", database_url),
         *(("alerts", "urls", url) for url in alert_urls(settings.alerts)),
+        ("openlineage", "api_key", settings.openlineage.api_key),
+        ("openlineage", "url", settings.openlineage.url),
     )
     hidden = {secret: hide_value(section, key, secret) for section, key, secret in configured if secret}
     for url in (settings.database.url, database_url):

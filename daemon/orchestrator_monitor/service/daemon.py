@@ -35,12 +35,12 @@ from ..detect.watch import RunDirWatcher, RunFollower, Signals
 from ..errors import MonitorError, Unavailable
 from ..events.bus import Bus
 from ..events.publishing import open_bus
-from ..events.subscription import Subscription
+from ..events.subscription import Sink, Subscription
 from ..events.types import EventType
 from ..finish.worker import ArchiveWorker
 from ..ledger.runs import Ledger
 from ..lock import hold_lock
-from ..state.access import open_state, settle_seconds
+from ..state.access import StateDatabase, open_state, settle_seconds
 from ..state.connection import StateConnection
 from ..state.engine import create_archival_table, open_engine, sqlite_path
 from ..state.mapping import SchemaMapping
@@ -146,6 +146,17 @@ def reload_settings(
     return applied
 
 
+def open_lineage(settings: Settings, state: StateDatabase) -> Sink:
+    """The OpenLineage sink (`openlineage.enabled`); its library is an optional extra, imported only then."""
+    try:
+        from ..lineage.sink import open_lineage_sink, state_run_names
+    except ImportError:
+        raise Unavailable(
+            "openlineage.enabled needs openlineage-python: pip install 'orchestrator-monitor[openlineage]'"
+        ) from None
+    return open_lineage_sink(settings, state_run_names(state.engine, state.tables))
+
+
 def report_with_alerts(supervisor: Supervisor, alerts: AlertSink) -> dict[str, Any]:
     """`/api/health`: the supervisor's view and the alerts' delivery (pending, undeliverable, dropped)."""
     return {**supervisor.report(), "alerts": alerts.stats()}
@@ -227,6 +238,9 @@ def run_daemon(
             )
             bus.add_sink(alerts, name="alerts", queue_size=settings.events.subscriber_queue_size)
             alerts.start()
+        if settings.openlineage.enabled:
+            lineage = open_lineage(settings, state)
+            bus.add_sink(lineage, name="openlineage", queue_size=settings.events.subscriber_queue_size)
         archival = ArchiveWorker.for_daemon(
             settings,
             state=state,
