@@ -14,6 +14,7 @@ from alerts_support import HttpReceiver
 from orchestrator_monitor.alerts.outbox import Outbox
 from orchestrator_monitor.alerts.sink import AlertSink
 from orchestrator_monitor.config import AlertRule, AlertsSettings
+from orchestrator_monitor.errors import BadInput
 from orchestrator_monitor.events.types import Event, EventType
 from support import free_port
 
@@ -173,3 +174,18 @@ def test_a_template_cannot_run_code_and_a_broken_one_gives_the_default(tmp_path:
     sent = json.loads(receiver.items[0][2])
     assert sent["title"] == "[error] run t-1 ended FAILED"  # the default: the sandbox refused
     assert sent["message"] == "suite took 3 h"
+
+
+def test_a_reload_takes_new_rules_and_says_when_an_event_type_waits_for_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = open_sink(tmp_path, [f"json://127.0.0.1:{free_port()}/hook"])
+    try:
+        assert sink.types == {EventType.RUN_COMPLETED}
+        urls = [f"json://127.0.0.1:{free_port()}/hook"]
+        with pytest.raises(BadInput, match="unknown event type RUN_FAILED"):
+            sink.configure(AlertsSettings(urls=urls, rules=[AlertRule(name="typo", events=["RUN_FAILED"])]))
+        sink.configure(AlertsSettings(urls=urls, rules=[AlertRule(name="esc", events=["ESCALATION"])]))
+        assert "alert rules on ESCALATION take effect at the next start" in caplog.text
+    finally:
+        sink.close()

@@ -11,6 +11,11 @@ from typing import Any
 
 import jsonschema
 from alerts_support import HttpReceiver
+from openlineage.client.transport.file import FileConfig, FileTransport
+from orchestrator_monitor.config import OpenLineageSettings
+from orchestrator_monitor.events.types import EventType
+from orchestrator_monitor.lineage.record import LineageRecord
+from orchestrator_monitor.lineage.sink import LineageSink
 from support import REPO, DaemonProcess, Writer
 
 SPEC = json.loads((REPO / "schema" / "openlineage-2-1-0.json").read_text())
@@ -98,3 +103,18 @@ def test_an_http_endpoint_receives_the_events(workspace: Path, start_daemon) -> 
     assert {path for path, _, _ in receiver.items} == {"/api/v1/lineage"}
     events = [json.loads(body) for _, _, body in receiver.items]
     assert check_events(events) == {"nightly": ["START", "FAIL", "OTHER"]}
+
+
+def test_the_bus_hands_the_sink_only_a_runs_first_running(tmp_path: Path) -> None:
+    record = LineageRecord(tmp_path / "monitor.db", busy_timeout_seconds=5)
+    settings = OpenLineageSettings(enabled=True, transport="file")
+    sink = LineageSink(
+        settings, FileTransport(FileConfig(log_file_path=str(tmp_path / "ol.jsonl"))), record, lambda run_id: None
+    )
+    changed = EventType.RUN_STATUS_CHANGED
+    assert sink.wants(changed, {"from": None, "to": "PENDING"}, "r1") is False
+    assert sink.wants(changed, {"from": "PENDING", "to": "RUNNING"}, "r1") is True
+    assert sink.wants(changed, {"from": "RUNNING", "to": "RUNNING"}, "r1") is False
+    assert sink.wants(changed, {"from": None, "to": "RUNNING"}, "r2") is True
+    assert sink.wants(EventType.RUN_COMPLETED, {"status": "FAILED"}, "r1") is True
+    sink.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import AlertRule, AlertsSettings
 from ..errors import BadInput
-from ..events.types import Event
+from ..events.types import Event, EventType
 from .delivery import Delivery
 from .facts import RunDetails, event_facts
 from .message import render_alert, render_summary
@@ -48,12 +48,21 @@ class AlertSink:
         self.dropped = 0
         self.delivery = Delivery(outbox, settings, clock=clock)
         self._settings = settings
+        self._types = frozenset(EventType(name) for rule in settings.rules for name in rule.events)
+
+    @property
+    def types(self) -> frozenset[EventType]:
+        """The event types the rules match at start: the bus hands this sink only those."""
+        return self._types
 
     def configure(self, settings: AlertsSettings) -> None:
         """Take reloaded rules and URLs; `BadInput` (the running ones kept) when a rule names an unknown event."""
         problem = check_rules(settings.rules)
         if problem is not None:
             raise BadInput(problem)
+        later = {name for rule in settings.rules for name in rule.events} - self._types
+        if later:
+            logger.warning("alert rules on %s take effect at the next start", ", ".join(sorted(later)))
         with self._lock:
             self._settings = settings
             self.delivery.configure(settings)

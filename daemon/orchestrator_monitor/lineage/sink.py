@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from openlineage.client import OpenLineageClient
 from openlineage.client.generated.base import EventType, Job, Run, RunEvent, RunFacet
@@ -41,6 +42,8 @@ from .record import LineageRecord
 logger = logging.getLogger(__name__)
 
 RunName = Callable[[str], str | None]
+LINEAGE_TYPES = frozenset({MonitorEvent.RUN_STATUS_CHANGED, MonitorEvent.RUN_COMPLETED, MonitorEvent.RUN_ARCHIVED})
+OFFERED_LIMIT = 10_000
 RUN_ID_NAMESPACE = uuid.UUID("5b0e7d3c-4f4e-4c8a-9a43-1f0c8a1e6d21")  # fixed: a run keeps its UUID forever
 START, END, ARCHIVED = "START", "END", "ARCHIVED"
 
@@ -89,6 +92,19 @@ class LineageSink:
         self._shown = url_origin(settings.url) if settings.transport == "http" and settings.url else str(settings.file)
         self.sent = 0
         self.failures = 0
+        self._offered: set[str] = set()  # runs whose RUNNING was queued (the publisher's thread only)
+
+    def wants(self, type: MonitorEvent, data: Mapping[str, Any], run_id: str | None) -> bool:
+        """The bus's filter, on the publisher's thread under its lock: of the status changes, only a run's
+        first to RUNNING reaches this sink's queue (a busy executor makes many; one START needs one)."""
+        if type is not MonitorEvent.RUN_STATUS_CHANGED:
+            return True
+        if data["to"] != "RUNNING" or run_id is None or run_id in self._offered:
+            return False
+        if len(self._offered) >= OFFERED_LIMIT:
+            self._offered.clear()  # a run forgotten here is only asked again of the record
+        self._offered.add(run_id)
+        return True
 
     def handle(self, event: Event) -> None:
         run_id = event.run_id

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -35,7 +35,7 @@ from ..detect.watch import RunDirWatcher, RunFollower, Signals
 from ..errors import MonitorError, Unavailable
 from ..events.bus import Bus
 from ..events.publishing import open_bus
-from ..events.subscription import Sink, Subscription
+from ..events.subscription import Subscription
 from ..events.types import EventType
 from ..finish.worker import ArchiveWorker
 from ..ledger.runs import Ledger
@@ -51,6 +51,9 @@ from .metrics import MonitorMetrics
 from .notify import Notifier
 from .reload import merge_reloadable
 from .supervisor import LoopProgress, Supervisor
+
+if TYPE_CHECKING:  # openlineage-python is an optional extra: imported only when enabled (open_lineage)
+    from ..lineage.sink import LineageSink
 
 logger = logging.getLogger(__name__)
 
@@ -146,15 +149,16 @@ def reload_settings(
     return applied
 
 
-def open_lineage(settings: Settings, state: StateDatabase) -> Sink:
-    """The OpenLineage sink (`openlineage.enabled`); its library is an optional extra, imported only then."""
+def open_lineage(settings: Settings, state: StateDatabase) -> tuple[LineageSink, frozenset[EventType]]:
+    """The OpenLineage sink (`openlineage.enabled`) and the types it takes; its library is an optional extra,
+    imported only then."""
     try:
-        from ..lineage.sink import open_lineage_sink, state_run_names
+        from ..lineage.sink import LINEAGE_TYPES, open_lineage_sink, state_run_names
     except ImportError:
         raise Unavailable(
             "openlineage.enabled needs openlineage-python: pip install 'orchestrator-monitor[openlineage]'"
         ) from None
-    return open_lineage_sink(settings, state_run_names(state.engine, state.tables))
+    return open_lineage_sink(settings, state_run_names(state.engine, state.tables)), LINEAGE_TYPES
 
 
 def report_with_alerts(supervisor: Supervisor, alerts: AlertSink) -> dict[str, Any]:
@@ -236,11 +240,17 @@ def run_daemon(
                 busy_timeout_seconds=busy,
                 details=state_run_details(state.engine, state.tables),
             )
-            bus.add_sink(alerts, name="alerts", queue_size=settings.events.subscriber_queue_size)
+            bus.add_sink(alerts, name="alerts", queue_size=settings.events.subscriber_queue_size, types=alerts.types)
             alerts.start()
         if settings.openlineage.enabled:
-            lineage = open_lineage(settings, state)
-            bus.add_sink(lineage, name="openlineage", queue_size=settings.events.subscriber_queue_size)
+            lineage, types = open_lineage(settings, state)
+            bus.add_sink(
+                lineage,
+                name="openlineage",
+                queue_size=settings.events.subscriber_queue_size,
+                types=types,
+                accept=lineage.wants,
+            )
         archival = ArchiveWorker.for_daemon(
             settings,
             state=state,
