@@ -50,6 +50,7 @@ def test_alerts_pending_at_kill_9_are_delivered_after_the_restart_none_twice(
     daemon.kill()
     health = json.loads(cli("health", "--workspace", str(workspace), "--json").out)
     assert health["alerts"] == {"pending": 3, "undeliverable": 0}
+    assert "alerts waiting: 3 (0 undeliverable)" in cli("health", "--workspace", str(workspace)).out
     receiver.start()
     try:
         again: DaemonProcess = start_daemon(workspace)
@@ -78,6 +79,9 @@ def test_sighup_reloads_the_rules(workspace: Path, start_daemon) -> None:
         )
         Writer(workspace).add_run("r2", ["FAILED"])
         receiver.wait_for(lambda items: len(items) == 2, "the second alert")
+        daemon.log.wait_for(
+            lambda log: json.loads(daemon.get("/api/health")[1])["alerts"]["sent"] == 2, what="two alerts sent"
+        )
         assert daemon.stop()[0] == 0
     finally:
         receiver.stop()
