@@ -17,6 +17,10 @@ the sink keeps up with, each `publish` call timed; p50/p99/p99.9.
 Goals (issue #3, for the bus into the JSONL sink): bus >= 8x (a), bus >= 0.4x (b), publish p99 <
 50 us. The daemon's wiring is printed beside them, against (a) and against (b2).
 
+Issue #16: the daemon's bus again with the alert and OpenLineage sinks enabled (bench/notify_sinks.py),
+beside it without them: publish p99 < 50 us, throughput lost <= 10 %; and a burst of 1,000 FAILED
+runs whose alerts (after throttling) all reach a receiver on loopback within 10 s.
+
     .venv/bin/python bench/bus.py                     # 1,000,000 events, 3 rounds
     .venv/bin/python bench/bus.py --events 100000 --rounds 1 --profile
 """
@@ -36,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from notify_sinks import BURST_SECONDS_GOAL, Receiver, open_bus_with_sinks, run_burst, sink_settings
 from orchestrator_monitor.config import DEFAULT_ROTATE_BYTES, EventsSettings, load_settings
 from orchestrator_monitor.events.bus import Bus
 from orchestrator_monitor.events.publishing import open_bus
@@ -68,6 +73,21 @@ def run_daemon_bus(directory: Path, count: int) -> float:
         for _ in range(count):
             publish(kind, DATA, run_id=RUN_ID)
     return time.perf_counter() - start
+
+
+def run_daemon_bus_with_sinks(directory: Path, count: int) -> float:
+    """The daemon's bus with the alert and OpenLineage sinks enabled (#16), until their queues are drained too."""
+    receiver = Receiver()
+    try:
+        settings = sink_settings(directory, receiver.port, throttle_count=10, throttle_seconds=300)
+        with open_bus_with_sinks(settings) as (bus, _):
+            publish, kind = bus.publish, EventType.RUN_STATUS_CHANGED
+            start = time.perf_counter()
+            for _ in range(count):
+                publish(kind, DATA, run_id=RUN_ID)
+        return time.perf_counter() - start  # before the receiver's shutdown, which waits for its poll
+    finally:
+        receiver.close()
 
 
 def run_logging(directory: Path, count: int) -> float:
@@ -125,6 +145,16 @@ def measure_latency(directory: Path, count: int, rate_per_second: float, *, daem
         return _time_publish(bus, count, rate_per_second)
 
 
+def measure_latency_with_sinks(directory: Path, count: int, rate_per_second: float) -> list[int]:
+    receiver = Receiver()
+    try:
+        settings = sink_settings(directory, receiver.port, throttle_count=10, throttle_seconds=300)
+        with open_bus_with_sinks(settings) as (bus, _):
+            return _time_publish(bus, count, rate_per_second)
+    finally:
+        receiver.close()
+
+
 def _time_publish(bus: Bus, count: int, rate_per_second: float) -> list[int]:
     publish, kind, clock = bus.publish, EventType.RUN_STATUS_CHANGED, time.perf_counter_ns
     interval = int(1e9 / rate_per_second)
@@ -171,11 +201,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-events", type=int, default=200_000)
     parser.add_argument("--latency-rate", type=float, default=50_000, help="events per second while timing publish")
+    parser.add_argument("--burst-runs", type=int, default=1000, help="FAILED runs published at once (alerts)")
     parser.add_argument("--profile", action="store_true", help="cProfile one bus round")
     args = parser.parse_args()
     runners: dict[str, Callable[[Path, int], float]] = {
         "bus -> JsonlSink": run_bus,
         "bus as open_bus wires it (daemon)": run_daemon_bus,
+        "daemon bus + alert and OpenLineage sinks": run_daemon_bus_with_sinks,
         "(a) logging + JsonFormatter + FileHandler": run_logging,
         "(b) orjson.dumps + buffered write": run_bare,
         "(b2) the same, into two files": run_bare_two_files,
@@ -189,7 +221,7 @@ def main() -> int:
             times[name].append(seconds)
             print(f"  round {round_number}: {name:<44} {seconds:7.2f} s  {args.events / seconds:>12,.0f} events/s")
     rates = {name: args.events / statistics.median(values) for name, values in times.items()}
-    bus_rate, daemon_rate, logging_rate, bare_rate, bare_two_rate = rates.values()
+    bus_rate, daemon_rate, sinks_rate, logging_rate, bare_rate, bare_two_rate = rates.values()
     print("medians:")
     for name, rate in rates.items():
         print(f"  {name:<44} {rate:>12,.0f} events/s")
@@ -197,13 +229,34 @@ def main() -> int:
     print(f"  bus / (b) = {bus_rate / bare_rate:5.2f}x   (goal >= 0.4x)")
     print(f"  daemon bus / (a) = {daemon_rate / logging_rate:5.2f}x")
     print(f"  daemon bus / (b2) = {daemon_rate / bare_two_rate:5.2f}x   (two files per event on both sides)")
-    for label, daemon in (("bus", False), ("daemon bus", True)):
+    loss = 1 - sinks_rate / daemon_rate
+    print(f"  daemon bus with the alert and OpenLineage sinks: {loss:+.1%} throughput lost   (goal <= 10 %)")
+    latency: dict[str, Callable[[Path], list[int]]] = {
+        "bus": lambda path: measure_latency(path, args.latency_events, args.latency_rate, daemon=False),
+        "daemon bus": lambda path: measure_latency(path, args.latency_events, args.latency_rate, daemon=True),
+        "daemon bus + alert and OpenLineage sinks": lambda path: measure_latency_with_sinks(
+            path, args.latency_events, args.latency_rate
+        ),
+    }
+    for label, measure in latency.items():
         with tempfile.TemporaryDirectory(prefix="bench-bus-") as directory:
-            samples = sorted(measure_latency(Path(directory), args.latency_events, args.latency_rate, daemon=daemon))
+            samples = sorted(measure(Path(directory)))
         print(
             f"{label} publish latency at {args.latency_rate:,.0f} events/s ({args.latency_events:,} calls): "
             f"p50 {_percentile(samples, 0.50):.1f} us, p99 {_percentile(samples, 0.99):.1f} us, "
             f"p99.9 {_percentile(samples, 0.999):.1f} us, max {samples[-1] / 1000:.0f} us   (goal p99 < 50 us)"
+        )
+    for label, throttle_count, throttle_seconds in (
+        ("throttled: 10 per 5 s window, then one summary", 10, 5.0),
+        ("unthrottled: one alert per run", args.burst_runs, 300.0),
+    ):
+        with tempfile.TemporaryDirectory(prefix="bench-bus-") as directory:
+            expected, seconds, in_time = run_burst(
+                Path(directory), args.burst_runs, throttle_count=throttle_count, throttle_seconds=throttle_seconds
+            )
+        print(
+            f"burst of {args.burst_runs:,} FAILED runs, {label}: {expected:,} alerts received in {seconds:.2f} s"
+            f"   (goal: all within {BURST_SECONDS_GOAL:.0f} s: {'met' if in_time else 'MISSED'})"
         )
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="bench-bus-") as directory:

@@ -176,16 +176,34 @@ class Writer:
         finally:
             connection.close()
 
-    def add_run(self, run_id: str, tasks: list[str], workstreams: tuple[str, ...] = ("COMPLETED",)) -> None:
-        """A run with tasks in the given statuses, all in one transaction."""
+    def add_run(
+        self,
+        run_id: str,
+        tasks: list[str],
+        workstreams: tuple[str, ...] = ("COMPLETED",),
+        failure: tuple[str, str, str] | None = None,
+    ) -> None:
+        """A run with tasks in the given statuses, all in one transaction; `failure` (tool, error type,
+        message) goes on its FAILED tasks."""
+        tool, error_type, message = failure or (None, None, None)
         connection = sqlite3.connect(self.db, timeout=30, isolation_level=None)
         try:
             connection.execute("BEGIN IMMEDIATE")
             connection.execute("INSERT INTO runs (run_id, status) VALUES (?, 'RUNNING')", (run_id,))
             for n, status in enumerate(tasks):
+                failed = status == "FAILED"
                 connection.execute(
-                    "INSERT INTO tasks (task_id, run_id, status, attempts, finished_at) VALUES (?, ?, ?, 1, ?)",
-                    (f"{run_id}.t{n}", run_id, status, f"2026-11-24T10:00:{n:02d}Z"),
+                    "INSERT INTO tasks (task_id, run_id, status, attempts, finished_at, tool, error_type, "
+                    "error_message) VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
+                    (
+                        f"{run_id}.t{n}",
+                        run_id,
+                        status,
+                        f"2026-11-24T10:00:{n:02d}Z",
+                        tool,
+                        error_type if failed else None,
+                        message if failed else None,
+                    ),
                 )
             for n, status in enumerate(workstreams):
                 connection.execute(

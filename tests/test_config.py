@@ -4,7 +4,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from orchestrator_monitor.config import SECTIONS, Settings, choose_workspace, load_settings
+from orchestrator_monitor.config import SECTIONS, Settings, choose_workspace, hide_secrets, load_settings
 from orchestrator_monitor.errors import BadInput
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,3 +156,19 @@ def test_the_shipped_config_documents_every_key_with_its_default(tmp_path: Path)
                     or str(getattr(getattr(defaults, section), name)) == shipped[section][key]
                 ), f"{section}.{key} in config/monitor.toml is not the default"
     assert load_settings(tmp_path, config_file=REPO / "config" / "monitor.toml", environ={}) == defaults
+
+
+def test_a_bad_alert_rule_is_named_without_showing_its_urls(tmp_path: Path) -> None:
+    config = tmp_path / "alerts.toml"
+    config.write_text(
+        '[alerts]\nurls = ["json://hooks.example.org/SECRET1"]\n'
+        '[[alerts.rules]]\nname = "r"\nurls = ["mailto://u:SECRET2@smtp.example.org"]\nthrottle_count = 0\n'
+    )
+    with pytest.raises(BadInput) as raised:
+        load_settings(tmp_path, config_file=config, environ={})
+    assert "alerts.rules.0.throttle_count" in str(raised.value)
+    assert "SECRET" not in str(raised.value)
+    settings = load_settings(tmp_path, environ={}, overrides=["alerts.urls=json://hooks.example.org/SECRET3"])
+    assert hide_secrets("posting to json://hooks.example.org/SECRET3 failed", settings) == (
+        "posting to json://hooks.example.org/*** failed"
+    )

@@ -38,6 +38,16 @@ DEFAULT_ROTATE_BYTES = 64 << 20  # logs/*.jsonl are renamed to .1 past this size
 DEFAULT_EVENT_QUEUE_SIZE = 10_000  # lines a log file may lag behind before publishers wait
 DEFAULT_NATS_SERVER = "nats://127.0.0.1:4222"
 DEFAULT_NATS_DUPLICATE_WINDOW_SECONDS = 120.0  # JetStream's own default: a resend within it is stored once
+DEFAULT_ALERT_TITLE = "[{{ severity }}] {{ summary }}"  # Jinja2 (sandboxed), over the facts alerts/facts.py lists
+DEFAULT_ALERT_BODY = (
+    "{{ summary }}\n{% if run_id %}run: {{ run_id }}{% if run_name %} ({{ run_name }}){% endif %}\n{% endif %}"
+    "{% if failed_task %}failed task: {{ failed_task.task_id }}{% if failed_task.tool %} ({{ failed_task.tool }})"
+    "{% endif %}: {{ failed_task.error_type or '' }} {{ failed_task.error_message or '' }}\n{% endif %}"
+    "{% if detail %}{{ detail }}\n{% endif %}event: {{ event_type }} at {{ time }}"
+)
+DEFAULT_METRICS_PREFIX = (
+    "orchestrator_monitor_"  # every metric's name starts with it: no collision on a shared Prometheus
+)
 
 HIDDEN = "***"  # what a message shows in place of a secret
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)(?P<password>\S*)@")  # to the last @
@@ -165,6 +175,80 @@ class NatsSettings(_Section):
         return self
 
 
+def _split_words(value: object) -> object:
+    """The environment and --set give one string: `json://a/hook mailto://b`, as apprise reads it too."""
+    return value.split() if isinstance(value, str) else value
+
+
+class AlertRule(_Section):
+    """One `[[alerts.rules]]`: what it matches (every list empty = any), what it says, how often."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    events: list[str] = Field(default_factory=lambda: ["RUN_COMPLETED"], min_length=1)
+    statuses: list[str] = Field(default_factory=list)  # the run's status (RUN_COMPLETED, RUN_STATUS_CHANGED's `to`)
+    tools: list[str] = Field(default_factory=list)  # a failed task's tool
+    error_types: list[str] = Field(default_factory=list)  # a failed task's error type
+    run_name: str = Field(default="*", min_length=1)  # a glob over the run's name (its id when it has none)
+    safe_modes: list[str] = Field(default_factory=list)  # SAFE_MODE_ENTERED/EXITED's reason
+    severities: list[str] = Field(default_factory=list)  # ESCALATION's severity
+    urls: list[str] = Field(default_factory=list)  # apprise URLs; empty: alerts.urls
+    title: str = DEFAULT_ALERT_TITLE
+    body: str = DEFAULT_ALERT_BODY
+    throttle_seconds: float = Field(default=300.0, gt=0)
+    throttle_count: int = Field(default=10, ge=1)  # alerts per throttle window; the rest make one summary
+    dedup_seconds: float = Field(default=86400.0, gt=0)  # one alert per run (or event) per rule within this
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        return _split_words(value)
+
+
+class AlertsSettings(_Section):
+    urls: list[str] = Field(default_factory=list)
+    rules: list[AlertRule] = Field(default_factory=list)
+    queue_size: int = Field(default=10_000, ge=1)  # alerts waiting for delivery at most; past it, dropped and counted
+    max_attempts: int = Field(default=8, ge=1)  # then undeliverable until the next start
+    retry_seconds: float = Field(default=1.0, gt=0)  # the first retry's wait, doubled per attempt
+    max_retry_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        return _split_words(value)
+
+    @model_validator(mode="after")
+    def _rules_are_deliverable(self) -> AlertsSettings:
+        names = [rule.name for rule in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError("two alerts.rules have the same name")
+        if not self.urls and any(not rule.urls for rule in self.rules):
+            raise ValueError("a rule without urls needs alerts.urls")
+        return self
+
+
+class OpenLineageSettings(_Section):
+    enabled: bool = False
+    transport: Literal["http", "file"] = "http"
+    url: str | None = Field(default=None, pattern=r"^https?://")  # http: the endpoint's base (Marquez: port 5000)
+    endpoint: str = "api/v1/lineage"
+    api_key: str | None = Field(default=None, min_length=1)  # sent as a bearer token
+    file: Path = Path("logs/openlineage.jsonl")  # file: one event per line, appended
+    namespace: str = Field(default="orchestrator", min_length=1)
+    job_name: str | None = Field(default=None, min_length=1)  # None: the run's name, else its id
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _http_needs_a_url(self) -> OpenLineageSettings:
+        if self.enabled and self.transport == "http" and self.url is None:
+            raise ValueError("openlineage.transport 'http' needs openlineage.url")
+        return self
+
+
+class MetricsSettings(_Section):
+    prefix: str = Field(default=DEFAULT_METRICS_PREFIX, pattern=r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
+
+
 class Settings(_Section):
     """Everything configurable, frozen; built by `load_settings` and passed down explicitly."""
 
@@ -178,6 +262,9 @@ class Settings(_Section):
     events: EventsSettings = EventsSettings()
     cluster: ClusterSettings = ClusterSettings()
     nats: NatsSettings = NatsSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    openlineage: OpenLineageSettings = OpenLineageSettings()
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative ones taken from the workspace."""
@@ -213,7 +300,18 @@ SECTIONS: dict[str, type[_Section]] = {
 
 Layer = dict[str, dict[str, Any]]
 Origins = dict[tuple[str, str], str]
-SECRET_KEYS = frozenset({("dashboard", "token"), ("escalation", "webhook"), ("database", "url"), ("nats", "servers")})
+SECRET_KEYS = frozenset(
+    {
+        ("dashboard", "token"),
+        ("escalation", "webhook"),
+        ("database", "url"),
+        ("alerts", "urls"),
+        ("alerts", "rules"),
+        ("openlineage", "api_key"),
+        ("openlineage", "url"),
+        ("nats", "servers"),
+    }
+)
 
 
 def hide_passwords(text: str) -> str:
@@ -235,9 +333,9 @@ def url_origin(url: str) -> str:
 
 def hide_value(section: str, key: str, value: str) -> str:
     """A configuration value as a message may show it: a secret's hidden, a URL's password too."""
-    if (section, key) == ("dashboard", "token"):
+    if (section, key) in (("dashboard", "token"), ("openlineage", "api_key")):
         return HIDDEN
-    if (section, key) == ("escalation", "webhook"):
+    if (section, key) in (("escalation", "webhook"), ("alerts", "urls"), ("openlineage", "url")):
         return url_origin(value)
     if (section, key) == ("database", "url") and "://" not in value:
         return HIDDEN  # not a URL: no telling where in it the password is
@@ -252,6 +350,9 @@ def hide_secrets(text: str, settings: Settings, *, database_url: str | None = No
         ("escalation", "webhook", settings.escalation.webhook),
         ("database", "url", settings.database.url),
         ("database", "url", database_url),
+        *(("alerts", "urls", url) for url in alert_urls(settings.alerts)),
+        ("openlineage", "api_key", settings.openlineage.api_key),
+        ("openlineage", "url", settings.openlineage.url),
     )
     hidden = {secret: hide_value(section, key, secret) for section, key, secret in configured if secret}
     for url in (settings.database.url, database_url):
@@ -262,6 +363,11 @@ def hide_secrets(text: str, settings: Settings, *, database_url: str | None = No
     for secret in sorted(hidden, key=len, reverse=True):
         text = text.replace(secret, hidden[secret])
     return hide_passwords(text)
+
+
+def alert_urls(alerts: AlertsSettings) -> list[str]:
+    """Every apprise URL configured (each may hold a password or a token)."""
+    return [*alerts.urls, *(url for rule in alerts.rules for url in rule.urls)]
 
 
 def choose_workspace(flag: str | None, environ: Mapping[str, str]) -> Path:

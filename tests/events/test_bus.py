@@ -66,6 +66,23 @@ def test_eight_threads_of_ten_thousand_events_lose_nothing_and_keep_their_order(
         assert mine == list(range(10_000))
 
 
+def test_a_sink_takes_only_its_types_and_what_its_filter_accepts(tmp_path: Path) -> None:
+    bus, _ = bus_with_log(tmp_path / "monitor.jsonl")
+    sink, asked = Collecting(), []
+
+    def only_run_a(type: EventType, data: object, run_id: str | None) -> bool:
+        asked.append(type)
+        return run_id == "a"
+
+    bus.add_sink(sink, name="picky", types={EventType.RUN_STATUS_CHANGED}, accept=only_run_a)
+    for run_id in ("a", "b", "a"):
+        status_event(bus, run_id)
+    bus.publish(EventType.WARNING, {"what": "w", "detail": "d"})
+    bus.close()
+    assert [event.run_id for event in sink.events] == ["a", "a"]
+    assert asked == [EventType.RUN_STATUS_CHANGED] * 3  # never asked about a type it does not take
+
+
 def test_a_failing_sink_is_counted_and_never_stops_the_others(tmp_path: Path) -> None:
     bus, sink = bus_with_log(tmp_path / "monitor.jsonl")
     good, bad = Collecting(), Failing()

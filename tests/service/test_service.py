@@ -77,12 +77,13 @@ def test_metrics_and_healthz_of_a_running_daemon(workspace: Path, start_daemon) 
     def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = daemon.get("/metrics")[1].decode()
         return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
+            (s.name.removeprefix("orchestrator_monitor_"), tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text)
             for s in family.samples
         }
 
     wait_until(lambda: samples().get(("runs_failed_total", ())) == 1, what="runs_failed_total 1")
+    wait_until(lambda: samples().get(("archive_duration_seconds_count", ())) == 2, what="both runs archived")
     values = samples()
     assert values[("runs_completed_total", (("status", "PARTIAL"),))] == 1
     assert values[("runs_completed_total", (("status", "FAILED"),))] == 1
@@ -90,7 +91,11 @@ def test_metrics_and_healthz_of_a_running_daemon(workspace: Path, start_daemon) 
     assert values[("health_check_ok", (("check", "db_connection_check"),))] == 1
     assert values[("safe_mode", (("reason", "database_read_only"),))] == 0
     assert 0 <= values[("heartbeat_age_seconds", ())] < 30
-    assert values[("dashboard_requests_total", (("path", "/metrics"),))] >= 1
+    assert values[("dashboard_requests_total", (("code", "200"), ("path", "/metrics")))] >= 1
+    assert values[("detection_latency_seconds_count", ())] == 2
+    assert values[("archive_duration_seconds_count", ())] == 2
+    assert values[("archived_bytes_total", ())] > 0 and ("archive_size_bytes", ()) in values  # read every 30 s
+    assert values[("open_runs", (("status", "RUNNING"),))] == 0
     status, body = daemon.get("/healthz")
     assert (status, body) == (200, b"ok\n")
     assert daemon.stop()[0] == 0

@@ -59,11 +59,14 @@ def test_metrics_parse_and_count_runs_archives_requests_and_events() -> None:
     app, metrics = client({"healthy": True})
     metrics.handle(Event(1, "t", EventType.RUN_COMPLETED, "a:RUN_COMPLETED", {"status": "FAILED"}, "a"))
     metrics.handle(Event(2, "t", EventType.RUN_COMPLETED, "b:RUN_COMPLETED", {"status": "COMPLETED"}, "b"))
-    metrics.handle(Event(3, "t", EventType.RUN_ARCHIVED, "b:RUN_ARCHIVED", {"files": 4, "bytes": 100}, "b"))
+    metrics.handle(
+        Event(3, "t", EventType.RUN_ARCHIVED, "b:RUN_ARCHIVED", {"files": 4, "bytes": 100, "seconds": 0.5}, "b")
+    )
     app.get("/healthz")
     app.get("/no/such/page")
+    p = "orchestrator_monitor_"
     samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
+        (s.name.removeprefix(p), tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(app.get("/metrics").text)
         for s in family.samples
     }
@@ -71,13 +74,21 @@ def test_metrics_parse_and_count_runs_archives_requests_and_events() -> None:
     assert samples[("runs_completed_total", (("status", "COMPLETED"),))] == 1
     assert samples[("runs_failed_total", ())] == 1
     assert samples[("artifacts_archived_total", ())] == 4
-    assert samples[("archive_size_bytes", ())] == 100
-    assert samples[("dashboard_requests_total", (("path", "/healthz"),))] == 1
-    assert samples[("dashboard_requests_total", (("path", "other"),))] == 1
+    assert samples[("archived_bytes_total", ())] == 100
+    assert samples[("dashboard_requests_total", (("code", "200"), ("path", "/healthz")))] == 1
+    assert samples[("dashboard_requests_total", (("code", "404"), ("path", "other")))] == 1
+    assert samples[("dashboard_request_duration_seconds_count", (("path", "/healthz"),))] == 1
     assert samples[("events_total", (("type", "HEARTBEAT"),))] == 3
     assert samples[("heartbeat_age_seconds", ())] == 1.5
     assert samples[("detection_lag_seconds", ())] == 0.25
     assert samples[("safe_mode", (("reason", "database_read_only"),))] == 0
+
+
+def test_a_refused_request_is_counted_with_its_code() -> None:
+    app, metrics = client({"healthy": True}, token=TOKEN)
+    app.get("/api/health")
+    text = metrics.render().decode()
+    assert 'orchestrator_monitor_dashboard_requests_total{code="401",path="/api/health"} 1.0' in text
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.org"])

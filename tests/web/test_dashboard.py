@@ -148,12 +148,13 @@ def test_the_token_guards_everything_but_healthz_and_requests_are_counted(serve)
     page = served.get("/", params={"access_token": TOKEN})  # RFC 6750 2.3, what a browser can send
     assert page.status_code == 200 and f"dashboard.js?access_token={TOKEN}" in page.text
     counted = {
-        sample.labels["path"]: sample.value
+        (sample.labels["path"], sample.labels["code"]): sample.value
         for family in text_string_to_metric_families(served.get("/metrics", headers=bearer).text)
         for sample in family.samples
-        if sample.name == "dashboard_requests_total"
+        if sample.name == "orchestrator_monitor_dashboard_requests_total"
     }
-    assert counted["/api/runs/{run_id}"] == 3 and counted["/runs/{run_id}"] == 2 and counted["/healthz"] == 1
+    assert counted[("/api/runs/{run_id}", "401")] == 2 and counted[("/api/runs/{run_id}", "200")] == 1
+    assert counted[("/runs/{run_id}", "401")] == 2 and counted[("/healthz", "200")] == 1
 
 
 def read_events(url: str, count: int, headers: dict[str, str] | None = None) -> list[dict[str, object]]:

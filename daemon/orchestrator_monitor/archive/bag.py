@@ -122,14 +122,20 @@ def seal_top(final: Path) -> None:
 
 def read_summary(final: Path) -> BagSummary:
     """Files, bytes (from Payload-Oxum) and the manifest digest of a published bag."""
+    size, count = read_payload_oxum(final)
+    digest, _ = hash_file(final / MANIFEST)
+    return BagSummary(count, size, digest)
+
+
+def read_payload_oxum(final: Path) -> tuple[int, int]:
+    """Payload bytes and files of a published bag, from its `bag-info.txt` alone (no payload read)."""
     oxum = "0.0"
     for line in (final / BAG_INFO).read_text(encoding="utf-8").splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "Payload-Oxum":
             oxum = value.strip()
     size, _, count = oxum.partition(".")
-    digest, _ = hash_file(final / MANIFEST)
-    return BagSummary(int(count), int(size), digest)
+    return int(size), int(count)
 
 
 def make_writable(path: Path) -> None:

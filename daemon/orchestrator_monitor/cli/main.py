@@ -171,6 +171,9 @@ def cmd_health(args: argparse.Namespace, settings: Settings, out: Console, err: 
             write_plain(out, f"{name}\t{check['status']}\t{check['detail']}")
         extras = [f"safe mode: {', '.join(report['safe_modes'])}"] if report["safe_modes"] else []
         extras += [f"escalated: {', '.join(report['escalations'])}"] if report["escalations"] else []
+        alerts = report["alerts"]
+        if alerts["pending"]:
+            extras.append(f"alerts waiting: {alerts['pending']} ({alerts['undeliverable']} undeliverable)")
         write_plain(out, "; ".join(["healthy" if report["healthy"] else "unhealthy", *extras]))
     return 0 if report["healthy"] else 1
 
@@ -205,6 +208,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings, out: Console, err: 
     from .archive import report_command
 
     return report_command(settings, args.run, out, err)
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .alerts import alerts_test_command
+
+    return alerts_test_command(settings, args.rule, out)
 
 
 def _positive_int(text: str) -> int:
@@ -285,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", cmd_report, "write the run's reports").add_argument(
         "--run", required=True, metavar="ID", help="the run id"
     )
+    alerts = add("alerts", cmd_alerts, "alert rules: `alerts test RULE` sends the rule a sample alert now")
+    alerts.add_argument("action", choices=["test"], help="test: send a sample alert to the rule's destinations")
+    alerts.add_argument("rule", metavar="RULE", help="the rule's name (alerts.rules)")
     demo = add("demo", cmd_demo, "a workspace with a simulated executor, to see everything move")
     demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs to simulate (default 6)")
     demo.add_argument("--tick", type=_non_negative_float, default=0.5, help="seconds between executor steps")

@@ -13,6 +13,7 @@ time from the caller and make one pass.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,10 +95,12 @@ class Detector:
         marks_allowed: Callable[[], bool] = lambda: True,
         shares: Shares | None = None,
         reconnect: Callable[[], None] = lambda: None,
+        on_completed: Callable[[float], None] = lambda seen_at: None,
     ) -> None:
         self._tables = tables
         self._shares = shares or Alone()
         self._reconnect = reconnect  # a connection opened while the file was read-only stays so: a new one
+        self._on_completed = on_completed  # given when the run's end was first seen (monotonic), for metrics
         self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
         self._publish = publish
         self._settle = settle_seconds
@@ -122,6 +125,10 @@ class Detector:
         """run_id -> run_dir column of the runs whose directories are watched: the open ones, for
         stall detection, and those archived within `REOPEN_WATCH_SECONDS`, for a late write."""
         return {**{run_id: run.run_dir for run_id, run in self._open.items()}, **self._sealed}
+
+    def open_counts(self) -> dict[str, int]:
+        """Open runs by status, for a gauge read from another thread (`list` copies the values atomically)."""
+        return dict(Counter(run.status for run in list(self._open.values())))
 
     def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
         if key in self._warned:
@@ -481,6 +488,7 @@ class Detector:
         for run_id in self._completions.finish(with_previous, mono):
             known = previous.get(run_id)
             self._finished[run_id] = (known.run_dir if known else None, mono)
+            self._on_completed(known.changed_at if known else mono)
 
     def seal_archived(self, mono: float) -> None:
         """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.

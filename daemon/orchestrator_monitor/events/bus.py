@@ -26,7 +26,7 @@ import orjson
 from ..ids import run_id_problem
 from .sinks.writer import QueuedWriter
 from .stamps import EventStamper
-from .subscription import Missed, ReportsHealth, Sink, SinkHealth, SinkRunner, Subscription
+from .subscription import Accept, Missed, ReportsHealth, Sink, SinkHealth, SinkRunner, Subscription
 from .types import ONCE_PER_RUN, REQUIRED_DATA, RUN_SCOPED, Event, EventType, check_event
 
 SEQ_BLOCK_SIZE = 10_000  # numbers reserved per database write when events are few; a crash leaves a gap of one block
@@ -102,24 +102,39 @@ class Bus:
 
     # --- wiring ---
 
-    def add_sink(self, sink: QueuedWriter | Sink, *, name: str | None = None, queue_size: int = 1000) -> None:
+    def add_sink(
+        self,
+        sink: QueuedWriter | Sink,
+        *,
+        name: str | None = None,
+        queue_size: int = 1000,
+        types: Iterable[EventType] | None = None,
+        accept: Accept | None = None,
+    ) -> None:
         """A file sink gets the lines under the bus lock (its thread writes them); any other sink gets a
-        thread of its own and a bounded queue of events."""
+        thread of its own and a bounded queue of events (of `types` only, when given: the others cost
+        the publisher nothing for it; and only those `accept` takes, called under the bus lock)."""
         if isinstance(sink, QueuedWriter):
             sink.start(report=self._report, lock=self._lock)
             with self._lock:
                 self._writers.append(sink)
                 self._route()
             return
-        runner = SinkRunner(name or type(sink).__name__, sink, self.subscribe(queue_size=queue_size), self.refetch)
+        runner = SinkRunner(
+            name or type(sink).__name__, sink, self.subscribe(types, queue_size=queue_size, accept=accept), self.refetch
+        )
         self._runners.append(runner)
         runner.start()
 
     def subscribe(
-        self, types: Iterable[EventType] | None = None, *, queue_size: int = DEFAULT_SUBSCRIBER_QUEUE_SIZE
+        self,
+        types: Iterable[EventType] | None = None,
+        *,
+        queue_size: int = DEFAULT_SUBSCRIBER_QUEUE_SIZE,
+        accept: Accept | None = None,
     ) -> Subscription:
         """Events of `types` (None: all) from now on, in a queue of their own; close it when done."""
-        subscription = Subscription(types, queue_size, self._unsubscribe)
+        subscription = Subscription(types, queue_size, self._unsubscribe, accept)
         with self._lock:
             self._subscriptions = (*self._subscriptions, subscription)
             self._route()
@@ -199,8 +214,13 @@ class Bus:
                 if len(pending) >= writer.hand_over_at and writer.hand_over():
                     waits = (*waits, writer)
             if subscriptions:
-                event = Event(seq, time_text, type, event_id, data, run_id, daemon)
+                event: Event | None = None  # built once, and only when someone takes it
                 for subscription in subscriptions:
+                    accept = subscription.accept
+                    if accept is not None and not accept(type, data, run_id):
+                        continue
+                    if event is None:
+                        event = Event(seq, time_text, type, event_id, data, run_id, daemon)
                     subscription.offer(event)
             self._counts[type] += 1
         finally:

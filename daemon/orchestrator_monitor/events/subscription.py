@@ -14,11 +14,15 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .types import Event, EventType
 
 logger = logging.getLogger(__name__)
+
+
+Accept = Callable[[EventType, Mapping[str, Any], str | None], bool]
+"""A subscriber's filter on (type, data, run_id), called by the publisher under the bus lock: it must be quick."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,15 @@ class ReportsHealth(Protocol):
 class Subscription:
     """A bounded queue of events; `get` returns an `Event`, a `Missed` marker, or None on timeout/close."""
 
-    def __init__(self, types: Iterable[EventType] | None, queue_size: int, on_close: Callable[[Subscription], None]):
+    def __init__(
+        self,
+        types: Iterable[EventType] | None,
+        queue_size: int,
+        on_close: Callable[[Subscription], None],
+        accept: Accept | None = None,
+    ):
         self.types = None if types is None else frozenset(types)
+        self.accept = accept  # the bus asks it before building the event: what it refuses costs next to nothing
         self.queue_size = queue_size
         self.missed_total = 0
         self._items: deque[Event | Missed] = deque()

@@ -20,12 +20,15 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import __version__
+from ..alerts.facts import state_run_details
+from ..alerts.sink import AlertSink, open_alert_sink
+from ..archive.sizes import ArchiveSizes
 from ..config import Settings
 from ..detect.change_source import watch_database
 from ..detect.detector import Detector
@@ -43,7 +46,7 @@ from ..ledger.monitor_db import Heartbeat, record_heartbeats
 from ..ledger.runs import Ledger
 from ..ledger.store import MonitorStore, open_store
 from ..lock import hold_lock
-from ..state.access import open_state, settle_seconds
+from ..state.access import StateDatabase, open_state, settle_seconds
 from ..state.connection import StateConnection
 from ..state.engine import create_archival_table, open_engine, sqlite_path
 from ..state.mapping import SchemaMapping
@@ -54,6 +57,9 @@ from .notify import Notifier
 from .reload import merge_reloadable
 from .signals import on_continue
 from .supervisor import LoopProgress, Supervisor
+
+if TYPE_CHECKING:  # openlineage-python is an optional extra: imported only when enabled (open_lineage)
+    from ..lineage.sink import LineageSink
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +143,13 @@ def reload_settings(
     detector: Detector,
     supervisor: Supervisor,
     mapping: SchemaMapping,
+    alerts: AlertSink | None = None,
 ) -> Settings:
     """SIGHUP: take the new configuration's [reload] keys; a bad one keeps the running one and says why."""
     try:
         applied, waiting = merge_reloadable(current, load())
+        if alerts is not None:
+            alerts.configure(applied.alerts)
     except MonitorError as err:
         logger.error("configuration not reloaded, the running one is kept: %s", err)
         return current
@@ -152,6 +161,23 @@ def reload_settings(
     if waiting:
         logger.warning("configuration reloaded; these keys take effect on restart: %s", ", ".join(waiting))
     return applied
+
+
+def open_lineage(settings: Settings, state: StateDatabase) -> tuple[LineageSink, frozenset[EventType]]:
+    """The OpenLineage sink (`openlineage.enabled`) and the types it takes; its library is an optional extra,
+    imported only then."""
+    try:
+        from ..lineage.sink import LINEAGE_TYPES, open_lineage_sink, state_run_names
+    except ImportError:
+        raise Unavailable(
+            "openlineage.enabled needs openlineage-python: pip install 'orchestrator-monitor[openlineage]'"
+        ) from None
+    return open_lineage_sink(settings, state_run_names(state.engine, state.tables)), LINEAGE_TYPES
+
+
+def report_with_alerts(supervisor: Supervisor, alerts: AlertSink) -> dict[str, Any]:
+    """`/api/health`: the supervisor's view and the alerts' delivery (pending, undeliverable, dropped)."""
+    return {**supervisor.report(), "alerts": alerts.stats()}
 
 
 def run_daemon(
@@ -207,7 +233,7 @@ def run_daemon(
             detail = f"the cheap pass has no index to seek on {state.name}; the executor's owner can run: {statement}"
             logger.warning("%s", detail)
             bus.publish(EventType.WARNING, {"what": "missing index", "detail": detail})
-        metrics = MonitorMetrics()
+        metrics = MonitorMetrics(settings.metrics.prefix)
         bus.add_sink(metrics, name="metrics", queue_size=settings.events.subscriber_queue_size)
         outcomes = bus.subscribe({EventType.ARCHIVE_FAILED, EventType.REPORT_FAILED, EventType.REPORT_GENERATED})
         stack.callback(outcomes.close)
@@ -229,6 +255,25 @@ def run_daemon(
             record_beats=partial(record_beats, store, membership),
             sink_health=bus.sink_health,
         )
+        alerts = None
+        if settings.alerts.rules:  # off without rules; a reload may change them, the first needs a restart
+            alerts = open_alert_sink(
+                settings.alerts,
+                workspace.progress_db,
+                busy_timeout_seconds=busy,
+                details=state_run_details(state.engine, state.tables),
+            )
+            bus.add_sink(alerts, name="alerts", queue_size=settings.events.subscriber_queue_size, types=alerts.types)
+            alerts.start()
+        if settings.openlineage.enabled:
+            lineage, types = open_lineage(settings, state)
+            bus.add_sink(
+                lineage,
+                name="openlineage",
+                queue_size=settings.events.subscriber_queue_size,
+                types=types,
+                accept=lineage.wants,
+            )
         archival = ArchiveWorker.for_daemon(
             settings,
             state=state,
@@ -239,12 +284,6 @@ def run_daemon(
         )
         stack.callback(archival.close)  # before the bus and the ledger close: it publishes and records
         archival.start()
-        metrics.bind(
-            heartbeat_age=supervisor.heartbeat_age_seconds,
-            detection_lag=progress.age_seconds,
-            event_counts=lambda: dict(bus.counts),
-            sink_health=bus.sink_health,
-        )
         detector = Detector(
             ledger=ledger,
             publish=bus.publish,
@@ -257,6 +296,16 @@ def run_daemon(
             marks_allowed=supervisor.marks_allowed,
             shares=ClusterShares(membership, ledger, refresh_seconds=refresh) if store.shared else None,
             reconnect=connection.reopen,
+            on_completed=lambda seen_at: metrics.observe_detection(time.monotonic() - seen_at),
+        )
+        metrics.bind(
+            heartbeat_age=supervisor.heartbeat_age_seconds,
+            detection_lag=progress.age_seconds,
+            event_counts=lambda: dict(bus.counts),
+            open_runs=detector.open_counts,
+            archive_bytes=ArchiveSizes(settings.resolve(settings.archive.root)).total_bytes,
+            alerts=alerts.stats if alerts is not None else None,
+            sink_health=bus.sink_health,
         )
         detector.start(now=datetime.now(UTC), mono=time.monotonic())
         signals = Signals()
@@ -293,7 +342,8 @@ def run_daemon(
         scheduler = start_scheduler(supervisor, settings, outcomes)
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
-            stack.enter_context(front(RunningDaemon(settings, bus, metrics, supervisor.report)))
+            report = supervisor.report if alerts is None else partial(report_with_alerts, supervisor, alerts)
+            stack.enter_context(front(RunningDaemon(settings, bus, metrics, report)))
         stack.callback(archival.stopping)  # every thread is told at once; the joins above then overlap
         stack.callback(signals.wake.set)  # the detection loop may wait a long poll for its wake-up
         stack.callback(stop.set)
@@ -306,7 +356,7 @@ def run_daemon(
         while not stop.wait(tick):  # the main loop: reload on SIGHUP, ping the watchdog while loops progress
             if reload_requested is not None and reload_requested.is_set() and load_settings is not None:
                 reload_requested.clear()
-                settings = reload_settings(settings, load_settings, detector, supervisor, state.mapping)
+                settings = reload_settings(settings, load_settings, detector, supervisor, state.mapping, alerts)
             if watchdog_seconds and time.monotonic() >= next_ping and supervisor.live():
                 notifier.watchdog()
                 next_ping = time.monotonic() + watchdog_seconds

@@ -14,6 +14,7 @@ RELOADABLE: dict[str, tuple[str, ...]] = {
     "archive": ("quiet_seconds", "reserve_bytes"),
     "escalation": ("repeat_seconds", "command", "webhook", "timeout_seconds"),
     "health": ("stale_after_seconds", "quick_check_seconds", "min_free_percent"),
+    "alerts": ("urls", "rules", "queue_size", "max_attempts", "retry_seconds", "max_retry_seconds"),
 }
 
 

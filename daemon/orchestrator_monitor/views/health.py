@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..alerts.outbox import read_alert_counts
 from ..config import Settings
 from ..ledger.monitor_db import read_heartbeats
 from ..ledger.store import open_store
@@ -65,6 +66,7 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         "safe_modes": view.get("safe_modes", []),
         "escalations": view.get("escalations", []),
         "recent_errors": view.get("recent_errors", []),
+        "alerts": read_alert_counts(workspace.progress_db, busy_timeout_seconds=busy),
         "heartbeat_age_s": max((round(b.age_seconds(now), 3) for b in beats), default=None),
     }
 

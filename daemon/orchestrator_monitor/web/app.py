@@ -10,6 +10,7 @@ scanner cannot blow up the metric's label set.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..service.metrics import CONTENT_TYPE, MonitorMetrics
 from .dashboard.guard import presented_token, route_label
@@ -27,7 +28,11 @@ OPEN_PATHS = frozenset({"/healthz"})
 
 
 class CountRequests:
-    """`dashboard_requests_total{path}`: by route template, `other` for anything unrouted."""
+    """`dashboard_requests_total{path,code}` and the latency histogram, by route template (`other` when unrouted).
+
+    Counted when the response is over (an event stream's when its client leaves); a request whose
+    app raised before answering counts as 500.
+    """
 
     def __init__(self, app: ASGIApp, metrics: MonitorMetrics, routes: Sequence[BaseRoute]) -> None:
         self._app = app
@@ -35,9 +40,24 @@ class CountRequests:
         self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self._metrics.dashboard_requests.labels(route_label(self._routes, scope)).inc()
-        await self._app(scope, receive, send)
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_counted)
+        finally:
+            path = route_label(self._routes, scope)
+            self._metrics.dashboard_requests.labels(path, str(code)).inc()
+            self._metrics.request_duration.labels(path).observe(time.perf_counter() - started)
 
 
 class RequireToken:

@@ -1,0 +1,1 @@
+"""Alert rules: events matched against `[[alerts.rules]]`, throttled, kept in an outbox, delivered through apprise."""
