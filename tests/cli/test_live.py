@@ -33,7 +33,7 @@ def test_monitor_follow_redraws_on_events_and_ends_archived_and_reported(workspa
     stop.set()
     assert result == [0], "monitor --follow did not end by itself once the run was archived and reported"
     text = console.export_text()
-    for wanted in ("tool health", "recent errors", "elapsed", "progress", "PARTIAL"):
+    for wanted in ("tool health", "1 failed task", "elapsed", "PARTIAL"):
         assert wanted in text, wanted
     assert f"archive: {workspace / '.archive' / 'tv-1'}" in text
     assert f"report: {workspace / 'reports' / 'tv-1_summary.json'}" in text

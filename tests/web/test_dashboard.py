@@ -61,6 +61,25 @@ def serve(simulated: tuple[Path, list[str]]) -> Iterator[object]:
             context.__exit__(None, None, None)
 
 
+def test_needs_attention_puts_failed_and_partial_runs_first_then_running_ones(serve) -> None:
+    served = serve()
+    runs = served.get("/api/runs", params={"sort": "attention"}).json()["runs"]
+    ranks = [{"FAILED": 0, "PARTIAL": 0, "RUNNING": 1, "PENDING": 1}.get(run["status"], 2) for run in runs]
+    assert ranks == sorted(ranks) and ranks[0] < ranks[-1]
+
+
+def test_a_failed_task_log_is_served_and_nothing_else(serve) -> None:
+    served = serve()
+    runs = [served.get(f"/api/runs/sim-{n}").json() for n in range(4)]
+    run = next(run for run in runs if run["failed_tasks"])  # the simulated runs have failures
+    run_id, task_id = run["run"]["run_id"], run["failed_tasks"][0]["task_id"]
+    assert run["failed_tasks"][0]["log"] == f"runs/{run_id}/logs/{task_id}.log"
+    log = served.get(f"/runs/{run_id}/logs/{task_id}")
+    assert log.status_code == 200 and log.text.startswith("attempt ")
+    assert served.get("/runs/sim-0/logs/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert served.get("/runs/sim-0/logs/sim-0.nothing").status_code == 404
+
+
 def test_runs_are_listed_paginated_with_progress(serve) -> None:
     served = serve()
     page = served.get("/api/runs", params={"limit": 2, "sort": "run_id", "order": "asc"}).json()
@@ -80,7 +99,11 @@ def test_a_run_has_detail_tasks_timeline_and_tool_health(serve) -> None:
     served = serve()
     run = served.get("/api/runs/sim-0").json()
     assert run["run"]["run_id"] == "sim-0" and {t["tool"] for t in run["tools"]} >= {"lint", "compile", "test"}
-    assert len(run["workstreams"]) == 3 and run["tasks"]["total"] == 15 and len(run["timeline"]) == 15
+    assert len(run["workstreams"]) == 3 and run["tasks"]["total"] == 15
+    timeline = served.get("/runs/sim-0/timeline.svg")
+    assert timeline.headers["content-type"] == "image/svg+xml" and timeline.headers["x-tasks-drawn"] == "15"
+    assert timeline.text.count('<g class="task ') == 15
+    assert run["failed_total"] == run["run"]["outcomes"]["failed"] == len(run["failed_tasks"])
     failed = served.get("/api/runs/sim-0", params={"status": "FAILED"}).json()["tasks"]
     assert all(task["status"] == "FAILED" for task in failed["rows"])
     by_attempts = served.get("/api/runs/sim-0", params={"sort": "attempts", "order": "desc", "limit": 3}).json()

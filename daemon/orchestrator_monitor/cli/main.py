@@ -22,9 +22,11 @@ from ..errors import MonitorError
 from ..service.signals import stop_on_signals
 from ..state.access import mapping_text, survey
 from ..state.engine import database_url
+from ..state.records import RUN_STATUSES
 from ..state.setup import init_workspace
 from ..timefmt import utc_now
 from ..views.reader import read_run, read_status, state_reader
+from ..views.runs import RUN_ORDERS, select_runs
 from .render import print_run, print_status, print_warnings, status_screen, write_json, write_plain
 
 # The daemon, archival, live views and the demo are imported by their own handlers: they pull in
@@ -77,9 +79,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: 
     if args.follow:
         from .live import follow_status
 
-        return _until_signal(lambda stop: follow_status(settings, out, stop))
+        order = args.sort or "attention"
+        return _until_signal(lambda stop: follow_status(settings, out, stop, args.status, order, args.limit))
     with state_reader(settings) as state:
-        view = read_status(state, utc_now())
+        view = select_runs(read_status(state, utc_now()), args.status, args.sort or "oldest", args.limit)
     if args.json:
         write_json(view, sys.stdout)
     else:
@@ -94,7 +97,7 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err:
 
         return _until_signal(lambda stop: follow_run(settings, args.run, out, stop))
     with state_reader(settings) as state:
-        detail = read_run(state, args.run, utc_now())
+        detail = read_run(state, args.run, utc_now(), settings.workspace)
     if args.json:
         write_json(detail, sys.stdout)
     else:
@@ -210,6 +213,15 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _run_statuses(text: str) -> list[str]:
+    """`FAILED` or `FAILED,PARTIAL` (any case): run statuses to show."""
+    statuses = [part.strip().upper() for part in text.split(",") if part.strip()]
+    unknown = [status for status in statuses if status not in RUN_STATUSES]
+    if unknown or not statuses:
+        raise argparse.ArgumentTypeError(f"expected run statuses from {', '.join(RUN_STATUSES)}, got {text!r}")
+    return statuses
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workspace", metavar="DIR", help="workspace directory (default: $ORCHESTRATOR_HOME, else .)")
@@ -237,7 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "all runs, one line each")
     status_output = status.add_mutually_exclusive_group()
     status_output.add_argument("--json", action="store_true", help="print JSON")
-    status_output.add_argument("--follow", action="store_true", help="live, redrawn on events (Ctrl-C stops)")
+    status_output.add_argument(
+        "--follow", action="store_true", help="live, redrawn on events, fitted to the screen (Ctrl-C stops)"
+    )
+    status.add_argument(
+        "--status", metavar="S[,S]", type=_run_statuses, action="extend", help="only runs in these statuses (repeat)"
+    )
+    status.add_argument("--limit", metavar="N", type=_positive_int, help="at most N runs")
+    status.add_argument(
+        "--sort",
+        choices=RUN_ORDERS,
+        help="attention: failed and partial, then running, newest first (default with --follow); "
+        "newest; oldest (default)",
+    )
     monitor = add("monitor", cmd_monitor, "one run: workstreams, tasks, tool health, error counts")
     monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
     monitor_output = monitor.add_mutually_exclusive_group()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, or_, select
+from sqlalchemy import ColumnElement, Connection, UnaryExpression, case, func, or_, select
 
 from .queries import RUN_COLUMNS, Row
 from .tables import StateTables
@@ -29,7 +30,9 @@ TASK_COLUMNS = (
     "finished_at",
 )
 TASK_SORTS = frozenset({"task_id", "workstream_id", "name", "tool", "status", "attempts", "started_at", "finished_at"})
-RUN_SORTS = frozenset({"created_at", "run_id", "name", "status", "started_at", "finished_at"})
+RUN_SORTS = frozenset({"created_at", "run_id", "name", "status", "started_at", "finished_at", "attention"})
+# "attention": failed and partial runs, then those still moving, then the rest (`views.runs.ATTENTION_RANKS`)
+ATTENTION_GROUPS = (("FAILED", "PARTIAL"), ("RUNNING", "PENDING"))
 ERROR_MESSAGE_CHARS = 500  # an executor may store a whole traceback; the table shows its start
 
 
@@ -79,8 +82,15 @@ def fetch_runs_page(connection: Connection, tables: StateTables, wanted: RunFilt
     """The runs of one page, in the asked order, and how many runs match in all."""
     runs = tables.runs
     conditions = _run_conditions(tables, wanted)
-    column = runs.c[wanted.sort]
-    order = (column.desc(), runs.c.run_id.desc()) if wanted.descending else (column.asc(), runs.c.run_id.asc())
+    if wanted.sort == "attention":  # most urgent group first, newest first within it (`order` flips the groups)
+        rank = case(
+            *((tables.runs_in(group), n) for n, group in enumerate(ATTENTION_GROUPS)), else_=len(ATTENTION_GROUPS)
+        )
+        ranked = rank.asc() if wanted.descending else rank.desc()
+        order: tuple[UnaryExpression[Any], ...] = (ranked, runs.c.created_at.desc(), runs.c.run_id.desc())
+    else:
+        column = runs.c[wanted.sort]
+        order = (column.desc(), runs.c.run_id.desc()) if wanted.descending else (column.asc(), runs.c.run_id.asc())
     query = (
         select(*(runs.c[name] for name in RUN_COLUMNS))
         .where(*conditions)
@@ -164,15 +174,20 @@ def fetch_tasks_page(
 
 
 def fetch_timeline(connection: Connection, tables: StateTables, run_id: str, limit: int) -> list[Row]:
-    """The run's started tasks in order of start (the first `limit`), for the timeline bars."""
+    """The run's started tasks for its timeline: the first `limit` by start, and up to `limit` of those an
+    operator looks for wherever they are (failed, cancelled, running, retried)."""
     tasks = tables.tasks
-    query = (
-        select(tasks.c.task_id, tasks.c.tool, tasks.c.status, tasks.c.started_at, tasks.c.finished_at)
-        .where(tasks.c.run_id == run_id, tasks.c.started_at.is_not(None))
-        .order_by(tasks.c.started_at, tasks.c.task_id)
-        .limit(limit)
-    )
-    return [dict(row) for row in connection.execute(query).mappings()]
+    selected = [tasks.c[name] for name in TASK_COLUMNS if name not in ("name", "error_message")]
+    message = func.substr(tasks.c.error_message, 1, ERROR_MESSAGE_CHARS).label("error_message")
+    started = (tasks.c.run_id == run_id, tasks.c.started_at.is_not(None))
+    first = select(*selected, message).where(*started).order_by(tasks.c.started_at, tasks.c.task_id).limit(limit)
+    notable = or_(tables.tasks_in(["FAILED", "CANCELLED", "RUNNING"]), tasks.c.attempts > 1)
+    wanted = select(*selected, message).where(*started, notable).order_by(tasks.c.task_id).limit(limit)
+    rows: dict[Any, Row] = {}
+    for query in (first, wanted):
+        for row in connection.execute(query).mappings():
+            rows.setdefault(row["task_id"], dict(row))
+    return list(rows.values())
 
 
 def fetch_archival(connection: Connection, tables: StateTables, run_id: str, limit: int) -> list[Row]:

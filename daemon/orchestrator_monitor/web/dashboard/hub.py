@@ -197,6 +197,11 @@ class EventHub:
             self._clients.setdefault(loop, set()).add(client)
             return client, list(self._ring), self._latest_seq
 
+    def recent(self, run_id: str) -> list[Event]:
+        """The run's events among the recent ones (the ring), oldest first."""
+        with self._lock:
+            return [event for event in self._ring if event.run_id == run_id]
+
     def detach(self, client: Client) -> None:
         with self._lock:
             clients = self._clients.get(client.loop)

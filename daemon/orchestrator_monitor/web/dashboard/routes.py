@@ -28,7 +28,16 @@ from ...workspace import Workspace
 from .guard import TOKEN_PARAMETER
 from .hub import EventHub
 from .params import BadParameter, parse_run_filter, parse_task_filter
-from .reads import UnknownRun, read_run_page, read_runs_page, run_exists, run_files
+from .reads import (
+    UnknownRun,
+    read_run_events,
+    read_run_page,
+    read_runs_page,
+    read_task_log,
+    read_timeline,
+    run_exists,
+    run_files,
+)
 from .sse import stream_events
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -112,6 +121,39 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
             return json_response({"error": f"no {name} for run {run_id}"}, 404)
         return FileResponse(path, media_type=_FILE_TYPES.get(path.suffix, "application/octet-stream"))
 
+    def timeline(request: Request) -> Response:
+        try:
+            drawing = read_timeline(context.state, request.path_params["run_id"], context.now())
+        except (BadInput, Unavailable) as err:
+            return _error(err)
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Tasks-Drawn": str(drawing.drawn),
+            "X-Tasks-Total": str(drawing.total),
+        }
+        return Response(drawing.svg, media_type="image/svg+xml", headers=headers)
+
+    def run_events(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            if not run_exists(context.state, run_id):
+                return json_response({"error": f"unknown run: {run_id}"}, 404)
+            return json_response({"events": read_run_events(context.workspace, context.hub, run_id)})
+        except (BadInput, Unavailable) as err:
+            return _error(err)
+
+    def task_log_file(request: Request) -> Response:
+        run_id, task_id = request.path_params["run_id"], request.path_params["task_id"]
+        if run_id_problem(run_id) is not None:
+            return json_response({"error": "invalid run id"}, 400)
+        try:
+            path = read_task_log(context.state, context.workspace, run_id, task_id)
+        except Unavailable as err:
+            return _error(err)
+        if path is None:
+            return json_response({"error": f"no log of task {task_id} in run {run_id}"}, 404)
+        return FileResponse(path, media_type="text/plain; charset=utf-8")
+
     async def events(request: Request) -> Response:
         return await stream_events(request, context.hub)
 
@@ -119,8 +161,11 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
         Route("/", runs_page, methods=["GET"]),
         Route("/runs/{run_id}", run_page, methods=["GET"]),
         Route("/runs/{run_id}/files/{name}", run_file, methods=["GET"]),
+        Route("/runs/{run_id}/logs/{task_id}", task_log_file, methods=["GET"]),
+        Route("/runs/{run_id}/timeline.svg", timeline, methods=["GET"]),
         Route("/api/runs", api_runs, methods=["GET"]),
         Route("/api/runs/{run_id}", api_run, methods=["GET"]),
+        Route("/api/runs/{run_id}/events", run_events, methods=["GET"]),
         Route("/events", events, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
