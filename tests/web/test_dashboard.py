@@ -46,7 +46,7 @@ def serve(simulated: tuple[Path, list[str]]) -> Iterator[object]:
         bus_context = open_bus(settings, extra_sinks=False)
         bus = bus_context.__enter__()
         dashboard_context = open_dashboard(settings, bus)
-        routes = dashboard_context.__enter__()
+        routes = dashboard_context.__enter__().routes
         metrics = MonitorMetrics()
         app = create_app(health=lambda: {"healthy": True}, metrics=metrics, token=token, dashboard=routes)
         server = WebServer(app, "127.0.0.1", 0)
