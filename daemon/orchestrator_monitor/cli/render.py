@@ -66,6 +66,8 @@ def outcome_bar(outcomes: dict[str, int], width: int = BAR_WIDTH) -> Text:
             bar.append("█" * cells[outcome], style=OUTCOME_STYLES[outcome])
     else:
         bar.append("·" * width, style=OUTCOME_STYLES["waiting"])
+    if outcomes.get("failed"):
+        bar.append(f" {outcomes['failed']} failed", style="bold red")
     return bar
 
 
