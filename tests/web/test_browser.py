@@ -170,6 +170,9 @@ def test_a_partial_runs_timeline_draws_its_failed_task_and_its_report_names_it(
         assert abs(other.bounding_box()["y"] - drawn["y"]) >= drawn["height"]  # a row of its own
     sync_api.expect(page.locator("#live")).to_have_text("final", timeout=30_000)  # archived and reported
     sync_api.expect(page.locator("#archive")).to_contain_text("archived to")
+    page.locator("#verify").click()
+    sync_api.expect(page.locator("#verify-result")).to_contain_text("valid: ")
+    sync_api.expect(page.locator("#events tbody")).to_contain_text("REPORT_GENERATED")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-run-partial.png"), full_page=True)
 

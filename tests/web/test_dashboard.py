@@ -4,6 +4,7 @@ uvicorn in a thread of the test, fed by a real bus. API contract, bounds, token,
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from archive_support import add_terminal_run
 from orchestrator_monitor.config import Settings, load_settings
 from orchestrator_monitor.events.bus import Bus
 from orchestrator_monitor.events.publishing import open_bus
@@ -235,3 +237,42 @@ def test_a_client_that_falls_behind_is_dropped_not_waited_for() -> None:
 
     client = asyncio.run(fill())
     assert client.dropped
+
+
+def test_an_unknown_run_page_is_a_page_of_the_dashboard(serve) -> None:
+    served = serve()
+    response = served.get("/runs/nope-1")
+    assert response.status_code == 404
+    assert "/static/dashboard.css" in response.text and "No run nope-1" in response.text and 'href="/"' in response.text
+
+
+def test_a_runs_events_are_listed_in_seq_order(serve) -> None:
+    served = serve()
+    served.bus.publish(
+        EventType.RUN_COMPLETED, {"status": "COMPLETED", "marked_by": "monitor", "tasks": {}}, run_id="sim-1"
+    )
+    served.bus.publish(EventType.WARNING, {"what": "other", "detail": "x"}, run_id="sim-2")
+
+    def listed() -> list[str]:
+        return [line["type"] for line in served.get("/api/runs/sim-1/events").json()["events"]]
+
+    deadline = time.monotonic() + 10
+    while "RUN_COMPLETED" not in listed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert listed() == ["RUN_COMPLETED"]
+    assert served.get("/api/runs/nope-1/events").status_code == 404
+
+
+def test_verify_checks_the_archive_on_request(serve, simulated, cli) -> None:
+    workspace, _ = simulated
+    add_terminal_run(workspace, "arch")
+    served = serve()
+    assert served.get("/api/runs/arch/verify").status_code == 404  # not archived
+    assert cli("archive", "--run", "arch", "--workspace", str(workspace)).code == 0
+    result = served.get("/api/runs/arch/verify").json()
+    assert result["ok"] is True and result["payload_files"] >= 1 and result["problems"] == [], result
+    manifest = workspace / ".archive" / "arch" / "manifest-sha256.txt"
+    manifest.chmod(0o644)
+    manifest.write_text(manifest.read_text().replace("0", "1", 1))
+    result = served.get("/api/runs/arch/verify").json()
+    assert result["ok"] is False and result["problem_count"] >= 1

@@ -275,6 +275,7 @@ const Dashboard = (() => {
     options(form.status, TASK_STATUSES);
     const state = { offset: 0, limit: PAGE, sort: "task_id", order: "asc" };
     let final = false;
+    const verifyBox = el("div");
     const showLive = liveBadge(() => final);
     async function load() {
       const run = await api("/api/runs/" + encodeURIComponent(runId), {
@@ -337,11 +338,28 @@ const Dashboard = (() => {
       else if (archived && latest) lines.push(el("div", { textContent: "archived to " + latest.archive_path + " (" + latest.file_count + " files, " + size(latest.total_bytes) + ")" }));
       else if (archived) lines.push(el("div", { textContent: "archived" }));
       else lines.push(el("div", { textContent: run.run.terminal ? "not archived yet" : "archived once the run has finished" }));
-      if (run.verify) lines.push(el("div", { className: run.verify.ok ? "" : "error", textContent: "verify: " + run.verify.detail }));
+      if (archived && !verifyBox.hasChildNodes()) {
+        const result = el("span", { id: "verify-result" });
+        const button = el("button", { type: "button", id: "verify", textContent: "verify the archive now" });
+        button.onclick = async () => {
+          button.disabled = true;
+          result.textContent = " checking every file…";
+          try {
+            const response = await get("/api/runs/" + encodeURIComponent(runId) + "/verify");
+            const v = await response.json();
+            result.className = v.ok ? "" : "error";
+            result.textContent = v.error ? " " + v.error : v.ok ? " valid: " + v.payload_files + " payload files, " + v.tag_files + " tag files match their manifests"
+              : " " + v.problem_count + " problems: " + v.problems.join("; ");
+          } finally {
+            button.disabled = false;
+          }
+        };
+        verifyBox.replaceChildren(button, result);
+      }
       lines.push(el("div", { textContent: "report: " + ("report.html" in run.files ? "written" : "not written yet") }));
       const links = Object.entries(run.files).map(([name, href]) => el("a", { href: withToken(href), textContent: name }));
       if (links.length) lines.push(el("div", {}, ...links.flatMap((a) => [a, " "])));
-      document.getElementById("archive").replaceChildren(...lines);
+      document.getElementById("archive").replaceChildren(...lines, verifyBox);
     }
     async function timeline() {
       const response = await get("/runs/" + encodeURIComponent(runId) + "/timeline.svg");
