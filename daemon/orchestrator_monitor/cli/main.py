@@ -7,6 +7,7 @@ unexpected exception is reported the same way, with its traceback only under `--
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import threading
@@ -117,15 +118,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Co
     from ..demo.run import run_demo
 
     out.print(f"demo workspace: {settings.workspace} (Ctrl-C stops)", markup=False)
-    run_demo(
-        settings,
-        runs=args.runs,
-        tick_seconds=args.tick,
-        seed=args.seed,
-        console=out,
-        screen=status_screen,
-        stop=threading.Event(),
-    )
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        run_demo(
+            settings,
+            runs=args.runs,
+            tick_seconds=args.tick,
+            seed=args.seed,
+            console=out,
+            screen=status_screen,
+            stop=stop,
+            stay_seconds=args.stay,
+        )
     return 0
 
 
@@ -296,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs to simulate (default 6)")
     demo.add_argument("--tick", type=_non_negative_float, default=0.5, help="seconds between executor steps")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable demo")
+    demo.add_argument(
+        "--stay",
+        metavar="SECONDS",
+        nargs="?",
+        type=_non_negative_float,
+        const=math.inf,
+        default=0.0,
+        help="keep the monitor and dashboard up once the runs are done: until Ctrl-C, or for SECONDS",
+    )
     return parser
 
 
