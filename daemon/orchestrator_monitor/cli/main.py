@@ -19,7 +19,7 @@ from rich.console import Console
 
 from .. import __version__
 from ..config import Settings, choose_workspace, hide_passwords, hide_secrets, load_settings
-from ..errors import MonitorError
+from ..errors import MonitorError, Unavailable
 from ..service.signals import stop_on_signals
 from ..state.access import mapping_text, survey
 from ..state.engine import database_url
@@ -105,6 +105,16 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err:
         print_run(detail, out)
     print_warnings(detail.warnings, err)
     return 0
+
+
+def cmd_console(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """The full-screen console (the `console` extra: Textual)."""
+    try:
+        from .console import run_console
+    except ImportError as exc:
+        raise Unavailable(f"the console needs Textual: pip install 'orchestrator-monitor[console]' ({exc})") from None
+    with state_reader(settings) as state:
+        return run_console(settings, state)
 
 
 def _until_signal(follow: Callable[[threading.Event], int]) -> int:
@@ -273,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_output.add_argument(
         "--follow", action="store_true", help="live until the run is archived and reported (Ctrl-C stops)"
     )
+    add("console", cmd_console, "full-screen terminal console: runs, failures, health, live (q quits)")
     add("daemon", cmd_daemon, "run the monitor in the foreground (what systemd starts)")
     health = add(
         "health", cmd_health, "run the checks once and read the running daemon's heartbeat (exit 1: unhealthy)"

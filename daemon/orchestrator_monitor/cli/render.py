@@ -157,7 +157,9 @@ def short_message(message: str | None) -> str:
 def failed_table(detail: RunDetail) -> Table:
     shown, total = len(detail.failed_tasks), detail.failed_total
     title = plural(total, "failed task") + (f" (the latest {shown} shown)" if shown < total else "")
-    table = Table("task", "tool", "attempts", "error", "message", "log", title=title, title_style="bold red")
+    table = Table(title=title, title_style="bold red")
+    for column in ("task", "tool", "attempts", "error", "message", "log"):
+        table.add_column(column, overflow="fold")  # a task id or a path is read whole, if on two lines
     for task in detail.failed_tasks:
         table.add_row(
             task.task_id,
