@@ -194,13 +194,14 @@ def timeline_svg(workstreams: Sequence[Mapping[str, Any]], tasks: Iterable[TaskR
 
 def _row(bar: _Bar, y: float, first: datetime, scale: float) -> str:
     task = bar.task
+    task_id = escape(str(task.task_id))
     x = LABEL_WIDTH + (bar.start - first).total_seconds() * scale
     width = max((bar.end - bar.start).total_seconds() * scale, MIN_BAR_WIDTH)
     colour = OUTCOME_COLOURS[bar.outcome]
     outline = f' stroke="{FAILED_OUTLINE}" stroke-width="1"' if bar.outcome == "failed" else ""
     label_colour = OUTCOME_COLOURS["failed"] if bar.outcome == "failed" else "#222"
     parts = [
-        f'<g class="task {bar.outcome}" data-task="{escape(str(task.task_id))}" data-status="{escape(task.status)}">',
+        f'<g class="task {bar.outcome}" data-task="{task_id}" data-status="{escape(task.status)}">',
         f"<title>{escape(_tooltip(bar))}</title>",
         f'<text x="4" y="{y + 12:g}" fill="{label_colour}">{escape(_label(str(task.task_id)))}</text>',
         f'<rect x="{x:.1f}" y="{y + 3:g}" width="{width:.1f}" height="{ROW_HEIGHT - 6:g}" fill="{colour}"{outline}/>',

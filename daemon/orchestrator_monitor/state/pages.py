@@ -177,16 +177,19 @@ def fetch_timeline(connection: Connection, tables: StateTables, run_id: str, lim
     """The run's started tasks for its timeline: the first `limit` by start, and up to `limit` of those an
     operator looks for wherever they are (failed, cancelled, running, retried)."""
     tasks = tables.tasks
-    selected = [tasks.c[name] for name in TASK_COLUMNS if name not in ("name", "error_message")]
+    names = [name for name in TASK_COLUMNS if name not in ("name", "error_message")] + ["error_message"]
+    selected = [tasks.c[name] for name in names[:-1]]
     message = func.substr(tasks.c.error_message, 1, ERROR_MESSAGE_CHARS).label("error_message")
     started = (tasks.c.run_id == run_id, tasks.c.started_at.is_not(None))
     first = select(*selected, message).where(*started).order_by(tasks.c.started_at, tasks.c.task_id).limit(limit)
     notable = or_(tables.tasks_in(["FAILED", "CANCELLED", "RUNNING"]), tasks.c.attempts > 1)
     wanted = select(*selected, message).where(*started, notable).order_by(tasks.c.task_id).limit(limit)
+    found = connection.execute(first).all()  # plain rows zipped with the names: half the time of a mapping per row
+    if len(found) == limit:  # there are more: those an operator looks for may be among them
+        found += connection.execute(wanted).all()
     rows: dict[Any, Row] = {}
-    for query in (first, wanted):
-        for row in connection.execute(query).mappings():
-            rows.setdefault(row["task_id"], dict(row))
+    for row in found:
+        rows.setdefault(row[0], dict(zip(names, row, strict=True)))
     return list(rows.values())
 
 
