@@ -9,6 +9,7 @@ out of the durations, never fails the report.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -85,8 +86,12 @@ def summary(
     by_type: Counter[str] = Counter()
     for counts in errors_by_tool.values():
         by_type.update(counts)
-    failed = [task for task in tasks if task.status == "FAILED"]
-    failed.sort(key=lambda task: (read_time(task.finished_at) is not None, _text_time(task.finished_at) or ""))
+    # The latest failures by their finish time as written (ISO text sorts by time), without parsing 100,000 times.
+    failed = heapq.nlargest(
+        FAILED_TASKS_LISTED,
+        (task for task in tasks if task.status == "FAILED"),
+        key=lambda task: (task.finished_at is not None, str(task.finished_at)),
+    )
     return {
         "schema": SUMMARY_SCHEMA,
         "run_id": run["run_id"],
@@ -111,7 +116,7 @@ def summary(
             "total": sum(by_type.values()),
             "by_tool": {tool: dict(sorted(c.items())) for tool, c in sorted(errors_by_tool.items())},
             "by_type": dict(sorted(by_type.items())),
-            "failed_tasks": [_failed_task(task) for task in reversed(failed[-FAILED_TASKS_LISTED:])],
+            "failed_tasks": [_failed_task(task) for task in failed],
         },
         "archive": {
             "path": archive.path,

@@ -184,7 +184,9 @@ def fetch_timeline(connection: Connection, tables: StateTables, run_id: str, lim
     first = select(*selected, message).where(*started).order_by(tasks.c.started_at, tasks.c.task_id).limit(limit)
     notable = or_(tables.tasks_in(["FAILED", "CANCELLED", "RUNNING"]), tasks.c.attempts > 1)
     wanted = select(*selected, message).where(*started, notable).order_by(tasks.c.task_id).limit(limit)
-    found = connection.execute(first).all()  # plain rows zipped with the names: half the time of a mapping per row
+    found = list(
+        connection.execute(first).all()
+    )  # plain rows zipped with the names: half the time of a mapping per row
     if len(found) == limit:  # there are more: those an operator looks for may be among them
         found += connection.execute(wanted).all()
     rows: dict[Any, Row] = {}
