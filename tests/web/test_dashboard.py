@@ -70,7 +70,8 @@ def test_needs_attention_puts_failed_and_partial_runs_first_then_running_ones(se
     assert ranks == sorted(ranks) and ranks[0] < ranks[-1]
 
 
-def test_a_failed_task_log_is_served_and_nothing_else(serve) -> None:
+def test_a_failed_task_log_is_served_and_nothing_else(serve, simulated) -> None:
+    workspace, _ = simulated
     served = serve()
     runs = [served.get(f"/api/runs/sim-{n}").json() for n in range(4)]
     run = next(run for run in runs if run["failed_tasks"])  # the simulated runs have failures
@@ -80,6 +81,13 @@ def test_a_failed_task_log_is_served_and_nothing_else(serve) -> None:
     assert log.status_code == 200 and log.text.startswith("attempt ")
     assert served.get("/runs/sim-0/logs/..%2F..%2Fetc%2Fpasswd").status_code == 404
     assert served.get("/runs/sim-0/logs/sim-0.nothing").status_code == 404
+    outside = workspace / "elsewhere"
+    outside.mkdir()
+    (outside / f"{task_id}.log").write_text("not the run's\n")
+    logs = workspace / "runs" / run_id / "logs"
+    logs.rename(logs.with_name("logs.old"))
+    logs.symlink_to(outside)
+    assert served.get(f"/runs/{run_id}/logs/{task_id}").status_code == 404  # never through a link
 
 
 def test_runs_are_listed_paginated_with_progress(serve) -> None:

@@ -64,9 +64,12 @@ def run_detail(rows: tuple[Row, list[Row], list[Row], list[Row]], now: datetime,
 
 
 def task_log(workspace: Path, run_row: Row, task_id: str) -> Path | None:
-    """The task's log file (`ids.task_log_path`) when it is there as a regular file."""
+    """The task's log file (`ids.task_log_path`) when it is there as a regular file; neither it nor `logs/` may
+    be a symbolic link, which could lead out of the run directory (the dashboard serves this file)."""
     log = task_log_path(workspace, run_row["run_id"], run_row.get("run_dir"), task_id)
-    return log if log is not None and log.is_file() and not log.is_symlink() else None
+    if log is None or log.is_symlink() or log.parent.is_symlink():
+        return None
+    return log if log.is_file() else None
 
 
 def fetch_run_rows(
