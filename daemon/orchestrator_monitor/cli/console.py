@@ -40,7 +40,7 @@ from ..views.runs import RunLine
 from ..web.dashboard.reads import read_runs_page
 from ..workspace import Workspace
 from .live import ChangeWatch
-from .render import OUTCOME_STYLES, format_counts, outcome_bar, plural, run_header, run_tables
+from .render import OUTCOME_STYLES, format_counts, outcome_bar, plural, run_header, run_tables, styled_status
 
 RUNS_SHOWN = 200  # the console lists the first runs in the chosen order; the filter finds the others
 TIMELINE_ROWS = 30
@@ -152,7 +152,7 @@ class RunsScreen(Screen[None]):
             line = RunLine(**run)
             table.add_row(
                 line.run_id[:24],
-                Text(line.status, _STATUS_STYLES.get(line.status, "")),
+                styled_status(line.status),
                 outcome_bar(line.outcomes, width=10),
                 f"{line.tasks_terminal}/{line.tasks_total}",
                 format_duration(line.duration_seconds),
@@ -188,9 +188,6 @@ class RunsScreen(Screen[None]):
     def action_order(self) -> None:
         self.order = "newest" if self.order == "attention" else "attention"
         self.refresh_runs()
-
-
-_STATUS_STYLES = {"COMPLETED": "green", "FAILED": "bold red", "PARTIAL": "yellow", "RUNNING": "cyan"}
 
 
 class RunScreen(Screen[None]):

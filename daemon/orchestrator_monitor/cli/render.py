@@ -81,7 +81,7 @@ def format_finish(line: RunLine) -> str:
     return (line.finished_at or "-")[:19].replace("T", " ") if line.terminal else "-"
 
 
-def _styled(status: str | None) -> Text:
+def styled_status(status: str | None) -> Text:
     return Text(status or "-", style=_STATUS_STYLES.get(status or "", ""))
 
 
@@ -91,7 +91,7 @@ def status_table(view: StatusView, title: str | None = None) -> Table:
     for line in view.runs:
         table.add_row(
             line.run_id,
-            _styled(line.status),
+            styled_status(line.status),
             outcome_bar(line.outcomes),
             format_progress(line.tasks_terminal, line.tasks_total, line.progress),
             format_duration(line.duration_seconds),
@@ -180,7 +180,7 @@ def run_tables(detail: RunDetail) -> list[Table]:
         workstreams.add_row(
             ws.workstream_id or "(none)",
             ws.name or "",
-            _styled(ws.status),
+            styled_status(ws.status),
             outcome_bar(ws.outcomes),
             format_progress(ws.tasks_terminal, ws.tasks_total, ws.progress),
         )
