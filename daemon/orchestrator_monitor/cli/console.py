@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -36,17 +36,29 @@ from ..timefmt import utc_now
 from ..units import format_duration
 from ..views.health import collect_health
 from ..views.reader import read_run
-from ..views.runs import RunLine
+from ..views.runs import RunDetail, RunLine
 from ..web.dashboard.reads import read_runs_page
 from ..workspace import Workspace
 from .live import ChangeWatch
-from .render import OUTCOME_STYLES, format_counts, outcome_bar, plural, run_header, run_tables, styled_status
+from .render import (
+    OUTCOME_STYLES,
+    failed_table,
+    format_counts,
+    outcome_bar,
+    plural,
+    run_header,
+    run_tables,
+    styled_status,
+)
 
-RUNS_SHOWN = 200  # the console lists the first runs in the chosen order; the filter finds the others
+RUNS_SHOWN = 100  # the console lists the first runs in the chosen order; the filter finds the others
+# Fixed widths (80 columns in all): the table measures no cell, which is most of a redraw's time.
+RUN_COLUMNS = (("run", 16), ("status", 9), ("tasks", 19), ("done", 9), ("took", 6), ("name", 21))
 TIMELINE_ROWS = 30
 EVENTS_SHOWN = 12
 RECENT_LINES = 2000  # event lines kept for the run view (the rest come from the run's spool or bag)
 STATUS_FILTERS = ("", *RUN_STATUSES)
+RUN_PARTS = ("run-failed", "run-tables", "run-timeline", "run-events")  # below the header, each its own widget
 HEALTH_TYPES = frozenset({"HEALTH_CHANGED", "SAFE_MODE_ENTERED", "SAFE_MODE_EXITED", "ESCALATION", "MONITOR_STARTED"})
 
 
@@ -104,6 +116,11 @@ def timeline_text(rows: list[dict[str, Any]], now: datetime, width: int) -> Rend
     return lines
 
 
+def _moving_parts(run: dict[str, Any]) -> dict[str, Any]:
+    """What the runs table shows of a run, but its durations (which grow with the clock alone)."""
+    return {key: value for key, value in run.items() if key not in ("age_seconds", "duration_seconds")}
+
+
 class RunsScreen(Screen[None]):
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("slash", "search", "search"),
@@ -118,6 +135,7 @@ class RunsScreen(Screen[None]):
         self.sources = sources
         self.status = ""
         self.order = "attention"
+        self._shown: object = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="health")
@@ -129,7 +147,8 @@ class RunsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
         table = self.query_one("#runs", DataTable)
-        table.add_columns("run", "status", "tasks", "done", "took", "name")
+        for label, width in RUN_COLUMNS:
+            table.add_column(label, width=width)
         self.refresh_health()
         self.refresh_runs()
         table.focus()
@@ -142,6 +161,16 @@ class RunsScreen(Screen[None]):
         sort = "attention" if self.order == "attention" else "created_at"
         wanted = RunFilter(status=self.status or None, search=search, sort=sort, limit=RUNS_SHOWN)
         page = read_runs_page(self.sources.state, wanted, utc_now())
+        shown = (
+            self.status,
+            self.order,
+            page["total"],
+            page["by_status"],
+            [_moving_parts(run) for run in page["runs"]],
+        )
+        if shown == self._shown:
+            return  # a change elsewhere (another run's commit): redrawing 100 rows would show the same
+        self._shown = shown
         counts = counts_line(page["by_status"], self.status)
         counts.append(f"   ({plural(page['total'], 'run')} shown by {self.order})", "dim")
         self.query_one("#counts", Static).update(counts)
@@ -151,12 +180,12 @@ class RunsScreen(Screen[None]):
         for run in page["runs"]:
             line = RunLine(**run)
             table.add_row(
-                line.run_id[:24],
+                line.run_id,
                 styled_status(line.status),
                 outcome_bar(line.outcomes, width=10),
                 f"{line.tasks_terminal}/{line.tasks_total}",
                 format_duration(line.duration_seconds),
-                (line.name or "")[:30],
+                line.name or "",
                 key=line.run_id,
             )
         if page["runs"]:
@@ -200,11 +229,13 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.sources = sources
         self.run_id = run_id
+        self._shown: dict[str, object] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
         with VerticalScroll(id="run-body"):
-            yield Static(id="run-detail")
+            for part in RUN_PARTS:
+                yield Static(id=part)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -212,25 +243,47 @@ class RunScreen(Screen[None]):
         self.query_one("#run-body", VerticalScroll).focus()
 
     def refresh_run(self) -> None:
+        """Read the run again; each part is drawn again only when what it shows changed (a table of failures
+        with their messages is most of a redraw's time)."""
         sources, now = self.sources, utc_now()
         detail = read_run(sources.state, self.run_id, now, sources.workspace.root)
         with translate_errors(sources.state.name), read_transaction(sources.state.engine) as connection:
             timeline = fetch_timeline(connection, sources.state.tables, self.run_id, TIMELINE_ROWS * 20)
-        self.app.sub_title = f"{self.run_id} {detail.run.status}"
-        header = Text(run_header(detail) + "\n")
-        header.append(outcome_bar(detail.run.outcomes, width=40))
-        self.query_one("#run-header", Static).update(header)
         events = run_history(sources.workspace, self.run_id, self.app_lines(), set())[-EVENTS_SHOWN:]
+        still = replace(detail, run=replace(detail.run, age_seconds=None, duration_seconds=None))
+        wanted = {
+            "run-header": (still.run, still.attempts),
+            "run-failed": (still.failed_tasks, still.failed_total, still.run.outcomes),
+            "run-tables": (still.workstreams, still.tools, still.errors),
+            "run-timeline": (timeline, self.size.width),
+            "run-events": events,
+        }
+        for part, data in wanted.items():
+            if self._shown.get(part) != data:
+                self._shown[part] = data
+                self.query_one(f"#{part}", Static).update(self._draw(part, detail, timeline, events, now))
+        self.app.sub_title = f"{self.run_id} {detail.run.status}"
+
+    def _draw(
+        self, part: str, detail: RunDetail, timeline: list[dict[str, Any]], events: list[Line], now: datetime
+    ) -> RenderableType:
+        if part == "run-header":
+            header = Text(run_header(detail) + "\n")
+            header.append(outcome_bar(detail.run.outcomes, width=40))
+            return header
+        if part == "run-failed":
+            if detail.failed_tasks:
+                return failed_table(detail)
+            return Text(f"no failed task ({format_counts(detail.run.outcomes)})", "green")
+        if part == "run-tables":
+            return Group(*run_tables(detail, failed=False))
+        if part == "run-timeline":
+            return Group(Text("\ntimeline", "bold"), timeline_text(timeline, now, self.size.width))
         listed = Table("seq", "type", "data", title="events", expand=True)
         for line in events:
             data = " ".join(f"{key}={value}" for key, value in (line.get("data") or {}).items())
             listed.add_row(str(line.get("seq")), str(line.get("type")), data[:200])
-        parts: list[RenderableType] = []
-        if not detail.failed_tasks:
-            parts.append(Text(f"no failed task ({format_counts(detail.run.outcomes)})", "green"))
-        parts += [*run_tables(detail), Text("\ntimeline", "bold"), timeline_text(timeline, now, self.size.width)]
-        parts.append(listed)
-        self.query_one("#run-detail", Static).update(Group(*parts))
+        return listed
 
     def app_lines(self) -> list[Line]:
         app = self.app
@@ -245,7 +298,7 @@ class ConsoleApp(App[None]):
     #health, #counts { height: 1; padding: 0 1; }
     #search { height: 3; }
     #run-header { height: auto; padding: 0 1; }
-    #run-detail { padding: 0 1; }
+    #run-body Static { padding: 0 1; }
     """
 
     def __init__(self, sources: Sources, watch: ChangeWatch | None) -> None:

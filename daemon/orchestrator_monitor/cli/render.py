@@ -172,9 +172,9 @@ def failed_table(detail: RunDetail) -> Table:
     return table
 
 
-def run_tables(detail: RunDetail) -> list[Table]:
-    """The run's failed tasks (first, when any), workstreams, tool health and error counts, as `monitor` and its
-    live view show them."""
+def run_tables(detail: RunDetail, failed: bool = True) -> list[Table]:
+    """The run's failed tasks (first, when any and `failed`), workstreams, tool health and error counts, as
+    `monitor`, its live view and the console show them."""
     workstreams = Table("workstream", "name", "status", "tasks", "done", title="workstreams")
     for ws in detail.workstreams:
         workstreams.add_row(
@@ -198,7 +198,7 @@ def run_tables(detail: RunDetail) -> list[Table]:
             "-" if tool.success_rate is None else f"{tool.success_rate:.0%}",
             str(tool.attempts),
         )
-    tables = [failed_table(detail)] if detail.failed_tasks else []
+    tables = [failed_table(detail)] if failed and detail.failed_tasks else []
     tables += [workstreams, tools]
     if detail.errors:
         errors = Table("error type", "count", title="errors")
