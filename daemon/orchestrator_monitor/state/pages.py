@@ -152,25 +152,29 @@ def _task_conditions(tables: StateTables, run_id: str, wanted: TaskFilter) -> li
     return conditions
 
 
-def fetch_tasks_page(
-    connection: Connection, tables: StateTables, run_id: str, wanted: TaskFilter
-) -> tuple[list[Row], int]:
-    """One page of a run's tasks, filtered and sorted, and how many match in all."""
+def fetch_tasks(connection: Connection, tables: StateTables, run_id: str, wanted: TaskFilter) -> list[Row]:
+    """One page of a run's tasks, filtered and sorted (a view's failed tasks: no count needed)."""
     tasks = tables.tasks
-    conditions = _task_conditions(tables, run_id, wanted)
     column = tasks.c[wanted.sort]
     order = (column.desc(), tasks.c.task_id.desc()) if wanted.descending else (column.asc(), tasks.c.task_id.asc())
     selected = [tasks.c[name] for name in TASK_COLUMNS if name != "error_message"]
     query = (
         select(*selected, func.substr(tasks.c.error_message, 1, ERROR_MESSAGE_CHARS).label("error_message"))
-        .where(*conditions)
+        .where(*_task_conditions(tables, run_id, wanted))
         .order_by(*order)
         .limit(wanted.limit)
         .offset(wanted.offset)
     )
-    rows = [dict(row) for row in connection.execute(query).mappings()]
-    total = connection.execute(select(func.count()).select_from(tasks).where(*conditions)).scalar_one()
-    return rows, int(total)
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def fetch_tasks_page(
+    connection: Connection, tables: StateTables, run_id: str, wanted: TaskFilter
+) -> tuple[list[Row], int]:
+    """One page of a run's tasks, filtered and sorted, and how many match in all."""
+    conditions = _task_conditions(tables, run_id, wanted)
+    total = connection.execute(select(func.count()).select_from(tables.tasks).where(*conditions)).scalar_one()
+    return fetch_tasks(connection, tables, run_id, wanted), int(total)
 
 
 def fetch_timeline(connection: Connection, tables: StateTables, run_id: str, limit: int) -> list[Row]:

@@ -16,7 +16,7 @@ from ..ids import task_log_path, validate_run_id
 from ..state import queries
 from ..state.access import StateDatabase, state_database
 from ..state.engine import read_transaction, translate_errors
-from ..state.pages import TaskFilter, fetch_tasks_page
+from ..state.pages import TaskFilter, fetch_tasks
 from ..state.queries import Row
 from ..state.tables import StateTables
 from .runs import RunDetail, StatusView, build_run_detail, build_status_view
@@ -79,7 +79,7 @@ def fetch_run_rows(
     run_row = queries.fetch_run(connection, tables, run_id)
     if run_row is None:
         return None
-    failed, _ = fetch_tasks_page(connection, tables, run_id, _FAILED)
+    failed = fetch_tasks(connection, tables, run_id, _FAILED)
     return (
         run_row,
         queries.fetch_workstreams(connection, tables, run_id),
