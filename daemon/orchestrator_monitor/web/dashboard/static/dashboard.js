@@ -312,7 +312,7 @@ const Dashboard = (() => {
         (r.terminal ? "took " : "running for ") + duration(r.duration_seconds) +
         " · started " + when(r.started_at || r.created_at) + (r.terminal ? " · finished " + when(r.finished_at) : "") +
         " · " + r.tasks_terminal + "/" + r.tasks_total + " tasks done · attempts " + run.attempts.total +
-        " (" + run.attempts.retried_tasks + " tasks retried)");
+        " (" + run.attempts.retried_tasks + (run.attempts.retried_tasks === 1 ? " task" : " tasks") + " retried)");
       const legendBox = el("span", { className: "legend" });
       legend(legendBox);
       document.getElementById("summary").replaceChildren(bar(r.outcomes), facts, el("br"), legendBox);
