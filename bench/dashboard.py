@@ -1,6 +1,8 @@
-"""Benchmark of the web dashboard on 10,000 runs / 1,000,000 tasks (issue #7).
+"""Benchmark of the web dashboard on 10,000 runs / 1,000,000 tasks (issues #7 and #15).
 
-Goals: `/api/runs` and `/api/runs/<id>` p99 under 100 ms with a concurrent client; with 200
+Goals: every request a page makes (`/`, `/runs/<id>`, `/api/runs`, `/api/runs/<id>`, its
+timeline and events, and the same for a run of 1,000 tasks) p99 under 100 ms with a concurrent
+client; with 200
 Server-Sent-Events clients connected while runs finish, the detection latency (commit ->
 `RUN_COMPLETED` line, measured as `bench/detect.py` does, with its writer and follower)
 at most 2x its p99 without them.
@@ -30,6 +32,7 @@ import asyncio
 import random
 import shutil
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -42,6 +45,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detect
 
+REFERENCE = detect.SCHEMA_INFO["reference"]
+BIG_RUN = "big-1000"  # a run of 1,000 tasks (the issue's run page), a tenth failed, some retried
+BIG_TASKS = 1000
 GOAL_API_P99_MS = 100.0
 GOAL_DETECTION_RATIO = 2.0
 SSE_CONNECT_TIMEOUT = 60.0
@@ -67,7 +73,7 @@ def start_daemon(workspace: Path, port: int, follower: detect.LogFollower) -> de
 def settle(workspace: Path, follower: detect.LogFollower, sentinel: detect.OpenRun) -> None:
     """Finish one run and wait for it: the daemon's first reconciliation is over."""
     spec = {"mode": "single", "gap_seconds": [0, 0], "seed": 0}
-    detect.run_writer(workspace / detect.STATE_DB, [sentinel], workspace, spec)
+    detect.run_writer(workspace / detect.STATE_DB, [sentinel], workspace, spec, REFERENCE)
     follower.wait(lambda: sentinel.run_id in follower.completed, detect.START_TIMEOUT, "the sentinel run")
     follower.wait_quiet(1.0, 30.0)
 
@@ -88,12 +94,8 @@ def hammer(url: str, make_request: Callable[[random.Random], tuple[str, dict[str
     return latencies
 
 
-def runs_request(rng: random.Random, runs: int) -> tuple[str, dict[str, str]]:
-    params = {
-        "limit": "50",
-        "offset": str(rng.randrange(0, max(1, runs - 50))),
-        "sort": rng.choice(["created_at", "run_id", "status"]),
-    }
+def runs_request(rng: random.Random, runs: int, sorts: Sequence[str]) -> tuple[str, dict[str, str]]:
+    params = {"limit": "50", "offset": str(rng.randrange(0, max(1, runs - 50))), "sort": rng.choice(sorts)}
     if rng.random() < 0.3:
         params = {"status": rng.choice(["COMPLETED", "RUNNING", "FAILED", "PARTIAL"]), "limit": "50"}
     return "/api/runs", params
@@ -106,29 +108,100 @@ def run_request(rng: random.Random, runs: int) -> tuple[str, dict[str, str]]:
     return f"/api/runs/run-{rng.randrange(runs):06d}", params
 
 
+def add_big_run(database: Path) -> None:
+    """`BIG_RUN`: 1,000 tasks over ten workstreams, one second apart, every tenth FAILED after 2 attempts."""
+    connection = sqlite3.connect(database, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute(
+            "INSERT INTO runs (run_id, name, status, created_at, started_at, finished_at) VALUES "
+            "(?, 'big run', 'PARTIAL', '2026-11-24T10:00:00Z', '2026-11-24T10:00:00Z', '2026-11-24T11:00:00Z')",
+            (BIG_RUN,),
+        )
+        connection.executemany(
+            "INSERT INTO workstreams (workstream_id, run_id, name, status) VALUES (?, ?, ?, 'PARTIAL')",
+            [(f"{BIG_RUN}.w{w}", BIG_RUN, f"workstream {w}") for w in range(10)],
+        )
+        connection.executemany(
+            "INSERT INTO tasks (task_id, run_id, workstream_id, tool, status, attempts, error_type, error_message, "
+            "started_at, finished_at) VALUES (?, ?, ?, 'test', ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    f"{BIG_RUN}.t{t:04d}", BIG_RUN, f"{BIG_RUN}.w{t % 10}",
+                    "FAILED" if t % 10 == 0 else "SUCCEEDED", 2 if t % 10 == 0 else 1,
+                    "exit_code" if t % 10 == 0 else None, "tests failed" if t % 10 == 0 else None,
+                    f"2026-11-24T10:{t // 60 % 60:02d}:{t % 60:02d}Z",
+                    f"2026-11-24T10:{t // 60 % 60:02d}:{t % 60:02d}.5Z",
+                )
+                for t in range(BIG_TASKS)
+            ],
+        )  # fmt: skip
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+
+
+def random_run(rng: random.Random, runs: int) -> str:
+    return f"run-{rng.randrange(runs):06d}"
+
+
+def endpoint_pairs(
+    runs: int, sorts: Sequence[str]
+) -> list[dict[str, Callable[[random.Random], tuple[str, dict[str, str]]]]]:
+    """The endpoints, two at a time (two clients at once): what the index and a run page request."""
+    return [
+        {
+            "/api/runs": lambda rng: runs_request(rng, runs, sorts),
+            "/api/runs/<id>": lambda rng: run_request(rng, runs),
+        },
+        {
+            "/ (page)": lambda rng: ("/", {}),
+            "/runs/<id> (page)": lambda rng: (f"/runs/{random_run(rng, runs)}", {}),
+        },
+        {
+            "/runs/<id>/timeline.svg": lambda rng: (f"/runs/{random_run(rng, runs)}/timeline.svg", {}),
+            "/api/runs/<id>/events": lambda rng: (f"/api/runs/{random_run(rng, runs)}/events", {}),
+        },
+        {
+            "/api/runs/<1000 tasks>": lambda rng: (f"/api/runs/{BIG_RUN}", {"limit": "100"}),
+            "/runs/<1000 tasks>/timeline.svg": lambda rng: (f"/runs/{BIG_RUN}/timeline.svg", {}),
+        },
+    ]
+
+
 def measure_api(
     template: Path, open_runs: list[detect.OpenRun], scratch: Path, runs: int, count: int
 ) -> dict[str, list[float]]:
-    workspace = detect.fresh_copy(template, scratch / "api", open_runs, run_dirs=False)
+    """Each pair of endpoints from two threads at once; an endpoint this version does not serve is left out."""
+    workspace = detect.fresh_copy(template, scratch / "api", open_runs, run_dirs=False, schema=REFERENCE)
+    add_big_run(workspace / detect.STATE_DB)
     port = free_port()
     with detect.LogFollower(workspace / detect.MONITOR_LOG) as follower:
         process = start_daemon(workspace, port, follower)
         try:
             settle(workspace, follower, open_runs[0])
             url = f"http://127.0.0.1:{port}"
-            hammer(url, lambda rng: runs_request(rng, runs), 20, 0)  # warm the page cache and the pool
             results: dict[str, list[float]] = {}
-            jobs = {
-                "/api/runs": lambda: hammer(url, lambda rng: runs_request(rng, runs), count, 1),
-                "/api/runs/<id>": lambda: hammer(url, lambda rng: run_request(rng, runs), count, 2),
-            }
-            threads = [
-                threading.Thread(target=lambda n=name, j=job: results.__setitem__(n, j())) for name, job in jobs.items()
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            with httpx.Client(base_url=url, timeout=30) as probe:
+                sorts = ["created_at", "run_id", "status"]
+                if probe.get("/api/runs", params={"sort": "attention"}).status_code == 200:  # since #15
+                    sorts.append("attention")
+                hammer(url, lambda rng: runs_request(rng, runs, sorts), 20, 0)  # warm the page cache and the pool
+                for pair in endpoint_pairs(runs, sorts):
+                    served = {
+                        name: make for name, make in pair.items()
+                        if probe.get(*make(random.Random(0))[:1]).status_code != 404
+                    }  # fmt: skip
+                    threads = [
+                        threading.Thread(
+                            target=lambda n=name, m=make, k=seed: results.__setitem__(n, hammer(url, m, count, k))
+                        )
+                        for seed, (name, make) in enumerate(served.items(), 1)
+                    ]
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
         finally:
             process.stop()
     shutil.rmtree(workspace, ignore_errors=True)
@@ -188,7 +261,7 @@ def measure_detection(
     clients: int,
     gap: tuple[float, float],
 ) -> tuple[list[float], str]:
-    workspace = detect.fresh_copy(template, scratch / label, open_runs, run_dirs=False)
+    workspace = detect.fresh_copy(template, scratch / label, open_runs, run_dirs=False, schema=REFERENCE)
     port = free_port()
     note = ""
     with detect.LogFollower(workspace / detect.MONITOR_LOG) as follower:
@@ -199,7 +272,7 @@ def measure_detection(
             spec = {"mode": "single", "gap_seconds": list(gap), "seed": 7}
             if clients:
                 with SseClients(f"http://127.0.0.1:{port}", clients) as sse:
-                    commits = detect.run_writer(workspace / detect.STATE_DB, singles, workspace, spec)
+                    commits = detect.run_writer(workspace / detect.STATE_DB, singles, workspace, spec, REFERENCE)
                     done = {run_id for run_id, _, _ in commits}
                     follower.wait(lambda: done <= follower.completed.keys(), detect.SETTLE_TIMEOUT, "every run")
                     give_up = time.monotonic() + 10
@@ -208,7 +281,7 @@ def measure_detection(
                     complete = sum(done <= seen for seen in sse.completed)
                     note = f"{complete}/{clients} SSE clients received all {len(done)} RUN_COMPLETED events"
             else:
-                commits = detect.run_writer(workspace / detect.STATE_DB, singles, workspace, spec)
+                commits = detect.run_writer(workspace / detect.STATE_DB, singles, workspace, spec, REFERENCE)
                 done = {run_id for run_id, _, _ in commits}
                 follower.wait(lambda: done <= follower.completed.keys(), detect.SETTLE_TIMEOUT, "every run")
             latencies = [follower.completed[run_id] - moment for run_id, moment, _ in commits]
@@ -221,7 +294,7 @@ def measure_detection(
 def row(label: str, values: Sequence[float]) -> str:
     q = detect.percentiles(values)
     cells = " ".join(f"{q[name] * 1000:9.1f}" for name in ("p50", "p90", "p99", "max"))
-    return f"{label:<30} {len(values):>6} {cells}"
+    return f"{label:<34} {len(values):>6} {cells}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,15 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs, tasks, opened = (500, 20, 150) if args.quick else (10_000, 100, 1500)
     requests, samples = (200, 20) if args.quick else (args.requests, args.samples)
-    template = detect.prepare_workspace(args.workdir.absolute(), runs, tasks, opened, rebuild=False)
-    open_runs = detect.read_open_runs(template / detect.STATE_DB)
+    template = detect.prepare_workspace(args.workdir.absolute(), REFERENCE, runs, tasks, opened, rebuild=False)
+    open_runs = detect.read_open_runs(template / detect.STATE_DB, REFERENCE)
     scratch = Path(tempfile.mkdtemp(prefix="dashboard-", dir=args.workdir))
     rng = random.Random(3)
     pool = rng.sample(open_runs[1:], 2 * args.rounds * (samples + 1))
     try:
-        print(f"API: {runs} runs x {tasks} tasks, {requests} requests per endpoint, both endpoints at once", flush=True)
+        print(
+            f"API: {runs} runs x {tasks} tasks (and one of {BIG_TASKS}), {requests} requests per endpoint, two at once"
+        )
         api = measure_api(template, open_runs, scratch, runs, requests)
-        print(f"{'ms':<30} {'n':>6} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9}")
+        print(f"{'ms':<34} {'n':>6} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9}")
         for name, values in api.items():
             print(row(name, values))
         latencies: dict[str, list[float]] = {"none": [], "sse": []}

@@ -60,3 +60,13 @@ def run_directory(workspace: Path, run_id: str, run_dir: str | None = None) -> P
     if problem is not None:
         raise BadInput(f"run {run_id}: run_dir {run_dir!r} {problem}")
     return workspace / run_dir
+
+
+def task_log_path(workspace: Path, run_id: str, run_dir: object, task_id: str) -> Path | None:
+    """Where a task's log file is by convention, `<run dir>/logs/<task_id>.log`; None when the run id, the
+    run directory or the task id (held to the run id's rules, as it becomes a file name) cannot be followed."""
+    if run_id_problem(run_id) is not None or run_id_problem(task_id) is not None:
+        return None
+    if run_dir is not None and (not isinstance(run_dir, str) or run_dir_problem(run_dir) is not None):
+        return None
+    return run_directory(workspace, run_id, run_dir) / "logs" / f"{task_id}.log"

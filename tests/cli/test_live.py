@@ -33,7 +33,7 @@ def test_monitor_follow_redraws_on_events_and_ends_archived_and_reported(workspa
     stop.set()
     assert result == [0], "monitor --follow did not end by itself once the run was archived and reported"
     text = console.export_text()
-    for wanted in ("tool health", "recent errors", "elapsed", "progress", "PARTIAL"):
+    for wanted in ("tool health", "1 failed task", "elapsed", "PARTIAL"):
         assert wanted in text, wanted
     assert f"archive: {workspace / '.archive' / 'tv-1'}" in text
     assert f"report: {workspace / 'reports' / 'tv-1_summary.json'}" in text
@@ -74,3 +74,24 @@ def test_status_follow_shows_a_new_run_without_polling_the_data(workspace: Path)
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_status_follow_fits_the_screen_and_keeps_failed_and_running_runs_on_it(workspace: Path) -> None:
+    writer = Writer(workspace)
+    writer.add_run("old-fail", ["FAILED"])
+    writer.sql("UPDATE runs SET status = 'FAILED', created_at = '2026-11-01T00:00:00Z' WHERE run_id = 'old-fail'")
+    for n in range(30):
+        writer.add_run(f"done-{n:02d}", ["SUCCEEDED"])
+        writer.sql("UPDATE runs SET status = 'COMPLETED', created_at = ? WHERE run_id = ?",
+                   (f"2026-11-02T00:00:{n:02d}Z", f"done-{n:02d}"))  # fmt: skip
+    writer.add_run("old-going", ["RUNNING"])
+    writer.sql("UPDATE runs SET created_at = '2026-11-01T00:00:01Z' WHERE run_id = 'old-going'")
+    console = Console(record=True, force_terminal=True, width=120, height=16, file=io.StringIO(), color_system=None)
+    stop = threading.Event()
+    stop.set()  # the first screen only
+    assert follow_status(load_settings(workspace), console, stop) == 0
+    text = console.export_text()
+    shown = [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│")]
+    assert shown[:2] == ["old-fail", "old-going"] and len(set(shown)) == 16 - 6  # (rich prints the last frame again)
+    assert "22 more not shown" in text and "attention first" in text
+    assert "█" in text and "1 failed" in text

@@ -15,7 +15,7 @@ from support import lock_held, run_process
 
 RUN_KEYS = {
     "run_id", "name", "status", "terminal", "tasks_total", "tasks_terminal", "progress", "tasks",
-    "created_at", "started_at", "finished_at", "age_seconds",
+    "created_at", "started_at", "finished_at", "age_seconds", "outcomes", "duration_seconds",
 }  # fmt: skip
 
 
@@ -24,7 +24,7 @@ def test_status_json_lists_every_run_with_progress(simulated: tuple[Path, list[s
     result = cli("status", "--workspace", str(workspace), "--json")
     assert result.code == 0, result.err
     document = json.loads(result.out)
-    assert set(document) == {"runs", "warnings"}
+    assert set(document) == {"runs", "warnings", "hidden"} and document["hidden"] == 0
     assert [run["run_id"] for run in document["runs"]] == run_ids
     for run in document["runs"]:
         assert set(run) == RUN_KEYS
@@ -42,7 +42,16 @@ def test_monitor_json_shows_workstreams_tools_errors_and_attempts(simulated: tup
     result = cli("monitor", "--workspace", str(workspace), "--run", "sim-0", "--json")
     assert result.code == 0, result.err
     detail = json.loads(result.out)
-    assert set(detail) == {"run", "workstreams", "tools", "errors", "attempts", "warnings"}
+    assert set(detail) == {
+        "run",
+        "failed_tasks",
+        "failed_total",
+        "workstreams",
+        "tools",
+        "errors",
+        "attempts",
+        "warnings",
+    }
     assert detail["run"]["run_id"] == "sim-0"
     assert [ws["workstream_id"] for ws in detail["workstreams"]] == ["sim-0.ws0", "sim-0.ws1", "sim-0.ws2"]
     assert sum(ws["tasks_total"] for ws in detail["workstreams"]) == 15
@@ -67,6 +76,60 @@ def test_monitor_json_shows_workstreams_tools_errors_and_attempts(simulated: tup
         if row[3] is not None:
             errors[row[3]] = errors.get(row[3], 0) + 1
     assert detail["errors"] == errors
+    failed = {row[0] for row in rows if row[1] == "FAILED"}
+    assert detail["failed_total"] == len(failed) == len(detail["failed_tasks"])
+
+
+def add_failed_run(workspace: Path, run_id: str, message: str) -> None:
+    with sqlite3.connect(workspace / ".state" / "orchestration.db") as db:
+        db.execute(
+            "INSERT INTO runs (run_id, status, created_at) VALUES (?, 'FAILED', '2030-01-01T10:00:00Z')", (run_id,)
+        )
+        db.execute(
+            "INSERT INTO tasks (task_id, run_id, tool, status, attempts, error_type, error_message, finished_at) "
+            "VALUES (?, ?, 'pytest', 'FAILED', 3, 'exit_code', ?, '2026-11-30T10:05:00Z')",
+            (f"{run_id}.t0", run_id, message),
+        )
+    (workspace / "runs" / run_id / "logs").mkdir(parents=True)
+    (workspace / "runs" / run_id / "logs" / f"{run_id}.t0.log").write_text("boom\n")
+
+
+def test_monitor_names_the_failed_tasks_with_their_messages_and_logs(workspace: Path, cli) -> None:
+    add_failed_run(workspace, "bad-1", "tests/test_api.py::test_login FAILED\nTraceback ...")
+    document = json.loads(cli("monitor", "--workspace", str(workspace), "--run", "bad-1", "--json").out)
+    assert document["failed_tasks"] == [
+        {
+            "task_id": "bad-1.t0", "workstream_id": None, "name": None, "tool": "pytest", "attempts": 3,
+            "error_type": "exit_code", "error_message": "tests/test_api.py::test_login FAILED\nTraceback ...",
+            "finished_at": "2026-11-30T10:05:00Z", "log": "runs/bad-1/logs/bad-1.t0.log",
+        }
+    ]  # fmt: skip
+    plain = cli("monitor", "--workspace", str(workspace), "--run", "bad-1").out.splitlines()
+    assert "failed\tbad-1.t0\tpytest\tattempts 3\texit_code\ttests/test_api.py::test_login FAILED Traceback ..." \
+        "\truns/bad-1/logs/bad-1.t0.log" in plain  # fmt: skip
+    table = run_process("monitor", "--workspace", str(workspace), "--run", "bad-1", env={"TTY_COMPATIBLE": "1",
+                        "COLUMNS": "200"})  # fmt: skip
+    assert "1 failed task" in table.out and "test_login FAILED" in table.out and "exit_code" in table.out
+
+
+def test_status_filters_sorts_and_limits(simulated: tuple[Path, list[str]], cli) -> None:
+    workspace, run_ids = simulated
+    add_failed_run(workspace, "bad-1", "boom")
+
+    def listed(*args: str) -> list[str]:
+        result = cli("status", "--workspace", str(workspace), *args)
+        assert result.code == 0, result.err
+        return [line.split("\t")[0] for line in result.out.splitlines()]
+
+    assert listed("--status", "failed,cancelled") == ["sim-3", "bad-1"]
+    assert listed("--status", "FAILED", "--status", "RUNNING") == ["sim-0", "sim-1", "sim-2", "bad-1"]
+    assert listed("--sort", "newest", "--limit", "2") == ["bad-1", "sim-3"]
+    assert listed("--sort", "attention")[:1] == ["bad-1"] and listed("--sort", "attention")[-1] == "sim-3"
+    assert listed("--sort", "attention")[1:4] == list(reversed(run_ids[:3]))  # running, newest first
+    document = json.loads(cli("status", "--workspace", str(workspace), "--json", "--limit", "1").out)
+    assert len(document["runs"]) == 1 and document["hidden"] == len(run_ids)
+    refused = run_process("status", "--workspace", str(workspace), "--status", "DONE")
+    assert refused.code == 2 and "expected run statuses" in refused.err
 
 
 def test_plain_output_when_piped_is_one_tab_separated_line_per_run(simulated: tuple[Path, list[str]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -62,7 +63,8 @@ def test_storage_missing_full_or_fine(tmp_path: Path) -> None:
     )
     full = check_archival_storage(tmp_path, reserve_bytes=1 << 62, min_free_percent=0)
     assert full.condition is Condition.FULL and "archive.reserve_bytes" in full.detail
-    assert check_archival_storage(tmp_path, reserve_bytes=0, min_free_percent=0).condition is Condition.OK
+    ok = check_archival_storage(tmp_path, reserve_bytes=0, min_free_percent=0)
+    assert ok.condition is Condition.OK and re.match(r"[\d.]+ [KMGTP]iB free \(", ok.detail), ok.detail  # not raw bytes
 
 
 def test_heartbeats_fresh_stale_dead_or_absent() -> None:

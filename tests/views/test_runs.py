@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from orchestrator_monitor.views.runs import MAX_WARNINGS, build_run_detail, build_status_view
+from orchestrator_monitor.views.runs import MAX_WARNINGS, build_run_detail, build_status_view, select_runs
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
@@ -71,3 +71,34 @@ def test_tasks_of_missing_or_no_workstream_are_shown_not_lost() -> None:
     assert [(ws.workstream_id, ws.tasks_total) for ws in detail.workstreams] == [("w1", 1), (None, 4), ("gone", 2)]
     assert detail.warnings == ["2 tasks reference workstream 'gone', which does not exist"]
     assert detail.run.tasks_total == 7
+
+
+def test_outcomes_split_the_tasks_failures_first() -> None:
+    line = build_status_view([run_row()], {"r1": {"FAILED": 2, "SUCCEEDED": 3, "QUEUED": 1, "ODD": 1}}, NOW).runs[0]
+    assert list(line.outcomes) == ["failed", "cancelled", "skipped", "succeeded", "running", "waiting"]
+    assert line.outcomes == {"failed": 2, "cancelled": 0, "skipped": 0, "succeeded": 3, "running": 0, "waiting": 2}
+
+
+def test_a_finished_run_has_a_fixed_duration_and_a_running_one_grows_to_now() -> None:
+    done = {**run_row("d", "FAILED"), "started_at": "2026-11-24 11:00:00", "finished_at": "2026-11-24 11:10:00"}
+    going = {**run_row("g"), "started_at": "2026-11-24 11:30:00"}
+    lines = build_status_view([done, going], {}, NOW).runs
+    assert [line.duration_seconds for line in lines] == [600, 1800]
+
+
+def test_select_runs_filters_orders_by_attention_and_limits() -> None:
+    rows = [run_row("ok-old", "COMPLETED"), run_row("run-old"), run_row("bad", "FAILED"), run_row("run-new")]
+    view = build_status_view(rows, {}, NOW)
+    assert [r.run_id for r in select_runs(view, order="attention").runs] == ["bad", "run-new", "run-old", "ok-old"]
+    assert [r.run_id for r in select_runs(view, order="newest", limit=2).runs] == ["run-new", "bad"]
+    picked = select_runs(view, statuses=["RUNNING"], limit=1)
+    assert [r.run_id for r in picked.runs] == ["run-old"] and picked.hidden == 3
+
+
+def test_failed_tasks_are_named_with_their_messages() -> None:
+    failed = [{"task_id": "t9", "workstream_id": "w1", "name": None, "tool": "pytest", "attempts": 2,
+               "error_type": "exit_code", "error_message": "3 tests failed",
+               "finished_at": "2026-11-24 11:59:00"}]  # fmt: skip
+    detail = build_run_detail(run_row(), [], [group("w1", "pytest", "FAILED", 4, error_type="exit_code")], NOW, failed)
+    assert detail.failed_total == 4 and detail.failed_tasks[0].task_id == "t9"
+    assert (detail.failed_tasks[0].error_message, detail.failed_tasks[0].log) == ("3 tests failed", None)

@@ -4,6 +4,7 @@ uvicorn in a thread of the test, fed by a real bus. API contract, bounds, token,
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from archive_support import add_terminal_run
 from orchestrator_monitor.config import Settings, load_settings
 from orchestrator_monitor.events.bus import Bus
 from orchestrator_monitor.events.publishing import open_bus
@@ -46,7 +48,7 @@ def serve(simulated: tuple[Path, list[str]]) -> Iterator[object]:
         bus_context = open_bus(settings, extra_sinks=False)
         bus = bus_context.__enter__()
         dashboard_context = open_dashboard(settings, bus)
-        routes = dashboard_context.__enter__()
+        routes = dashboard_context.__enter__().routes
         metrics = MonitorMetrics()
         app = create_app(health=lambda: {"healthy": True}, metrics=metrics, token=token, dashboard=routes)
         server = WebServer(app, "127.0.0.1", 0)
@@ -59,6 +61,33 @@ def serve(simulated: tuple[Path, list[str]]) -> Iterator[object]:
         server.close(5)
         for context in contexts:  # type: ignore[attr-defined]
             context.__exit__(None, None, None)
+
+
+def test_needs_attention_puts_failed_and_partial_runs_first_then_running_ones(serve) -> None:
+    served = serve()
+    runs = served.get("/api/runs", params={"sort": "attention"}).json()["runs"]
+    ranks = [{"FAILED": 0, "PARTIAL": 0, "RUNNING": 1, "PENDING": 1}.get(run["status"], 2) for run in runs]
+    assert ranks == sorted(ranks) and ranks[0] < ranks[-1]
+
+
+def test_a_failed_task_log_is_served_and_nothing_else(serve, simulated) -> None:
+    workspace, _ = simulated
+    served = serve()
+    runs = [served.get(f"/api/runs/sim-{n}").json() for n in range(4)]
+    run = next(run for run in runs if run["failed_tasks"])  # the simulated runs have failures
+    run_id, task_id = run["run"]["run_id"], run["failed_tasks"][0]["task_id"]
+    assert run["failed_tasks"][0]["log"] == f"runs/{run_id}/logs/{task_id}.log"
+    log = served.get(f"/runs/{run_id}/logs/{task_id}")
+    assert log.status_code == 200 and log.text.startswith("attempt ")
+    assert served.get("/runs/sim-0/logs/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert served.get("/runs/sim-0/logs/sim-0.nothing").status_code == 404
+    outside = workspace / "elsewhere"
+    outside.mkdir()
+    (outside / f"{task_id}.log").write_text("not the run's\n")
+    logs = workspace / "runs" / run_id / "logs"
+    logs.rename(logs.with_name("logs.old"))
+    logs.symlink_to(outside)
+    assert served.get(f"/runs/{run_id}/logs/{task_id}").status_code == 404  # never through a link
 
 
 def test_runs_are_listed_paginated_with_progress(serve) -> None:
@@ -80,7 +109,11 @@ def test_a_run_has_detail_tasks_timeline_and_tool_health(serve) -> None:
     served = serve()
     run = served.get("/api/runs/sim-0").json()
     assert run["run"]["run_id"] == "sim-0" and {t["tool"] for t in run["tools"]} >= {"lint", "compile", "test"}
-    assert len(run["workstreams"]) == 3 and run["tasks"]["total"] == 15 and len(run["timeline"]) == 15
+    assert len(run["workstreams"]) == 3 and run["tasks"]["total"] == 15
+    timeline = served.get("/runs/sim-0/timeline.svg")
+    assert timeline.headers["content-type"] == "image/svg+xml" and timeline.headers["x-tasks-drawn"] == "15"
+    assert timeline.text.count('<g class="task ') == 15
+    assert run["failed_total"] == run["run"]["outcomes"]["failed"] == len(run["failed_tasks"])
     failed = served.get("/api/runs/sim-0", params={"status": "FAILED"}).json()["tasks"]
     assert all(task["status"] == "FAILED" for task in failed["rows"])
     by_attempts = served.get("/api/runs/sim-0", params={"sort": "attempts", "order": "desc", "limit": 3}).json()
@@ -213,3 +246,42 @@ def test_a_client_that_falls_behind_is_dropped_not_waited_for() -> None:
 
     client = asyncio.run(fill())
     assert client.dropped
+
+
+def test_an_unknown_run_page_is_a_page_of_the_dashboard(serve) -> None:
+    served = serve()
+    response = served.get("/runs/nope-1")
+    assert response.status_code == 404
+    assert "/static/dashboard.css" in response.text and "No run nope-1" in response.text and 'href="/"' in response.text
+
+
+def test_a_runs_events_are_listed_in_seq_order(serve) -> None:
+    served = serve()
+    served.bus.publish(
+        EventType.RUN_COMPLETED, {"status": "COMPLETED", "marked_by": "monitor", "tasks": {}}, run_id="sim-1"
+    )
+    served.bus.publish(EventType.WARNING, {"what": "other", "detail": "x"}, run_id="sim-2")
+
+    def listed() -> list[str]:
+        return [line["type"] for line in served.get("/api/runs/sim-1/events").json()["events"]]
+
+    deadline = time.monotonic() + 10
+    while "RUN_COMPLETED" not in listed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert listed() == ["RUN_COMPLETED"]
+    assert served.get("/api/runs/nope-1/events").status_code == 404
+
+
+def test_verify_checks_the_archive_on_request(serve, simulated, cli) -> None:
+    workspace, _ = simulated
+    add_terminal_run(workspace, "arch")
+    served = serve()
+    assert served.get("/api/runs/arch/verify").status_code == 404  # not archived
+    assert cli("archive", "--run", "arch", "--workspace", str(workspace)).code == 0
+    result = served.get("/api/runs/arch/verify").json()
+    assert result["ok"] is True and result["payload_files"] >= 1 and result["problems"] == [], result
+    manifest = workspace / ".archive" / "arch" / "manifest-sha256.txt"
+    manifest.chmod(0o644)
+    manifest.write_text(manifest.read_text().replace("0", "1", 1))
+    result = served.get("/api/runs/arch/verify").json()
+    assert result["ok"] is False and result["problem_count"] >= 1

@@ -19,7 +19,6 @@ from typing import Any, Generic, TypeVar
 
 from rich.console import Console, ConsoleRenderable, Group
 from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from ..config import Settings
@@ -30,18 +29,17 @@ from ..events.sinks.jsonl import MONITOR_LOG
 from ..events.types import LOG_TYPE, EventType
 from ..ids import validate_run_id
 from ..state.access import StateDatabase
-from ..state.engine import read_transaction, sqlite_path, translate_errors
-from ..state.pages import TaskFilter, fetch_tasks_page
+from ..state.engine import sqlite_path
 from ..timefmt import parse_timestamp, utc_now
+from ..units import format_duration
 from ..views.reader import read_run, read_status, state_reader
-from ..views.runs import RunDetail, StatusView
+from ..views.runs import RunDetail, StatusView, select_runs
 from ..workspace import Workspace
-from .render import format_age, format_progress, plain_run_line, run_tables, status_table, write_plain
+from .render import format_counts, format_progress, outcome_bar, plain_run_line, run_tables, status_table, write_plain
 
-RECENT_ERRORS = 5
 CLOCK_REFRESHES_PER_SECOND = 1  # rich redraws the same data for the elapsed-time clock only
 T = TypeVar("T")
-_RECENT_FAILURES = TaskFilter(status="FAILED", sort="finished_at", descending=True, limit=RECENT_ERRORS)
+TABLE_FRAME_LINES = 6  # a status table's title, header, borders and the "more runs" line
 
 
 class ChangeWatch:
@@ -115,42 +113,24 @@ class RunScreen:
     """The live run view; rendered afresh at every refresh, so elapsed time and ETA keep moving."""
 
     detail: RunDetail
-    failures: list[dict[str, Any]]
     outcome: Outcome
 
     def __rich__(self) -> ConsoleRenderable:
         run = self.detail.run
         elapsed, eta = elapsed_and_eta(self.detail)
-        counts = ", ".join(f"{status} {count}" for status, count in run.tasks.items()) or "no tasks"
         header = (
             f"run {run.run_id}  {run.status}  {format_progress(run.tasks_terminal, run.tasks_total, run.progress)}"
-            f"  elapsed {format_age(elapsed)}  ETA {format_age(eta)}\ntasks: {counts}"
+            f"  elapsed {format_duration(elapsed)}  ETA {format_duration(eta)}\ntasks: {format_counts(run.outcomes)}"
         )
-        bars = Table("workstream", "progress", "", title="progress", box=None)
-        for ws in self.detail.workstreams:
-            bars.add_row(
-                ws.workstream_id or "(none)",
-                ProgressBar(total=max(ws.tasks_total, 1), completed=ws.tasks_terminal, width=30),
-                format_progress(ws.tasks_terminal, ws.tasks_total, ws.progress),
-            )
-        parts: list[Any] = [header, bars, *run_tables(self.detail)]
-        if self.failures:
-            recent = Table("task", "tool", "error", "finished", title="recent errors")
-            for task in self.failures:
-                message = f"{task['error_type'] or ''}: {task['error_message'] or ''}"
-                recent.add_row(task["task_id"], task["tool"] or "", message, task["finished_at"] or "")
-            parts.append(recent)
+        parts: list[Any] = [header, outcome_bar(run.outcomes, width=40), *run_tables(self.detail)]
         if self.outcome.archive_path is not None:
             parts.append(f"archive: {self.outcome.archive_path}")
         parts.extend(f"report: {path}" for path in self.outcome.report_paths)
         return Group(*parts)
 
 
-def read_run_screen(state: StateDatabase, run_id: str, outcome: Outcome) -> RunScreen:
-    detail = read_run(state, run_id, utc_now())
-    with translate_errors(state.name), read_transaction(state.engine) as connection:
-        failures, _ = fetch_tasks_page(connection, state.tables, run_id, _RECENT_FAILURES)
-    return RunScreen(detail, failures, outcome)
+def read_run_screen(state: StateDatabase, run_id: str, outcome: Outcome, workspace: Workspace) -> RunScreen:
+    return RunScreen(read_run(state, run_id, utc_now(), workspace.root), outcome)
 
 
 @dataclass
@@ -188,6 +168,7 @@ def _follow(console: Console, view: View[T], watch: ChangeWatch, stop: threading
 def follow_run(settings: Settings, run_id: str, console: Console, stop: threading.Event) -> int:
     """`monitor --run ID --follow`: until the run is archived and reported (or `stop`), then the paths."""
     validate_run_id(run_id)
+    workspace = Workspace.from_settings(settings)
     with state_reader(settings) as state:
         watch = ChangeWatch(settings)
         try:
@@ -201,7 +182,7 @@ def follow_run(settings: Settings, run_id: str, console: Console, stop: threadin
                 mine = [line for line in lines if line.get("run_id") == run_id]
                 for line in mine:
                     outcome.take(line)
-                return read_run_screen(state, run_id, outcome) if state_changed or mine else None
+                return read_run_screen(state, run_id, outcome, workspace) if state_changed or mine else None
 
             def print_plain(screen: RunScreen, lines: list[Line]) -> None:
                 for line in lines:
@@ -212,7 +193,7 @@ def follow_run(settings: Settings, run_id: str, console: Console, stop: threadin
                     write_plain(console, text)
                     last_plain[0] = text
 
-            first = read_run_screen(state, run_id, outcome)
+            first = read_run_screen(state, run_id, outcome, workspace)
             _follow(console, View(first, redraw, lambda screen: screen, print_plain, lambda: outcome.done), watch, stop)
         finally:
             watch.close()
@@ -224,8 +205,26 @@ def follow_run(settings: Settings, run_id: str, console: Console, stop: threadin
     return 0
 
 
-def follow_status(settings: Settings, console: Console, stop: threading.Event) -> int:
-    """`status --follow`: every run, redrawn on any run's event or a commit, until `stop`."""
+def follow_status(
+    settings: Settings,
+    console: Console,
+    stop: threading.Event,
+    statuses: list[str] | None = None,
+    order: str = "attention",
+    limit: int | None = None,
+) -> int:
+    """`status --follow`: the runs, redrawn on any run's event or a commit, until `stop`. On a terminal the
+    table fits the screen, so failed and running runs (first in the default order) stay on it."""
+    if limit is None and console.is_terminal:
+        limit = max(1, console.height - TABLE_FRAME_LINES)
+
+    def read(state: StateDatabase) -> StatusView:
+        return select_runs(read_status(state, utc_now()), statuses, order, limit)
+
+    def render(view: StatusView) -> Table:
+        more = f" ({view.hidden} more not shown)" if view.hidden else ""
+        return status_table(view, title=f"{len(view.runs)} runs{more}, {order} first")
+
     with state_reader(settings) as state:
         watch = ChangeWatch(settings)
         try:
@@ -234,7 +233,7 @@ def follow_status(settings: Settings, console: Console, stop: threading.Event) -
             def redraw(state_changed: bool, lines: list[Line]) -> StatusView | None:
                 if not state_changed and not any("run_id" in line for line in lines):
                     return None
-                return read_status(state, utc_now())
+                return read(state)
 
             def print_plain(view: StatusView, lines: list[Line]) -> None:
                 for run in view.runs:
@@ -243,8 +242,7 @@ def follow_status(settings: Settings, console: Console, stop: threading.Event) -
                         write_plain(console, text)
                         shown[run.run_id] = text.split("\t")[:3]
 
-            first = read_status(state, utc_now())
-            _follow(console, View(first, redraw, status_table, print_plain, lambda: False), watch, stop)
+            _follow(console, View(read(state), redraw, render, print_plain, lambda: False), watch, stop)
         finally:
             watch.close()
     return 0

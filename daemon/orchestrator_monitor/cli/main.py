@@ -7,6 +7,7 @@ unexpected exception is reported the same way, with its traceback only under `--
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import threading
@@ -18,12 +19,14 @@ from rich.console import Console
 
 from .. import __version__
 from ..config import Settings, choose_workspace, hide_passwords, hide_secrets, load_settings
-from ..errors import BadInput, MonitorError
+from ..errors import BadInput, MonitorError, Unavailable
 from ..service.signals import stop_on_signals
 from ..state.access import mapping_text, survey
+from ..state.records import RUN_STATUSES
 from ..state.setup import init_workspace, refuse_sqlite_triggers, trigger_sql
 from ..timefmt import utc_now
 from ..views.reader import read_run, read_status, state_reader
+from ..views.runs import RUN_ORDERS, select_runs
 from .render import print_run, print_status, print_warnings, status_screen, write_json, write_plain
 
 # The daemon, archival, live views and the demo are imported by their own handlers: they pull in
@@ -88,9 +91,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: 
     if args.follow:
         from .live import follow_status
 
-        return _until_signal(lambda stop: follow_status(settings, out, stop))
+        order = args.sort or "attention"
+        return _until_signal(lambda stop: follow_status(settings, out, stop, args.status, order, args.limit))
     with state_reader(settings) as state:
-        view = read_status(state, utc_now())
+        view = select_runs(read_status(state, utc_now()), args.status, args.sort or "oldest", args.limit)
     if args.json:
         write_json(view, sys.stdout)
     else:
@@ -105,13 +109,23 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err:
 
         return _until_signal(lambda stop: follow_run(settings, args.run, out, stop))
     with state_reader(settings) as state:
-        detail = read_run(state, args.run, utc_now())
+        detail = read_run(state, args.run, utc_now(), settings.workspace)
     if args.json:
         write_json(detail, sys.stdout)
     else:
         print_run(detail, out)
     print_warnings(detail.warnings, err)
     return 0
+
+
+def cmd_console(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    """The full-screen console (the `console` extra: Textual)."""
+    try:
+        from .console import run_console
+    except ImportError as exc:
+        raise Unavailable(f"the console needs Textual: pip install 'orchestrator-monitor[console]' ({exc})") from None
+    with state_reader(settings) as state:
+        return run_console(settings, state)
 
 
 def _until_signal(follow: Callable[[threading.Event], int]) -> int:
@@ -125,15 +139,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, out: Console, err: Co
     from ..demo.run import run_demo
 
     out.print(f"demo workspace: {settings.workspace} (Ctrl-C stops)", markup=False)
-    run_demo(
-        settings,
-        runs=args.runs,
-        tick_seconds=args.tick,
-        seed=args.seed,
-        console=out,
-        screen=status_screen,
-        stop=threading.Event(),
-    )
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        run_demo(
+            settings,
+            runs=args.runs,
+            tick_seconds=args.tick,
+            seed=args.seed,
+            console=out,
+            screen=status_screen,
+            stop=stop,
+            stay_seconds=args.stay,
+        )
     return 0
 
 
@@ -230,6 +247,15 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _run_statuses(text: str) -> list[str]:
+    """`FAILED` or `FAILED,PARTIAL` (any case): run statuses to show."""
+    statuses = [part.strip().upper() for part in text.split(",") if part.strip()]
+    unknown = [status for status in statuses if status not in RUN_STATUSES]
+    if unknown or not statuses:
+        raise argparse.ArgumentTypeError(f"expected run statuses from {', '.join(RUN_STATUSES)}, got {text!r}")
+    return statuses
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workspace", metavar="DIR", help="workspace directory (default: $ORCHESTRATOR_HOME, else .)")
@@ -263,7 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "all runs, one line each")
     status_output = status.add_mutually_exclusive_group()
     status_output.add_argument("--json", action="store_true", help="print JSON")
-    status_output.add_argument("--follow", action="store_true", help="live, redrawn on events (Ctrl-C stops)")
+    status_output.add_argument(
+        "--follow", action="store_true", help="live, redrawn on events, fitted to the screen (Ctrl-C stops)"
+    )
+    status.add_argument(
+        "--status", metavar="S[,S]", type=_run_statuses, action="extend", help="only runs in these statuses (repeat)"
+    )
+    status.add_argument("--limit", metavar="N", type=_positive_int, help="at most N runs")
+    status.add_argument(
+        "--sort",
+        choices=RUN_ORDERS,
+        help="attention: failed and partial, then running, newest first (default with --follow); "
+        "newest; oldest (default)",
+    )
     monitor = add("monitor", cmd_monitor, "one run: workstreams, tasks, tool health, error counts")
     monitor.add_argument("--run", required=True, metavar="ID", help="the run id")
     monitor_output = monitor.add_mutually_exclusive_group()
@@ -271,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_output.add_argument(
         "--follow", action="store_true", help="live until the run is archived and reported (Ctrl-C stops)"
     )
+    add("console", cmd_console, "full-screen terminal console: runs, failures, health, live (q quits)")
     add("daemon", cmd_daemon, "run the monitor in the foreground (what systemd starts)")
     health = add(
         "health", cmd_health, "run the checks once and read the running daemon's heartbeat (exit 1: unhealthy)"
@@ -301,6 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs to simulate (default 6)")
     demo.add_argument("--tick", type=_non_negative_float, default=0.5, help="seconds between executor steps")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable demo")
+    demo.add_argument(
+        "--stay",
+        metavar="SECONDS",
+        nargs="?",
+        type=_non_negative_float,
+        const=math.inf,
+        default=0.0,
+        help="keep the monitor and dashboard up once the runs are done: until Ctrl-C, or for SECONDS",
+    )
     return parser
 
 

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..state.records import OUTCOMES
+from ..units import format_duration
 from ..views.runs import RunDetail, RunLine, StatusView
 
 _STATUS_STYLES = {
@@ -22,6 +24,17 @@ _STATUS_STYLES = {
     "CANCELLED": "magenta",
     "RUNNING": "cyan",
 }
+# The terminal's bar colours, one per outcome of `state.records.OUTCOMES` (the web's, in ANSI's palette).
+OUTCOME_STYLES = {
+    "failed": "red",
+    "cancelled": "magenta",
+    "skipped": "bright_black",
+    "succeeded": "green",
+    "running": "blue",
+    "waiting": "grey30",
+}
+BAR_WIDTH = 20
+MESSAGE_CHARS = 200  # of an error message in a table; `--json` has it whole
 
 
 def write_json(document: Any, stream: IO[str]) -> None:
@@ -34,39 +47,62 @@ def write_plain(console: Console, line: str) -> None:
     console.file.write(line + "\n")
 
 
-def format_age(seconds: float | None) -> str:
-    """Compact ages for a table column: 42s, 3m05s, 2h10m, 4d03h."""
-    if seconds is None:
-        return "-"
-    total = int(seconds)
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    if total < 86400:
-        return f"{total // 3600}h{total % 3600 // 60:02d}m"
-    return f"{total // 86400}d{total % 86400 // 3600:02d}h"
-
-
 def format_progress(done: int, total: int, progress: float | None) -> str:
     return f"{done}/{total} {'-' if progress is None else f'{progress:.0%}'}"
 
 
-def _styled(status: str | None) -> Text:
+def outcome_bar(outcomes: dict[str, int], width: int = BAR_WIDTH) -> Text:
+    """A bar split by outcome, failures first, with the failed count after it: a failed run never looks green.
+
+    Every outcome that has tasks gets at least one cell, so a single failure among thousands shows."""
+    total = sum(outcomes.values())
+    bar = Text()
+    if total:
+        present = [outcome for outcome in OUTCOMES if outcomes.get(outcome)]
+        cells = {outcome: max(1, round(outcomes[outcome] * width / total)) for outcome in present}
+        largest = max(present, key=lambda outcome: cells[outcome])
+        cells[largest] = max(1, cells[largest] + width - sum(cells.values()))
+        for outcome in present:
+            bar.append("█" * cells[outcome], style=OUTCOME_STYLES[outcome])
+    else:
+        bar.append("·" * width, style=OUTCOME_STYLES["waiting"])
+    if outcomes.get("failed"):
+        bar.append(f" {outcomes['failed']} failed", style="bold red")
+    return bar
+
+
+def format_counts(outcomes: dict[str, int]) -> str:
+    """ "2 failed, 5 succeeded": the outcomes that have tasks, failures first."""
+    return ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items() if count) or "no tasks"
+
+
+def format_finish(line: RunLine) -> str:
+    """When a finished run finished (its ISO time, to the second); "-" while it runs."""
+    return (line.finished_at or "-")[:19].replace("T", " ") if line.terminal else "-"
+
+
+def styled_status(status: str | None) -> Text:
     return Text(status or "-", style=_STATUS_STYLES.get(status or "", ""))
 
 
-def status_table(view: StatusView) -> Table:
-    table = Table("run", "status", "progress", "age", "name", title=f"{len(view.runs)} runs")
+def status_table(view: StatusView, title: str | None = None) -> Table:
+    count = len(view.runs)
+    table = Table("run", "status", "tasks", "done", "duration", "finished", "name", title=title or plural(count, "run"))
     for line in view.runs:
         table.add_row(
             line.run_id,
-            _styled(line.status),
+            styled_status(line.status),
+            outcome_bar(line.outcomes),
             format_progress(line.tasks_terminal, line.tasks_total, line.progress),
-            format_age(line.age_seconds),
+            format_duration(line.duration_seconds),
+            format_finish(line),
             line.name or "",
         )
     return table
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def print_status(view: StatusView, console: Console) -> None:
@@ -83,39 +119,70 @@ def plain_run_line(line: RunLine) -> str:
             line.run_id,
             line.status,
             format_progress(line.tasks_terminal, line.tasks_total, line.progress),
-            format_age(line.age_seconds),
+            format_duration(line.duration_seconds),
             line.name or "",
+            format_counts(line.outcomes),
         )
     )
 
 
-def print_run(detail: RunDetail, console: Console) -> None:
+def run_header(detail: RunDetail) -> str:
     run = detail.run
-    counts = ", ".join(f"{status} {count}" for status, count in run.tasks.items()) or "no tasks"
     attempts = detail.attempts
-    header = (
+    return (
         f"run {run.run_id}  {run.status}  {format_progress(run.tasks_terminal, run.tasks_total, run.progress)}"
-        f"  age {format_age(run.age_seconds)}\ntasks: {counts}\n"
+        f"  duration {format_duration(run.duration_seconds)}  finished {format_finish(run)}\n"
+        f"tasks: {format_counts(run.outcomes)}\n"
         f"attempts: {attempts.total} total, {attempts.retried_tasks} tasks retried, at most {attempts.max}"
     )
+
+
+def print_run(detail: RunDetail, console: Console) -> None:
+    header = run_header(detail)
     if not console.is_terminal:
         _print_run_plain(detail, header, console)
         return
     console.print(header, highlight=False)
+    console.print(outcome_bar(detail.run.outcomes, width=40))
     for table in run_tables(detail):
         console.print(table)
 
 
-def run_tables(detail: RunDetail) -> list[Table]:
-    """The run's workstreams, tool health and (when any) error counts, as `monitor` and its live view show them."""
-    workstreams = Table("workstream", "name", "status", "progress", "tasks", title="workstreams")
+def short_message(message: str | None) -> str:
+    """An error message on one line, cut to `MESSAGE_CHARS`: a traceback's first line is its gist."""
+    text = " ".join((message or "").split())
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
+
+
+def failed_table(detail: RunDetail) -> Table:
+    shown, total = len(detail.failed_tasks), detail.failed_total
+    title = plural(total, "failed task") + (f" (the latest {shown} shown)" if shown < total else "")
+    table = Table(title=title, title_style="bold red")
+    for column in ("task", "tool", "attempts", "error", "message", "log"):
+        table.add_column(column, overflow="fold")  # a task id or a path is read whole, if on two lines
+    for task in detail.failed_tasks:
+        table.add_row(
+            task.task_id,
+            task.tool or "",
+            str(task.attempts),
+            Text(task.error_type or "-", style="red"),
+            short_message(task.error_message),
+            task.log or "",
+        )
+    return table
+
+
+def run_tables(detail: RunDetail, failed: bool = True) -> list[Table]:
+    """The run's failed tasks (first, when any and `failed`), workstreams, tool health and error counts, as
+    `monitor`, its live view and the console show them."""
+    workstreams = Table("workstream", "name", "status", "tasks", "done", title="workstreams")
     for ws in detail.workstreams:
         workstreams.add_row(
             ws.workstream_id or "(none)",
             ws.name or "",
-            _styled(ws.status),
+            styled_status(ws.status),
+            outcome_bar(ws.outcomes),
             format_progress(ws.tasks_terminal, ws.tasks_total, ws.progress),
-            ", ".join(f"{status} {count}" for status, count in ws.tasks.items()),
         )
     tools = Table(
         "tool", "tasks", "succeeded", "failed", "skipped", "active", "success", "attempts", title="tool health"
@@ -131,7 +198,8 @@ def run_tables(detail: RunDetail) -> list[Table]:
             "-" if tool.success_rate is None else f"{tool.success_rate:.0%}",
             str(tool.attempts),
         )
-    tables = [workstreams, tools]
+    tables = [failed_table(detail)] if failed and detail.failed_tasks else []
+    tables += [workstreams, tools]
     if detail.errors:
         errors = Table("error type", "count", title="errors")
         for error_type, count in detail.errors.items():
@@ -142,6 +210,11 @@ def run_tables(detail: RunDetail) -> list[Table]:
 
 def _print_run_plain(detail: RunDetail, header: str, console: Console) -> None:
     lines = [header]
+    for task in detail.failed_tasks:
+        lines.append(
+            f"failed\t{task.task_id}\t{task.tool or '-'}\tattempts {task.attempts}\t{task.error_type or '-'}"
+            f"\t{short_message(task.error_message)}\t{task.log or '-'}"
+        )
     for ws in detail.workstreams:
         progress = format_progress(ws.tasks_terminal, ws.tasks_total, ws.progress)
         lines.append(f"workstream\t{ws.workstream_id or '(none)'}\t{ws.status or '-'}\t{progress}")

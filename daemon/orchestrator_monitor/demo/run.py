@@ -7,7 +7,9 @@ ids carry the start time, so a workspace can be reused by several demos.
 
 from __future__ import annotations
 
+import math
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ from ..state.setup import init_workspace
 from ..timefmt import utc_now
 from ..views.reader import read_status, state_reader
 from ..views.runs import StatusView
-from ..web.front import web_front
+from ..web.front import dashboard_address, web_front
 from ..workspace import Workspace
 from .simulator import SimulatedExecutor
 
@@ -43,12 +45,15 @@ def run_demo(
     console: Console,
     screen: Screen,
     stop: threading.Event,
+    stay_seconds: float = 0.0,
 ) -> StatusView:
     """Drive `runs` simulated runs to their end with the monitor beside them; return the last view.
 
-    `screen(console)` shows the runs as they go (the command's table, or lines when piped).
+    `screen(console)` shows the runs as they go (the command's table, or lines when piped). The
+    monitor and its dashboard stay up `stay_seconds` longer (`math.inf`: until `stop`).
     """
     init_workspace(settings)
+    settings = _with_free_port(settings, console)
     executor = SimulatedExecutor(settings.resolve(STATE_DB), settings.workspace, random.Random(seed))
     prefix = f"demo-{utc_now():%Y%m%dT%H%M%S}"
     created = 0
@@ -81,6 +86,10 @@ def run_demo(
                     break
                 final = snapshot()
             update(final)
+        if stay_seconds > 0 and not stop.is_set():
+            until = "until Ctrl-C" if math.isinf(stay_seconds) else f"for {stay_seconds:g} s (Ctrl-C stops)"
+            console.print(f"the runs are done; the monitor and its dashboard stay up {until}", markup=False)
+            stop.wait(None if math.isinf(stay_seconds) else stay_seconds)
     workspace = Workspace.from_settings(settings)
     for line, where in (
         ("events", f"{workspace.logs_dir / 'monitor.jsonl'} (orchestrator events --workspace {workspace.root})"),
@@ -89,6 +98,35 @@ def run_demo(
     ):
         console.print(f"{line}: {where}", markup=False, highlight=False)
     return final
+
+
+def _with_free_port(settings: Settings, console: Console) -> Settings:
+    """The settings with a free dashboard port when the configured one is taken (another demo, a daemon): a
+    demo should show something rather than exit 3. The daemon itself never does this: its port is its address."""
+    dashboard = settings.dashboard
+    if not dashboard.enabled or port_free(dashboard.host, dashboard.port):
+        return settings
+    port = free_port(dashboard.host)
+    console.print(f"port {dashboard.port} is taken: the dashboard uses port {port} instead", markup=False)
+    return settings.model_copy(update={"dashboard": dashboard.model_copy(update={"port": port})})
+
+
+def port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _all_reported(view: StatusView, settings: Settings) -> bool:
@@ -119,7 +157,7 @@ def _monitor_beside(settings: Settings, console: Console) -> Iterator[None]:
     elif failure:
         raise failure[0]
     elif front is not None:
-        console.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/", markup=False)
+        console.print(f"dashboard: {dashboard_address(settings.dashboard.host, settings.dashboard.port)}", markup=False)
     try:
         yield
     finally:

@@ -25,6 +25,9 @@ INSERT_WORKSTREAM = (
     f"VALUES (?, ?, ?, 'PENDING', {NOW_SQL}, {NOW_SQL})"
 )
 SET_WORKSTREAM = f"UPDATE workstreams SET status = ?, updated_at = {NOW_SQL} WHERE workstream_id = ?"
+START_WORKSTREAM = (
+    f"UPDATE workstreams SET status = 'RUNNING', updated_at = {NOW_SQL} WHERE workstream_id = ? AND status = 'PENDING'"
+)
 INSERT_TASK = (
     "INSERT INTO tasks (task_id, run_id, workstream_id, name, tool, status, attempts, created_at, updated_at) "
     f"VALUES (?, ?, ?, ?, ?, 'PENDING', 0, {NOW_SQL}, {NOW_SQL})"
@@ -54,7 +57,23 @@ CANCEL_WORKSTREAMS = (
 )
 
 TOOLS = {"lint": 0.03, "compile": 0.08, "test": 0.15, "package": 0.05, "deploy": 0.25}  # tool: failure chance
-ERROR_TYPES = ("timeout", "exit_code", "out_of_memory", "network")
+# What runs, workstreams and tasks are called, so that a demo reads like a real pipeline's.
+RUN_NAMES = ("nightly build", "release candidate", "pull request checks", "data backfill", "hotfix", "weekly soak")
+WORKSTREAM_NAMES = ("api service", "web frontend", "billing worker", "search indexer", "docs site", "cli")
+TASK_SUBJECTS = {
+    "lint": "ruff check src/",
+    "compile": "build wheels",
+    "test": "pytest tests/",
+    "package": "container image",
+    "deploy": "deploy to staging",
+}
+ERROR_MESSAGES = {
+    "timeout": "no output for 600 s; killed",
+    "exit_code": "process exited with status 1",
+    "out_of_memory": "killed by the OOM killer (RSS 3.9 GiB of 4 GiB)",
+    "network": "connection reset by peer while fetching dependencies",
+}
+ERROR_TYPES = tuple(ERROR_MESSAGES)
 MAX_ATTEMPTS = 3
 RETRY_CHANCE = 0.7
 
@@ -79,6 +98,8 @@ class SimulatedExecutor:
         self.concurrency = concurrency
         self._runs: dict[str, list[_Task]] = {}
         self._workstreams: dict[str, set[str]] = {}  # run -> workstreams not yet finished
+        self._started: set[str] = set()  # workstreams some task of which has started
+        self._created = 0
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
@@ -95,15 +116,19 @@ class SimulatedExecutor:
 
     def create_run(self, run_id: str, *, workstreams: int = 3, tasks_per_workstream: int = 4) -> None:
         """Insert a run with its workstreams and tasks, start it, and make its directory."""
-        statements: list[tuple[str, tuple[object, ...]]] = [(INSERT_RUN, (run_id, f"demo {run_id}"))]
+        self._created += 1
+        name = f"{RUN_NAMES[self._created % len(RUN_NAMES)]} #{self._created}"
+        statements: list[tuple[str, tuple[object, ...]]] = [(INSERT_RUN, (run_id, name))]
         tasks: list[_Task] = []
         tools = list(TOOLS)
         for w in range(workstreams):
             ws_id = f"{run_id}.ws{w}"
-            statements.append((INSERT_WORKSTREAM, (ws_id, run_id, f"workstream {w}")))
+            ws_name = WORKSTREAM_NAMES[w % len(WORKSTREAM_NAMES)]
+            statements.append((INSERT_WORKSTREAM, (ws_id, run_id, ws_name)))
             for t in range(tasks_per_workstream):
                 task = _Task(task_id=f"{ws_id}.t{t}", workstream_id=ws_id, tool=tools[(w + t) % len(tools)])
-                statements.append((INSERT_TASK, (task.task_id, run_id, ws_id, f"task {t}", task.tool)))
+                subject = f"{TASK_SUBJECTS[task.tool]} ({ws_name})"
+                statements.append((INSERT_TASK, (task.task_id, run_id, ws_id, subject, task.tool)))
                 tasks.append(task)
         statements.append((START_RUN, (run_id,)))
         (self.workspace / "runs" / run_id / "logs").mkdir(parents=True, exist_ok=True)
@@ -149,6 +174,9 @@ class SimulatedExecutor:
                 task.status, slots = "RUNNING", slots - 1
                 task.attempts += 1
                 yield START_TASK, (task.task_id,)
+                if task.workstream_id not in self._started:  # a workstream runs once its first task does
+                    self._started.add(task.workstream_id)
+                    yield START_WORKSTREAM, (task.workstream_id,)
             elif task.status == "PENDING":
                 task.status = "QUEUED"
                 yield QUEUE_TASK, (task.task_id,)
@@ -166,7 +194,8 @@ class SimulatedExecutor:
         task.status = "FAILED"
         task.retry_pending = task.attempts < MAX_ATTEMPTS and self.rng.random() < RETRY_CHANCE
         error_type = self.rng.choice(ERROR_TYPES)
-        return FINISH_TASK, ("FAILED", error_type, f"{task.tool} attempt {task.attempts}: {error_type}", task.task_id)
+        message = f"{TASK_SUBJECTS[task.tool]}, attempt {task.attempts}: {ERROR_MESSAGES[error_type]}"
+        return FINISH_TASK, ("FAILED", error_type, message, task.task_id)
 
     def _finish_workstreams(self, run_id: str, tasks: list[_Task]) -> Iterator[tuple[str, tuple[object, ...]]]:
         for ws_id in sorted(self._workstreams[run_id]):

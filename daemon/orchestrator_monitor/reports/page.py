@@ -18,7 +18,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from .drawing import WIDTH
+from ..units import format_bytes, format_duration
+from .drawing import OUTCOME_COLOURS, WIDTH, outcome_bar_svg
 
 TEMPLATE_NAME = "report.html.j2"
 TEMPLATE_DIR = Path("config") / "templates"  # under the workspace
@@ -36,8 +37,11 @@ def render_page(context: dict[str, Any], workspace: Path) -> tuple[str, str | No
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    environment.filters.update(duration=format_duration, bytes=format_bytes)
     try:
-        return environment.get_template(TEMPLATE_NAME).render(width=WIDTH, **context), None
+        template = environment.get_template(TEMPLATE_NAME)
+        bar = outcome_bar_svg(context["summary"]["tasks"]["by_status"])
+        return template.render(width=WIDTH, colours=OUTCOME_COLOURS, outcome_bar=bar, **context), None
     except Exception as err:  # a template is the operator's code: any error in it gets the generic page
         why = f"template {TEMPLATE_NAME} unusable ({type(err).__name__}: {err}); generic page written"
         return generic_page(context), why

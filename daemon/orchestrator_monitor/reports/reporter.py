@@ -10,6 +10,7 @@ archived and reported, its event spool is dropped: the bag holds the events.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,14 +24,14 @@ from ..durable import replace_files
 from ..errors import BadInput, MonitorError, ProblemFound
 from ..events.sinks.spool import remove_run_events
 from ..events.types import EventType, Publish
-from ..ids import validate_run_id
+from ..ids import task_log_path, validate_run_id
 from ..ledger.runs import Ledger
 from ..state.access import StateDatabase
 from ..state.engine import read_transaction, translate_errors
 from ..state.queries import fetch_run, fetch_workstreams
 from ..state.records import RUN_TERMINAL
 from ..workspace import Workspace
-from .drawing import timeline, tool_bars
+from .drawing import timeline_svg, tool_bars
 from .numbers import ArchiveFacts, TaskRow, metrics, summary
 from .page import render_page
 
@@ -94,11 +95,17 @@ def write_reports(
     archive = ctx.read_archive(run_id)
     summary_doc = summary(run, workstream_rows, task_rows, archive, now)
     metrics_doc = metrics(run_id, task_rows, archive, now)
+    logs = {}
+    for failed in summary_doc["errors"]["failed_tasks"]:
+        log = task_log_path(ctx.workspace.root, run_id, run.get("run_dir"), failed["task_id"])
+        if log is not None and log.is_file():
+            logs[failed["task_id"]] = os.path.relpath(log, ctx.workspace.reports_dir)
     context = {
         "summary": summary_doc,
         "metrics": metrics_doc,
-        "timeline": timeline(workstream_rows, task_rows),
+        "timeline": timeline_svg(workstream_rows, task_rows, now),
         "tools": tool_bars(metrics_doc["tools"]),
+        "logs": logs,
     }
     page, warning = render_page(context, ctx.workspace.root)
     if warning is not None:
@@ -130,6 +137,8 @@ def _read_rows(ctx: Reporting, run_id: str) -> tuple[dict[str, Any], list[dict[s
         tasks.c.attempts,
         tasks.c.started_at,
         tasks.c.finished_at,
+        tasks.c.task_id,
+        tasks.c.error_message,
     )
     with translate_errors(state.name), read_transaction(state.engine) as connection:
         run = fetch_run(connection, state.tables, run_id)

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from sqlalchemy import Engine, exc, text
 
 from ..ledger.monitor_db import Heartbeat
+from ..units import format_bytes
 from .safemode import Condition, Observation
 
 HEARTBEAT = "monitor_heartbeat"
@@ -131,12 +132,12 @@ def check_archival_storage(root: Path, *, reserve_bytes: int, min_free_percent: 
     fs = os.statvfs(root)
     free = fs.f_bavail * fs.f_frsize
     percent = 100.0 * fs.f_bavail / fs.f_blocks if fs.f_blocks else 0.0
-    detail = f"{free} bytes free ({percent:.1f}%) in {root}"
+    detail = f"{format_bytes(free)} free ({percent:.1f}%) in {root}"
     if free < reserve_bytes or percent < min_free_percent:
         return Observation(
             STORAGE,
             Condition.FULL,
-            f"{detail}; needs {reserve_bytes} bytes (archive.reserve_bytes) and {min_free_percent}%",
+            f"{detail}; needs {format_bytes(reserve_bytes)} (archive.reserve_bytes) and {min_free_percent}%",
         )
     return Observation(STORAGE, Condition.OK, detail)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, or_, select
+from sqlalchemy import ColumnElement, Connection, UnaryExpression, case, func, or_, select
 
 from .queries import RUN_COLUMNS, Row
 from .tables import StateTables
@@ -29,7 +30,9 @@ TASK_COLUMNS = (
     "finished_at",
 )
 TASK_SORTS = frozenset({"task_id", "workstream_id", "name", "tool", "status", "attempts", "started_at", "finished_at"})
-RUN_SORTS = frozenset({"created_at", "run_id", "name", "status", "started_at", "finished_at"})
+RUN_SORTS = frozenset({"created_at", "run_id", "name", "status", "started_at", "finished_at", "attention"})
+# "attention": failed and partial runs, then those still moving, then the rest (`views.runs.ATTENTION_RANKS`)
+ATTENTION_GROUPS = (("FAILED", "PARTIAL"), ("RUNNING", "PENDING"))
 ERROR_MESSAGE_CHARS = 500  # an executor may store a whole traceback; the table shows its start
 
 
@@ -79,8 +82,15 @@ def fetch_runs_page(connection: Connection, tables: StateTables, wanted: RunFilt
     """The runs of one page, in the asked order, and how many runs match in all."""
     runs = tables.runs
     conditions = _run_conditions(tables, wanted)
-    column = runs.c[wanted.sort]
-    order = (column.desc(), runs.c.run_id.desc()) if wanted.descending else (column.asc(), runs.c.run_id.asc())
+    if wanted.sort == "attention":  # most urgent group first, newest first within it (`order` flips the groups)
+        rank = case(
+            *((tables.runs_in(group), n) for n, group in enumerate(ATTENTION_GROUPS)), else_=len(ATTENTION_GROUPS)
+        )
+        ranked = rank.asc() if wanted.descending else rank.desc()
+        order: tuple[UnaryExpression[Any], ...] = (ranked, runs.c.created_at.desc(), runs.c.run_id.desc())
+    else:
+        column = runs.c[wanted.sort]
+        order = (column.desc(), runs.c.run_id.desc()) if wanted.descending else (column.asc(), runs.c.run_id.asc())
     query = (
         select(*(runs.c[name] for name in RUN_COLUMNS))
         .where(*conditions)
@@ -142,37 +152,51 @@ def _task_conditions(tables: StateTables, run_id: str, wanted: TaskFilter) -> li
     return conditions
 
 
-def fetch_tasks_page(
-    connection: Connection, tables: StateTables, run_id: str, wanted: TaskFilter
-) -> tuple[list[Row], int]:
-    """One page of a run's tasks, filtered and sorted, and how many match in all."""
+def fetch_tasks(connection: Connection, tables: StateTables, run_id: str, wanted: TaskFilter) -> list[Row]:
+    """One page of a run's tasks, filtered and sorted (a view's failed tasks: no count needed)."""
     tasks = tables.tasks
-    conditions = _task_conditions(tables, run_id, wanted)
     column = tasks.c[wanted.sort]
     order = (column.desc(), tasks.c.task_id.desc()) if wanted.descending else (column.asc(), tasks.c.task_id.asc())
     selected = [tasks.c[name] for name in TASK_COLUMNS if name != "error_message"]
     query = (
         select(*selected, func.substr(tasks.c.error_message, 1, ERROR_MESSAGE_CHARS).label("error_message"))
-        .where(*conditions)
+        .where(*_task_conditions(tables, run_id, wanted))
         .order_by(*order)
         .limit(wanted.limit)
         .offset(wanted.offset)
     )
-    rows = [dict(row) for row in connection.execute(query).mappings()]
-    total = connection.execute(select(func.count()).select_from(tasks).where(*conditions)).scalar_one()
-    return rows, int(total)
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def fetch_tasks_page(
+    connection: Connection, tables: StateTables, run_id: str, wanted: TaskFilter
+) -> tuple[list[Row], int]:
+    """One page of a run's tasks, filtered and sorted, and how many match in all."""
+    conditions = _task_conditions(tables, run_id, wanted)
+    total = connection.execute(select(func.count()).select_from(tables.tasks).where(*conditions)).scalar_one()
+    return fetch_tasks(connection, tables, run_id, wanted), int(total)
 
 
 def fetch_timeline(connection: Connection, tables: StateTables, run_id: str, limit: int) -> list[Row]:
-    """The run's started tasks in order of start (the first `limit`), for the timeline bars."""
+    """The run's started tasks for its timeline: the first `limit` by start, and up to `limit` of those an
+    operator looks for wherever they are (failed, cancelled, running, retried)."""
     tasks = tables.tasks
-    query = (
-        select(tasks.c.task_id, tasks.c.tool, tasks.c.status, tasks.c.started_at, tasks.c.finished_at)
-        .where(tasks.c.run_id == run_id, tasks.c.started_at.is_not(None))
-        .order_by(tasks.c.started_at, tasks.c.task_id)
-        .limit(limit)
-    )
-    return [dict(row) for row in connection.execute(query).mappings()]
+    names = [name for name in TASK_COLUMNS if name not in ("name", "error_message")] + ["error_message"]
+    selected = [tasks.c[name] for name in names[:-1]]
+    message = func.substr(tasks.c.error_message, 1, ERROR_MESSAGE_CHARS).label("error_message")
+    started = (tasks.c.run_id == run_id, tasks.c.started_at.is_not(None))
+    first = select(*selected, message).where(*started).order_by(tasks.c.started_at, tasks.c.task_id).limit(limit)
+    notable = or_(tables.tasks_in(["FAILED", "CANCELLED", "RUNNING"]), tasks.c.attempts > 1)
+    wanted = select(*selected, message).where(*started, notable).order_by(tasks.c.task_id).limit(limit)
+    found = list(
+        connection.execute(first).all()
+    )  # plain rows zipped with the names: half the time of a mapping per row
+    if len(found) == limit:  # there are more: those an operator looks for may be among them
+        found += connection.execute(wanted).all()
+    rows: dict[Any, Row] = {}
+    for row in found:
+        rows.setdefault(row[0], dict(zip(names, row, strict=True)))
+    return list(rows.values())
 
 
 def fetch_archival(connection: Connection, tables: StateTables, run_id: str, limit: int) -> list[Row]:

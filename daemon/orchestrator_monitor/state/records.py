@@ -14,6 +14,22 @@ TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED
 TASK_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"})
 
 
+# What a bar of tasks shows, in the order it draws them: failures first; "waiting" is pending and queued.
+OUTCOMES = ("failed", "cancelled", "skipped", "succeeded", "running", "waiting")
+_TASK_OUTCOMES = {
+    "FAILED": "failed",
+    "CANCELLED": "cancelled",
+    "SKIPPED": "skipped",
+    "SUCCEEDED": "succeeded",
+    "RUNNING": "running",
+}
+
+
+def task_outcome(status: str) -> str:
+    """The outcome a task status is drawn as; an unknown status waits (it is not terminal)."""
+    return _TASK_OUTCOMES.get(status, "waiting")
+
+
 def as_text(value: object) -> str | None:
     """A TEXT column's value as text: SQLite keeps whatever a writer stored there (a BLOB, a number),
     and a view or an event must show it, never crash on it or write bad JSON."""

@@ -1,4 +1,8 @@
-"""What `status` and `monitor` show, computed from plain rows: no database, no clock.
+"""What `status`, `monitor` and the dashboard show, computed from plain rows: no database, no clock.
+
+Failures come first: every count of tasks is also split by outcome (`OUTCOMES`, failed first)
+so that a bar can show what went wrong, and a run's detail names its failed tasks with their
+messages, not only how many there were.
 
 Statuses outside the spec's lists are shown as they are, counted as not terminal, and
 named once in `warnings`; unreadable timestamps likewise. A view never fails on bad data.
@@ -12,10 +16,20 @@ from datetime import datetime
 from typing import Any
 
 from ..ids import run_dir_problem
-from ..state.records import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES, TASK_TERMINAL, as_text
+from ..state.records import (
+    OUTCOMES,
+    RUN_STATUSES,
+    RUN_TERMINAL,
+    TASK_STATUSES,
+    TASK_TERMINAL,
+    as_text,
+    task_outcome,
+)
 from ..timefmt import parse_timestamp
 
 MAX_WARNINGS = 20
+# Runs that need someone's attention first, then the ones still moving, then the rest.
+ATTENTION_RANKS = {"FAILED": 0, "PARTIAL": 0, "RUNNING": 1, "PENDING": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +42,12 @@ class RunLine:
     tasks_terminal: int
     progress: float | None
     tasks: dict[str, int]
+    outcomes: dict[str, int]
     created_at: str | None
     started_at: str | None
     finished_at: str | None
     age_seconds: float | None
+    duration_seconds: float | None  # started (else created) to finished, or to now while it is not terminal
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +59,22 @@ class WorkstreamView:
     tasks_terminal: int
     progress: float | None
     tasks: dict[str, int]
+    outcomes: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedTask:
+    """A failed task as an operator needs it: where, which tool, how often tried, and why."""
+
+    task_id: str
+    workstream_id: str | None
+    name: str | None
+    tool: str | None
+    attempts: int
+    error_type: str | None
+    error_message: str | None
+    finished_at: str | None
+    log: str | None = None  # the task's log file, relative to the workspace, when the run directory has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +101,8 @@ class Attempts:
 @dataclass(frozen=True, slots=True)
 class RunDetail:
     run: RunLine
+    failed_tasks: list[FailedTask]  # the most recent failures first; `failed_total` says how many in all
+    failed_total: int
     workstreams: list[WorkstreamView]
     tools: list[ToolView]
     errors: dict[str, int]
@@ -80,6 +114,10 @@ class RunDetail:
 class StatusView:
     runs: list[RunLine]
     warnings: list[str]
+    hidden: int = 0  # runs left out by `select_runs` (a filter or a limit)
+
+
+RUN_ORDERS = ("attention", "newest", "oldest")
 
 
 @dataclass
@@ -109,6 +147,19 @@ def _progress(done: int, total: int) -> float | None:
     return done / total if total else None
 
 
+def outcome_counts(tasks: Mapping[str, int]) -> dict[str, int]:
+    """Tasks by outcome, in `OUTCOMES` order; an unknown status counts as waiting (it is not terminal)."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for status, count in tasks.items():
+        counts[task_outcome(status)] += count
+    return counts
+
+
+def attention_rank(status: str) -> int:
+    """0 failed or partial, 1 still moving, 2 the rest: the "needs attention" order of runs."""
+    return ATTENTION_RANKS.get(status, 2)
+
+
 def _age_seconds(row: Mapping[str, Any], now: datetime, warnings: _Warnings) -> float | None:
     for column in ("created_at", "started_at"):
         value = row.get(column)
@@ -122,6 +173,14 @@ def _age_seconds(row: Mapping[str, Any], now: datetime, warnings: _Warnings) -> 
     return None
 
 
+def _duration_seconds(row: Mapping[str, Any], terminal: bool, now: datetime) -> float | None:
+    start = parse_timestamp(row.get("started_at") or row.get("created_at") or "")
+    if start is None:
+        return None
+    end = parse_timestamp(row.get("finished_at") or "") if terminal else now
+    return None if end is None else max(0.0, (end - start).total_seconds())
+
+
 def _run_line(row: Mapping[str, Any], counts: Mapping[str, int], now: datetime, warnings: _Warnings) -> RunLine:
     status = as_text(row["status"]) or ""
     if status not in RUN_STATUSES:
@@ -131,19 +190,22 @@ def _run_line(row: Mapping[str, Any], counts: Mapping[str, int], now: datetime, 
         warnings.add(f"run {row['run_id']}: run_dir {run_dir!r} leaves the workspace: the run is never archived")
     total = sum(counts.values())
     done = _terminal_count(counts, warnings)
+    terminal = status in RUN_TERMINAL
     return RunLine(
         run_id=row["run_id"],
         name=as_text(row.get("name")),
         status=status,
-        terminal=status in RUN_TERMINAL,
+        terminal=terminal,
         tasks_total=total,
         tasks_terminal=done,
         progress=_progress(done, total),
         tasks=dict(sorted(counts.items())),
+        outcomes=outcome_counts(counts),
         created_at=as_text(row.get("created_at")),
         started_at=as_text(row.get("started_at")),
         finished_at=as_text(row.get("finished_at")),
         age_seconds=_age_seconds(row, now, warnings),
+        duration_seconds=_duration_seconds(row, terminal, now),
     )
 
 
@@ -160,13 +222,31 @@ def build_status_view(
     return StatusView(runs=lines, warnings=warnings.as_list())
 
 
+def select_runs(
+    view: StatusView, statuses: Iterable[str] | None = None, order: str = "oldest", limit: int | None = None
+) -> StatusView:
+    """The runs of `statuses` (all when None), in `order` (`RUN_ORDERS`: "attention" is failed and partial,
+    then running and pending, newest first within each), at most `limit` of them."""
+    if order not in RUN_ORDERS:
+        raise ValueError(f"unknown order {order!r}")
+    wanted = None if statuses is None else frozenset(statuses)
+    runs = [line for line in view.runs if wanted is None or line.status in wanted]
+    if order != "oldest":
+        runs.reverse()  # read in order of creation
+    if order == "attention":
+        runs.sort(key=lambda line: attention_rank(line.status))
+    shown = runs if limit is None else runs[:limit]
+    return StatusView(runs=shown, warnings=view.warnings, hidden=view.hidden + len(view.runs) - len(shown))
+
+
 def build_run_detail(
     run_row: Mapping[str, Any],
     workstream_rows: Iterable[Mapping[str, Any]],
     task_groups: Iterable[Mapping[str, Any]],
     now: datetime,
+    failed_rows: Iterable[Mapping[str, Any]] = (),
 ) -> RunDetail:
-    """One run: its workstreams, tool health, error counts and attempts."""
+    """One run: its failed tasks (`failed_rows`, newest first), workstreams, tool health, errors, attempts."""
     warnings = _Warnings()
     groups = list(task_groups)
     run_counts: dict[str, int] = {}
@@ -196,6 +276,8 @@ def build_run_detail(
 
     return RunDetail(
         run=_run_line(run_row, run_counts, now, warnings),
+        failed_tasks=[_failed_task(row) for row in failed_rows],
+        failed_total=run_counts.get("FAILED", 0),
         workstreams=workstreams,
         tools=[_tool_view(tool, rows) for tool, rows in sorted(by_tool.items(), key=lambda item: item[0] or "")],
         errors=dict(sorted(errors.items(), key=lambda item: (-item[1], item[0]))),
@@ -219,6 +301,20 @@ def _workstream_view(row: Mapping[str, Any], counts: Mapping[str, int], warnings
         tasks_terminal=done,
         progress=_progress(done, total),
         tasks=dict(sorted(counts.items())),
+        outcomes=outcome_counts(counts),
+    )
+
+
+def _failed_task(row: Mapping[str, Any]) -> FailedTask:
+    return FailedTask(
+        task_id=str(row["task_id"]),
+        workstream_id=as_text(row.get("workstream_id")),
+        name=as_text(row.get("name")),
+        tool=as_text(row.get("tool")),
+        attempts=int(row.get("attempts") or 0),
+        error_type=as_text(row.get("error_type")),
+        error_message=as_text(row.get("error_message")),
+        finished_at=as_text(row.get("finished_at")),
     )
 
 

@@ -7,6 +7,7 @@ starts (exit 2).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,8 @@ from ..service.daemon import Front, RunningDaemon
 from .app import create_app
 from .dashboard import open_dashboard
 from .server import WebServer, check_exposure
+
+logger = logging.getLogger(__name__)
 
 WEB_STOP_SECONDS = 3.0
 
@@ -31,12 +34,20 @@ def web_front(settings: Settings) -> Front | None:
 @contextmanager
 def serve_web(daemon: RunningDaemon) -> Iterator[WebServer]:
     """`/healthz`, `/api/health`, `/metrics` and the dashboard on `dashboard.host:port` until the daemon stops."""
-    dashboard = daemon.settings.dashboard
-    with open_dashboard(daemon.settings, daemon.bus) as routes:
-        app = create_app(health=daemon.health, metrics=daemon.metrics, token=dashboard.token, dashboard=routes)
-        server = WebServer(app, dashboard.host, dashboard.port)
+    config = daemon.settings.dashboard
+    with open_dashboard(daemon.settings, daemon.bus) as dashboard:
+        app = create_app(health=daemon.health, metrics=daemon.metrics, token=config.token, dashboard=dashboard.routes)
+        server = WebServer(app, config.host, config.port)
         server.start()
+        logger.info("dashboard on %s", dashboard_address(config.host, server.port))
         try:
             yield server
         finally:
+            dashboard.end_streams()
             server.close(WEB_STOP_SECONDS)
+
+
+def dashboard_address(host: str, port: int) -> str:
+    """The address to open in a browser (a wildcard host is reached on loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"

@@ -27,6 +27,24 @@ from ..errors import BadInput, Unavailable
 logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 2  # open connections (an SSE client) get this long on stop
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+class PlainMessages(logging.Filter):
+    """uvicorn gives some records a `color_message` (the message with ANSI colour codes) that a JSON log
+    would carry as a field of escape sequences; the plain `message` says the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
+def plain_uvicorn_logs() -> None:
+    """Put `PlainMessages` on uvicorn's loggers, once however many servers start."""
+    for name in UVICORN_LOGGERS:
+        logger_ = logging.getLogger(name)
+        if not any(isinstance(f, PlainMessages) for f in logger_.filters):
+            logger_.addFilter(PlainMessages())
 
 
 def is_loopback(host: str) -> bool:
@@ -63,6 +81,7 @@ class WebServer:
             raise Unavailable(f"dashboard cannot listen on {host}:{port}: {err.strerror}") from None
         self._socket.listen(128)
         self.port = self._socket.getsockname()[1]
+        plain_uvicorn_logs()
         config = uvicorn.Config(
             app,
             log_config=None,

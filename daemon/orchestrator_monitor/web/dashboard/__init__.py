@@ -2,13 +2,15 @@
 
 `open_dashboard` gives the routes that the daemon's app (`web/app.py` `create_app`) serves beside
 `/healthz`, `/api/health` and `/metrics`, with what they need open behind them: a
-read-only engine on the state database and the event hub's feed.
+read-only engine on the state database and the event hub's feed; and `end_streams`, for the
+server to call before it stops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 
 from starlette.routing import BaseRoute
@@ -24,8 +26,14 @@ from .hub import BusFeed, EventHub, Feed, LogFeed
 from .routes import DashboardContext, dashboard_routes
 
 
+@dataclass(frozen=True)
+class Dashboard:
+    routes: list[BaseRoute]
+    end_streams: Callable[[], None]  # `EventHub.end_streams`
+
+
 @contextmanager
-def open_dashboard(settings: Settings, bus: Bus | None) -> Iterator[list[BaseRoute]]:
+def open_dashboard(settings: Settings, bus: Bus | None) -> Iterator[Dashboard]:
     """The dashboard's routes, fed by the daemon's `bus` or, without one (another process publishes), by its log."""
     workspace = Workspace.from_settings(settings)
     log = workspace.logs_dir / MONITOR_LOG
@@ -38,6 +46,6 @@ def open_dashboard(settings: Settings, bus: Bus | None) -> Iterator[list[BaseRou
     with state_reader(settings) as state:
         hub.start()
         try:
-            yield dashboard_routes(DashboardContext(state, workspace, hub, utc_now))
+            yield Dashboard(dashboard_routes(DashboardContext(state, workspace, hub, utc_now)), hub.end_streams)
         finally:
             hub.close()

@@ -13,6 +13,7 @@ under its lock, on the detection thread's path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -125,6 +126,12 @@ class Client:
         self._items: deque[Frame] = deque()
         self._wake = asyncio.Event()
 
+    def end(self) -> None:
+        """On the client's loop: its stream ends now (the server is stopping)."""
+        self.dropped = True
+        self._items.clear()
+        self._wake.set()
+
     def push(self, frame: Frame) -> None:
         """On the client's loop; past the bound the client is dropped instead of slowing anyone."""
         if self.dropped:
@@ -168,6 +175,7 @@ class EventHub:
         self._latest_seq = 0
         self._clients: dict[asyncio.AbstractEventLoop, set[Client]] = {}
         self._stop = threading.Event()
+        self._ending = False
         self._thread = threading.Thread(target=self._run, name="dashboard-feed", daemon=True)
 
     @property
@@ -194,8 +202,26 @@ class EventHub:
         loop = asyncio.get_running_loop()
         client = Client(loop, self._client_queue_size)
         with self._lock:
+            if self._ending:
+                client.dropped = True
             self._clients.setdefault(loop, set()).add(client)
             return client, list(self._ring), self._latest_seq
+
+    def end_streams(self) -> None:
+        """From any thread, before the web server stops: every open stream ends at once (and new ones at their
+        start), so the server's graceful shutdown finds no connection to cancel and logs no error for it."""
+        with self._lock:
+            self._ending = True
+            targets = [(loop, tuple(clients)) for loop, clients in self._clients.items()]
+        for loop, clients in targets:
+            for client in clients:
+                with contextlib.suppress(RuntimeError):  # that loop is closed already
+                    loop.call_soon_threadsafe(client.end)
+
+    def recent(self, run_id: str) -> list[Event]:
+        """The run's events among the recent ones (the ring), oldest first."""
+        with self._lock:
+            return [event for event in self._ring if event.run_id == run_id]
 
     def detach(self, client: Client) -> None:
         with self._lock:

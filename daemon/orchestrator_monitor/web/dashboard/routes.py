@@ -8,6 +8,7 @@ or the event streams. Each reads in one short read-only transaction (`reads.py`)
 from __future__ import annotations
 
 import html
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ...archive.verify import verify_bag
 from ...errors import BadInput, Unavailable
 from ...ids import run_id_problem
 from ...state.access import StateDatabase
@@ -28,10 +30,21 @@ from ...workspace import Workspace
 from .guard import TOKEN_PARAMETER
 from .hub import EventHub
 from .params import BadParameter, parse_run_filter, parse_task_filter
-from .reads import UnknownRun, read_run_page, read_runs_page, run_exists, run_files
+from .reads import (
+    UnknownRun,
+    read_run_events,
+    read_run_page,
+    read_runs_page,
+    read_task_log,
+    read_timeline,
+    run_exists,
+    run_files,
+)
 from .sse import stream_events
 
 STATIC_DIR = Path(__file__).parent / "static"
+VERIFICATIONS_AT_ONCE = 1
+VERIFY_PROBLEMS_SHOWN = 20
 _ASSET_QUERY = "{{asset_query}}"
 _FILE_TYPES = {".json": "application/json", ".html": "text/html; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
 
@@ -64,8 +77,22 @@ def _page(name: str, request: Request) -> HTMLResponse:
     return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
 
+def _message_page(request: Request, title: str, text: str, status_code: int) -> HTMLResponse:
+    """An error page that looks like the dashboard and leads back to the runs."""
+    token = request.query_params.get(TOKEN_PARAMETER)
+    query = html.escape(f"?{TOKEN_PARAMETER}={quote(token, safe='')}") if token else ""
+    body = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} · orchestrator'
+        f'</title><link rel="stylesheet" href="/static/dashboard.css{query}"></head><body>'
+        f'<header><a href="/{query}">← runs</a><h1>{html.escape(title)}</h1></header>'
+        f'<p class="banner bad">{html.escape(text)}</p></body></html>'
+    )
+    return HTMLResponse(body, status_code)
+
+
 def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
     """Every dashboard route, for `web/app.py` `create_app` to mount beside health and metrics."""
+    verifying = threading.Semaphore(VERIFICATIONS_AT_ONCE)
 
     def runs_page(request: Request) -> Response:
         return _page("index.html", request)
@@ -74,12 +101,12 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
         run_id = request.path_params["run_id"]
         problem = run_id_problem(run_id)
         if problem is not None:
-            return HTMLResponse(f"<p>invalid run id: {html.escape(problem)}</p>", 400)
+            return _message_page(request, "invalid run id", problem, 400)
         try:
             if not run_exists(context.state, run_id):
-                return HTMLResponse(f"<p>unknown run: {html.escape(run_id)}</p>", 404)
+                return _message_page(request, "unknown run", f"No run {run_id} in the state database.", 404)
         except Unavailable as err:
-            return HTMLResponse(f"<p>{html.escape(str(err))}</p>", 503)
+            return _message_page(request, "database unavailable", str(err), 503)
         return _page("run.html", request)
 
     def api_runs(request: Request) -> Response:
@@ -112,6 +139,63 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
             return json_response({"error": f"no {name} for run {run_id}"}, 404)
         return FileResponse(path, media_type=_FILE_TYPES.get(path.suffix, "application/octet-stream"))
 
+    def timeline(request: Request) -> Response:
+        try:
+            drawing = read_timeline(context.state, request.path_params["run_id"], context.now())
+        except (BadInput, Unavailable) as err:
+            return _error(err)
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Tasks-Drawn": str(drawing.drawn),
+            "X-Tasks-Total": str(drawing.total),
+        }
+        return Response(drawing.svg, media_type="image/svg+xml", headers=headers)
+
+    def run_events(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            if not run_exists(context.state, run_id):
+                return json_response({"error": f"unknown run: {run_id}"}, 404)
+            return json_response({"events": read_run_events(context.workspace, context.hub, run_id)})
+        except (BadInput, Unavailable) as err:
+            return _error(err)
+
+    def verify(request: Request) -> Response:
+        """The bag's fixity, checked now (read-only; one check at a time, as it reads every file)."""
+        run_id = request.path_params["run_id"]
+        if run_id_problem(run_id) is not None:
+            return json_response({"error": "invalid run id"}, 400)
+        bag = context.workspace.archive_root / run_id
+        if not bag.is_dir():
+            return json_response({"error": f"run {run_id} is not archived"}, 404)
+        if not verifying.acquire(blocking=False):
+            return json_response({"error": "a verification is running already; try again when it is done"}, 503)
+        try:
+            result = verify_bag(bag)
+        finally:
+            verifying.release()
+        return json_response(
+            {
+                "ok": result.ok,
+                "payload_files": result.payload_files,
+                "tag_files": result.tag_files,
+                "problems": result.problems[:VERIFY_PROBLEMS_SHOWN],
+                "problem_count": len(result.problems),
+            }
+        )
+
+    def task_log_file(request: Request) -> Response:
+        run_id, task_id = request.path_params["run_id"], request.path_params["task_id"]
+        if run_id_problem(run_id) is not None:
+            return json_response({"error": "invalid run id"}, 400)
+        try:
+            path = read_task_log(context.state, context.workspace, run_id, task_id)
+        except Unavailable as err:
+            return _error(err)
+        if path is None:
+            return json_response({"error": f"no log of task {task_id} in run {run_id}"}, 404)
+        return FileResponse(path, media_type="text/plain; charset=utf-8")
+
     async def events(request: Request) -> Response:
         return await stream_events(request, context.hub)
 
@@ -119,8 +203,12 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
         Route("/", runs_page, methods=["GET"]),
         Route("/runs/{run_id}", run_page, methods=["GET"]),
         Route("/runs/{run_id}/files/{name}", run_file, methods=["GET"]),
+        Route("/runs/{run_id}/logs/{task_id}", task_log_file, methods=["GET"]),
+        Route("/runs/{run_id}/timeline.svg", timeline, methods=["GET"]),
         Route("/api/runs", api_runs, methods=["GET"]),
         Route("/api/runs/{run_id}", api_run, methods=["GET"]),
+        Route("/api/runs/{run_id}/events", run_events, methods=["GET"]),
+        Route("/api/runs/{run_id}/verify", verify, methods=["GET"]),
         Route("/events", events, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
