@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS monitor_daemons (
     version TEXT NOT NULL,
     started_at TEXT NOT NULL,
     beat_at TEXT NOT NULL,
+    lease_seconds FLOAT NOT NULL,
     stopped INTEGER DEFAULT '0' NOT NULL,
     PRIMARY KEY (daemon_id)
 );

@@ -36,6 +36,9 @@ class FakeDetector:
     def seal_archived(self, mono: float) -> None:
         return None
 
+    def take_over(self, mono: float) -> None:
+        return None
+
     def watched_run_dirs(self) -> dict[str, str | None]:
         return {}
 

@@ -7,6 +7,7 @@ one archive root, as hosts sharing a filesystem would; a run's directory is on e
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections import Counter
@@ -161,3 +162,26 @@ def test_a_second_daemon_with_the_same_id_is_refused(cluster: Cluster) -> None:
     )
     assert refused.code == 3
     assert "daemon id 'a' is in use" in refused.err
+
+
+def test_health_status_and_the_dashboard_say_which_daemons_are_alive(cluster: Cluster) -> None:
+    a = cluster.start("a", "dashboard.enabled=true")  # the later --set wins
+    b = cluster.start("b")
+    b.kill()  # its lease runs out; nothing else says so
+    common = ("--workspace", str(cluster.workspace("a")), "--set", f"database.url={cluster.url}")
+    lost = {"a": True, "b": False}
+
+    def daemons() -> dict[str, bool]:
+        report = json.loads(run_process("health", "--json", *common).out)
+        return {d["daemon_id"]: d["live"] for d in report["daemons"]}
+
+    a.log.wait_for(lambda _: daemons() == lost, timeout=LEASE_SECONDS + 10, what="b's lease lost, a live")
+    status = run_process("status", *common)
+    assert status.code == 0 and "daemons: a live" in status.out and "b lease lost" in status.out
+    health = run_process("health", *common)
+    assert "daemon b\tlease lost" in health.out and "daemon a\tlive" in health.out
+    a.log.wait_for(
+        lambda _: {d["daemon_id"]: d["live"] for d in json.loads(a.get("/api/health")[1])["daemons"]} == lost,
+        timeout=10,
+        what="the daemon's own view (the dashboard's banner reads it)",
+    )

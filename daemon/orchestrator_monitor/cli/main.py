@@ -99,8 +99,21 @@ def cmd_status(args: argparse.Namespace, settings: Settings, out: Console, err: 
         write_json(view, sys.stdout)
     else:
         print_status(view, out)
+        print_daemons(settings, out)
     print_warnings(view.warnings, err)
     return 0
+
+
+def print_daemons(settings: Settings, out: Console) -> None:
+    """Below `status` on a shared PostgreSQL: the daemons sharing the work, and which are alive."""
+    from ..views.health import read_daemons
+
+    shown = [
+        f"{d.daemon_id} {'live' if d.live else 'lease lost'} ({d.host}, beat {d.beat_age_s:.0f} s ago)"
+        for d in read_daemons(settings)
+    ]
+    if shown:
+        write_plain(out, "daemons: " + ", ".join(shown))
 
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
@@ -191,6 +204,13 @@ def cmd_health(args: argparse.Namespace, settings: Settings, out: Console, err: 
         alerts = report["alerts"]
         if alerts["pending"]:
             extras.append(f"alerts waiting: {alerts['pending']} ({alerts['undeliverable']} undeliverable)")
+        for daemon in report["daemons"]:  # several daemons on one PostgreSQL: which are alive
+            state = "live" if daemon["live"] else "lease lost"
+            write_plain(
+                out,
+                f"daemon {daemon['daemon_id']}\t{state}\t{daemon['host']} pid {daemon['pid']}, "
+                f"beat {daemon['beat_age_s']:.0f} s ago",
+            )
         write_plain(out, "; ".join(["healthy" if report["healthy"] else "unhealthy", *extras]))
     return 0 if report["healthy"] else 1
 

@@ -124,9 +124,12 @@ class Completions:
         return record is not None and record.phase in FINISHED_PHASES
 
     def settled(self, run_id: str) -> bool:
-        """Nothing left to do for a terminal run: announced (or behind the baseline) at least."""
+        """Nothing left to do here for a terminal run: announced (or behind the baseline) at least, or another
+        daemon's (on a shared database: it announces its own, and its runs are taken over if it dies)."""
         record = self._records.get(run_id)
-        return record is not None and record.phase not in ("marking", "completed")
+        if record is None:
+            return False
+        return record.phase not in ("marking", "completed") or record.owner not in (None, self._ledger.daemon_id)
 
     def needs_completion(self, run_id: str, status: str) -> bool:
         """A terminal run the ledger has not finished with; re-announces one recorded but maybe not announced."""
@@ -202,7 +205,9 @@ class Completions:
         """Record the intents to mark (run -> status); the runs this daemon holds (another's are theirs)."""
         held = self._ledger.begin_marks(intents)
         for run_id in held:
-            self._records[run_id] = RunRecord(run_id, "marking", intents[run_id], None, _NO_ROWS, None, False)
+            self._records[run_id] = RunRecord(
+                run_id, "marking", intents[run_id], None, _NO_ROWS, None, False, self._ledger.daemon_id
+            )
         return held
 
     def abandon_marks(self, run_ids: list[str]) -> None:
@@ -246,6 +251,7 @@ class Completions:
                 dict(end.snapshot.tasks),
                 completion.fingerprint,
                 again,
+                self._ledger.daemon_id,
             )
             self._reopened.discard(completion.run_id)
             snapshot = end.snapshot

@@ -55,7 +55,13 @@ class Membership:
             raise Unavailable(f"daemon id {me!r} is in use by another running daemon (set cluster.daemon_id)")
         self._lock_connection = connection
         now = format_timestamp(utc_now())
-        row = {"daemon_id": me, "host": socket.gethostname(), "pid": os.getpid(), "version": self._version}
+        row = {
+            "daemon_id": me,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": self._version,
+            "lease_seconds": self._lease,
+        }
         insert = self._store.insert(monitor_daemons)
         with self._store.write() as write:
             write.execute(
@@ -80,7 +86,7 @@ class Membership:
 
     def members(self) -> list[Member]:
         """Every daemon that ever joined, with how long ago it beat (by the server's clock)."""
-        return read_members(self._store, self._lease)
+        return read_members(self._store)
 
     def leave(self) -> None:
         """A clean stop: the others need not wait for the lease to take this daemon's runs."""
@@ -97,20 +103,19 @@ class Membership:
                 self._lock_connection = None
 
 
-def read_members(store: MonitorStore, lease_seconds: float) -> list[Member]:
-    """The daemons of a shared database and whether each is alive; empty on SQLite (one daemon, no table rows)."""
+def read_members(store: MonitorStore) -> list[Member]:
+    """The daemons of a shared database and whether each is alive (its beat younger than its own lease);
+    empty on SQLite (one daemon, no table rows)."""
     if not store.shared:
         return []
     t = monitor_daemons
     # a timestamp without time zone ignores the text's Z: both sides are UTC
     age = text("EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - CAST(monitor_daemons.beat_at AS timestamp))")
     with store.engine.connect() as connection:
-        rows = connection.execute(select(t.c.daemon_id, t.c.host, t.c.pid, t.c.stopped, age).order_by(t.c.daemon_id))
+        query = select(t.c.daemon_id, t.c.host, t.c.pid, t.c.stopped, t.c.lease_seconds, age).order_by(t.c.daemon_id)
         return [
-            Member(
-                daemon_id, host, int(pid), round(max(0.0, float(seconds)), 3), not stopped and seconds < lease_seconds
-            )
-            for daemon_id, host, pid, stopped, seconds in rows
+            Member(daemon_id, host, int(pid), round(max(0.0, float(seconds)), 3), not stopped and seconds < lease)
+            for daemon_id, host, pid, stopped, lease, seconds in connection.execute(query)
         ]
 
 

@@ -57,6 +57,7 @@ class RunRecord:
     tasks: Mapping[str, int]
     fingerprint: str | None
     reopened: bool
+    owner: str | None = None  # the daemon that owes the run its remaining work (None: a workspace's one daemon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ def _record(row: Any) -> RunRecord:
         tasks,
         row.fingerprint,
         bool(row.reopened),
+        row.owner,
     )
 
 

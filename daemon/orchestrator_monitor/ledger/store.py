@@ -24,6 +24,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -105,6 +106,7 @@ monitor_daemons = Table(
     Column("version", Text, nullable=False),
     Column("started_at", Text, nullable=False),
     Column("beat_at", Text, nullable=False),
+    Column("lease_seconds", Float, nullable=False),  # its own: a reader needs no configuration to judge it
     Column("stopped", Integer, nullable=False, server_default="0"),
 )
 

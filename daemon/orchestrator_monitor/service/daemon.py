@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -254,6 +254,7 @@ def run_daemon(
             check_database=DatabaseChecker(db_file, check_engine, state.name, timeout_seconds=busy),
             record_beats=partial(record_beats, store, membership),
             sink_health=bus.sink_health,
+            daemons=(lambda: [asdict(m) for m in membership.members()]) if store.shared else list,
         )
         alerts = None
         if settings.alerts.rules:  # off without rules; a reload may change them, the first needs a restart

@@ -78,6 +78,7 @@ class Supervisor:
         check_database: Callable[[float], Observation],
         record_beats: Callable[[list[Heartbeat]], None],
         sink_health: Callable[[], Mapping[str, SinkHealth]] = dict,
+        daemons: Callable[[], list[dict[str, Any]]] = list,
         clock: Callable[[], float] = time.monotonic,
         escalate: Callable[[Settings, dict[str, Any]], None] = lambda s, e: deliver_escalation(s.escalation, e),
     ) -> None:
@@ -89,6 +90,8 @@ class Supervisor:
         self._check_database = check_database
         self._record_beats = record_beats  # the heartbeat rows (and, on a shared database, the daemon's lease)
         self._sink_health = sink_health
+        self._read_daemons = daemons  # several daemons on one PostgreSQL: read at every heartbeat
+        self._daemons: list[dict[str, Any]] = []
         self._clock = clock
         self._escalate = escalate
         self._lock = threading.Lock()
@@ -128,6 +131,7 @@ class Supervisor:
             "heartbeat_age_s": round(self.heartbeat_age_seconds(), 3),
             "detection_lag_s": round(self._detection.age_seconds(), 3),
             "recent_errors": self.recent_errors(),
+            "daemons": self._daemons,
         }
 
     # -- observations -------------------------------------------------------------------------
@@ -209,6 +213,7 @@ class Supervisor:
             self._state, effects = repeat_escalations(before, self._clock(), self.settings.escalation.repeat_seconds)
             escalations = self._apply(before, effects)
         self._deliver(escalations)
+        self._daemons = self._read_daemons()
         pid, errors = os.getpid(), tuple(self.recent_errors())
         self._record_beats(
             [

@@ -8,11 +8,15 @@ while that heartbeat is fresh: a stale daemon's view is history, not health.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import exc
+
 from ..alerts.outbox import read_alert_counts
 from ..config import Settings
+from ..ledger.members import Member, read_members
 from ..ledger.monitor_db import read_heartbeats
 from ..ledger.store import open_store
 from ..service.health import DatabaseChecker, check_archival_storage, check_heartbeats, process_alive
@@ -44,11 +48,14 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         min_free_percent=settings.health.min_free_percent,
     )
     store = open_store(settings, readonly=True)
-    try:
+    try:  # this workspace's daemon is the one checked (by its id on a shared database); the others are listed
         beats = read_heartbeats(store)
+        if store is not None and store.shared:
+            beats = [b for b in beats if b.daemon_id == settings.daemon_id()]
     finally:
         if store is not None:
             store.dispose()
+    daemons = [asdict(member) for member in read_daemons(settings)]
     heartbeat = check_heartbeats(
         beats, now=now, stale_after_seconds=settings.health.stale_after_seconds, alive=process_alive
     )
@@ -68,6 +75,7 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         "recent_errors": view.get("recent_errors", []),
         "alerts": read_alert_counts(workspace.progress_db, busy_timeout_seconds=busy),
         "heartbeat_age_s": max((round(b.age_seconds(now), 3) for b in beats), default=None),
+        "daemons": daemons,
     }
 
 
@@ -82,3 +90,16 @@ def _schema_check(settings: Settings, url: str, name: str) -> Observation:
     finally:
         engine.dispose()
     return Observation(SCHEMA, Condition.OK, f"{name} fits the schema mapping {mapping.name!r}")
+
+
+def read_daemons(settings: Settings) -> list[Member]:
+    """The daemons sharing the configured PostgreSQL and whether each holds its lease; none on SQLite."""
+    store = open_store(settings, readonly=True)
+    if store is None:
+        return []
+    try:
+        return read_members(store)
+    except exc.DBAPIError:  # no monitor_ tables yet (no daemon ever ran on it)
+        return []
+    finally:
+        store.dispose()

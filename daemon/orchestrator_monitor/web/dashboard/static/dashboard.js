@@ -199,11 +199,16 @@ const Dashboard = (() => {
       if (failing.length) parts.push("failing checks: " + failing.map(([name, c]) => name + " (" + c.detail + ")").join("; "));
       if ((report.safe_modes || []).length) parts.push("safe mode: " + report.safe_modes.join(", "));
       if ((report.escalations || []).length) parts.push("escalated: " + report.escalations.join(", "));
+      const lost = (report.daemons || []).filter((d) => !d.live).map((d) => d.daemon_id);
+      if (lost.length) parts.push("daemons without a lease (their runs go to the others): " + lost.join(", "));
       const bad = !report.healthy || parts.length > 0;
       banner.className = "banner" + (bad ? " bad" : "");
       banner.dataset.healthy = report.healthy ? "1" : "0";
       banner.textContent = (report.healthy ? "Monitor healthy" : "Monitor unhealthy") +
-        (parts.length ? ": " + parts.join(" · ") : ": every check passing, no safe mode, no escalation");
+        (parts.length ? ": " + parts.join(" · ") : ": every check passing, no safe mode, no escalation") +
+        ((report.daemons || []).length
+          ? " · daemons: " + report.daemons.map((d) => d.daemon_id + (d.live ? "" : " (lease lost)")).join(", ")
+          : "");
     } catch (err) {
       banner.className = "banner bad";
       banner.textContent = "health unknown: " + err.message;
