@@ -94,12 +94,10 @@ class Detector:
         tables: StateTables,
         marks_allowed: Callable[[], bool] = lambda: True,
         shares: Shares | None = None,
-        reconnect: Callable[[], None] = lambda: None,
         on_completed: Callable[[float], None] = lambda seen_at: None,
     ) -> None:
         self._tables = tables
         self._shares = shares or Alone()
-        self._reconnect = reconnect  # a connection opened while the file was read-only stays so: a new one
         self._on_completed = on_completed  # given when the run's end was first seen (monotonic), for metrics
         self._marks_allowed = marks_allowed  # False in safe mode database_read_only: marks wait
         self._publish = publish
@@ -429,8 +427,6 @@ class Detector:
         try:
             results = mark_runs(self._connection(), self._tables, chosen, now)
         except exc.OperationalError as err:
-            if "readonly" in str(err.orig):  # SQLite keeps a connection read-only once opened so
-                self._reconnect()
             for snapshot, _ in chosen:
                 self.warn_once(
                     f"mark:{snapshot.run_id}",

@@ -296,7 +296,6 @@ def run_daemon(
             tables=state.tables,
             marks_allowed=supervisor.marks_allowed,
             shares=ClusterShares(membership, ledger, refresh_seconds=refresh) if store.shared else None,
-            reconnect=connection.reopen,
             on_completed=lambda seen_at: metrics.observe_detection(time.monotonic() - seen_at),
         )
         metrics.bind(
