@@ -23,13 +23,14 @@ from collections.abc import Callable
 from contextlib import closing
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, MetaData, Table, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
 from ..state.access import StateDatabase
-from ..state.engine import open_engine, sqlite_path
+from ..state.engine import sqlite_path
 from ..state.records import RunSnapshot
 from ..state.snapshots import fetch_run_snapshot
 from ..state.tables import StateTables
@@ -76,7 +77,7 @@ def snapshot_run_rows(
     if path is not None:
         _snapshot_sqlite(path, sources, run_id, destination, busy_timeout_seconds, state.tables, check)
     else:
-        _snapshot_other(state.url, sources, run_id, destination, busy_timeout_seconds, state.tables, check)
+        _snapshot_other(state.engine, sources, run_id, destination, state.tables, check)
     fd = os.open(destination, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fdatasync(fd)
@@ -128,43 +129,37 @@ def _connect_attached(path: Path, destination: Path, busy_timeout_seconds: float
 
 
 def _snapshot_other(
-    url: str,
+    engine: Engine,
     sources: list[tuple[str, str]],
     run_id: str,
     destination: Path,
-    busy_timeout_seconds: float,
     tables: StateTables,
     check: Check,
 ) -> None:
-    """A server database: its tables reflected, the run's rows read in one REPEATABLE READ transaction,
-    written into SQLite tables of the same names and columns (SQLite keeps any value in an untyped column)."""
-    source = open_engine(url, busy_timeout_seconds=busy_timeout_seconds, readonly=True)
-    try:
-        with source.connect() as connection:
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
-            with connection.begin():
-                meta = MetaData()
-                found = {t: Table(t, meta, autoload_with=connection) for t, _ in sources if _has(connection, t)}
-                rows = {
-                    t: connection.execute(select(found[t]).where(text(condition)), {"run_id": run_id}).all()
-                    for t, condition in sources
-                    if t in found
-                }
-                check(fetch_run_snapshot(connection, tables, run_id))
-    finally:
-        source.dispose()
+    """A server database: the run's rows read in one REPEATABLE READ transaction on the daemon's own engine,
+    written into SQLite tables of the same names and columns (SQLite keeps any value in an untyped column).
+
+    The columns are the result's own (`SELECT *`), not a reflection of each table: reflecting four tables
+    cost more catalog queries than the rows themselves, half a second a bag (tests/service/test_cluster.py)."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            present = set(inspect(connection).get_table_names())
+            rows: dict[str, tuple[list[str], list[Any]]] = {}
+            for table, condition in sources:
+                if table in present:
+                    result = connection.execute(
+                        text(f"SELECT * FROM {_quote(table)} WHERE {condition}"), {"run_id": run_id}
+                    )
+                    rows[table] = (list(result.keys()), list(result))
+            check(fetch_run_snapshot(connection, tables, run_id))
     with closing(sqlite3.connect(destination, isolation_level=None)) as out:
         out.execute("BEGIN")
-        for table, values in rows.items():
-            columns = [column.name for column in found[table].columns]
+        for table, (columns, values) in rows.items():
             out.execute(f"CREATE TABLE {_quote(table)} ({', '.join(map(_quote, columns))})")
             marks = ", ".join("?" * len(columns))
             out.executemany(f"INSERT INTO {_quote(table)} VALUES ({marks})", [tuple(map(_plain, v)) for v in values])
         out.execute("COMMIT")
-
-
-def _has(connection: Connection, table: str) -> bool:
-    return bool(inspect(connection).has_table(table))
 
 
 def _plain(value: object) -> object:
