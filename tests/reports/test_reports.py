@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -60,15 +59,13 @@ def test_nearest_rank_percentiles() -> None:
     assert percentile([], 50) is None and percentile([7.0], 99) == 7.0
 
 
-def test_reports_of_a_run_of_100000_tasks_take_under_a_second(workspace: Path, cli) -> None:
+def test_reports_of_a_run_of_100000_tasks_are_complete_and_the_page_stays_small(workspace: Path, cli) -> None:
+    # How long it takes is bench/archive.py's to measure (goal 1 s), not a test's.
     bulk_populate(workspace / ".state" / "orchestration.db", runs=1, tasks_per_run=100_000, open_runs=0)
     run_id = "run-000000"
-    started = time.perf_counter()
     assert cli("report", "--run", run_id, "--workspace", str(workspace)).code == 0
-    elapsed = time.perf_counter() - started
     docs = assert_reports_valid(workspace, run_id)
     assert docs["summary"]["tasks"]["total"] == 100_000
-    assert elapsed < 3.0, f"{elapsed:.2f} s (goal 1 s; bench/archive.py measures it)"
     assert len((workspace / "reports" / f"{run_id}.html").read_bytes()) < 2_000_000
 
 
