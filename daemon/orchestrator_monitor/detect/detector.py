@@ -17,15 +17,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, exc
 
 from ..events.types import EventType, Publish
-from ..ids import run_id_problem
 from ..ledger.runs import Ledger
 from ..state.marks import mark_runs
-from ..state.records import RUN_STATUSES, RUN_TERMINAL, TASK_STATUSES, RunSnapshot
+from ..state.records import RUN_STATUSES, RUN_TERMINAL, RunSnapshot
 from ..state.snapshots import (
     fetch_all_runs,
     fetch_candidates,
@@ -41,31 +39,12 @@ from ..state.snapshots import (
 from ..state.tables import StateTables
 from .completions import REOPEN_WATCH_SECONDS, Completions, End, Handoff
 from .rule import Decision, Verdict, decide, decide_again
+from .shares import Alone, Shares
+from .warnings import OnceWarnings
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
 LEDGER_BATCH = 5000  # the full pass asks the ledger about this many terminal runs at a time
-
-
-class Shares(Protocol):
-    """Which runs are this daemon's to follow, among several on one database (all of them when alone)."""
-
-    def mine(self, run_id: str) -> bool: ...
-
-    def take_over(self, mono: float) -> dict[str, str]:
-        """Runs (-> ledger phase) this daemon has just taken from daemons whose lease ran out."""
-        ...
-
-
-class Alone:
-    """The one daemon of a workspace: every run is its own, none to take over."""
-
-    def mine(self, run_id: str) -> bool:
-        return True
-
-    def take_over(self, mono: float) -> dict[str, str]:
-        return {}
 
 
 @dataclass
@@ -110,7 +89,7 @@ class Detector:
         # reopened under a terminal status: run -> (fingerprint last seen ended, when it last changed)
         self._ending: dict[str, tuple[tuple[object, ...] | None, float]] = {}
         self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
-        self._warned: set[str] = set()
+        self._warnings = OnceWarnings(publish)
         self._started = False
         self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
 
@@ -129,24 +108,10 @@ class Detector:
         return dict(Counter(run.status for run in list(self._open.values())))
 
     def warn_once(self, key: str, what: str, detail: str, run_id: str | None = None) -> None:
-        if key in self._warned:
-            return
-        self._warned.add(key)
-        logger.warning("%s: %s", what, detail)
-        self._publish(EventType.WARNING, {"what": what, "detail": detail}, run_id=run_id)
+        self._warnings.warn(key, what, detail, run_id)
 
     def clear_warning(self, key: str) -> None:
-        self._warned.discard(key)
-
-    def _admit(self, rows: dict[str, T]) -> dict[str, T]:
-        """Runs whose id is valid; any other is ignored (it would become a path) with one warning."""
-        return {run_id: row for run_id, row in rows.items() if self._admitted(run_id)}
-
-    def _admitted(self, run_id: str) -> bool:
-        problem = run_id_problem(run_id)
-        if problem is not None:
-            self.warn_once(f"bad-id:{run_id!r}", "invalid run id", f"run {run_id!r} is ignored: {problem}")
-        return problem is None
+        self._warnings.clear(key)
 
     def start(self, *, now: datetime, mono: float) -> None:
         """Load the ledger; on the very first start in a workspace, record the baseline first.
@@ -177,7 +142,7 @@ class Detector:
         with connection.begin():
             self._rowid = fetch_newest_rowid(connection, self._tables)
             for run_id, status, run_dir in iterate_all_runs(connection, self._tables):
-                if not self._admitted(run_id) or not self._shares.mine(run_id):
+                if not self._warnings.admitted(run_id) or not self._shares.mine(run_id):
                     continue
                 if run_id in self._open:
                     still_there.add(run_id)
@@ -271,7 +236,7 @@ class Detector:
         watched = self._completions.watched(mono)
         waiting = [run_id for run_id in self._completions.waiting_to_end() if run_id not in self._open]
         with connection.begin():
-            open_now = self._admit(fetch_open_runs(connection, self._tables))
+            open_now = self._warnings.admit(fetch_open_runs(connection, self._tables))
             open_now = {r: row for r, row in open_now.items() if self._shares.mine(r)}
             self._completions.prefetch(r for r in open_now if r not in self._open)
             left = [run_id for run_id in self._open if run_id not in open_now]
@@ -280,7 +245,9 @@ class Detector:
             if self._rowid is not None:
                 new_runs, self._rowid = fetch_runs_after(connection, self._tables, self._rowid)
                 new_ended = {
-                    r: s for r, s in self._admit(new_runs).items() if s in RUN_TERMINAL and self._shares.mine(r)
+                    r: s
+                    for r, s in self._warnings.admit(new_runs).items()
+                    if s in RUN_TERMINAL and self._shares.mine(r)
                 }
                 self._completions.prefetch(new_ended)
                 terminal.update((r, s) for r, s in new_ended.items() if not self._completions.known(r))
@@ -353,7 +320,7 @@ class Detector:
     ) -> float | None:
         """The completion rule on an open run's rows; a run to mark joins the pass's batch."""
         run = self._open[snapshot.run_id]
-        self._warn_unknown_task_statuses(snapshot)
+        self._warnings.unknown_task_statuses(snapshot)
         if self._completions.finished(snapshot.run_id):
             return None  # the executor reopened it after its mark: it owns it, its own end is taken as it is
         decision = decide(snapshot, changed_at=run.changed_at, now=mono, settle_seconds=self._settle)
@@ -391,7 +358,7 @@ class Detector:
         any other status taken as the executor's. Then recorded with these rows, for archival.
         """
         run_id = snapshot.run_id
-        self._warn_unknown_task_statuses(snapshot)
+        self._warnings.unknown_task_statuses(snapshot)
         seen, changed_at = self._ending.get(run_id, (None, mono))
         if seen != snapshot.fingerprint:
             changed_at = mono
@@ -446,16 +413,6 @@ class Detector:
                     snapshot.run_id,
                 )
         return {run_id: None if result.deferred else result.marked for run_id, result in results.items()}
-
-    def _warn_unknown_task_statuses(self, snapshot: RunSnapshot) -> None:
-        for status in snapshot.tasks:
-            if status not in TASK_STATUSES:
-                self.warn_once(
-                    f"task-status:{snapshot.run_id}:{status}",
-                    "unknown status",
-                    f"run {snapshot.run_id} has tasks with status {status!r}, counted as not terminal",
-                    snapshot.run_id,
-                )
 
     # -- recording a completion ------------------------------------------------------------
 

@@ -13,11 +13,32 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from ..ledger.members import Membership
 from ..ledger.runs import Ledger
 
 logger = logging.getLogger(__name__)
+
+
+class Shares(Protocol):
+    """Which runs are this daemon's to follow, among several on one database (all of them when alone)."""
+
+    def mine(self, run_id: str) -> bool: ...
+
+    def take_over(self, mono: float) -> dict[str, str]:
+        """Runs (-> ledger phase) this daemon has just taken from daemons whose lease ran out."""
+        ...
+
+
+class Alone:
+    """The one daemon of a workspace: every run is its own, none to take over."""
+
+    def mine(self, run_id: str) -> bool:
+        return True
+
+    def take_over(self, mono: float) -> dict[str, str]:
+        return {}
 
 
 def owner_of(run_id: str, live: Sequence[str]) -> str | None:
