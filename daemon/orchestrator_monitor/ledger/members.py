@@ -9,18 +9,24 @@ The server's clock, not the hosts', decides, so hosts whose clocks disagree stil
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, exc, select, text, update
 
 from ..errors import Unavailable
 from ..timefmt import format_timestamp, utc_now
 from .store import MonitorStore, monitor_daemons
 
+logger = logging.getLogger(__name__)
 _LOCK_SPACE = 0x6F6D  # advisory locks are (int, int): ours are (this, a hash of the schema and daemon id)
+
+
+class IdTaken(Unavailable):
+    """Another process holds this daemon's id: this one must step down, not go on as a twin."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +50,8 @@ class Membership:
     def join(self) -> None:
         """Take the daemon id (refused while another live process holds it) and say this daemon is here."""
         me = self._store.daemon_id
-        connection = self._store.engine.connect()
-        held = connection.execute(  # per schema: deployments in two schemas of one database never collide
-            text("SELECT pg_try_advisory_lock(:space, hashtext(current_schema() || '/' || :id))"),
-            {"space": _LOCK_SPACE, "id": me},
-        ).scalar()
-        connection.commit()
-        if not held:
-            connection.close()
+        if not self._take_lock():
             raise Unavailable(f"daemon id {me!r} is in use by another running daemon (set cluster.daemon_id)")
-        self._lock_connection = connection
         now = format_timestamp(utc_now())
         row = {"daemon_id": me, "host": socket.gethostname(), "pid": os.getpid(), "version": self._version}
         insert = self._store.insert(monitor_daemons)
@@ -65,8 +63,46 @@ class Membership:
                 )
             )
 
+    def _take_lock(self) -> bool:
+        """The id's session lock, on a connection kept for it; False when another process holds it."""
+        connection = self._store.engine.connect()
+        try:
+            held = connection.execute(  # per schema: deployments in two schemas of one database never collide
+                text("SELECT pg_try_advisory_lock(:space, hashtext(current_schema() || '/' || :id))"),
+                {"space": _LOCK_SPACE, "id": self._store.daemon_id},
+            ).scalar()
+            connection.commit()
+        except BaseException:
+            connection.close()
+            raise
+        if not held:
+            connection.close()
+            return False
+        self._lock_connection = connection
+        return True
+
+    def _keep_lock(self) -> None:
+        """The lock went with its connection if the server restarted or ended that session: take it again.
+        Raises `IdTaken` when another process took the id meanwhile; a database still away raises as it is."""
+        connection = self._lock_connection
+        if connection is not None:
+            try:
+                connection.execute(text("SELECT 1"))
+                connection.commit()
+                return
+            except exc.DBAPIError:
+                connection.close()
+                self._lock_connection = None
+        if not self._take_lock():
+            raise IdTaken(
+                f"daemon id {self._store.daemon_id!r} was taken by another process while this one was cut off"
+            )
+        logger.warning("daemon id %r held again after its database session was lost", self._store.daemon_id)
+
     def beat(self) -> None:
-        """This daemon is alive: its lease runs `lease_seconds` from now (the server's clock)."""
+        """This daemon is alive: its lease runs `lease_seconds` from now (the server's clock), while it still
+        holds its id (see `_keep_lock`)."""
+        self._keep_lock()
         with self._store.write() as connection:
             connection.execute(
                 update(monitor_daemons)
@@ -83,7 +119,10 @@ class Membership:
         return read_members(self._store, self._lease)
 
     def leave(self) -> None:
-        """A clean stop: the others need not wait for the lease to take this daemon's runs."""
+        """A clean stop: the others need not wait for the lease to take this daemon's runs (unless the id
+        is no longer this daemon's to say so)."""
+        if self._lock_connection is None:
+            return
         try:
             with self._store.write() as connection:
                 connection.execute(
