@@ -1,5 +1,6 @@
-"""Several daemons on one PostgreSQL: each run marked, archived and reported by exactly one of them, and a
-daemon killed in the middle of an archival is taken over by another. Real processes, a real server.
+"""Several daemons on one PostgreSQL: each run marked, archived and reported by exactly one of them, a
+daemon killed in the middle of an archival is taken over by another, and a server restarted under them (on
+a private server: `private_postgres`) costs nothing. Real processes, a real server.
 
 Each daemon has a workspace of its own (its host: its logs, its spool) and all share the state database and
 one archive root, as hosts sharing a filesystem would; a run's directory is on every host (hard links).

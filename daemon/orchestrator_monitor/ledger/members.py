@@ -4,6 +4,9 @@ Each daemon holds a session advisory lock on its id for its whole life (a second
 the same id is refused; the lock goes with the connection, so a killed daemon frees it at once)
 and rewrites its row's `beat_at` with the server's clock at every heartbeat. A daemon whose beat
 is older than `cluster.lease_seconds` has lost its runs: the others take them over (`Ledger.take_over`).
+The lock goes with its session when the server restarts, too: every beat checks that session and
+takes the lock again on a new one, or, if another process took the id meanwhile, the daemon steps
+down (`IdTaken`) rather than go on as a twin.
 The server's clock, not the hosts', decides, so hosts whose clocks disagree still agree on who is alive.
 """
 
