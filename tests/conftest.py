@@ -155,3 +155,29 @@ def private_nats(tmp_path: Path) -> Iterator[object]:
     yield server
     if server.process is not None:
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[tuple[Path, Path]]:
+    """The server binaries and a data directory `initdb` made once per session; skip where there are none."""
+    from postgres_support import cannot_run_here, init_template, postgres_bin
+
+    reason = cannot_run_here()
+    if reason is not None:
+        pytest.skip(reason)
+    bin_dir = postgres_bin()
+    assert bin_dir is not None
+    template = init_template(bin_dir)
+    yield bin_dir, template
+    shutil.rmtree(template.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres(postgres_template: tuple[Path, Path]) -> Iterator[object]:
+    """A PostgreSQL server of this test's own (its port, its data), started, to stop and start again."""
+    from postgres_support import PrivatePostgres
+
+    server = PrivatePostgres(*postgres_template, free_port())
+    server.start()
+    yield server
+    server.remove()

@@ -19,12 +19,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import exc as sa_exc
 
 from ..errors import BadInput, ProblemFound
+from ..events.once import Unrecorded
 from ..events.sinks.spool import read_run_events
 from ..events.types import Event, EventType, Publish
 from ..ids import run_directory, validate_run_id
@@ -62,6 +63,7 @@ class Archival:
     log: ArchivalLog
     ledger: Ledger
     stop: Flag
+    unrecorded: Unrecorded = field(default_factory=Unrecorded)  # RUN_ARCHIVED out, its record not written yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +293,9 @@ def _record_success(
             "seconds": outcome.seconds,
             "manifest_sha256": outcome.summary.manifest_sha256,
         }
-        ctx.publish(EventType.RUN_ARCHIVED, data, run_id=run.run_id)
-        ctx.flush_events()  # a crash from here on repeats the event (same id) rather than losing it
-        ctx.ledger.archived(run.run_id, run.status)
+
+        def announce() -> None:
+            ctx.publish(EventType.RUN_ARCHIVED, data, run_id=run.run_id)
+            ctx.flush_events()  # a crash from here on repeats the event (same id) rather than losing it
+
+        ctx.unrecorded.announce_then_record(run.run_id, announce, lambda: ctx.ledger.archived(run.run_id, run.status))

@@ -289,6 +289,8 @@ class Completions:
                 self._reopened.add(run_id)
 
     def _announce(self, run_id: str, status: str, marked_by: str, tasks: Mapping[str, int]) -> None:
+        if run_id in self._announcing:  # out already, its record failed (the database went away): `commit` retries
+            return
         data = {"status": status, "marked_by": marked_by, "tasks": dict(tasks)}
         self._publish(EventType.RUN_COMPLETED, data, run_id=run_id)
         self._announcing.append(run_id)

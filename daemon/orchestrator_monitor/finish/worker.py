@@ -27,6 +27,7 @@ from ..errors import BadInput, ProblemFound, Unavailable
 from ..events.types import Publish
 from ..ledger.runs import Ledger
 from ..state.access import StateDatabase
+from ..streaks import Streak
 from .pipeline import Pipeline, pipeline_for
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class ArchiveWorker:
         self._stop = stop
         self._due: dict[str, float] = {}  # run id -> monotonic time of its next attempt
         self._failures: dict[str, int] = {}
+        self._streak = Streak()  # the database away fails every run alike: logged once, not per run and retry
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -196,13 +198,15 @@ class ArchiveWorker:
         except Interrupted:
             logger.info("archival of run %s interrupted; it resumes at the next start", run_id)
             return True
-        except Unavailable as err:  # the run's lock (a command is archiving it) or the database
-            logger.warning("run %s: %s; retrying", run_id, err)
+        except Unavailable as err:  # the run's lock (a command is archiving it) or the database: said once
+            if self._streak.news(str(err)):
+                logger.warning("run %s: %s; retrying", run_id, err)
             retry = RETRY_FIRST_SECONDS
         except Exception as err:
             retry = self._backoff(run_id, err)
         else:
             self._failures.pop(run_id, None)
+            self._streak.ended()
         if retry is not None:
             self._schedule(run_id, retry)
         return False
@@ -212,7 +216,7 @@ class ArchiveWorker:
         delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
         if isinstance(err, ArchiveFailure):
             logger.warning("run %s: %s; retrying in %.0f s", run_id, err, delay)
-        else:
+        elif self._streak.news(repr(err)):
             logger.exception("run %s: archival or reports failed; retrying in %.0f s", run_id, delay)
         return delay
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from ..durable import replace_files
 from ..errors import BadInput, MonitorError, ProblemFound
+from ..events.once import Unrecorded
 from ..events.sinks.spool import remove_run_events
 from ..events.types import EventType, Publish
 from ..ids import task_log_path, validate_run_id
@@ -55,6 +56,7 @@ class Reporting:
     ledger: Ledger
     read_archive: Callable[[str], ArchiveFacts]  # the run's published bag; the pipeline reads it (reports never do)
     escalate: bool = True  # False in the daemon: its supervisor escalates REPORT_FAILED once per incident
+    unrecorded: Unrecorded = field(default_factory=Unrecorded)  # REPORT_GENERATED out, its record not written yet
 
 
 def report_paths(workspace: Workspace, run_id: str) -> list[Path]:
@@ -76,9 +78,12 @@ def report_run(ctx: Reporting, run_id: str, now: datetime) -> list[Path]:
             escalation = {"trigger": ESCALATION_TRIGGER, "severity": "error", "detail": detail}
             ctx.publish(EventType.ESCALATION, escalation, run_id=run_id)
         raise ReportFailure(detail) from None
-    ctx.publish(EventType.REPORT_GENERATED, {"paths": [str(p) for p in paths]}, run_id=run_id)
-    ctx.flush_events()  # written before it is recorded: a crash repeats the event (same id), never loses it
-    ctx.ledger.reported(run_id)
+
+    def announce() -> None:
+        ctx.publish(EventType.REPORT_GENERATED, {"paths": [str(p) for p in paths]}, run_id=run_id)
+        ctx.flush_events()  # written before it is recorded: a crash repeats the event (same id), never loses it
+
+    ctx.unrecorded.announce_then_record(run_id, announce, lambda: ctx.ledger.reported(run_id))
     if (ctx.workspace.archive_root / run_id).exists():
         remove_run_events(ctx.workspace.monitor_dir, run_id)
     return paths

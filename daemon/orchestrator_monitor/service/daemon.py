@@ -41,7 +41,7 @@ from ..events.publishing import open_bus
 from ..events.subscription import Subscription
 from ..events.types import EventType
 from ..finish.worker import ArchiveWorker
-from ..ledger.members import Membership
+from ..ledger.members import IdTaken, Membership
 from ..ledger.monitor_db import Heartbeat, record_heartbeats
 from ..ledger.runs import Ledger
 from ..ledger.store import MonitorStore, open_store
@@ -50,6 +50,7 @@ from ..state.access import StateDatabase, open_state, settle_seconds
 from ..state.connection import StateConnection
 from ..state.engine import create_archival_table, open_engine, sqlite_path
 from ..state.mapping import SchemaMapping
+from ..streaks import Streak
 from ..workspace import Workspace
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
 from .metrics import MonitorMetrics
@@ -73,11 +74,16 @@ LIVENESS_FLOOR_SECONDS = 15.0  # the detection loop may make no pass for this lo
 TAKE_OVER_CHECK_SECONDS = 2.0  # how often a daemon on a shared database looks for runs of a dead one
 
 
-def record_beats(store: MonitorStore, membership: Membership, beats: list[Heartbeat]) -> None:
-    """The jobs' heartbeat rows; on a shared database, also this daemon's lease."""
+def record_beats(
+    store: MonitorStore, membership: Membership, step_down: Callable[[IdTaken], None], beats: list[Heartbeat]
+) -> None:
+    """The jobs' heartbeat rows; on a shared database, also this daemon's lease, while its id is its own."""
     record_heartbeats(store, beats)
     if store.shared:
-        membership.beat()
+        try:
+            membership.beat()
+        except IdTaken as err:
+            step_down(err)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ Front = Callable[[RunningDaemon], AbstractContextManager[object]]  # served whil
 def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Callable[[str], None]) -> None:
     """Run the job until `stop`; a failure is logged, kept for the heartbeat and retried with backoff."""
     pause = ERROR_PAUSE_SECONDS
+    streak = Streak()  # a database away for minutes: one line, not one per retry
     while not stop.is_set():
         started = time.monotonic()
         try:
@@ -103,8 +110,10 @@ def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Cal
         except Exception as err:
             if time.monotonic() - started > BACKOFF_RESET_SECONDS:
                 pause = ERROR_PAUSE_SECONDS
+                streak.ended()
             on_error(repr(err))
-            logger.exception("detection pass failed; retrying in %.0f s", pause)
+            if streak.news(repr(err)):
+                logger.exception("detection pass failed; retrying in %.0f s", pause)
             stop.wait(pause)
             pause = min(pause * 2, MAX_ERROR_PAUSE_SECONDS)
 
@@ -216,6 +225,13 @@ def run_daemon(
         assert store is not None
         stack.callback(store.dispose)
         membership = Membership(store, version=__version__, lease_seconds=settings.cluster.lease_seconds)
+        stepped_down: list[IdTaken] = []  # raised once everything has stopped: exit 3, and no twin at work
+
+        def step_down(err: IdTaken) -> None:
+            logger.error("%s: stepping down", err)
+            stepped_down.append(err)
+            stop.set()
+
         if store.shared:
             membership.join()
             stack.callback(membership.leave)
@@ -252,7 +268,7 @@ def run_daemon(
             notifier=notifier,
             detection=progress,
             check_database=DatabaseChecker(db_file, check_engine, state.name, timeout_seconds=busy),
-            record_beats=partial(record_beats, store, membership),
+            record_beats=partial(record_beats, store, membership, step_down),
             sink_health=bus.sink_health,
             daemons=(lambda: [asdict(m) for m in membership.members()]) if store.shared else list,
         )
@@ -360,3 +376,5 @@ def run_daemon(
             if watchdog_seconds and time.monotonic() >= next_ping and supervisor.live():
                 notifier.watchdog()
                 next_ping = time.monotonic() + watchdog_seconds
+    if stepped_down:
+        raise stepped_down[0]

@@ -23,6 +23,7 @@ from ..config import Settings
 from ..events.subscription import SinkHealth, Subscription
 from ..events.types import Event, EventType, Publish
 from ..ledger.monitor_db import Heartbeat
+from ..streaks import Streak
 from ..timefmt import utc_now
 from .escalation import deliver_escalation
 from .health import HEARTBEAT, STORAGE, check_archival_storage
@@ -244,12 +245,18 @@ class Supervisor:
     def isolate(self, job: str, iteration: Callable[[datetime], None]) -> Callable[[], None]:
         """The job as the scheduler runs it: one pass at `now`; an exception is logged and kept, never raised."""
 
+        streak = Streak()  # each job runs on one thread at a time (max_instances=1)
+
         def run() -> None:
             try:
                 iteration(utc_now())
             except Exception as err:
                 self.record_error(job, repr(err))
-                logger.exception("%s failed; next run as scheduled", job)
+                if streak.news(repr(err)):
+                    logger.exception("%s failed; next run as scheduled", job)
+            else:
+                if failures := streak.ended():
+                    logger.info("%s works again after %d failed runs", job, failures)
 
         return run
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy import Connection, Engine, Table, exc, insert, select, text
 
+from ..streaks import Streak
 from ..timefmt import format_timestamp, utc_now
 from .marks import write_transaction
 
@@ -57,6 +58,7 @@ class ArchivalLog:
         self._outbox = _Outbox(outbox, busy_timeout_seconds)
         self._pending: list[tuple[int | None, ArchivalRow]] = list(self._outbox.load())  # (outbox key, row)
         self._lock = threading.Lock()
+        self._refusals = Streak()  # the database away: one line, not one per flush (under the lock)
 
     @property
     def pending(self) -> int:
@@ -97,6 +99,8 @@ class ArchivalLog:
             self._pending.clear()
             if written:
                 self._outbox.remove(written)
+            if self._refusals.ended():
+                logger.info("archival_log: the waiting rows are written")
             return True
 
     def _write(self, rows: list[tuple[int | None, ArchivalRow]]) -> None:
@@ -133,7 +137,8 @@ class ArchivalLog:
     def _wait(self, err: exc.SQLAlchemyError) -> bool:
         self._keep_waiting_rows()
         reason = err.orig if isinstance(err, exc.DBAPIError) else err
-        logger.warning("archival_log: %d rows wait for the state database: %s", len(self._pending), reason)
+        if self._refusals.news(str(reason)):
+            logger.warning("archival_log: %d rows wait for the state database: %s", len(self._pending), reason)
         return False
 
     def _keep_waiting_rows(self) -> None:
