@@ -237,9 +237,9 @@ def test_three_daemons_share_the_work_and_do_each_run_exactly_once(cluster: Clus
     for start in range(0, len(runs), 50):  # the executor finishes them in batches
         cluster.finish(runs[start : start + 50])
     logs = cluster.logs()
-    logs[0].wait_for(
+    logs[0].wait_for(  # generous: archival is the slow step, and a shared 2-core machine may be loaded
         lambda _: len({e["run_id"] for e in cluster.events("REPORT_GENERATED")}) == len(runs),
-        timeout=120,
+        timeout=300,
         what="every run reported by some daemon",
     )
     for type in ("RUN_COMPLETED", "RUN_ARCHIVED", "REPORT_GENERATED"):
