@@ -34,7 +34,9 @@ What it does, in one run, on the loopback server (127.0.0.1:5432, user postgres,
 5. burst (1 daemon, 3 daemons, poller, and watermark too): an executor process finishes `--burst`
    runs' last tasks in `--burst-batches` transactions over `--burst-seconds`; the time from its
    first commit until the last run's `RUN_COMPLETED` appears (in any daemon's log); afterwards the
-   database is checked: every burst run terminal, exactly one `RUN_COMPLETED` each.
+   database is checked: every burst run terminal, exactly one `RUN_COMPLETED` each; and the
+   daemons' logs are counted for `RUN_REOPENED` events and ERROR lines (none is expected: no run
+   is reopened here).
 
 Rounds alternate the order of the systems; the report gives the median of each system's figures,
 ratios, the goals, and the load average at start and end. The machine is shared (2 cores): read
@@ -183,6 +185,8 @@ class Lifetime:
     repeated: int = 0  # burst runs with more than one
     left_open: int = 0  # burst runs not terminal in the database
     by_daemon: dict[str, int] = field(default_factory=dict)
+    reopened: int = 0  # RUN_REOPENED events: none is expected (no run is reopened here)
+    errors: int = 0  # ERROR lines in the daemons' logs
 
 
 # --- the database --------------------------------------------------------------------------------
@@ -296,7 +300,7 @@ class Follower:
         self.completed: dict[str, float] = {}
         self.by_run: Counter[str] = Counter()
         self.daemon_of: dict[str, str] = {}
-        self.types: Counter[str] = Counter()
+        self.types: Counter[str] = Counter()  # event types, and ERROR log lines as "ERROR"
 
     def read(self) -> None:
         for path, offset in self._offsets.items():
@@ -312,6 +316,8 @@ class Follower:
             for line in chunk[:end].splitlines():
                 event = json.loads(line)
                 self.types[event["type"]] += 1
+                if event.get("level") == "ERROR":
+                    self.types["ERROR"] += 1
                 if event["type"] == "RUN_COMPLETED":
                     self.completed.setdefault(event["run_id"], seen)
                     self.by_run[event["run_id"]] += 1
@@ -417,6 +423,7 @@ def measure_lifetime(
                     raise BenchError(f"{system}: a process exited during the lifetime")
             lifetime.missing = sum(1 for r in burst if r not in follower.completed)
             lifetime.repeated = sum(1 for r in burst if follower.by_run[r] > 1)
+            lifetime.reopened, lifetime.errors = follower.types["RUN_REOPENED"], follower.types["ERROR"]
             lifetime.by_daemon = dict(Counter(follower.daemon_of[r] for r in burst if r in follower.daemon_of))
             lifetime.left_open = writer.execute(
                 "SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND status <> ALL(%s)", (burst, TERMINAL)
@@ -486,7 +493,8 @@ def report(lifetimes: list[Lifetime], args: argparse.Namespace, load_start: tupl
         print(
             f"   round {lt.round_number + 1} {lt.system:<10} ready after {lt.startup_seconds:5.1f} s; burst "
             f"{lt.burst_seconds:6.2f} s (commits spanned {lt.burst_span:.2f} s), {args.burst / lt.burst_seconds:6.0f} "
-            f"runs/s; missing {lt.missing}, repeated {lt.repeated}, left open {lt.left_open}; marked by "
+            f"runs/s; missing {lt.missing}, repeated {lt.repeated}, left open {lt.left_open}; RUN_REOPENED "
+            f"{lt.reopened}, ERROR lines {lt.errors}; marked by "
             f"{', '.join(f'{k} {v}' for k, v in sorted(lt.by_daemon.items()))}{singles}"
         )
     one, three, poller = burst["1 daemon"], burst["3 daemons"], burst["poller"]
@@ -551,6 +559,8 @@ def report(lifetimes: list[Lifetime], args: argparse.Namespace, load_start: tupl
     goal(notify_p99 <= GOAL_P99_MS, f"single-run NOTIFY p99 <= {GOAL_P99_MS:.0f} ms: {notify_p99:.1f} ms")
     exact = all(not lt.missing and not lt.repeated and not lt.left_open for lt in lifetimes)
     goal(exact, "every burst run marked, exactly one RUN_COMPLETED each, terminal in the database")
+    clean = sum(lt.reopened + lt.errors for lt in lifetimes)
+    goal(clean == 0, f"no RUN_REOPENED and no ERROR line in any daemon's log: {clean}")
     return missed
 
 
