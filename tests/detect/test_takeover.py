@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.detect.completions import Completions, End, NoHandoff
 from orchestrator_monitor.detect.detector import Detector
 from orchestrator_monitor.detect.shares import ClusterShares
 from orchestrator_monitor.events.types import EventType
 from orchestrator_monitor.ledger.members import Membership
 from orchestrator_monitor.ledger.runs import Completion, Ledger
 from orchestrator_monitor.ledger.store import MonitorStore, open_store
+from orchestrator_monitor.state.records import RunSnapshot
 from orchestrator_monitor.state.schema import metadata
 from sqlalchemy import create_engine, text
 from support import reference_tables
@@ -93,3 +95,29 @@ def test_a_dead_daemons_runs_are_finished_by_a_live_one_as_far_as_each_got(
         connection.close()
         engine.dispose()
         membership.leave()
+
+
+def test_a_run_another_daemon_finished_is_never_reopened_nor_announced_here(
+    stores: tuple[MonitorStore, MonitorStore], postgres_url: str
+) -> None:
+    other_store, store = stores
+    other = Ledger(other_store)
+    other.begin_marks({"announce-me": "COMPLETED"})
+    other.complete_many([Completion("announce-me", "COMPLETED", "monitor", {"SUCCEEDED": 1}, "rows")])
+    other.announce_many(["announce-me"])
+    published: list[tuple[EventType, str | None, dict]] = []
+    completions = Completions(
+        ledger=Ledger(store),
+        publish=lambda type, data, *, run_id=None: published.append((type, run_id, data)),
+        flush=lambda: None,
+        handoff=NoHandoff(),
+        tables=reference_tables(),
+    )
+    # This daemon read the run open just before the other one marked it (its view of who owns what lagged).
+    completions.prefetch(["announce-me"])
+    completions.observe_open("announce-me", "RUNNING")
+    snapshot = RunSnapshot("announce-me", "COMPLETED", {"SUCCEEDED": 1}, {}, ("rows",))
+    assert completions.finish([End(snapshot, "COMPLETED", "monitor", previous="RUNNING")], mono=0.0) == []
+    completions.commit()
+    assert published == []  # no RUN_REOPENED, no RUN_STATUS_CHANGED, no second RUN_COMPLETED
+    assert other.phase("announce-me") == "announced"  # the other daemon's record is as it left it

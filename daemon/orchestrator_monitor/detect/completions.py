@@ -166,10 +166,20 @@ class Completions:
             self.changed(run_id, f"status is {status} again after the run was {record.status}")
 
     def changed(self, run_id: str, what: str) -> None:
-        """The run's rows are no longer what its completion was decided on: reopen it where that is news."""
+        """The run's rows are no longer what its completion was decided on: reopen it where that is news
+        (and where it is this daemon's: another's row may be newer than the rows this pass read)."""
         record = self._records.get(run_id)
-        if record is not None and _reopenable(record.phase, record.reopened):
+        if record is not None and self._mine(record) and _reopenable(record.phase, record.reopened):
             self._reopen(run_id, what)
+
+    def _mine(self, record: RunRecord) -> bool:
+        return record.owner in (None, self._ledger.daemon_id)
+
+    def _drop(self, run_id: str) -> None:
+        """Another daemon's run: it announces, archives and reports it; nothing of it stays here."""
+        self._records.pop(run_id, None)
+        self._reopened.discard(run_id)
+        self._watch_reopen.pop(run_id, None)
 
     def watched(self, mono: float) -> list[str]:
         """Runs completed within `CHEAP_WATCH_SECONDS` with every row terminal then: an open task or
@@ -183,8 +193,8 @@ class Completions:
 
     def decided(self, run_id: str) -> str | None:
         """The status the monitor's own mark decided for a finished run; None when the executor's status was taken."""
-        record = self._records[run_id]
-        return record.status if record.marked_by == "monitor" else None
+        record = self._records.get(run_id)
+        return record.status if record is not None and record.marked_by == "monitor" else None
 
     def archival_phases(self, run_ids: list[str]) -> dict[str, str]:
         """The ledger's phase of these runs (the archive worker records bags, and the reopenings it finds)."""
@@ -224,6 +234,10 @@ class Completions:
         its outcome is a RUN_STATUS_CHANGED from the status recorded before. `End.previous` is the
         open status last seen, if any.
         """
+        theirs = {e.snapshot.run_id for e in ends if (r := self._records.get(e.snapshot.run_id)) and not self._mine(r)}
+        for run_id in theirs:
+            self._drop(run_id)
+        ends = [end for end in ends if end.snapshot.run_id not in theirs]
         new = [end for end in ends if not self.finished(end.snapshot.run_id) or self._is_reopened(end.snapshot.run_id)]
         seen_again = [end for end in ends if end not in new]  # reopened after its bag, or seen again: announced
         for end in seen_again:
@@ -239,7 +253,7 @@ class Completions:
         for end, completion in zip(new, completions, strict=True):
             if completion.run_id not in recorded:
                 logger.info("run %s is another daemon's: left to it", completion.run_id)
-                self._records.pop(completion.run_id, None)
+                self._drop(completion.run_id)
                 continue
             before = self._records.get(completion.run_id)
             again = before is not None and before.phase == "reopened"

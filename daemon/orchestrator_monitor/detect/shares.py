@@ -59,7 +59,8 @@ class ClusterShares:
         self._ledger = ledger
         self._me = ledger.daemon_id
         self._refresh = refresh_seconds
-        self._live: tuple[str, ...] = (self._me,)
+        # the others alive now, before the first pass: else a daemon starting beside them takes every run for its own
+        self._live: tuple[str, ...] = tuple(sorted({*membership.live(), self._me}))
         self._refreshed_at: float | None = None
 
     def mine(self, run_id: str) -> bool:
