@@ -1,0 +1,217 @@
+"""The archive catalog: what each published bag holds and where, searchable without reading a bag.
+
+The bags are the truth; these rows are an index of them (`archive.catalog` reads a bag's facts).
+Recording a bag again replaces its facts and locations but keeps its last fixity check, so a
+`reindex` never forgets that a bag was found corrupt. The audit reads the bags whose check is
+oldest (never checked first) and writes each result back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, nulls_first, select, update
+
+from .store import MonitorStore, monitor_archive_facets, monitor_archive_locations, monitor_archives
+
+_A = monitor_archives
+_F = monitor_archive_facets
+_L = monitor_archive_locations
+VERIFIED_OK = "ok"
+VERIFIED_CORRUPT = "corrupt"
+LOCAL = "local"
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """One bag as the catalog knows it."""
+
+    run_id: str
+    status: str
+    archived_at: str
+    files: int
+    bytes: int
+    manifest_sha256: str
+    name: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    tools: tuple[str, ...] = ()
+    error_types: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    verified_at: str | None = None
+    verify_result: str | None = None
+    verify_detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFilter:
+    """A search: every given field must hold. `since`/`until` bound the run's end (its bag's time without one)."""
+
+    statuses: Sequence[str] = ()
+    since: str | None = None
+    until: str | None = None
+    name_like: str | None = None  # a SQL LIKE pattern (`archive` globs translate to it)
+    tool: str | None = None
+    error_type: str | None = None
+    result: str | None = None  # ok | corrupt | unverified
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    entries: list[ArchiveEntry]
+    total: int
+    offset: int
+    limit: int
+
+
+class Catalog:
+    """Rows in `monitor_archives` and its two side tables; every method is one short transaction."""
+
+    def __init__(self, store: MonitorStore) -> None:
+        self._store = store
+
+    def record(self, entries: Iterable[ArchiveEntry], recorded_at: str) -> int:
+        """Insert or replace each entry's facts, facets and locations (its last check is kept)."""
+        count = 0
+        with self._store.write() as connection:
+            for entry in entries:
+                facts = {
+                    "name": entry.name,
+                    "status": entry.status,
+                    "started_at": entry.started_at,
+                    "finished_at": entry.finished_at,
+                    "archived_at": entry.archived_at,
+                    "files": entry.files,
+                    "bytes": entry.bytes,
+                    "manifest_sha256": entry.manifest_sha256,
+                }
+                connection.execute(
+                    self._store.insert(_A)
+                    .values(run_id=entry.run_id, **facts)
+                    .on_conflict_do_update(index_elements=["run_id"], set_=facts)
+                )
+                connection.execute(delete(_F).where(_F.c.run_id == entry.run_id))
+                facets = [{"run_id": entry.run_id, "kind": "tool", "value": v} for v in sorted(set(entry.tools))]
+                facets += [
+                    {"run_id": entry.run_id, "kind": "error_type", "value": v} for v in sorted(set(entry.error_types))
+                ]
+                if facets:
+                    connection.execute(_F.insert(), facets)
+                connection.execute(delete(_L).where(_L.c.run_id == entry.run_id))
+                if entry.locations:
+                    connection.execute(
+                        _L.insert(),
+                        [
+                            {"run_id": entry.run_id, "kind": LOCAL, "location": where, "recorded_at": recorded_at}
+                            for where in dict.fromkeys(entry.locations)
+                        ],
+                    )
+                count += 1
+        return count
+
+    def forget_except(self, run_ids: set[str]) -> list[str]:
+        """Drop the rows of bags no longer on disk (a reindex found no bag for them); the ids dropped."""
+        with self._store.engine.connect() as connection:
+            known = [row[0] for row in connection.execute(select(_A.c.run_id))]
+        gone = sorted(set(known) - run_ids)
+        with self._store.write() as connection:
+            for start in range(0, len(gone), _CHUNK):
+                chunk = gone[start : start + _CHUNK]
+                for table in (_F, _L, _A):
+                    connection.execute(delete(table).where(table.c.run_id.in_(chunk)))
+        return gone
+
+    def get(self, run_id: str) -> ArchiveEntry | None:
+        page = self._select(select(_A).where(_A.c.run_id == run_id), 1, 0)
+        return page[0] if page else None
+
+    def search(self, where: ArchiveFilter, *, limit: int | None = None, offset: int = 0) -> Page:
+        """Matching entries, the run's end newest first (run id breaking ties), and how many match in all."""
+        conditions = _conditions(where)
+        ended = func.coalesce(_A.c.finished_at, _A.c.archived_at)
+        query = select(_A).where(*conditions).order_by(ended.desc(), _A.c.run_id)
+        with self._store.engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(_A).where(*conditions)).scalar_one()
+        return Page(self._select(query, limit, offset), int(total), offset, limit or 0)
+
+    def due_for_audit(self, limit: int) -> list[ArchiveEntry]:
+        """The `limit` bags whose last check is oldest, never-checked first, then the oldest bags."""
+        query = select(_A).order_by(nulls_first(_A.c.verified_at.asc()), _A.c.archived_at, _A.c.run_id)
+        return self._select(query, limit, 0)
+
+    def count(self) -> int:
+        with self._store.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(_A)).scalar_one())
+
+    def record_check(self, run_id: str, at: str, result: str, detail: str | None) -> None:
+        with self._store.write() as connection:
+            connection.execute(
+                update(_A)
+                .where(_A.c.run_id == run_id)
+                .values(verified_at=at, verify_result=result, verify_detail=detail)
+            )
+
+    def _select(self, query: Any, limit: int | None, offset: int) -> list[ArchiveEntry]:
+        if limit is not None:
+            query = query.limit(limit)
+        with self._store.engine.connect() as connection:
+            rows = connection.execute(query.offset(offset)).all()
+            ids = [row.run_id for row in rows]
+            facets: dict[str, dict[str, list[str]]] = {i: {"tool": [], "error_type": []} for i in ids}
+            locations: dict[str, list[str]] = {i: [] for i in ids}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                for f in connection.execute(select(_F).where(_F.c.run_id.in_(chunk)).order_by(_F.c.value)):
+                    facets[f.run_id][f.kind].append(f.value)
+                for loc in connection.execute(select(_L).where(_L.c.run_id.in_(chunk)).order_by(_L.c.location)):
+                    locations[loc.run_id].append(loc.location)
+        return [
+            ArchiveEntry(
+                run_id=row.run_id,
+                status=row.status,
+                archived_at=row.archived_at,
+                files=int(row.files),
+                bytes=int(row.bytes),
+                manifest_sha256=row.manifest_sha256,
+                name=row.name,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                tools=tuple(facets[row.run_id]["tool"]),
+                error_types=tuple(facets[row.run_id]["error_type"]),
+                locations=tuple(locations[row.run_id]),
+                verified_at=row.verified_at,
+                verify_result=row.verify_result,
+                verify_detail=row.verify_detail,
+            )
+            for row in rows
+        ]
+
+
+def _conditions(where: ArchiveFilter) -> list[Any]:
+    ended = func.coalesce(_A.c.finished_at, _A.c.archived_at)
+    conditions: list[Any] = []
+    if where.statuses:
+        conditions.append(_A.c.status.in_(list(where.statuses)))
+    if where.since is not None:
+        conditions.append(ended >= where.since)
+    if where.until is not None:
+        conditions.append(ended < where.until)
+    if where.name_like is not None:
+        conditions.append(_A.c.name.like(where.name_like, escape="\\"))
+    for kind, value in (("tool", where.tool), ("error_type", where.error_type)):
+        if value is not None:
+            conditions.append(exists().where(and_(_F.c.run_id == _A.c.run_id, _F.c.kind == kind, _F.c.value == value)))
+    if where.result == "unverified":
+        conditions.append(_A.c.verify_result.is_(None))
+    elif where.result is not None:
+        conditions.append(_A.c.verify_result == where.result)
+    return conditions
+
+
+def glob_to_like(pattern: str) -> str:
+    """A shell glob (`*`, `?`) as a SQL LIKE pattern with `\\` escaping LIKE's own wildcards."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
