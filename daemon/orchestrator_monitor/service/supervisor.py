@@ -241,7 +241,7 @@ class Supervisor:
 
     # -- error isolation per job ------------------------------------------------------------------
 
-    def isolate(self, job: str, iteration: Callable[[datetime], None]) -> Callable[[], None]:
+    def isolate(self, job: str, iteration: Callable[[datetime], object]) -> Callable[[], None]:
         """The job as the scheduler runs it: one pass at `now`; an exception is logged and kept, never raised."""
 
         def run() -> None:
