@@ -3,6 +3,7 @@ is an ARCHIVE_CORRUPT event, an escalation and a mark in the catalog."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -106,14 +107,25 @@ def test_a_corrupt_bag_is_an_event_and_a_mark_in_the_catalog(cli, workspace: Pat
 
 
 def test_the_daemon_audits_and_escalates_a_corrupt_bag(cli, workspace: Path, start_daemon) -> None:
-    _archive(cli, workspace, ["c1"])
+    _archive(cli, workspace, ["c1", "c2"])
     _corrupt(workspace / ".archive" / "c1")
-    daemon: DaemonProcess = start_daemon(workspace, "audit.interval_seconds=0.5", "audit.cycle_days=0.0001")
+    token = "t" * 20
+    daemon: DaemonProcess = start_daemon(
+        workspace, "audit.interval_seconds=0.5", "audit.cycle_days=0.0001", f"dashboard.token={token}"
+    )
     daemon.log.wait_for(lambda log: bool(log.events("ESCALATION")), what="the escalation")
     [event] = daemon.log.events("ARCHIVE_CORRUPT", "c1")[:1]
     assert event["data"]["archive_path"] == str(workspace / ".archive" / "c1")
     [escalation] = daemon.log.events("ESCALATION")[:1]
     assert escalation["data"]["trigger"] == "archive_corrupt" and "c1" in escalation["data"]["detail"]
+    assert daemon.get("/api/archives")[0] == 401  # behind the dashboard's token
+    status, body = daemon.get("/api/archives?result=corrupt", token)
+    document = json.loads(body)
+    assert status == 200 and [a["run_id"] for a in document["archives"]] == ["c1"] and document["total"] == 1
+    assert document["archives"][0]["verify_result"] == "corrupt"
+    status, body = daemon.get("/api/archives?limit=1&offset=1&tool=lint", token)
+    assert status == 200 and json.loads(body)["total"] == 2 and len(json.loads(body)["archives"]) == 1
+    assert daemon.get("/api/archives?result=rotten", token)[0] == 400
     assert daemon.stop()[0] == 0
     shown = cli("archives", "show", "c1", "--workspace", str(workspace), "--json")
     assert '"verify_result": "corrupt"' in shown.out

@@ -25,11 +25,12 @@ from starlette.staticfiles import StaticFiles
 from ...archive.verify import verify_bag
 from ...errors import BadInput, Unavailable
 from ...ids import run_id_problem
+from ...ledger.catalog import Catalog
 from ...state.access import StateDatabase
 from ...workspace import Workspace
 from .guard import TOKEN_PARAMETER
 from .hub import EventHub
-from .params import BadParameter, parse_run_filter, parse_task_filter
+from .params import BadParameter, parse_archive_filter, parse_run_filter, parse_task_filter
 from .reads import (
     UnknownRun,
     read_run_events,
@@ -57,6 +58,7 @@ class DashboardContext:
     workspace: Workspace
     hub: EventHub
     now: Callable[[], datetime]
+    catalog: Catalog | None = None  # the archive catalog (None: no monitor database yet)
 
 
 def json_response(document: Any, status_code: int = 200) -> Response:
@@ -129,6 +131,19 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
             return json_response(document)
         except (BadParameter, BadInput, Unavailable) as err:
             return _error(err)
+
+    def api_archives(request: Request) -> Response:
+        """The archive catalog, searched and paged as `orchestrator archives search` does."""
+        try:
+            where, limit, offset = parse_archive_filter(
+                request.query_params, len(request.scope.get("query_string", b""))
+            )
+        except BadParameter as err:
+            return _error(err)
+        if context.catalog is None:
+            return json_response({"archives": [], "total": 0, "limit": limit, "offset": offset})
+        page = context.catalog.search(where, limit=limit, offset=offset)
+        return json_response({"archives": page.entries, "total": page.total, "limit": limit, "offset": offset})
 
     def run_file(request: Request) -> Response:
         run_id, name = request.path_params["run_id"], request.path_params["name"]
@@ -206,6 +221,7 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
         Route("/runs/{run_id}/logs/{task_id}", task_log_file, methods=["GET"]),
         Route("/runs/{run_id}/timeline.svg", timeline, methods=["GET"]),
         Route("/api/runs", api_runs, methods=["GET"]),
+        Route("/api/archives", api_archives, methods=["GET"]),
         Route("/api/runs/{run_id}", api_run, methods=["GET"]),
         Route("/api/runs/{run_id}/events", run_events, methods=["GET"]),
         Route("/api/runs/{run_id}/verify", verify, methods=["GET"]),
