@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS monitor_archives (
     started_at TEXT,
     finished_at TEXT,
     archived_at TEXT NOT NULL,
+    ended_at TEXT NOT NULL,
     files BIGINT NOT NULL,
     bytes BIGINT NOT NULL,
     manifest_sha256 TEXT NOT NULL,
@@ -33,9 +34,9 @@ CREATE TABLE IF NOT EXISTS monitor_archives (
     verify_detail TEXT,
     PRIMARY KEY (run_id)
 );
-CREATE INDEX IF NOT EXISTS ix_monitor_archives_finished_at ON monitor_archives (finished_at);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_audit ON monitor_archives (verified_at, archived_at, run_id);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended_at ON monitor_archives (ended_at);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_status ON monitor_archives (status);
-CREATE INDEX IF NOT EXISTS ix_monitor_archives_verified_at ON monitor_archives (verified_at);
 
 CREATE TABLE IF NOT EXISTS monitor_daemons (
     daemon_id TEXT NOT NULL,

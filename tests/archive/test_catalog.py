@@ -87,8 +87,8 @@ def test_reindex_rebuilds_an_emptied_catalog_and_reports_a_corrupt_bag(cli, work
         for table in ("monitor_archives", "monitor_archive_facets", "monitor_archive_locations"):
             connection.execute(f"DELETE FROM {table}")
         connection.execute(
-            "INSERT INTO monitor_archives (run_id, status, archived_at, files, bytes, manifest_sha256) "
-            "VALUES ('ghost', 'COMPLETED', 'x', 0, 0, 'd')"
+            "INSERT INTO monitor_archives (run_id, status, archived_at, ended_at, files, bytes, manifest_sha256) "
+            "VALUES ('ghost', 'COMPLETED', 'x', 'x', 0, 0, 'd')"
         )
     broken = workspace / ".archive" / "r-old"
     os.chmod(broken, stat.S_IRWXU)

@@ -84,6 +84,7 @@ class Catalog:
                     "started_at": entry.started_at,
                     "finished_at": entry.finished_at,
                     "archived_at": entry.archived_at,
+                    "ended_at": entry.finished_at or entry.archived_at,
                     "files": entry.files,
                     "bytes": entry.bytes,
                     "manifest_sha256": entry.manifest_sha256,
@@ -131,8 +132,7 @@ class Catalog:
     def search(self, where: ArchiveFilter, *, limit: int | None = None, offset: int = 0) -> Page:
         """Matching entries, the run's end newest first (run id breaking ties), and how many match in all."""
         conditions = _conditions(where)
-        ended = func.coalesce(_A.c.finished_at, _A.c.archived_at)
-        query = select(_A).where(*conditions).order_by(ended.desc(), _A.c.run_id)
+        query = select(_A).where(*conditions).order_by(_A.c.ended_at.desc(), _A.c.run_id)
         with self._store.engine.connect() as connection:
             total = connection.execute(select(func.count()).select_from(_A).where(*conditions)).scalar_one()
         return Page(self._select(query, limit, offset), int(total), offset, limit or 0)
@@ -191,14 +191,13 @@ class Catalog:
 
 
 def _conditions(where: ArchiveFilter) -> list[Any]:
-    ended = func.coalesce(_A.c.finished_at, _A.c.archived_at)
     conditions: list[Any] = []
     if where.statuses:
         conditions.append(_A.c.status.in_(list(where.statuses)))
     if where.since is not None:
-        conditions.append(ended >= where.since)
+        conditions.append(_A.c.ended_at >= where.since)
     if where.until is not None:
-        conditions.append(ended < where.until)
+        conditions.append(_A.c.ended_at < where.until)
     if where.name_like is not None:
         conditions.append(_A.c.name.like(where.name_like, escape="\\"))
     for kind, value in (("tool", where.tool), ("error_type", where.error_type)):

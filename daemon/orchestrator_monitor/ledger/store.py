@@ -121,6 +121,7 @@ monitor_archives = Table(
     Column("started_at", Text),
     Column("finished_at", Text),
     Column("archived_at", Text, nullable=False),  # the bag's Bagging-Time
+    Column("ended_at", Text, nullable=False),  # finished_at, else archived_at: what searches sort and bound
     Column("files", BigInteger, nullable=False),
     Column("bytes", BigInteger, nullable=False),
     Column("manifest_sha256", Text, nullable=False),
@@ -128,8 +129,8 @@ monitor_archives = Table(
     Column("verify_result", Text),  # ok | corrupt
     Column("verify_detail", Text),
     Index("ix_monitor_archives_status", "status"),
-    Index("ix_monitor_archives_finished_at", "finished_at"),
-    Index("ix_monitor_archives_verified_at", "verified_at"),
+    Index("ix_monitor_archives_ended_at", "ended_at"),
+    Index("ix_monitor_archives_audit", "verified_at", "archived_at", "run_id"),  # the audit's order
 )
 # Every place a bag is stored (today the local archive root; later offload targets).
 monitor_archive_locations = Table(
