@@ -69,3 +69,16 @@ def test_record_search_and_audit_order(store: MonitorStore) -> None:
     catalog.record_check("a", "2026-11-30T00:00:00.000000Z", "ok", None)
     assert [e.run_id for e in catalog.due_for_audit(2)] == ["b", "c"]
     assert catalog.forget_except({"a", "c"}) == ["b"] and catalog.count() == 2 and ids(tool="lint") == ["a"]
+
+
+def test_an_audit_reads_only_the_bags_under_its_own_archive_root(store: MonitorStore) -> None:
+    catalog = Catalog(store)
+    at = "2026-11-01T00:00:00.000000Z"
+    mine = [_entry("m1", at), _entry("m2", at)]
+    theirs = [
+        ArchiveEntry("t1", "COMPLETED", at, 1, 1, "0" * 64, locations=("/archive_b/t1",)),  # a sibling directory
+        ArchiveEntry("t2", "COMPLETED", at, 1, 1, "0" * 64, locations=("/archivex/t2",)),
+    ]
+    catalog.record(mine + theirs, at)
+    assert [e.run_id for e in catalog.due_for_audit(10, under="/archive")] == ["m1", "m2"]
+    assert catalog.count(under="/archive/") == 2 and catalog.count() == 4

@@ -58,7 +58,13 @@ def _audit(workspace: Path, settings: AuditSettings, recorder: Recorder, rate: i
 
     throttle = lambda: Throttle(rate, threading.Event(), clock=lambda: clock[0], wait=wait)  # noqa: E731
     audit = FixityAudit(
-        Catalog(store), settings, recorder.publish, recorder.observed.append, threading.Event(), throttle=throttle
+        Catalog(store),
+        settings,
+        recorder.publish,
+        recorder.observed.append,
+        threading.Event(),
+        workspace / ".archive",
+        throttle=throttle,
     )
     return audit, waits
 

@@ -137,14 +137,17 @@ class Catalog:
             total = connection.execute(select(func.count()).select_from(_A).where(*conditions)).scalar_one()
         return Page(self._select(query, limit, offset), int(total), offset, limit or 0)
 
-    def due_for_audit(self, limit: int) -> list[ArchiveEntry]:
-        """The `limit` bags whose last check is oldest, never-checked first, then the oldest bags."""
-        query = select(_A).order_by(nulls_first(_A.c.verified_at.asc()), _A.c.archived_at, _A.c.run_id)
+    def due_for_audit(self, limit: int, under: str | None = None) -> list[ArchiveEntry]:
+        """The `limit` bags whose last check is oldest, never-checked first, then the oldest bags;
+        `under`: only those stored below this directory (a daemon audits its own archive root)."""
+        query = select(_A).where(*_stored_under(under))
+        query = query.order_by(nulls_first(_A.c.verified_at.asc()), _A.c.archived_at, _A.c.run_id)
         return self._select(query, limit, 0)
 
-    def count(self) -> int:
+    def count(self, under: str | None = None) -> int:
         with self._store.engine.connect() as connection:
-            return int(connection.execute(select(func.count()).select_from(_A)).scalar_one())
+            query = select(func.count()).select_from(_A).where(*_stored_under(under))
+            return int(connection.execute(query).scalar_one())
 
     def record_check(self, run_id: str, at: str, result: str, detail: str | None) -> None:
         with self._store.write() as connection:
@@ -210,7 +213,18 @@ def _conditions(where: ArchiveFilter) -> list[Any]:
     return conditions
 
 
+def _stored_under(directory: str | None) -> list[Any]:
+    if directory is None:
+        return []
+    prefix = _literal(directory.rstrip("/")) + "/%"
+    return [exists().where(and_(_L.c.run_id == _A.c.run_id, _L.c.location.like(prefix, escape="\\")))]
+
+
+def _literal(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def glob_to_like(pattern: str) -> str:
     """A shell glob (`*`, `?`) as a SQL LIKE pattern with `\\` escaping LIKE's own wildcards."""
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
+    return _literal(pattern).replace("*", "%").replace("?", "_")

@@ -3,7 +3,8 @@
 Each pass takes its share of the catalog, the bags verified longest ago first (never verified
 before all), so that every bag is re-read within `audit.cycle_days`; the reads are held to
 `audit.bytes_per_second` (a sleep between chunks), and a stop ends a pass between two chunks.
-Each result and its time go into the catalog. A bag that no longer matches its manifest (or is
+Each result and its time go into the catalog. A daemon audits the bags stored under its own archive
+root (several daemons on one PostgreSQL may each have their own). A bag that no longer matches its manifest (or is
 gone) gives `ARCHIVE_CORRUPT` and stays marked `corrupt` in the catalog, so nothing later relies on
 it; while any bag is marked so, the `fixity_audit` check is failing and the escalation
 `archive_corrupt` stays open (safemode.py). A later pass that finds the bag sound again clears it.
@@ -87,10 +88,12 @@ class FixityAudit:
         publish: Publish,
         observe: Callable[[Observation], None],
         stop: threading.Event,
+        archive_root: Path,
         *,
         throttle: Callable[[], Throttle] | None = None,
     ) -> None:
         self._catalog = catalog
+        self._root = str(archive_root)
         self._settings = settings
         self._publish = publish
         self._observe = observe
@@ -101,9 +104,10 @@ class FixityAudit:
     def run_pass(self, now: datetime) -> AuditPass:
         """Verify this pass's share of the bags, oldest verification first; record each result."""
         done = AuditPass()
-        share = audit_share(self._catalog.count(), self._settings.interval_seconds, self._settings.cycle_days)
+        mine = self._catalog.count(under=self._root)
+        share = audit_share(mine, self._settings.interval_seconds, self._settings.cycle_days)
         pace = self._throttle()
-        for entry in self._catalog.due_for_audit(share):
+        for entry in self._catalog.due_for_audit(share, under=self._root):
             bag = Path(entry.locations[0]) if entry.locations else None
             try:
                 problems = self._problems(bag, pace)
@@ -146,9 +150,10 @@ def audit_job(
     publish: Publish,
     observe: Callable[[Observation], None],
     stop: threading.Event,
+    archive_root: Path,
 ) -> tuple[str, float, Callable[[datetime], object]] | None:
     """The scheduler's entry (name, interval, one pass), or None when `audit.enabled` is off."""
     if not settings.enabled:
         return None
-    audit = FixityAudit(catalog, settings, publish, observe, stop)
+    audit = FixityAudit(catalog, settings, publish, observe, stop, archive_root)
     return AUDIT, settings.interval_seconds, audit.run_pass

@@ -348,7 +348,7 @@ def run_daemon(
         )
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)
-        audit = audit_job(settings.audit, Catalog(store), bus.publish, supervisor.observe, stop)
+        audit = audit_job(settings.audit, Catalog(store), bus.publish, supervisor.observe, stop, workspace.archive_root)
         scheduler = start_scheduler(supervisor, settings, outcomes, (audit,))
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
