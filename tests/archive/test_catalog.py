@@ -88,7 +88,12 @@ def test_reindex_rebuilds_an_emptied_catalog_and_reports_a_corrupt_bag(cli, work
             connection.execute(f"DELETE FROM {table}")
         connection.execute(
             "INSERT INTO monitor_archives (run_id, status, archived_at, ended_at, files, bytes, manifest_sha256) "
-            "VALUES ('ghost', 'COMPLETED', 'x', 'x', 0, 0, 'd')"
+            "VALUES ('ghost', 'COMPLETED', 'x', '2000', 0, 0, 'd'), ('elsewhere', 'COMPLETED', 'x', '2000', 0, 0, 'd')"
+        )
+        connection.execute(
+            "INSERT INTO monitor_archive_locations VALUES ('ghost', 'local', ?, 'x'), "
+            "('elsewhere', 'local', '/another/host/elsewhere', 'x')",
+            (str(workspace / ".archive" / "ghost"),),
         )
     broken = workspace / ".archive" / "r-old"
     os.chmod(broken, stat.S_IRWXU)
@@ -98,8 +103,8 @@ def test_reindex_rebuilds_an_emptied_catalog_and_reports_a_corrupt_bag(cli, work
     assert result.code == 1
     assert "r-old" in result.err and "no Run-Id" in result.err
     assert "2 bags catalogued, 1 unreadable, 1 entries without a bag removed" in result.out
-    assert _listed(cli, workspace) == ["r-bad", "r-ok"]
+    assert _listed(cli, workspace) == ["r-bad", "r-ok", "elsewhere"]  # another archive root's bag is not ours
     assert _listed(cli, workspace, "--tool", "test") == ["r-bad"]  # the facets come back from the bag
     again = cli("archives", "reindex", "--workspace", str(workspace))  # idempotent
     assert "2 bags catalogued, 1 unreadable, 0 entries" in again.out
-    assert _listed(cli, workspace) == ["r-bad", "r-ok"]
+    assert _listed(cli, workspace) == ["r-bad", "r-ok", "elsewhere"]

@@ -154,5 +154,5 @@ def reindex(catalog: Catalog, archive_root: Path, mapping: SchemaMapping) -> Rei
         except UnreadableBag as err:
             skipped[bag.name] = str(err)
     catalog.record(entries, format_timestamp(utc_now()))
-    forgotten = catalog.forget_except({e.run_id for e in entries} | set(skipped))
+    forgotten = catalog.forget_except({e.run_id for e in entries} | set(skipped), under=str(archive_root))
     return Reindexed([e.run_id for e in entries], skipped, forgotten)

@@ -113,10 +113,11 @@ class Catalog:
                 count += 1
         return count
 
-    def forget_except(self, run_ids: set[str]) -> list[str]:
-        """Drop the rows of bags no longer on disk (a reindex found no bag for them); the ids dropped."""
+    def forget_except(self, run_ids: set[str], under: str | None = None) -> list[str]:
+        """Drop the rows of bags no longer on disk (a reindex of the archive root `under` found no bag for
+        them; rows of bags stored elsewhere, another daemon's root, are left alone); the ids dropped."""
         with self._store.engine.connect() as connection:
-            known = [row[0] for row in connection.execute(select(_A.c.run_id))]
+            known = [row[0] for row in connection.execute(select(_A.c.run_id).where(*_stored_under(under)))]
         gone = sorted(set(known) - run_ids)
         with self._store.write() as connection:
             for start in range(0, len(gone), _CHUNK):
