@@ -68,50 +68,55 @@ class Page:
 
 
 class Catalog:
-    """Rows in `monitor_archives` and its two side tables; every method is one short transaction."""
+    """Rows in `monitor_archives` and its two side tables; each write is short (`record`: one per 500 bags)."""
 
     def __init__(self, store: MonitorStore) -> None:
         self._store = store
 
     def record(self, entries: Iterable[ArchiveEntry], recorded_at: str) -> int:
-        """Insert or replace each entry's facts, facets and locations (its last check is kept)."""
-        count = 0
+        """Insert or replace each entry's facts, facets and locations (its last check is kept); in chunks,
+        one transaction each (a reindex of many bags writes a few statements per chunk, not per bag)."""
+        pending = list({entry.run_id: entry for entry in entries}.values())
+        for start in range(0, len(pending), _CHUNK):
+            self._record_chunk(pending[start : start + _CHUNK], recorded_at)
+        return len(pending)
+
+    def _record_chunk(self, chunk: list[ArchiveEntry], recorded_at: str) -> None:
+        rows = [
+            {
+                "run_id": e.run_id,
+                "name": e.name,
+                "status": e.status,
+                "started_at": e.started_at,
+                "finished_at": e.finished_at,
+                "archived_at": e.archived_at,
+                "ended_at": e.finished_at or e.archived_at,
+                "files": e.files,
+                "bytes": e.bytes,
+                "manifest_sha256": e.manifest_sha256,
+            }
+            for e in chunk
+        ]
+        facets = [
+            {"run_id": e.run_id, "kind": kind, "value": value}
+            for e in chunk
+            for kind, values in (("tool", e.tools), ("error_type", e.error_types))
+            for value in sorted(set(values))
+        ]
+        locations = [
+            {"run_id": e.run_id, "kind": LOCAL, "location": where, "recorded_at": recorded_at}
+            for e in chunk
+            for where in dict.fromkeys(e.locations)
+        ]
+        ids = [e.run_id for e in chunk]
+        upsert = self._store.insert(_A)
+        facts = {name: upsert.excluded[name] for name in rows[0] if name != "run_id"}
         with self._store.write() as connection:
-            for entry in entries:
-                facts = {
-                    "name": entry.name,
-                    "status": entry.status,
-                    "started_at": entry.started_at,
-                    "finished_at": entry.finished_at,
-                    "archived_at": entry.archived_at,
-                    "ended_at": entry.finished_at or entry.archived_at,
-                    "files": entry.files,
-                    "bytes": entry.bytes,
-                    "manifest_sha256": entry.manifest_sha256,
-                }
-                connection.execute(
-                    self._store.insert(_A)
-                    .values(run_id=entry.run_id, **facts)
-                    .on_conflict_do_update(index_elements=["run_id"], set_=facts)
-                )
-                connection.execute(delete(_F).where(_F.c.run_id == entry.run_id))
-                facets = [{"run_id": entry.run_id, "kind": "tool", "value": v} for v in sorted(set(entry.tools))]
-                facets += [
-                    {"run_id": entry.run_id, "kind": "error_type", "value": v} for v in sorted(set(entry.error_types))
-                ]
-                if facets:
-                    connection.execute(_F.insert(), facets)
-                connection.execute(delete(_L).where(_L.c.run_id == entry.run_id))
-                if entry.locations:
-                    connection.execute(
-                        _L.insert(),
-                        [
-                            {"run_id": entry.run_id, "kind": LOCAL, "location": where, "recorded_at": recorded_at}
-                            for where in dict.fromkeys(entry.locations)
-                        ],
-                    )
-                count += 1
-        return count
+            connection.execute(upsert.on_conflict_do_update(index_elements=["run_id"], set_=facts), rows)
+            for table, new in ((_F, facets), (_L, locations)):
+                connection.execute(delete(table).where(table.c.run_id.in_(ids)))
+                if new:
+                    connection.execute(table.insert(), new)
 
     def forget_except(self, run_ids: set[str], under: str | None = None) -> list[str]:
         """Drop the rows of bags no longer on disk (a reindex of the archive root `under` found no bag for
