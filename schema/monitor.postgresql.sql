@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS monitor_archives (
 );
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_audit ON monitor_archives (verified_at, archived_at, run_id);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended_at ON monitor_archives (ended_at);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_result ON monitor_archives (verify_result);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_status ON monitor_archives (status);
 
 CREATE TABLE IF NOT EXISTS monitor_daemons (

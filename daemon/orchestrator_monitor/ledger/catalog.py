@@ -211,7 +211,8 @@ def _conditions(where: ArchiveFilter) -> list[Any]:
         conditions.append(_A.c.name.like(where.name_like, escape="\\"))
     for kind, value in (("tool", where.tool), ("error_type", where.error_type)):
         if value is not None:
-            conditions.append(exists().where(and_(_F.c.run_id == _A.c.run_id, _F.c.kind == kind, _F.c.value == value)))
+            # IN (the facet's few rows, by its index), not EXISTS per catalog row: a seek, never a scan
+            conditions.append(_A.c.run_id.in_(select(_F.c.run_id).where(_F.c.kind == kind, _F.c.value == value)))
     if where.result == "unverified":
         conditions.append(_A.c.verify_result.is_(None))
     elif where.result is not None:

@@ -130,6 +130,7 @@ monitor_archives = Table(
     Column("verify_detail", Text),
     Index("ix_monitor_archives_status", "status"),
     Index("ix_monitor_archives_ended_at", "ended_at"),
+    Index("ix_monitor_archives_result", "verify_result"),  # `--result corrupt`: the few marked
     Index("ix_monitor_archives_audit", "verified_at", "archived_at", "run_id"),  # the audit's order
 )
 # Every place a bag is stored (today the local archive root; later offload targets).
