@@ -132,6 +132,9 @@ def test_the_daemon_audits_and_escalates_a_corrupt_bag(cli, workspace: Path, sta
     status, body = daemon.get("/api/archives?limit=1&offset=1&tool=lint", token)
     assert status == 200 and json.loads(body)["total"] == 2 and len(json.loads(body)["archives"]) == 1
     assert daemon.get("/api/archives?result=rotten", token)[0] == 400
+    status, body = daemon.get("/archives?result=corrupt", token)  # the page: a plain table
+    assert status == 200 and "<td>c1</td>" in body.decode() and "<td>c2</td>" not in body.decode()
+    assert daemon.get("/archives?since=yesterday", token)[0] == 400
     assert daemon.stop()[0] == 0
     shown = cli("archives", "show", "c1", "--workspace", str(workspace), "--json")
     assert '"verify_result": "corrupt"' in shown.out
