@@ -2,6 +2,43 @@
 -- a DBA may instead run this file). Several daemons share them: see README, "Running several daemons".
 -- Kept in step with daemon/orchestrator_monitor/ledger/store.py by tests/ledger/test_store.py.
 
+CREATE TABLE IF NOT EXISTS monitor_archive_facets (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind, value)
+);
+CREATE INDEX IF NOT EXISTS ix_monitor_archive_facets_value ON monitor_archive_facets (kind, value);
+
+CREATE TABLE IF NOT EXISTS monitor_archive_locations (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    location TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, location)
+);
+
+CREATE TABLE IF NOT EXISTS monitor_archives (
+    run_id TEXT NOT NULL,
+    name TEXT,
+    status TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    archived_at TEXT NOT NULL,
+    ended_at TEXT NOT NULL,
+    files BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    verified_at TEXT,
+    verify_result TEXT,
+    verify_detail TEXT,
+    PRIMARY KEY (run_id)
+);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_audit ON monitor_archives (verified_at, archived_at, run_id);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended_at ON monitor_archives (ended_at);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_result ON monitor_archives (verify_result);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_status ON monitor_archives (status);
+
 CREATE TABLE IF NOT EXISTS monitor_daemons (
     daemon_id TEXT NOT NULL,
     host TEXT NOT NULL,

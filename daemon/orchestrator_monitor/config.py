@@ -31,6 +31,7 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0  # how long a reader waits for an executor's 
 DEFAULT_STALL_AFTER_SECONDS = 900.0
 DEFAULT_RESERVE_BYTES = 1 << 30  # the archive may share a disk with the executor: leave it 1 GiB
 DEFAULT_ARCHIVE_PARALLEL = 2  # backfill: runs archived at once (each already copies on several threads)
+DEFAULT_AUDIT_BYTES_PER_SECOND = 32 << 20  # the fixity audit reads bags at most this fast: a share of a disk
 DEFAULT_DASHBOARD_PORT = 8765
 DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
 DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
@@ -88,6 +89,13 @@ class ArchiveSettings(_Section):
     quiet_seconds: float = Field(default=1.0, ge=0)
     reserve_bytes: int = Field(default=DEFAULT_RESERVE_BYTES, ge=0)
     parallel: int = Field(default=DEFAULT_ARCHIVE_PARALLEL, ge=1, le=64)
+
+
+class AuditSettings(_Section):
+    enabled: bool = True
+    cycle_days: float = Field(default=30.0, gt=0)  # every bag is re-read within this many days
+    interval_seconds: float = Field(default=3600.0, ge=0.1)  # one pass, over its share of the bags, this often
+    bytes_per_second: int = Field(default=DEFAULT_AUDIT_BYTES_PER_SECOND, ge=0)  # 0: unlimited
 
 
 class DashboardSettings(_Section):
@@ -256,6 +264,7 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     completion: CompletionSettings = CompletionSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    audit: AuditSettings = AuditSettings()
     dashboard: DashboardSettings = DashboardSettings()
     escalation: EscalationSettings = EscalationSettings()
     health: HealthSettings = HealthSettings()

@@ -29,6 +29,7 @@ SPEC_TYPES = {  # the spec's table, copied: the code must not drift from it
     "ARCHIVE_STARTED": {"archive_path"},
     "RUN_ARCHIVED": {"archive_path", "files", "bytes", "seconds", "manifest_sha256"},
     "ARCHIVE_FAILED": {"reason", "detail"},
+    "ARCHIVE_CORRUPT": {"archive_path", "problems"},  # issue 17: a fixity audit found a bag changed
     "REPORT_GENERATED": {"paths"},
     "REPORT_FAILED": {"reason", "detail"},
     "SAFE_MODE_ENTERED": {"reason"},

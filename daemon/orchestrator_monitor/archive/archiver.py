@@ -29,6 +29,7 @@ from ..events.once import Unrecorded
 from ..events.sinks.spool import read_run_events
 from ..events.types import Event, EventType, Publish
 from ..ids import run_directory, validate_run_id
+from ..ledger.catalog import Catalog
 from ..ledger.runs import Ledger, RunRecord
 from ..lock import hold_lock
 from ..state.access import StateDatabase
@@ -40,6 +41,7 @@ from ..state.snapshots import fingerprint_text
 from ..timefmt import utc_now
 from ..workspace import Workspace
 from .bag import BagSummary, read_summary, seal_top
+from .catalog import UnreadableBag, read_entry
 from .copier import Flag
 from .failures import REOPENED, UNSAFE_RUN_DIR, ArchiveFailure
 from .snapshot import snapshot_run_rows
@@ -285,6 +287,7 @@ def _record_success(
                 outcome.summary.manifest_sha256,
             )
         )
+    _catalogue(ctx, outcome.path)
     if ctx.ledger.phase(run.run_id) in ARCHIVABLE_PHASES:  # not recorded yet: RUN_ARCHIVED first, written
         data = {
             "archive_path": str(outcome.path),
@@ -299,3 +302,13 @@ def _record_success(
             ctx.flush_events()  # a crash from here on repeats the event (same id) rather than losing it
 
         ctx.unrecorded.announce_then_record(run.run_id, announce, lambda: ctx.ledger.archived(run.run_id, run.status))
+
+
+def _catalogue(ctx: Archival, bag: Path) -> None:
+    """The published bag's row in the catalog, read from the bag itself (what `reindex` would write)."""
+    try:
+        entry = read_entry(bag, ctx.state.mapping)
+    except UnreadableBag as err:  # the bag stays the truth: `archives reindex` retries it
+        logger.warning("archive %s not catalogued: %s", bag, err)
+        return
+    Catalog(ctx.ledger.store).record([entry], now_text())

@@ -9,11 +9,16 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from .bag import BAG_INFO, MANIFEST, TAG_MANIFEST
 from .names import listing_name, unquote_manifest_path
+
+CHUNK_BYTES = 1 << 20  # read at a time when paced
+Pace = Callable[[int], None]  # told each chunk's size before the next is read: sleeps to hold a rate, or raises
 
 
 @dataclass
@@ -27,8 +32,10 @@ class Verification:
         return not self.problems
 
 
-def verify_bag(bag: Path) -> Verification:
-    """Check `bag`; each problem names its file (mismatch, missing, extra, bad Payload-Oxum)."""
+def verify_bag(bag: Path, pace: Pace | None = None) -> Verification:
+    """Check `bag`; each problem names its file (mismatch, missing, extra, bad Payload-Oxum).
+
+    `pace` (the fixity audit's rate limit) is called after every chunk read."""
     result = Verification()
     if not (bag / "bagit.txt").is_file():
         result.problems.append("bagit.txt: missing")
@@ -36,7 +43,7 @@ def verify_bag(bag: Path) -> Verification:
     tags = _read_manifest(bag, TAG_MANIFEST, result)
     result.payload_files, result.tag_files = len(payload), len(tags)
     for relative, expected in sorted({**payload, **tags}.items()):
-        _check_file(bag, relative, expected, result)
+        _check_file(bag, relative, expected, result, pace)
     for relative in _files_under(bag):
         in_data = relative.startswith("data/")
         listed = relative in payload if in_data else relative in tags or relative.startswith("tagmanifest-")
@@ -67,7 +74,7 @@ def _read_manifest(bag: Path, name: str, result: Verification) -> dict[str, str]
     return entries
 
 
-def _check_file(bag: Path, relative: str, expected: str, result: Verification) -> None:
+def _check_file(bag: Path, relative: str, expected: str, result: Verification, pace: Pace | None) -> None:
     path = bag / relative
     if ".." in Path(relative).parts or Path(relative).is_absolute():
         result.problems.append(f"{relative}: path leaves the bag")
@@ -81,9 +88,17 @@ def _check_file(bag: Path, relative: str, expected: str, result: Verification) -
         result.problems.append(f"{relative}: not a regular file")
         return
     with path.open("rb") as handle:
-        actual = hashlib.file_digest(handle, "sha256").hexdigest()
+        actual = hashlib.file_digest(handle, "sha256").hexdigest() if pace is None else _paced(handle, pace)
     if actual != expected:
         result.problems.append(f"{relative}: checksum mismatch (manifest {expected}, file {actual})")
+
+
+def _paced(handle: BinaryIO, pace: Pace) -> str:
+    digest = hashlib.sha256()
+    while chunk := handle.read(CHUNK_BYTES):
+        digest.update(chunk)
+        pace(len(chunk))
+    return digest.hexdigest()
 
 
 def _files_under(bag: Path) -> list[str]:

@@ -253,6 +253,16 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings, out: Console, err: 
     return alerts_test_command(settings, args.rule, out)
 
 
+def cmd_archives(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .archives import archive_filter, archives_command
+
+    where = archive_filter(
+        args.status, args.since, args.until, args.name, args.tool, args.error_type, args.result, utc_now()
+    )
+    fmt = "json" if args.json else "tsv" if args.tsv else "table"
+    return archives_command(settings, args.action, args.run, where, fmt, args.limit, out)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -353,6 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", cmd_report, "write the run's reports").add_argument(
         "--run", required=True, metavar="ID", help="the run id"
     )
+    archives = add("archives", cmd_archives, "the archive catalog: list, show RUN, search, or reindex from the bags")
+    archives.add_argument("action", choices=["list", "show", "search", "reindex"], help="what to do")
+    archives.add_argument("run", metavar="RUN", nargs="?", help="show: the run id")
+    archives.add_argument(
+        "--status", metavar="S[,S]", type=_run_statuses, action="extend", help="only bags of runs in these statuses"
+    )
+    archives.add_argument("--since", metavar="TIME|AGE", help="runs that ended at or after this time (or age: 7d)")
+    archives.add_argument("--until", metavar="TIME|AGE", help="runs that ended before this time (or age)")
+    archives.add_argument("--name", metavar="GLOB", help="runs whose name matches this glob (* and ?)")
+    archives.add_argument("--tool", metavar="TOOL", help="runs with a task of this tool")
+    archives.add_argument("--error-type", metavar="TYPE", help="runs with a task that failed with this error type")
+    archives.add_argument("--result", choices=["ok", "corrupt", "unverified"], help="by the last fixity audit's result")
+    archives.add_argument("--limit", metavar="N", type=_positive_int, help="at most N bags")
+    archives_output = archives.add_mutually_exclusive_group()
+    archives_output.add_argument("--json", action="store_true", help="print JSON")
+    archives_output.add_argument("--tsv", action="store_true", help="print tab-separated values with a header")
     alerts = add("alerts", cmd_alerts, "alert rules: `alerts test RULE` sends the rule a sample alert now")
     alerts.add_argument("action", choices=["test"], help="test: send a sample alert to the rule's destinations")
     alerts.add_argument("rule", metavar="RULE", help="the rule's name (alerts.rules)")

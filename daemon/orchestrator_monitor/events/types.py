@@ -28,6 +28,7 @@ class EventType(StrEnum):
     ARCHIVE_STARTED = "ARCHIVE_STARTED"
     RUN_ARCHIVED = "RUN_ARCHIVED"
     ARCHIVE_FAILED = "ARCHIVE_FAILED"
+    ARCHIVE_CORRUPT = "ARCHIVE_CORRUPT"  # a fixity audit found a published bag no longer matching its manifest
     REPORT_GENERATED = "REPORT_GENERATED"
     REPORT_FAILED = "REPORT_FAILED"
     SAFE_MODE_ENTERED = "SAFE_MODE_ENTERED"
@@ -54,6 +55,7 @@ REQUIRED_DATA: dict[EventType, frozenset[str]] = {
     EventType.ARCHIVE_STARTED: frozenset({"archive_path"}),
     EventType.RUN_ARCHIVED: frozenset({"archive_path", "files", "bytes", "seconds", "manifest_sha256"}),
     EventType.ARCHIVE_FAILED: frozenset({"reason", "detail"}),
+    EventType.ARCHIVE_CORRUPT: frozenset({"archive_path", "problems"}),
     EventType.REPORT_GENERATED: frozenset({"paths"}),
     EventType.REPORT_FAILED: frozenset({"reason", "detail"}),
     EventType.SAFE_MODE_ENTERED: frozenset({"reason"}),
@@ -77,6 +79,7 @@ RUN_SCOPED: frozenset[EventType] = ONCE_PER_RUN | {
     EventType.RUN_STATUS_CHANGED,
     EventType.RUN_STALLED,
     EventType.ARCHIVE_FAILED,
+    EventType.ARCHIVE_CORRUPT,
     EventType.REPORT_FAILED,
 }
 """Types that make no sense without a `run_id`; others may carry one (a WARNING about a run)."""

@@ -97,6 +97,10 @@ class Ledger:
     def daemon_id(self) -> str:
         return self._me
 
+    @property
+    def store(self) -> MonitorStore:
+        return self._store
+
     def _mine(self) -> Any:
         """Rows this daemon may move on: its own, or a single daemon's from before owners (NULL)."""
         return or_(_R.c.owner.is_(None), _R.c.owner == self._me)

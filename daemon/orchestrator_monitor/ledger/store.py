@@ -110,6 +110,50 @@ monitor_daemons = Table(
     Column("stopped", Integer, nullable=False, server_default="0"),
 )
 
+# The archive catalog (`ledger.catalog`): one row per published bag, filled as bags are published
+# and rebuilt from the bags by `orchestrator archives reindex` (the bags stay the truth).
+monitor_archives = Table(
+    "monitor_archives",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("name", Text),
+    Column("status", Text, nullable=False),
+    Column("started_at", Text),
+    Column("finished_at", Text),
+    Column("archived_at", Text, nullable=False),  # the bag's Bagging-Time
+    Column("ended_at", Text, nullable=False),  # finished_at, else archived_at: what searches sort and bound
+    Column("files", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("manifest_sha256", Text, nullable=False),
+    Column("verified_at", Text),  # the last fixity check (NULL: none since the catalog knew the bag)
+    Column("verify_result", Text),  # ok | corrupt
+    Column("verify_detail", Text),
+    Index("ix_monitor_archives_status", "status"),
+    Index("ix_monitor_archives_ended_at", "ended_at"),
+    Index("ix_monitor_archives_result", "verify_result"),  # `--result corrupt`: the few marked
+    Index("ix_monitor_archives_audit", "verified_at", "archived_at", "run_id"),  # the audit's order
+)
+# Every place a bag is stored (today the local archive root; later offload targets).
+monitor_archive_locations = Table(
+    "monitor_archive_locations",
+    metadata,
+    Column("run_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # local
+    Column("location", Text, nullable=False),
+    Column("recorded_at", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "location"),
+)
+# What a search by tool or error type seeks: one row per distinct value in the bag's task rows.
+monitor_archive_facets = Table(
+    "monitor_archive_facets",
+    metadata,
+    Column("run_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # tool | error_type
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "kind", "value"),
+    Index("ix_monitor_archive_facets_value", "kind", "value"),
+)
+
 
 @dataclass(frozen=True)
 class MonitorStore:

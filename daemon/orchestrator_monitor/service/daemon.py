@@ -41,6 +41,7 @@ from ..events.publishing import open_bus
 from ..events.subscription import Subscription
 from ..events.types import EventType
 from ..finish.worker import ArchiveWorker
+from ..ledger.catalog import Catalog
 from ..ledger.members import IdTaken, Membership
 from ..ledger.monitor_db import Heartbeat, record_heartbeats
 from ..ledger.runs import Ledger
@@ -52,6 +53,7 @@ from ..state.engine import create_archival_table, open_engine, sqlite_path
 from ..state.mapping import SchemaMapping
 from ..streaks import Streak
 from ..workspace import Workspace
+from .audit import audit_job
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
 from .metrics import MonitorMetrics
 from .notify import Notifier
@@ -118,13 +120,20 @@ def run_detection_thread(job: DetectionJob, stop: threading.Event, on_error: Cal
             pause = min(pause * 2, MAX_ERROR_PAUSE_SECONDS)
 
 
-def start_scheduler(supervisor: Supervisor, settings: Settings, outcomes: Subscription) -> BackgroundScheduler:
-    """The scheduled checks: each starts at once, may start half its interval late, never overlaps itself."""
+Job = tuple[str, float, Callable[[datetime], object]]
+
+
+def start_scheduler(
+    supervisor: Supervisor, settings: Settings, outcomes: Subscription, more: tuple[Job | None, ...] = ()
+) -> BackgroundScheduler:
+    """The scheduled checks (and `more` jobs): each starts at once, may start half its interval late, never
+    overlaps itself."""
     health = settings.health
-    jobs: list[tuple[str, float, Callable[[datetime], None]]] = [
+    jobs: list[Job] = [
         (HEARTBEAT, health.heartbeat_seconds, partial(supervisor.run_heartbeat_iteration, outcomes=outcomes)),
         (DATABASE, health.db_check_seconds, supervisor.run_db_check_iteration),
         (STORAGE, health.storage_check_seconds, supervisor.run_storage_check_iteration),
+        *(job for job in more if job is not None),
     ]
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not two log lines per job run
     scheduler = BackgroundScheduler(
@@ -355,7 +364,8 @@ def run_daemon(
         )
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)
-        scheduler = start_scheduler(supervisor, settings, outcomes)
+        audit = audit_job(settings.audit, Catalog(store), bus.publish, supervisor.observe, stop, workspace.archive_root)
+        scheduler = start_scheduler(supervisor, settings, outcomes, (audit,))
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
             report = supervisor.report if alerts is None else partial(report_with_alerts, supervisor, alerts)

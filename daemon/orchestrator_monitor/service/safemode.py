@@ -9,7 +9,9 @@ folds one into the `HealthState` and returns the events that the change calls fo
   monitoring loop                 safe mode monitoring_loop (slow polling; the detection job does that)
   database unreachable            no safe mode: unhealthy, HEALTH_CHANGED only
   database corrupt, storage       ESCALATION once per incident, again every repeat_seconds while
-  unavailable, report failed      it lasts; the incident ends when the check passes again
+  unavailable, report failed,     it lasts; the incident ends when the check passes again
+  a bag the fixity audit found
+  corrupt
 
 No I/O and no clock here: the caller passes `now` (monotonic) and publishes the effects, so
 every transition is testable with plain values.
@@ -51,6 +53,7 @@ ESCALATIONS: Mapping[tuple[str, Condition], tuple[str, str]] = MappingProxyType(
         ("db_connection_check", Condition.CORRUPT): ("database_corrupt", "critical"),
         ("archival_storage_check", Condition.UNAVAILABLE): ("archival_storage_unavailable", "critical"),
         ("report_generation", Condition.FAILED): ("report_generation_failed", "error"),
+        ("fixity_audit", Condition.CORRUPT): ("archive_corrupt", "critical"),
     }
 )
 MARKS_WAIT = "database_read_only"

@@ -242,7 +242,7 @@ class Supervisor:
 
     # -- error isolation per job ------------------------------------------------------------------
 
-    def isolate(self, job: str, iteration: Callable[[datetime], None]) -> Callable[[], None]:
+    def isolate(self, job: str, iteration: Callable[[datetime], object]) -> Callable[[], None]:
         """The job as the scheduler runs it: one pass at `now`; an exception is logged and kept, never raised."""
 
         streak = Streak()  # each job runs on one thread at a time (max_instances=1)

@@ -19,6 +19,8 @@ from ...config import Settings
 from ...events.bus import Bus
 from ...events.log import refetch_events
 from ...events.sinks.jsonl import MONITOR_LOG
+from ...ledger.catalog import Catalog
+from ...ledger.store import open_store
 from ...timefmt import utc_now
 from ...views.reader import state_reader
 from ...workspace import Workspace
@@ -43,9 +45,14 @@ def open_dashboard(settings: Settings, bus: Bus | None) -> Iterator[Dashboard]:
         else LogFeed(log, partial(refetch_events, log))
     )
     hub = EventHub(feed)
+    store = open_store(settings, readonly=True)
+    catalog = None if store is None else Catalog(store)
     with state_reader(settings) as state:
         hub.start()
         try:
-            yield Dashboard(dashboard_routes(DashboardContext(state, workspace, hub, utc_now)), hub.end_streams)
+            context = DashboardContext(state, workspace, hub, utc_now, catalog)
+            yield Dashboard(dashboard_routes(context), hub.end_streams)
         finally:
             hub.close()
+            if store is not None:
+                store.dispose()

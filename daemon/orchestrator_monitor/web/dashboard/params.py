@@ -11,8 +11,10 @@ from collections.abc import Collection
 
 from starlette.datastructures import QueryParams
 
+from ...ledger.catalog import ArchiveFilter, glob_to_like
 from ...state.pages import RUN_SORTS, TASK_SORTS, RunFilter, TaskFilter
 from ...state.records import RUN_STATUSES, TASK_STATUSES
+from ...timefmt import format_timestamp, parse_timestamp
 
 MAX_PAGE_SIZE = 200
 MAX_OFFSET = 100_000
@@ -21,6 +23,7 @@ MAX_PARAMETERS = 16
 MAX_QUERY_BYTES = 2048
 
 _RUN_PARAMETERS = frozenset({"status", "q", "sort", "order", "limit", "offset"})
+_ARCHIVE_PARAMETERS = frozenset({"status", "since", "until", "name", "tool", "error_type", "result", "limit", "offset"})
 _TASK_PARAMETERS = frozenset({"status", "tool", "workstream", "q", "sort", "order", "limit", "offset"})
 
 
@@ -97,6 +100,37 @@ def parse_run_filter(params: QueryParams, query_bytes: int) -> RunFilter:
         limit=_integer(params, "limit", 50, 1, MAX_PAGE_SIZE),
         offset=_integer(params, "offset", 0, 0, MAX_OFFSET),
     )
+
+
+def _time(params: QueryParams, name: str) -> str | None:
+    value = _text(params, name)
+    if value is None:
+        return None
+    moment = parse_timestamp(value)
+    if moment is None:
+        raise BadParameter(f"{name}: expected a time YYYY-MM-DDTHH:MM:SSZ, got {value[:40]!r}")
+    return format_timestamp(moment)
+
+
+def parse_archive_filter(params: QueryParams, query_bytes: int) -> tuple[ArchiveFilter, int, int]:
+    """`/api/archives?status=&since=&until=&name=&tool=&error_type=&result=&limit=&offset=`: the search and
+    its page (limit, offset)."""
+    _check_shape(params, _ARCHIVE_PARAMETERS, query_bytes)
+    status = _status(params, RUN_STATUSES)
+    name = _text(params, "name")
+    result = _text(params, "result")
+    if result is not None and result not in ("ok", "corrupt", "unverified"):
+        raise BadParameter(f"result: {result!r} is not one of corrupt, ok, unverified")
+    where = ArchiveFilter(
+        statuses=() if status is None else (status,),
+        since=_time(params, "since"),
+        until=_time(params, "until"),
+        name_like=None if name is None else glob_to_like(name),
+        tool=_text(params, "tool"),
+        error_type=_text(params, "error_type"),
+        result=result,
+    )
+    return where, _integer(params, "limit", 50, 1, MAX_PAGE_SIZE), _integer(params, "offset", 0, 0, MAX_OFFSET)
 
 
 def parse_task_filter(params: QueryParams, query_bytes: int) -> TaskFilter:

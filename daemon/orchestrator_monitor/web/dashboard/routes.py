@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -25,11 +26,12 @@ from starlette.staticfiles import StaticFiles
 from ...archive.verify import verify_bag
 from ...errors import BadInput, Unavailable
 from ...ids import run_id_problem
+from ...ledger.catalog import Catalog, Page
 from ...state.access import StateDatabase
 from ...workspace import Workspace
 from .guard import TOKEN_PARAMETER
 from .hub import EventHub
-from .params import BadParameter, parse_run_filter, parse_task_filter
+from .params import BadParameter, parse_archive_filter, parse_run_filter, parse_task_filter
 from .reads import (
     UnknownRun,
     read_run_events,
@@ -57,6 +59,7 @@ class DashboardContext:
     workspace: Workspace
     hub: EventHub
     now: Callable[[], datetime]
+    catalog: Catalog | None = None  # the archive catalog (None: no monitor database yet)
 
 
 def json_response(document: Any, status_code: int = 200) -> Response:
@@ -88,6 +91,40 @@ def _message_page(request: Request, title: str, text: str, status_code: int) -> 
         f'<p class="banner bad">{html.escape(text)}</p></body></html>'
     )
     return HTMLResponse(body, status_code)
+
+
+def _archives_page(page: Page | None, query: str) -> HTMLResponse:
+    """The catalog as a plain table (no script): the same filters as `/api/archives`, in the address."""
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape('' if value is None else str(value))}</td>"
+            for value in (
+                e.run_id,
+                e.name,
+                e.status,
+                e.finished_at or e.archived_at,
+                e.files,
+                e.bytes,
+                e.verified_at,
+                e.verify_result,
+            )
+        )
+        + "</tr>"
+        for e in (page.entries if page is not None else [])
+    )
+    total = page.total if page is not None else 0
+    heads = "".join(
+        f"<th>{name}</th>" for name in ("run", "name", "status", "ended", "files", "bytes", "verified", "result")
+    )
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>archives · orchestrator</title>'
+        f'<link rel="stylesheet" href="/static/dashboard.css{query}"></head><body>'
+        f'<header><a href="/{query}">← runs</a><h1>Archives</h1></header>'
+        f"<p>{total} archives match; the newest {len(page.entries) if page else 0} by the run's end.</p>"
+        f'<table class="wide"><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table></body></html>'
+    )
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 
 
 def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
@@ -129,6 +166,31 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
             return json_response(document)
         except (BadParameter, BadInput, Unavailable) as err:
             return _error(err)
+
+    def search_archives(request: Request) -> tuple[Page | None, int, int]:
+        params = request.query_params
+        if TOKEN_PARAMETER in params:  # a page's address carries the token
+            params = QueryParams([(k, v) for k, v in params.multi_items() if k != TOKEN_PARAMETER])
+        where, limit, offset = parse_archive_filter(params, len(request.scope.get("query_string", b"")))
+        page = None if context.catalog is None else context.catalog.search(where, limit=limit, offset=offset)
+        return page, limit, offset
+
+    def api_archives(request: Request) -> Response:
+        """The archive catalog, searched and paged as `orchestrator archives search` does."""
+        try:
+            page, limit, offset = search_archives(request)
+        except BadParameter as err:
+            return _error(err)
+        archives, total = (page.entries, page.total) if page is not None else ([], 0)
+        return json_response({"archives": archives, "total": total, "limit": limit, "offset": offset})
+
+    def archives_page(request: Request) -> Response:
+        try:
+            page, _, _ = search_archives(request)
+        except BadParameter as err:
+            return _message_page(request, "bad search", str(err), 400)
+        token = request.query_params.get(TOKEN_PARAMETER)
+        return _archives_page(page, html.escape(f"?{TOKEN_PARAMETER}={quote(token, safe='')}") if token else "")
 
     def run_file(request: Request) -> Response:
         run_id, name = request.path_params["run_id"], request.path_params["name"]
@@ -206,6 +268,8 @@ def dashboard_routes(context: DashboardContext) -> list[BaseRoute]:
         Route("/runs/{run_id}/logs/{task_id}", task_log_file, methods=["GET"]),
         Route("/runs/{run_id}/timeline.svg", timeline, methods=["GET"]),
         Route("/api/runs", api_runs, methods=["GET"]),
+        Route("/api/archives", api_archives, methods=["GET"]),
+        Route("/archives", archives_page, methods=["GET"]),
         Route("/api/runs/{run_id}", api_run, methods=["GET"]),
         Route("/api/runs/{run_id}/events", run_events, methods=["GET"]),
         Route("/api/runs/{run_id}/verify", verify, methods=["GET"]),

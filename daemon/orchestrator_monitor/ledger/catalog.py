@@ -1,0 +1,237 @@
+"""The archive catalog: what each published bag holds and where, searchable without reading a bag.
+
+The bags are the truth; these rows are an index of them (`archive.catalog` reads a bag's facts).
+Recording a bag again replaces its facts and locations but keeps its last fixity check, so a
+`reindex` never forgets that a bag was found corrupt. The audit reads the bags whose check is
+oldest (never checked first) and writes each result back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, nulls_first, select, update
+
+from .store import MonitorStore, monitor_archive_facets, monitor_archive_locations, monitor_archives
+
+_A = monitor_archives
+_F = monitor_archive_facets
+_L = monitor_archive_locations
+VERIFIED_OK = "ok"
+VERIFIED_CORRUPT = "corrupt"
+LOCAL = "local"
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """One bag as the catalog knows it."""
+
+    run_id: str
+    status: str
+    archived_at: str
+    files: int
+    bytes: int
+    manifest_sha256: str
+    name: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    tools: tuple[str, ...] = ()
+    error_types: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    verified_at: str | None = None
+    verify_result: str | None = None
+    verify_detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFilter:
+    """A search: every given field must hold. `since`/`until` bound the run's end (its bag's time without one)."""
+
+    statuses: Sequence[str] = ()
+    since: str | None = None
+    until: str | None = None
+    name_like: str | None = None  # a SQL LIKE pattern (`archive` globs translate to it)
+    tool: str | None = None
+    error_type: str | None = None
+    result: str | None = None  # ok | corrupt | unverified
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    entries: list[ArchiveEntry]
+    total: int
+    offset: int
+    limit: int
+
+
+class Catalog:
+    """Rows in `monitor_archives` and its two side tables; each write is short (`record`: one per 500 bags)."""
+
+    def __init__(self, store: MonitorStore) -> None:
+        self._store = store
+
+    def record(self, entries: Iterable[ArchiveEntry], recorded_at: str) -> int:
+        """Insert or replace each entry's facts, facets and locations (its last check is kept); in chunks,
+        one transaction each (a reindex of many bags writes a few statements per chunk, not per bag)."""
+        pending = list({entry.run_id: entry for entry in entries}.values())
+        for start in range(0, len(pending), _CHUNK):
+            self._record_chunk(pending[start : start + _CHUNK], recorded_at)
+        return len(pending)
+
+    def _record_chunk(self, chunk: list[ArchiveEntry], recorded_at: str) -> None:
+        rows = [
+            {
+                "run_id": e.run_id,
+                "name": e.name,
+                "status": e.status,
+                "started_at": e.started_at,
+                "finished_at": e.finished_at,
+                "archived_at": e.archived_at,
+                "ended_at": e.finished_at or e.archived_at,
+                "files": e.files,
+                "bytes": e.bytes,
+                "manifest_sha256": e.manifest_sha256,
+            }
+            for e in chunk
+        ]
+        facets = [
+            {"run_id": e.run_id, "kind": kind, "value": value}
+            for e in chunk
+            for kind, values in (("tool", e.tools), ("error_type", e.error_types))
+            for value in sorted(set(values))
+        ]
+        locations = [
+            {"run_id": e.run_id, "kind": LOCAL, "location": where, "recorded_at": recorded_at}
+            for e in chunk
+            for where in dict.fromkeys(e.locations)
+        ]
+        ids = [e.run_id for e in chunk]
+        upsert = self._store.insert(_A)
+        facts = {name: upsert.excluded[name] for name in rows[0] if name != "run_id"}
+        with self._store.write() as connection:
+            connection.execute(upsert.on_conflict_do_update(index_elements=["run_id"], set_=facts), rows)
+            for table, new in ((_F, facets), (_L, locations)):
+                connection.execute(delete(table).where(table.c.run_id.in_(ids)))
+                if new:
+                    connection.execute(table.insert(), new)
+
+    def forget_except(self, run_ids: set[str], under: str | None = None) -> list[str]:
+        """Drop the rows of bags no longer on disk (a reindex of the archive root `under` found no bag for
+        them; rows of bags stored elsewhere, another daemon's root, are left alone); the ids dropped."""
+        with self._store.engine.connect() as connection:
+            known = [row[0] for row in connection.execute(select(_A.c.run_id).where(*_stored_under(under)))]
+        gone = sorted(set(known) - run_ids)
+        with self._store.write() as connection:
+            for start in range(0, len(gone), _CHUNK):
+                chunk = gone[start : start + _CHUNK]
+                for table in (_F, _L, _A):
+                    connection.execute(delete(table).where(table.c.run_id.in_(chunk)))
+        return gone
+
+    def get(self, run_id: str) -> ArchiveEntry | None:
+        page = self._select(select(_A).where(_A.c.run_id == run_id), 1, 0)
+        return page[0] if page else None
+
+    def search(self, where: ArchiveFilter, *, limit: int | None = None, offset: int = 0) -> Page:
+        """Matching entries, the run's end newest first (run id breaking ties), and how many match in all."""
+        conditions = _conditions(where)
+        query = select(_A).where(*conditions).order_by(_A.c.ended_at.desc(), _A.c.run_id)
+        with self._store.engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(_A).where(*conditions)).scalar_one()
+        return Page(self._select(query, limit, offset), int(total), offset, limit or 0)
+
+    def due_for_audit(self, limit: int, under: str | None = None) -> list[ArchiveEntry]:
+        """The `limit` bags whose last check is oldest, never-checked first, then the oldest bags;
+        `under`: only those stored below this directory (a daemon audits its own archive root)."""
+        query = select(_A).where(*_stored_under(under))
+        query = query.order_by(nulls_first(_A.c.verified_at.asc()), _A.c.archived_at, _A.c.run_id)
+        return self._select(query, limit, 0)
+
+    def count(self, under: str | None = None) -> int:
+        with self._store.engine.connect() as connection:
+            query = select(func.count()).select_from(_A).where(*_stored_under(under))
+            return int(connection.execute(query).scalar_one())
+
+    def record_check(self, run_id: str, at: str, result: str, detail: str | None) -> None:
+        with self._store.write() as connection:
+            connection.execute(
+                update(_A)
+                .where(_A.c.run_id == run_id)
+                .values(verified_at=at, verify_result=result, verify_detail=detail)
+            )
+
+    def _select(self, query: Any, limit: int | None, offset: int) -> list[ArchiveEntry]:
+        if limit is not None:
+            query = query.limit(limit)
+        with self._store.engine.connect() as connection:
+            rows = connection.execute(query.offset(offset)).all()
+            ids = [row.run_id for row in rows]
+            facets: dict[str, dict[str, list[str]]] = {i: {"tool": [], "error_type": []} for i in ids}
+            locations: dict[str, list[str]] = {i: [] for i in ids}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                for f in connection.execute(select(_F).where(_F.c.run_id.in_(chunk)).order_by(_F.c.value)):
+                    facets[f.run_id][f.kind].append(f.value)
+                for loc in connection.execute(select(_L).where(_L.c.run_id.in_(chunk)).order_by(_L.c.location)):
+                    locations[loc.run_id].append(loc.location)
+        return [
+            ArchiveEntry(
+                run_id=row.run_id,
+                status=row.status,
+                archived_at=row.archived_at,
+                files=int(row.files),
+                bytes=int(row.bytes),
+                manifest_sha256=row.manifest_sha256,
+                name=row.name,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                tools=tuple(facets[row.run_id]["tool"]),
+                error_types=tuple(facets[row.run_id]["error_type"]),
+                locations=tuple(locations[row.run_id]),
+                verified_at=row.verified_at,
+                verify_result=row.verify_result,
+                verify_detail=row.verify_detail,
+            )
+            for row in rows
+        ]
+
+
+def _conditions(where: ArchiveFilter) -> list[Any]:
+    conditions: list[Any] = []
+    if where.statuses:
+        conditions.append(_A.c.status.in_(list(where.statuses)))
+    if where.since is not None:
+        conditions.append(_A.c.ended_at >= where.since)
+    if where.until is not None:
+        conditions.append(_A.c.ended_at < where.until)
+    if where.name_like is not None:
+        conditions.append(_A.c.name.like(where.name_like, escape="\\"))
+    for kind, value in (("tool", where.tool), ("error_type", where.error_type)):
+        if value is not None:
+            # IN (the facet's few rows, by its index), not EXISTS per catalog row: a seek, never a scan
+            conditions.append(_A.c.run_id.in_(select(_F.c.run_id).where(_F.c.kind == kind, _F.c.value == value)))
+    if where.result == "unverified":
+        conditions.append(_A.c.verify_result.is_(None))
+    elif where.result is not None:
+        conditions.append(_A.c.verify_result == where.result)
+    return conditions
+
+
+def _stored_under(directory: str | None) -> list[Any]:
+    if directory is None:
+        return []
+    prefix = _literal(directory.rstrip("/")) + "/%"
+    return [exists().where(and_(_L.c.run_id == _A.c.run_id, _L.c.location.like(prefix, escape="\\")))]
+
+
+def _literal(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def glob_to_like(pattern: str) -> str:
+    """A shell glob (`*`, `?`) as a SQL LIKE pattern with `\\` escaping LIKE's own wildcards."""
+    return _literal(pattern).replace("*", "%").replace("?", "_")
