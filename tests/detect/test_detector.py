@@ -57,7 +57,8 @@ class Harness:
     def _start(self) -> None:
         self.engine = open_engine(f"sqlite:///{self.db}", busy_timeout_seconds=0.2, readonly=False)
         self.connection: Connection = self.engine.connect()
-        self.ledger = Ledger(sqlite_store(self.workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1))
+        self.store = sqlite_store(self.workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1)
+        self.ledger = Ledger(self.store)
         self.detector = Detector(
             ledger=self.ledger,
             publish=self.recorder,
@@ -73,7 +74,7 @@ class Harness:
     def stop(self) -> None:
         self.connection.close()
         self.engine.dispose()
-        self.ledger.close()
+        self.store.dispose()
 
     def restart(self) -> None:
         self.stop()

@@ -33,7 +33,8 @@ class Uet:
         self.state: StateDatabase = open_state(settings, readonly=False)
         self.settle = settle_seconds(settings, self.state.mapping)
         self.connection = self.state.engine.connect()
-        self.ledger = Ledger(sqlite_store(root / ".monitor" / "monitor.db", busy_timeout_seconds=1))
+        self.store = sqlite_store(root / ".monitor" / "monitor.db", busy_timeout_seconds=1)
+        self.ledger = Ledger(self.store)
         self.events: list[tuple[EventType, str | None, dict[str, object]]] = []
         self.detector = Detector(
             ledger=self.ledger,
@@ -57,7 +58,7 @@ class Uet:
     def close(self) -> None:
         self.connection.close()
         self.state.dispose()
-        self.ledger.close()
+        self.store.dispose()
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from ..timefmt import format_timestamp, utc_now
 from .store import ACTIVE_PHASES, MonitorStore, monitor_meta, monitor_refusals, monitor_runs
@@ -121,9 +121,6 @@ class Ledger:
             .on_conflict_do_nothing(index_elements=["run_id"])
         )
         return self._write(statement) > 0
-
-    def close(self) -> None:
-        return None  # the store is the daemon's; disposed by whoever opened it
 
     def baseline_taken(self) -> bool:
         with self._store.engine.connect() as connection:
@@ -337,12 +334,6 @@ class Ledger:
         )
         with self._lock, self._store.write() as connection:
             return {run_id: intern(phase) for run_id, phase in connection.execute(statement)}
-
-    def owed_by_others(self) -> int:
-        """How many runs other daemons still owe work (for `status` on a shared database)."""
-        with self._store.engine.connect() as connection:
-            query = select(func.count()).where(_R.c.phase.in_(ACTIVE_PHASES), _R.c.owner != self._me)
-            return int(connection.execute(query).scalar_one())
 
     def reopen(self, run_id: str, decided_on: str | None = None) -> tuple[bool, str | None]:
         """Record that the run changed after its completion: (whether RUN_REOPENED is still to be published,
