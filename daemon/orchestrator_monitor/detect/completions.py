@@ -129,7 +129,7 @@ class Completions:
         record = self._records.get(run_id)
         if record is None:
             return False
-        return record.phase not in ("marking", "completed") or record.owner not in (None, self._ledger.daemon_id)
+        return record.phase not in ("marking", "completed") or not self._mine(record)
 
     def needs_completion(self, run_id: str, status: str) -> bool:
         """A terminal run the ledger has not finished with; re-announces one recorded but maybe not announced."""
