@@ -166,8 +166,14 @@ def test_a_partial_runs_timeline_draws_its_failed_task_and_its_report_names_it(
     assert bar.get_attribute("fill") == "#D55E00" and float(bar.get_attribute("width")) >= 3
     drawn = bar.bounding_box()
     assert drawn is not None and drawn["width"] >= 3 and drawn["height"] >= 8  # really on screen, not covered
-    for other in page.locator("#timeline svg g.task:not([data-task='part.t1']) rect").all():
-        assert abs(other.bounding_box()["y"] - drawn["y"]) >= drawn["height"]  # a row of its own
+    # Every bar's place read in one go: a live update may redraw the timeline between two reads.
+    rows = page.locator("#timeline svg g.task rect").evaluate_all(
+        "rects => rects.map(r => [r.closest('g.task').dataset.task, r.getBoundingClientRect().y,"
+        " r.getBoundingClientRect().height])"
+    )
+    failed = next((y, height) for task_id, y, height in rows if task_id == "part.t1")
+    others = [y for task_id, y, _ in rows if task_id != "part.t1"]
+    assert others and all(abs(y - failed[0]) >= failed[1] for y in others)  # a row of its own
     sync_api.expect(page.locator("#live")).to_have_text("final", timeout=30_000)  # archived and reported
     sync_api.expect(page.locator("#archive")).to_contain_text("archived to")
     page.locator("#verify").click()

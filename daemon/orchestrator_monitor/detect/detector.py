@@ -100,8 +100,10 @@ class Detector:
 
     def watched_run_dirs(self) -> dict[str, str | None]:
         """run_id -> run_dir column of the runs whose directories are watched: the open ones, for
-        stall detection, and those archived within `REOPEN_WATCH_SECONDS`, for a late write."""
-        return {**{run_id: run.run_dir for run_id, run in self._open.items()}, **self._sealed}
+        stall detection, and those completed within `REOPEN_WATCH_SECONDS`, for a late write (from
+        their completion on, not only once this loop has heard of their bag: a write in between is late too)."""
+        finished = {run_id: run_dir for run_id, (run_dir, _) in self._finished.items()}
+        return {**{run_id: run.run_dir for run_id, run in self._open.items()}, **finished, **self._sealed}
 
     def open_counts(self) -> dict[str, int]:
         """Open runs by status, for a gauge read from another thread (`list` copies the values atomically)."""
