@@ -238,8 +238,11 @@ class Completions:
         for run_id in theirs:
             self._drop(run_id)
         ends = [end for end in ends if end.snapshot.run_id not in theirs]
-        new = [end for end in ends if not self.finished(end.snapshot.run_id) or self._is_reopened(end.snapshot.run_id)]
-        seen_again = [end for end in ends if end not in new]  # reopened after its bag, or seen again: announced
+        new: list[End] = []
+        seen_again: list[End] = []  # seen again: reopened after its bag, or met once more; announced already
+        for end in ends:
+            run_id = end.snapshot.run_id
+            (new if not self.finished(run_id) or self._is_reopened(run_id) else seen_again).append(end)
         for end in seen_again:
             if end.previous is not None:
                 self._publish(

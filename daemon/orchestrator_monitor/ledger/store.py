@@ -267,13 +267,16 @@ def create_store_tables(engine: Engine) -> None:
 
 def _upgrade(connection: Connection) -> None:
     """Version 1 (one daemon): no `owner`, one heartbeat row per job, one numbering row."""
-    tables = set(inspect(connection).get_table_names())
-    if "monitor_runs" in tables and "owner" not in {c["name"] for c in inspect(connection).get_columns("monitor_runs")}:
+    inspector = inspect(connection)
+    tables = set(inspector.get_table_names())
+
+    def has_column(table: str, column: str) -> bool:
+        return column in {c["name"] for c in inspector.get_columns(table)}
+
+    if "monitor_runs" in tables and not has_column("monitor_runs", "owner"):
         connection.execute(text("ALTER TABLE monitor_runs ADD COLUMN owner TEXT"))
         connection.execute(text("DROP INDEX IF EXISTS ix_monitor_runs_reopened"))
-    if "monitor_heartbeats" in tables and "daemon_id" not in {
-        c["name"] for c in inspect(connection).get_columns("monitor_heartbeats")
-    }:
+    if "monitor_heartbeats" in tables and not has_column("monitor_heartbeats", "daemon_id"):
         connection.execute(text("DROP TABLE monitor_heartbeats"))  # a beat is worth nothing after a restart
     if "monitor_event_seq" in tables:
         next_seq = connection.execute(text("SELECT next_seq FROM monitor_event_seq WHERE id = 1")).scalar()

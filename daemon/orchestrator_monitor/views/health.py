@@ -18,7 +18,7 @@ from ..alerts.outbox import read_alert_counts
 from ..config import Settings
 from ..ledger.members import Member, read_members
 from ..ledger.monitor_db import read_heartbeats
-from ..ledger.store import open_store
+from ..ledger.store import MonitorStore, open_store
 from ..service.health import DatabaseChecker, check_archival_storage, check_heartbeats, process_alive
 from ..service.safemode import Condition, Observation
 from ..state.access import SchemaMismatch, check_fit, configured_mapping
@@ -52,10 +52,10 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         beats = read_heartbeats(store)
         if store is not None and store.shared:
             beats = [b for b in beats if b.daemon_id == settings.daemon_id()]
+        daemons = [asdict(member) for member in _members(store)]
     finally:
         if store is not None:
             store.dispose()
-    daemons = [asdict(member) for member in read_daemons(settings)]
     heartbeat = check_heartbeats(
         beats, now=now, stale_after_seconds=settings.health.stale_after_seconds, alive=process_alive
     )
@@ -95,11 +95,17 @@ def _schema_check(settings: Settings, url: str, name: str) -> Observation:
 def read_daemons(settings: Settings) -> list[Member]:
     """The daemons sharing the configured PostgreSQL and whether each holds its lease; none on SQLite."""
     store = open_store(settings, readonly=True)
+    try:
+        return _members(store)
+    finally:
+        if store is not None:
+            store.dispose()
+
+
+def _members(store: MonitorStore | None) -> list[Member]:
     if store is None:
         return []
     try:
         return read_members(store)
     except exc.DBAPIError:  # no monitor_ tables yet (no daemon ever ran on it)
         return []
-    finally:
-        store.dispose()
