@@ -45,6 +45,7 @@ from .warnings import OnceWarnings
 logger = logging.getLogger(__name__)
 MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
 LEDGER_BATCH = 5000  # the full pass asks the ledger about this many terminal runs at a time
+SEAL_ASK_SECONDS = 0.5  # how often the loop asks the ledger which completed runs have their bag
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Detector:
         # reopened under a terminal status: run -> (fingerprint last seen ended, when it last changed)
         self._ending: dict[str, tuple[tuple[object, ...] | None, float]] = {}
         self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
+        self._seal_asked = -SEAL_ASK_SECONDS  # when seal_archived last asked the ledger (monotonic)
         self._warnings = OnceWarnings(publish)
         self._started = False
         self._rowid: int | None = None  # SQLite: runs inserted after this are new to us
@@ -442,19 +444,27 @@ class Detector:
         ]
         for run_id in self._completions.finish(with_previous, mono):
             known = previous.get(run_id)
+            self._finished.pop(run_id, None)  # to the end: the window expires them in order
             self._finished[run_id] = (known.run_dir if known else None, mono)
             self._on_completed(known.changed_at if known else mono)
 
-    def seal_archived(self, mono: float) -> None:
+    def seal_archived(self, mono: float, *, now: bool = False) -> None:
         """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.
 
-        Asks the ledger only while some run completed here waits for its bag (seconds, usually); the
-        same answer says which of them archival found changed (reopened): followed from now on.
+        Asks the ledger only while some run completed here waits for its bag, and at most every
+        SEAL_ASK_SECONDS unless `now` (after a burst a thousand runs wait minutes for their bags:
+        asking about all of them on every wake-up was a third of a wake-up's time). The same answer
+        says which of them archival found changed (reopened): followed from then on.
         """
-        for run_id, (_, finished_at) in list(self._finished.items()):
-            if mono - finished_at > REOPEN_WATCH_SECONDS:
-                del self._finished[run_id]
-                self._sealed.pop(run_id, None)
+        while self._finished:  # oldest first (each run is put at the end when it completes)
+            run_id, (_, finished_at) = next(iter(self._finished.items()))
+            if mono - finished_at <= REOPEN_WATCH_SECONDS:
+                break
+            del self._finished[run_id]
+            self._sealed.pop(run_id, None)
+        if not now and mono < self._seal_asked + SEAL_ASK_SECONDS:
+            return
+        self._seal_asked = mono
         waiting = [run_id for run_id in self._finished if run_id not in self._sealed]
         phases = self._completions.archival_phases(waiting)
         self._completions.learn_phases(phases)
@@ -468,7 +478,7 @@ class Detector:
         """Run-directory activity counts as life for stall detection; after archival it is a warning."""
         run_ids = list(run_ids)
         if any(run_id in self._finished and run_id not in self._sealed for run_id in run_ids):
-            self.seal_archived(mono)  # a write just after the bag, before this loop heard of the bag: still late
+            self.seal_archived(mono, now=True)  # a write just after the bag, before this loop heard of it: late
         for run_id in run_ids:
             run = self._open.get(run_id)
             if run is not None:
