@@ -185,7 +185,15 @@ class Completions:
         """Runs completed within `CHEAP_WATCH_SECONDS` with every row terminal then: an open task or
         workstream of theirs now is a reopening (the cheap pass asks; bounded by recent completions)."""
         self._expire_watch(mono)
-        return [r for r, (at, settled) in self._watch_reopen.items() if settled and mono - at <= CHEAP_WATCH_SECONDS]
+        recent: list[str] = []
+        for run_id in reversed(self._watch_reopen):  # newest first, up to the first one past the cheap window
+            at, settled = self._watch_reopen[run_id]
+            if mono - at > CHEAP_WATCH_SECONDS:
+                break
+            if settled:
+                recent.append(run_id)
+        recent.reverse()
+        return recent
 
     def waiting_to_end(self) -> set[str]:
         """Reopened runs without a bag yet: completed anew once their rows have ended again."""
@@ -273,6 +281,7 @@ class Completions:
             self._reopened.discard(completion.run_id)
             snapshot = end.snapshot
             settled = all_terminal(snapshot.tasks, TASK_TERMINAL) and all_terminal(snapshot.workstreams, RUN_TERMINAL)
+            self._watch_reopen.pop(completion.run_id, None)
             self._watch_reopen[completion.run_id] = (mono, settled)
             if end.previous is not None:
                 self._publish(
@@ -353,7 +362,10 @@ class Completions:
     def _expire_watch(self, mono: float) -> None:
         """Past the window a run is sealed by its bag: its rows' counts and fingerprint go (a daemon that
         runs for months keeps only the phase and status of each run it finished)."""
-        for run_id in [r for r, (at, _) in self._watch_reopen.items() if mono - at > REOPEN_WATCH_SECONDS]:
+        while self._watch_reopen:  # oldest first: a run is put at the end whenever it completes
+            run_id, (at, _) = next(iter(self._watch_reopen.items()))
+            if mono - at <= REOPEN_WATCH_SECONDS:
+                break
             del self._watch_reopen[run_id]
             record = self._records.get(run_id)
             if record is not None and record.phase in ("reported", "baseline"):

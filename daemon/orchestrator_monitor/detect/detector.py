@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, exc
 
@@ -46,6 +47,30 @@ logger = logging.getLogger(__name__)
 MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
 LEDGER_BATCH = 5000  # the full pass asks the ledger about this many terminal runs at a time
 SEAL_ASK_SECONDS = 0.5  # how often the loop asks the ledger which completed runs have their bag
+
+
+V = TypeVar("V")
+
+
+class _Keyed(dict[str, V]):
+    """A dict that counts how often a key came or went: the watched directories are rebuilt from the
+    three of them only after such a change, not on every wake-up (thousands of runs in the window)."""
+
+    changes = 0
+
+    def __setitem__(self, key: str, value: V) -> None:
+        if key not in self:
+            self.changes += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.changes += 1
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self.changes += 1
+        return super().pop(key, *default)
 
 
 @dataclass
@@ -84,12 +109,14 @@ class Detector:
         self._settle = settle_seconds
         self._stall_after = stall_after_seconds
         self._connection = connection
-        self._open: dict[str, _OpenRun] = {}
+        self._open: _Keyed[_OpenRun] = _Keyed()
         self._completions = Completions(ledger=ledger, publish=publish, flush=flush, handoff=handoff, tables=tables)
-        self._finished: dict[str, tuple[str | None, float]] = {}  # completed here, not yet archived
+        self._finished: _Keyed[tuple[str | None, float]] = _Keyed()  # completed here, not yet archived
         # reopened under a terminal status: run -> (fingerprint last seen ended, when it last changed)
         self._ending: dict[str, tuple[tuple[object, ...] | None, float]] = {}
-        self._sealed: dict[str, str | None] = {}  # archived: a write into its directory is reported once
+        self._sealed: _Keyed[str | None] = _Keyed()  # archived: a write into its directory is reported once
+        self._watched: dict[str, str | None] = {}
+        self._watched_version = (0, 0, 0)
         self._seal_asked = -SEAL_ASK_SECONDS  # when seal_archived last asked the ledger (monotonic)
         self._warnings = OnceWarnings(publish)
         self._started = False
@@ -104,8 +131,12 @@ class Detector:
         """run_id -> run_dir column of the runs whose directories are watched: the open ones, for
         stall detection, and those completed within `REOPEN_WATCH_SECONDS`, for a late write (from
         their completion on, not only once this loop has heard of their bag: a write in between is late too)."""
-        finished = {run_id: run_dir for run_id, (run_dir, _) in self._finished.items()}
-        return {**{run_id: run.run_dir for run_id, run in self._open.items()}, **finished, **self._sealed}
+        version = (self._open.changes, self._finished.changes, self._sealed.changes)
+        if version != self._watched_version:
+            finished = {run_id: run_dir for run_id, (run_dir, _) in self._finished.items()}
+            self._watched = {**{run_id: run.run_dir for run_id, run in self._open.items()}, **finished, **self._sealed}
+            self._watched_version = version
+        return self._watched
 
     def open_counts(self) -> dict[str, int]:
         """Open runs by status, for a gauge read from another thread (`list` copies the values atomically)."""

@@ -252,7 +252,7 @@ class RunFollower:
         self._directories: dict[str, Path] = {}
 
     def __call__(self, runs: dict[str, str | None]) -> None:
-        changed = runs != self._last
+        changed = runs is not self._last and runs != self._last  # the same dict: the detector saw no change
         if changed:  # only the runs that came or changed: a burst changes a few of thousands
             directories = {r: path for r, path in self._directories.items() if r in runs and runs[r] == self._last[r]}
             for run_id, run_dir in runs.items():
