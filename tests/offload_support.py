@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from archive_support import add_terminal_run
 
@@ -57,3 +58,11 @@ def corrupt(bag: Path, relative: str = "data/run/out0.bin") -> None:
     os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
     with target.open("r+b") as handle:
         handle.write(b"\0rot")
+
+
+def download(s3: Any, bucket: str, prefix: str, into: Path) -> None:
+    """Every object under `prefix` into the directory `into`, as a restore would fetch a bag."""
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        path = into / item["Key"][len(prefix) :]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())

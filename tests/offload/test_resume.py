@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from archive_support import add_terminal_run, assert_bagit_valid
-from offload_support import archive_runs, configure, s3_target
+from offload_support import archive_runs, configure, download, s3_target
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.ledger.catalog import Catalog
 from orchestrator_monitor.ledger.store import open_store
@@ -49,13 +49,6 @@ def _calls(offloader: Offloader, *operations: str) -> list[str]:
     return seen
 
 
-def _download(s3: Any, bucket: str, prefix: str, into: Path) -> None:
-    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
-        path = into / item["Key"][len(prefix) :]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-
-
 def test_a_stopped_multipart_upload_goes_on_from_its_last_part(
     cli, workspace: Path, s3_endpoint: str, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
@@ -78,7 +71,7 @@ def test_a_stopped_multipart_upload_goes_on_from_its_last_part(
     second.close()
     assert calls == ["UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"]  # parts 2-4 only
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
-    _download(s3, bucket, "lab/bags/m1/", tmp_path / "m1")
+    download(s3, bucket, "lab/bags/m1/", tmp_path / "m1")
     assert_bagit_valid(tmp_path / "m1")
 
 
@@ -125,7 +118,7 @@ def test_kill_9_during_an_offload_then_the_restarted_daemon_finishes_without_res
                 kept[f"lab/bags/k1/{path}"]
             ]
         assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
-        _download(s3, bucket, "lab/bags/k1/", tmp_path / "k1")
+        download(s3, bucket, "lab/bags/k1/", tmp_path / "k1")
         assert_bagit_valid(tmp_path / "k1")
     else:
         assert {p: os.stat(copies / "k1" / p).st_ino for p in before} == kept

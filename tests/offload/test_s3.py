@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from archive_support import assert_bagit_valid
 from botocore.exceptions import ClientError
-from offload_support import ACCESS_KEY, SECRET_KEY, archive_runs, configure, corrupt, s3_target
+from offload_support import ACCESS_KEY, SECRET_KEY, archive_runs, configure, corrupt, download, s3_target
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.ledger.catalog import Catalog
 from orchestrator_monitor.ledger.store import open_store
@@ -58,13 +58,6 @@ def _manifest(bag: Path) -> dict[str, str]:
     return {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
 
 
-def _download(s3: Any, bucket: str, prefix: str, into: Path) -> None:
-    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
-        path = into / item["Key"][len(prefix) :]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-
-
 def test_a_bag_goes_to_s3_with_its_manifest_checksums_and_the_tag_manifest_last(
     cli, workspace: Path, s3_endpoint: str, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
@@ -89,7 +82,7 @@ def test_a_bag_goes_to_s3_with_its_manifest_checksums_and_the_tag_manifest_last(
     r1_order = [key for key in sent_order if key.startswith("lab/bags/r1/")]
     assert r1_order[-1] == "lab/bags/r1/tagmanifest-sha256.txt"
     assert all(key.startswith("lab/bags/r1/data/") for key in r1_order[:4])  # the payload first
-    _download(s3, bucket, "lab/bags/r1/", tmp_path / "r1")
+    download(s3, bucket, "lab/bags/r1/", tmp_path / "r1")
     assert_bagit_valid(tmp_path / "r1")  # the remote copy is a whole bag, multipart file included
     [(data, run_id), _] = recorder.of("ARCHIVE_OFFLOADED")
     assert (

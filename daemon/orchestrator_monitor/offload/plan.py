@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..archive.bag import hash_file
+from ..archive.bag import MANIFEST, TAG_MANIFEST, hash_file
 from ..archive.names import unquote_manifest_path
-from .choose import MANIFEST, TAG_MANIFEST, BagFile
+from .choose import BagFile
 from .targets import TargetError
 
 

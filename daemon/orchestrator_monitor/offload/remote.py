@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..archive.bag import MANIFEST
 from ..config import Settings
 from ..errors import MonitorError
 from ..ledger.catalog import Catalog
 from ..ledger.store import MonitorStore
-from .choose import MANIFEST
 from .journal import OffloadJournal
 from .open import open_targets
 from .targets import Target, TargetError
