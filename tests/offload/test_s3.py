@@ -134,7 +134,7 @@ def test_a_bag_changed_since_bagging_is_not_sent_nor_recorded(
 @pytest.mark.xfail(
     strict=True,
     reason="moto 5.2.5 stores the x-amz-checksum-sha256 it is sent without checking it against the body; "
-    "AWS S3 answers BadDigest (this test passes against it)",
+    "AWS S3 documents refusing such a request (BadDigest / InvalidRequest); not tried here",
 )
 def test_the_server_refuses_bytes_altered_in_transit(
     cli, workspace: Path, s3_endpoint: str, s3: Any, bucket: str

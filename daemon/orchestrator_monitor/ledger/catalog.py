@@ -2,7 +2,8 @@
 
 The bags are the truth; these rows are an index of them (`archive.catalog` reads a bag's facts).
 Recording a bag again replaces its facts and local location but keeps its last fixity check and its
-offloaded copies, so a `reindex` never forgets that a bag was found corrupt or where else it is. The
+offloaded copies (unless its manifest changed: copies of the old bag are no copies of it), so a
+`reindex` never forgets that a bag was found corrupt or where else it is. The
 audit reads the bags whose check is oldest (never checked first) and writes each result back.
 """
 
@@ -112,9 +113,14 @@ class Catalog:
         upsert = self._store.insert(_A)
         facts = {name: upsert.excluded[name] for name in rows[0] if name != "run_id"}
         with self._store.write() as connection:
+            before = dict(
+                connection.execute(select(_A.c.run_id, _A.c.manifest_sha256).where(_A.c.run_id.in_(ids))).all()
+            )
+            rebagged = [e.run_id for e in chunk if before.get(e.run_id, e.manifest_sha256) != e.manifest_sha256]
             connection.execute(upsert.on_conflict_do_update(index_elements=["run_id"], set_=facts), rows)
             connection.execute(delete(_F).where(_F.c.run_id.in_(ids)))
             connection.execute(delete(_L).where(_L.c.run_id.in_(ids), _L.c.kind == LOCAL))
+            connection.execute(delete(_L).where(_L.c.run_id.in_(rebagged)))  # its copies are of the old bag
             for table, new in ((_F, facets), (_L, locations)):
                 if new:
                     connection.execute(table.insert(), new)

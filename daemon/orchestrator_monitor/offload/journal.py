@@ -31,19 +31,26 @@ class OffloadJournal:
             rows = connection.execute(query).all()
         return {r.path: Confirmed(r.path, r.sha256, int(r.bytes), r.remote_checksum) for r in rows}
 
-    def confirm(self, target: str, run_id: str, done: Confirmed, at: str) -> None:
-        row = {
-            "target": target,
-            "run_id": run_id,
-            "path": done.path,
-            "sha256": done.sha256,
-            "bytes": done.bytes,
-            "remote_checksum": done.remote_checksum,
-            "confirmed_at": at,
-        }
-        upsert = self._store.insert(_F).values(row)
+    def confirm(self, target: str, run_id: str, files: list[Confirmed], at: str) -> None:
+        """Record these files as confirmed at `target`, in one transaction."""
+        rows = [
+            {
+                "target": target,
+                "run_id": run_id,
+                "path": done.path,
+                "sha256": done.sha256,
+                "bytes": done.bytes,
+                "remote_checksum": done.remote_checksum,
+                "confirmed_at": at,
+            }
+            for done in files
+        ]
+        upsert = self._store.insert(_F)
+        kept = {name: upsert.excluded[name] for name in ("sha256", "bytes", "remote_checksum", "confirmed_at")}
         with self._store.write() as connection:
-            connection.execute(upsert.on_conflict_do_update(index_elements=["target", "run_id", "path"], set_=row))
+            connection.execute(
+                upsert.on_conflict_do_update(index_elements=["target", "run_id", "path"], set_=kept), rows
+            )
 
     def uploads(self, target: str, run_id: str, at: str) -> BagUploads:
         return BagUploads(self._store, target, run_id, at)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .targets import Target, TargetError, Uploads
 
 logger = logging.getLogger(__name__)
 BAGS_PER_PASS = 1000  # the rest wait for the next pass (the oldest go first)
+JOURNAL_SECONDS = 0.5
 
 
 @dataclass
@@ -116,22 +118,35 @@ class Offloader:
         at: str,
         done: OffloadPass,
     ) -> None:
-        """Every file of one stage, `offload.parallel` at once; the first failure stops the stage."""
+        """Every file of one stage, `offload.parallel` at once, the largest first (the stage ends sooner); the
+        first failure stops the stage. Confirmations are journalled together, at most `JOURNAL_SECONDS` late
+        and at the stage's end: one commit (an fsync) per file cost a third of the throughput, and one lost to
+        a crash is only a file sent again."""
+        lock = threading.Lock()
+        unwritten: list[Confirmed] = []
+        written = [time.monotonic()]
 
-        counting = threading.Lock()
+        def journal(force: bool) -> None:
+            with lock:
+                if not unwritten or not (force or time.monotonic() - written[0] >= JOURNAL_SECONDS):
+                    return
+                rows, unwritten[:], written[0] = list(unwritten), [], time.monotonic()
+                self._journal.confirm(target.name, run_id, rows, at)
 
         def send(file: BagFile) -> None:
             checksum = target.send(run_id, file, bag, bucket, uploads)
-            self._journal.confirm(target.name, run_id, Confirmed(file.path, file.sha256, file.size, checksum), at)
-            with counting:
+            with lock:
+                unwritten.append(Confirmed(file.path, file.sha256, file.size, checksum))
                 done.files_sent += 1
                 done.bytes_sent += file.size
+            journal(force=False)
 
-        futures = [self._pool.submit(send, file) for file in files]
+        futures = [self._pool.submit(send, file) for file in sorted(files, key=lambda f: -f.size)]
         _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
         wait(pending)
+        journal(force=True)  # what was confirmed, even when the stage failed
         for future in futures:
             if not future.cancelled() and future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]

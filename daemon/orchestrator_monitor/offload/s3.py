@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,14 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
 from ..config import OffloadTarget, hide_passwords
 from .choose import BagFile, retain_until
@@ -60,6 +68,8 @@ class S3Target:
         self._lock_mode = config.object_lock_mode
         self._lock_days = config.object_lock_days
         self._clock = clock
+        for library in ("botocore", "boto3", "s3transfer", "urllib3"):  # their debug lines carry signed headers
+            logging.getLogger(library).setLevel(logging.WARNING)
         core = botocore.session.Session(profile=config.profile)
         if config.credentials_file is not None:  # an AWS credentials file; else the standard chain
             core.set_config_variable("credentials_file", str(config.credentials_file))
@@ -230,11 +240,15 @@ class S3Target:
     def _failure(self, err: ClientError | BotoCoreError, key: str) -> TargetError:
         if isinstance(err, NoCredentialsError):
             return TargetError("credentials", "no AWS credentials (credentials_file, environment, ~/.aws or profile)")
-        if isinstance(err, ClientError):
+        reason = "failed"
+        if isinstance(err, (PartialCredentialsError, ProfileNotFound)):
+            reason = "credentials"
+        elif isinstance(err, ConnectionError):
+            reason = "unreachable"
+        elif isinstance(err, ClientError):
             code = str(err.response.get("Error", {}).get("Code", ""))
             reason = "checksum_refused" if code in REFUSED_CHECKSUM else "refused"
-            return TargetError(reason, self._without_secrets(f"s3://{self._bucket}/{key}: {err}"))
-        return TargetError("unreachable", self._without_secrets(f"s3://{self._bucket}/{key}: {err}"))
+        return TargetError(reason, self._without_secrets(f"s3://{self._bucket}/{key}: {err}"))
 
     def _without_secrets(self, text: str) -> str:
         """`text` with the credentials in use (when any could be read) and any URL password hidden."""
