@@ -111,6 +111,9 @@ def test_verify_remote_fails_after_an_object_is_changed_or_deleted(
     assert "data/run/out0.bin: checksum mismatch" in bad.err and "bag-info.txt: missing" in bad.err
     assert confirm("v1") == "offloaded copy at s3: bag-info.txt: missing"  # retention would keep the local bag
     assert cli("verify", "--run", "v2", "--remote", "--workspace", str(workspace)).code == 1  # no copy at all
+    assert confirm("v2") == "offloaded copy at s3: no confirmed copy"
+    unconfigured = load_settings(workspace, environ={}, overrides=["offload.enabled=false"])
+    assert make_confirmer(unconfigured, open_store(unconfigured)) is None  # off: no copy stands in for a bag
 
 
 def test_a_bag_changed_since_bagging_is_not_sent_nor_recorded(

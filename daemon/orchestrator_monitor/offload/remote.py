@@ -35,7 +35,7 @@ def check_copy(target: Target, catalog: Catalog, journal: OffloadJournal, run_id
     check = RemoteCheck(target.name, target.location(run_id))
     entry = catalog.get(run_id)
     if entry is None or check.location not in entry.locations:
-        check.problems.append(f"no confirmed copy at {target.name}")
+        check.problems.append("no confirmed copy")
         return check
     confirmed = journal.confirmed(target.name, run_id)
     manifest = confirmed.get(MANIFEST)
@@ -57,22 +57,21 @@ def make_confirmer(settings: Settings, store: MonitorStore) -> Callable[[str], s
     if not settings.offload.enabled:
         return None
     catalog, journal = Catalog(store), OffloadJournal(store)
+    opened: list[Target] = []  # once, at the first question (a retention pass asks per run)
 
     def confirm(run_id: str) -> str | None:
-        try:
-            targets = open_targets(settings)
-        except MonitorError as err:
-            return f"offload targets unavailable: {err}"
-        try:
-            for target in targets:
+        if not opened:
+            try:
+                opened.extend(open_targets(settings))
+            except MonitorError as err:
+                return f"offload targets unavailable: {err}"
+        for target in opened:
+            try:
                 check = check_copy(target, catalog, journal, run_id)
-                if not check.ok:
-                    return f"offloaded copy at {target.name}: {check.problems[0]}"
-        except TargetError as err:
-            return f"offloaded copy at {target.name} cannot be checked: {err}"
-        finally:
-            for target in targets:
-                target.close()
+            except TargetError as err:
+                return f"offloaded copy at {target.name} cannot be checked: {err}"
+            if not check.ok:
+                return f"offloaded copy at {target.name}: {check.problems[0]}"
         return None
 
     return confirm
