@@ -116,7 +116,7 @@ class S3Target:
                 ChecksumSHA256=b64(file.sha256),
                 **lock,
             )
-            return self._confirmed(key, file, b64(file.sha256), answer.get("ChecksumSHA256"))
+            return self._confirmed(key, b64(file.sha256), answer.get("ChecksumSHA256"))
         except OSError as err:
             raise TargetError("unreadable", f"{bag / file.path}: {err.strerror}") from None
         except (ClientError, BotoCoreError) as err:
@@ -173,7 +173,7 @@ class S3Target:
         )
         uploads.ended(file.path)
         composite = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode() + f"-{len(parts)}"
-        return self._confirmed(key, file, composite, None)
+        return self._confirmed(key, composite, None)
 
     def _parts_there(self, key: str, upload_id: str | None) -> dict[int, dict[str, Any]] | None:
         """The parts a journalled upload already has (None: no such upload, start anew)."""
@@ -191,7 +191,7 @@ class S3Target:
             raise
         return found
 
-    def _confirmed(self, key: str, file: BagFile, expected: str, answered: str | None) -> str:
+    def _confirmed(self, key: str, expected: str, answered: str | None) -> str:
         """The server's own word on the object's SHA-256 (from its answer, else asked again)."""
         if answered is None:
             answered = self._client.head_object(Bucket=self._bucket, Key=key, ChecksumMode="ENABLED").get(
