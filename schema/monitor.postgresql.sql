@@ -67,6 +67,26 @@ CREATE TABLE IF NOT EXISTS monitor_meta (
     PRIMARY KEY (key)
 );
 
+CREATE TABLE IF NOT EXISTS monitor_offload_files (
+    target TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    remote_checksum TEXT NOT NULL,
+    confirmed_at TEXT NOT NULL,
+    PRIMARY KEY (target, run_id, path)
+);
+
+CREATE TABLE IF NOT EXISTS monitor_offload_uploads (
+    target TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    PRIMARY KEY (target, run_id, path)
+);
+
 CREATE TABLE IF NOT EXISTS monitor_refusals (
     run_id TEXT NOT NULL,
     reason TEXT NOT NULL,

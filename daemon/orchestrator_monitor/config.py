@@ -32,6 +32,7 @@ DEFAULT_STALL_AFTER_SECONDS = 900.0
 DEFAULT_RESERVE_BYTES = 1 << 30  # the archive may share a disk with the executor: leave it 1 GiB
 DEFAULT_ARCHIVE_PARALLEL = 2  # backfill: runs archived at once (each already copies on several threads)
 DEFAULT_AUDIT_BYTES_PER_SECOND = 32 << 20  # the fixity audit reads bags at most this fast: a share of a disk
+DEFAULT_OFFLOAD_PARALLEL = 8  # files of one bag sent at once (s3transfer's own default is 10)
 DEFAULT_DASHBOARD_PORT = 8765
 DEFAULT_ESCALATION_REPEAT_SECONDS = 3600.0
 DEFAULT_HEARTBEAT_EVENT_SECONDS = 300.0  # HEARTBEAT events: a low rate, the log is not a metric store
@@ -96,6 +97,54 @@ class AuditSettings(_Section):
     cycle_days: float = Field(default=30.0, gt=0)  # every bag is re-read within this many days
     interval_seconds: float = Field(default=3600.0, ge=0.1)  # one pass, over its share of the bags, this often
     bytes_per_second: int = Field(default=DEFAULT_AUDIT_BYTES_PER_SECOND, ge=0)  # 0: unlimited
+
+
+class OffloadTarget(_Section):
+    """One `[[offload.targets]]`: an S3-compatible bucket (credentials from `credentials_file`, an AWS
+    credentials file, else the standard AWS chain) or a directory (an NFS or USB mount)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    kind: Literal["s3", "directory"]
+    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field(default="", pattern=r"^([^/\s][^\s]*[^/\s]|[^/\s])?$")  # keys: <prefix>/<run id>/<path>
+    path: Path | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://")  # None: AWS itself
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+    credentials_file: Path | None = None
+    profile: str | None = Field(default=None, min_length=1)
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = None
+    object_lock_days: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> OffloadTarget:
+        if self.kind == "s3" and (self.bucket is None or self.path is not None):
+            raise ValueError(f"offload target {self.name!r}: kind 's3' needs a bucket and no path")
+        s3_only = (self.bucket, self.endpoint_url, self.credentials_file, self.profile, self.object_lock_mode)
+        if self.kind == "directory" and (self.path is None or any(v is not None for v in s3_only) or self.prefix):
+            raise ValueError(f"offload target {self.name!r}: kind 'directory' needs a path and no S3 keys")
+        if (self.object_lock_mode is None) != (self.object_lock_days is None):
+            raise ValueError(f"offload target {self.name!r}: object_lock_mode and object_lock_days go together")
+        return self
+
+
+class OffloadSettings(_Section):
+    enabled: bool = False
+    interval_seconds: float = Field(default=300.0, ge=0.1)  # a pass sends every bag not yet at each target
+    bytes_per_second: int = Field(
+        default=0, ge=0
+    )  # read from the bags at most this fast, all targets together; 0: no limit
+    parallel: int = Field(default=DEFAULT_OFFLOAD_PARALLEL, ge=1, le=64)
+    multipart_bytes: int = Field(default=64 << 20, ge=5 << 20)  # a file this big or more goes in parts this big
+    targets: list[OffloadTarget] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _targets(self) -> OffloadSettings:
+        names = [target.name for target in self.targets]
+        if len(names) != len(set(names)):
+            raise ValueError("two offload.targets have the same name")
+        if self.enabled and not self.targets:
+            raise ValueError("offload.enabled needs at least one [[offload.targets]]")
+        return self
 
 
 class DashboardSettings(_Section):
@@ -265,6 +314,7 @@ class Settings(_Section):
     completion: CompletionSettings = CompletionSettings()
     archive: ArchiveSettings = ArchiveSettings()
     audit: AuditSettings = AuditSettings()
+    offload: OffloadSettings = OffloadSettings()
     dashboard: DashboardSettings = DashboardSettings()
     escalation: EscalationSettings = EscalationSettings()
     health: HealthSettings = HealthSettings()
@@ -319,6 +369,7 @@ SECRET_KEYS = frozenset(
         ("openlineage", "api_key"),
         ("openlineage", "url"),
         ("nats", "servers"),
+        ("offload", "targets"),  # an endpoint_url may hold a password
     }
 )
 

@@ -30,6 +30,8 @@ SPEC_TYPES = {  # the spec's table, copied: the code must not drift from it
     "RUN_ARCHIVED": {"archive_path", "files", "bytes", "seconds", "manifest_sha256"},
     "ARCHIVE_FAILED": {"reason", "detail"},
     "ARCHIVE_CORRUPT": {"archive_path", "problems"},  # issue 17: a fixity audit found a bag changed
+    "ARCHIVE_OFFLOADED": {"archive_path", "target", "location", "files", "bytes"},  # issue 17: offload
+    "OFFLOAD_FAILED": {"target", "reason", "detail"},
     "REPORT_GENERATED": {"paths"},
     "REPORT_FAILED": {"reason", "detail"},
     "SAFE_MODE_ENTERED": {"reason"},

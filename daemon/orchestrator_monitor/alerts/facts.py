@@ -34,6 +34,7 @@ _SUMMARIES: dict[EventType, str] = {
     EventType.RUN_REOPENED: "run {run_id} changed after its mark",
     EventType.ARCHIVE_FAILED: "archiving run {run_id} failed: {reason}",
     EventType.ARCHIVE_CORRUPT: "the archive of run {run_id} no longer matches its manifest",
+    EventType.OFFLOAD_FAILED: "offloading run {run_id} to {target} failed: {reason}",
     EventType.REPORT_FAILED: "the report of run {run_id} failed: {reason}",
     EventType.SAFE_MODE_ENTERED: "safe mode {reason} entered",
     EventType.SAFE_MODE_EXITED: "safe mode {reason} left",

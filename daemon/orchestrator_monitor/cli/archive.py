@@ -15,9 +15,15 @@ from ..archive.archiver import fetch_terminal_run
 from ..archive.failures import ArchiveFailure
 from ..archive.verify import verify_bag
 from ..config import Settings
-from ..errors import BadInput, ProblemFound
+from ..errors import BadInput, ProblemFound, Unavailable
 from ..finish.pipeline import backfill, open_pipeline
 from ..ids import validate_run_id
+from ..ledger.catalog import Catalog
+from ..ledger.store import open_store
+from ..offload.journal import OffloadJournal
+from ..offload.open import open_targets
+from ..offload.remote import check_copy
+from ..offload.targets import TargetError
 from ..reports.reporter import report_run
 from ..state.access import state_database
 from ..state.engine import read_transaction, translate_errors
@@ -66,6 +72,32 @@ def verify_command(settings: Settings, run_id: str, out: Console, err: Console) 
         return 1
     out.print(f"{bag}: valid ({result.payload_files} payload files, {result.tag_files} tag files)", markup=False)
     return 0
+
+
+def verify_remote_command(settings: Settings, run_id: str, out: Console, err: Console) -> int:
+    """The bag's copy at every offload target, read there now: exit 1 naming each bad or missing file,
+    3 when a target cannot be reached."""
+    validate_run_id(run_id)
+    if not settings.offload.targets:
+        raise BadInput("verify --remote: no offload targets are configured ([[offload.targets]])")
+    store = open_store(settings, readonly=True)
+    if store is None:
+        raise ProblemFound(f"run {run_id} has no offloaded copy (no monitor database yet)")
+    targets = open_targets(settings)
+    try:
+        checks = [check_copy(t, Catalog(store), OffloadJournal(store), run_id) for t in targets]
+    except TargetError as failure:
+        raise Unavailable(f"verify --remote: {failure.detail}") from None
+    finally:
+        for target in targets:
+            target.close()
+        store.dispose()
+    for check in checks:
+        for problem in check.problems:
+            err.print(f"orchestrator: {check.location}: {problem}", markup=False)
+        if check.ok:
+            out.print(f"{check.location}: valid ({check.files} files, at {check.target})", markup=False)
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def _in_state_database(settings: Settings, run_id: str) -> bool:

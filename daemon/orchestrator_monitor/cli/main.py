@@ -238,6 +238,10 @@ def cmd_archive(args: argparse.Namespace, settings: Settings, out: Console, err:
 def cmd_verify(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
     from .archive import verify_command
 
+    if args.remote:
+        from .archive import verify_remote_command
+
+        return verify_remote_command(settings, args.run, out, err)
     return verify_command(settings, args.run, out, err)
 
 
@@ -357,9 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = archive.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", metavar="ID", help="the run id")
     which.add_argument("--backfill", action="store_true", help="every terminal run without an archive")
-    add("verify", cmd_verify, "check an archive's fixity (exit 1 naming each bad file)").add_argument(
-        "--run", required=True, metavar="ID", help="the run id"
-    )
+    verify = add("verify", cmd_verify, "check an archive's fixity (exit 1 naming each bad file)")
+    verify.add_argument("--run", required=True, metavar="ID", help="the run id")
+    verify.add_argument("--remote", action="store_true", help="check its offloaded copies at every offload target")
     add("report", cmd_report, "write the run's reports").add_argument(
         "--run", required=True, metavar="ID", help="the run id"
     )

@@ -29,6 +29,8 @@ class EventType(StrEnum):
     RUN_ARCHIVED = "RUN_ARCHIVED"
     ARCHIVE_FAILED = "ARCHIVE_FAILED"
     ARCHIVE_CORRUPT = "ARCHIVE_CORRUPT"  # a fixity audit found a published bag no longer matching its manifest
+    ARCHIVE_OFFLOADED = "ARCHIVE_OFFLOADED"  # every file of a bag confirmed at an offload target
+    OFFLOAD_FAILED = "OFFLOAD_FAILED"  # a bag not (yet) at an offload target: retried next pass, the local bag kept
     REPORT_GENERATED = "REPORT_GENERATED"
     REPORT_FAILED = "REPORT_FAILED"
     SAFE_MODE_ENTERED = "SAFE_MODE_ENTERED"
@@ -56,6 +58,8 @@ REQUIRED_DATA: dict[EventType, frozenset[str]] = {
     EventType.RUN_ARCHIVED: frozenset({"archive_path", "files", "bytes", "seconds", "manifest_sha256"}),
     EventType.ARCHIVE_FAILED: frozenset({"reason", "detail"}),
     EventType.ARCHIVE_CORRUPT: frozenset({"archive_path", "problems"}),
+    EventType.ARCHIVE_OFFLOADED: frozenset({"archive_path", "target", "location", "files", "bytes"}),
+    EventType.OFFLOAD_FAILED: frozenset({"target", "reason", "detail"}),
     EventType.REPORT_GENERATED: frozenset({"paths"}),
     EventType.REPORT_FAILED: frozenset({"reason", "detail"}),
     EventType.SAFE_MODE_ENTERED: frozenset({"reason"}),
@@ -80,6 +84,8 @@ RUN_SCOPED: frozenset[EventType] = ONCE_PER_RUN | {
     EventType.RUN_STALLED,
     EventType.ARCHIVE_FAILED,
     EventType.ARCHIVE_CORRUPT,
+    EventType.ARCHIVE_OFFLOADED,
+    EventType.OFFLOAD_FAILED,
     EventType.REPORT_FAILED,
 }
 """Types that make no sense without a `run_id`; others may carry one (a WARNING about a run)."""

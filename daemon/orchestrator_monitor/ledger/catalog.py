@@ -1,9 +1,10 @@
 """The archive catalog: what each published bag holds and where, searchable without reading a bag.
 
 The bags are the truth; these rows are an index of them (`archive.catalog` reads a bag's facts).
-Recording a bag again replaces its facts and locations but keeps its last fixity check, so a
-`reindex` never forgets that a bag was found corrupt. The audit reads the bags whose check is
-oldest (never checked first) and writes each result back.
+Recording a bag again replaces its facts and local location but keeps its last fixity check and its
+offloaded copies (unless its manifest changed: copies of the old bag are no copies of it), so a
+`reindex` never forgets that a bag was found corrupt or where else it is. The
+audit reads the bags whose check is oldest (never checked first) and writes each result back.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ArchiveEntry:
     finished_at: str | None = None
     tools: tuple[str, ...] = ()
     error_types: tuple[str, ...] = ()
-    locations: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()  # the local bag first, then its offloaded copies
     verified_at: str | None = None
     verify_result: str | None = None
     verify_detail: str | None = None
@@ -112,9 +113,15 @@ class Catalog:
         upsert = self._store.insert(_A)
         facts = {name: upsert.excluded[name] for name in rows[0] if name != "run_id"}
         with self._store.write() as connection:
+            before = dict(
+                connection.execute(select(_A.c.run_id, _A.c.manifest_sha256).where(_A.c.run_id.in_(ids))).all()
+            )
+            rebagged = [e.run_id for e in chunk if before.get(e.run_id, e.manifest_sha256) != e.manifest_sha256]
             connection.execute(upsert.on_conflict_do_update(index_elements=["run_id"], set_=facts), rows)
+            connection.execute(delete(_F).where(_F.c.run_id.in_(ids)))
+            connection.execute(delete(_L).where(_L.c.run_id.in_(ids), _L.c.kind == LOCAL))
+            connection.execute(delete(_L).where(_L.c.run_id.in_(rebagged)))  # its copies are of the old bag
             for table, new in ((_F, facets), (_L, locations)):
-                connection.execute(delete(table).where(table.c.run_id.in_(ids)))
                 if new:
                     connection.execute(table.insert(), new)
 
@@ -155,6 +162,19 @@ class Catalog:
             query = select(func.count()).select_from(_A).where(*_stored_under(under))
             return int(connection.execute(query).scalar_one())
 
+    def add_location(self, run_id: str, kind: str, location: str, recorded_at: str) -> None:
+        """Another place the bag is stored (an offload target's copy, every file confirmed)."""
+        row = {"run_id": run_id, "kind": kind, "location": location, "recorded_at": recorded_at}
+        upsert = self._store.insert(_L).values(row)
+        with self._store.write() as connection:
+            connection.execute(upsert.on_conflict_do_update(index_elements=["run_id", "location"], set_=row))
+
+    def not_stored_under(self, base: str, under: str, limit: int) -> list[ArchiveEntry]:
+        """Up to `limit` bags stored below `under` (this daemon's archive root) with no location below `base`
+        (an offload target's), the oldest first."""
+        query = select(_A).where(*_stored_under(under), ~and_(*_stored_under(base)))
+        return self._select(query.order_by(_A.c.archived_at, _A.c.run_id), limit, 0)
+
     def record_check(self, run_id: str, at: str, result: str, detail: str | None) -> None:
         with self._store.write() as connection:
             connection.execute(
@@ -175,7 +195,9 @@ class Catalog:
                 chunk = ids[start : start + _CHUNK]
                 for f in connection.execute(select(_F).where(_F.c.run_id.in_(chunk)).order_by(_F.c.value)):
                     facets[f.run_id][f.kind].append(f.value)
-                for loc in connection.execute(select(_L).where(_L.c.run_id.in_(chunk)).order_by(_L.c.location)):
+                for loc in connection.execute(
+                    select(_L).where(_L.c.run_id.in_(chunk)).order_by(_L.c.kind != LOCAL, _L.c.location)
+                ):
                     locations[loc.run_id].append(loc.location)
         return [
             ArchiveEntry(

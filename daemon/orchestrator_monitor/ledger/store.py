@@ -143,6 +143,30 @@ monitor_archive_locations = Table(
     Column("recorded_at", Text, nullable=False),
     PrimaryKeyConstraint("run_id", "location"),
 )
+# The offload journal (`offload.journal`): each bag file a target has confirmed, so a restarted daemon sends
+# only the rest; and each multipart upload under way, so a killed one is resumed or aborted, never left.
+monitor_offload_files = Table(
+    "monitor_offload_files",
+    metadata,
+    Column("target", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("path", Text, nullable=False),  # in the bag
+    Column("sha256", Text, nullable=False),  # hex, the bag's manifest's
+    Column("bytes", BigInteger, nullable=False),
+    Column("remote_checksum", Text, nullable=False),  # what the target keeps and answers (S3: base64, or composite)
+    Column("confirmed_at", Text, nullable=False),
+    PrimaryKeyConstraint("target", "run_id", "path"),
+)
+monitor_offload_uploads = Table(
+    "monitor_offload_uploads",
+    metadata,
+    Column("target", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("upload_id", Text, nullable=False),
+    Column("started_at", Text, nullable=False),
+    PrimaryKeyConstraint("target", "run_id", "path"),
+)
 # What a search by tool or error type seeks: one row per distinct value in the bag's task rows.
 monitor_archive_facets = Table(
     "monitor_archive_facets",

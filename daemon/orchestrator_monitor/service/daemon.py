@@ -57,6 +57,7 @@ from .audit import audit_job
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
 from .metrics import MonitorMetrics
 from .notify import Notifier
+from .offload import offload_job
 from .reload import merge_reloadable
 from .signals import on_continue
 from .supervisor import LoopProgress, Supervisor
@@ -365,7 +366,18 @@ def run_daemon(
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)
         audit = audit_job(settings.audit, Catalog(store), bus.publish, supervisor.observe, stop, workspace.archive_root)
-        scheduler = start_scheduler(supervisor, settings, outcomes, (audit,))
+        offload = offload_job(
+            settings,
+            store,
+            bus.publish,
+            supervisor.observe,
+            stop,
+            workspace.archive_root,
+            lambda: not supervisor.in_safe_mode(),
+        )
+        if offload is not None:
+            stack.callback(offload[1].close)  # after the scheduler's shutdown below: no pass is left running
+        scheduler = start_scheduler(supervisor, settings, outcomes, (audit, offload and offload[0]))
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
             report = supervisor.report if alerts is None else partial(report_with_alerts, supervisor, alerts)
