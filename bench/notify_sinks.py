@@ -80,8 +80,7 @@ def open_bus_with_sinks(settings: Settings) -> Iterator[tuple[Bus, AlertSink]]:
         alerts = open_alert_sink(
             settings.alerts, Workspace.from_settings(settings).progress_db, busy_timeout_seconds=5, details=None
         )
-        bus.add_sink(alerts, name="alerts", queue_size=queue_size, types=alerts.types)
-        alerts.start()
+        alerts.wire(bus, queue_size=queue_size)
         lineage = open_lineage_sink(settings, lambda run_id: None)
         bus.add_sink(lineage, name="openlineage", queue_size=queue_size, types=LINEAGE_TYPES, accept=lineage.wants)
         yield bus, alerts

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..config import AlertRule, AlertsSettings
 from ..errors import BadInput
+from ..events.bus import Bus
 from ..events.types import Event, EventType
 from .delivery import Delivery
 from .facts import RunDetails, event_facts
@@ -26,6 +27,7 @@ from .rules import AlertFacts, Held, Throttle, check_rules, rule_matches
 
 logger = logging.getLogger(__name__)
 
+SINK_NAME = "alerts"  # on the bus, in its stats and health
 CLOSE_SECONDS = 5.0  # a delivery attempt under way at shutdown is given this long
 
 
@@ -48,27 +50,30 @@ class AlertSink:
         self.dropped = 0
         self.delivery = Delivery(outbox, settings, clock=clock)
         self._settings = settings
-        self._types = frozenset(EventType(name) for rule in settings.rules for name in rule.events)
+        self._bus: Bus | None = None
 
-    @property
-    def types(self) -> frozenset[EventType]:
-        """The event types the rules match at start: the bus hands this sink only those."""
-        return self._types
+    @staticmethod
+    def types(settings: AlertsSettings) -> frozenset[EventType]:
+        """The event types some rule matches: the bus hands this sink only those (none: it costs nothing)."""
+        return frozenset(EventType(name) for rule in settings.rules for name in rule.events)
+
+    def wire(self, bus: Bus, *, queue_size: int) -> None:
+        """Feed this sink from `bus` (its own thread and queue) and start delivering; a reload retypes it there."""
+        bus.add_sink(self, name=SINK_NAME, queue_size=queue_size, types=self.types(self._settings))
+        self._bus = bus
+        self.delivery.start()
 
     def configure(self, settings: AlertsSettings) -> None:
-        """Take reloaded rules and URLs; `BadInput` (the running ones kept) when a rule names an unknown event."""
+        """Take reloaded rules and URLs, a rule on a type no rule had included; `BadInput` (the running ones
+        kept) when a rule names an unknown event."""
         problem = check_rules(settings.rules)
         if problem is not None:
             raise BadInput(problem)
-        later = {name for rule in settings.rules for name in rule.events} - self._types
-        if later:
-            logger.warning("alert rules on %s take effect at the next start", ", ".join(sorted(later)))
         with self._lock:
             self._settings = settings
             self.delivery.configure(settings)
-
-    def start(self) -> None:
-        self.delivery.start()
+        if self._bus is not None:
+            self._bus.set_sink_types(SINK_NAME, self.types(settings))
 
     def handle(self, event: Event) -> None:
         with self._lock:
