@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from alerts_support import HttpReceiver
-from orchestrator_monitor.alerts.outbox import Outbox
+from orchestrator_monitor.alerts.outbox import alert_outbox
 from orchestrator_monitor.alerts.sink import AlertSink
 from orchestrator_monitor.config import AlertRule, AlertsSettings
 from orchestrator_monitor.errors import BadInput
@@ -34,7 +34,7 @@ def details(run_id: str) -> tuple[str | None, list[dict[str, Any]]]:
 def open_sink(tmp_path: Path, urls: list[str], **options: Any) -> AlertSink:
     rule = AlertRule(name="failures", statuses=["FAILED"], **options.pop("rule", {}))
     settings = AlertsSettings(urls=urls, rules=[rule], **{"retry_seconds": 0.1, "max_retry_seconds": 0.5, **options})
-    sink = AlertSink(settings, Outbox(tmp_path / "monitor.db", busy_timeout_seconds=5), details=details)
+    sink = AlertSink(settings, alert_outbox(tmp_path / "monitor.db", busy_timeout_seconds=5), details=details)
     sink.delivery.start()
     return sink
 
@@ -91,7 +91,7 @@ def test_a_storm_gives_the_throttles_worth_and_one_summary(tmp_path: Path, recei
         receiver.wait_for(lambda items: any("held back" in json.loads(b)["title"] for _, _, b in items), "the summary")
     finally:
         sink.close()
-    assert Outbox(tmp_path / "monitor.db", busy_timeout_seconds=5).counts() == {"pending": 0, "undeliverable": 0}
+    assert alert_outbox(tmp_path / "monitor.db", busy_timeout_seconds=5).counts() == {"pending": 0, "undeliverable": 0}
     titles = [json.loads(body)["title"] for _, _, body in receiver.items]
     assert len(titles) == 6
     assert titles[-1] == "[failures] 195 more alerts held back by the throttle"
@@ -130,7 +130,7 @@ def test_undeliverable_alerts_are_counted_and_tried_again_at_the_next_start(
     port = free_port()
     sink = open_sink(tmp_path, [f"json://127.0.0.1:{port}/hook"], max_attempts=2)
     sink.handle(failed_run(1, "lost-1"))
-    outbox = Outbox(tmp_path / "monitor.db", busy_timeout_seconds=5)
+    outbox = alert_outbox(tmp_path / "monitor.db", busy_timeout_seconds=5)
     done = threading.Event()
     while not done.wait(0.05) and outbox.counts()["undeliverable"] == 0:
         pass

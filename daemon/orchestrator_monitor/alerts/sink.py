@@ -18,11 +18,12 @@ from pathlib import Path
 from ..config import AlertRule, AlertsSettings
 from ..errors import BadInput
 from ..events.bus import Bus
+from ..events.outbox import Outbox
 from ..events.types import Event, EventType
 from .delivery import Delivery
 from .facts import RunDetails, event_facts
 from .message import render_alert, render_summary
-from .outbox import Outbox, destination_id
+from .outbox import alert_outbox, destination_id
 from .rules import AlertFacts, Held, Throttle, check_rules, rule_matches
 
 logger = logging.getLogger(__name__)
@@ -101,14 +102,16 @@ class AlertSink:
             logger.error("alert %s dropped: %d alerts already wait for delivery", key, settings.queue_size)
             return
         title, body = render_alert(rule, facts)
-        self._outbox.add(key, rule.name, destinations, title, body, now=now, keep_seconds=rule.dedup_seconds)
+        payload = {"rule": rule.name, "title": title, "body": body}
+        self._outbox.add(key, destinations, payload, due=now, keep_seconds=rule.dedup_seconds)
         self.delivery.wake()
 
     def _hold(self, rule: AlertRule, held: Held, destinations: list[str]) -> None:
         title, body = render_summary(rule, held)
         key = f"{rule.name}:summary:{held.window_started:.6f}"
-        self._outbox.put_summary(
-            key, rule.name, destinations, title, body, due=held.window_ends, keep_seconds=rule.dedup_seconds
+        payload = {"rule": rule.name, "title": title, "body": body}
+        self._outbox.add(
+            key, destinations, payload, due=held.window_ends, keep_seconds=rule.dedup_seconds, replace=True
         )
 
     def stats(self) -> dict[str, int]:
@@ -132,4 +135,4 @@ def open_alert_sink(
     problem = check_rules(settings.rules)
     if problem is not None:
         raise BadInput(problem)
-    return AlertSink(settings, Outbox(progress_db, busy_timeout_seconds=busy_timeout_seconds), details=details)
+    return AlertSink(settings, alert_outbox(progress_db, busy_timeout_seconds=busy_timeout_seconds), details=details)
