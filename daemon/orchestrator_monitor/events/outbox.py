@@ -251,7 +251,7 @@ class OutboxDelivery:
         self.sent = 0
         self.failures = 0  # failed attempts
         self.undeliverable = 0  # rows given up by this process
-        self.failing = False  # the last attempt failed
+        self.last_error: str | None = None  # why the last attempt failed; None when it succeeded
         self._thread = threading.Thread(target=self._run, name=f"{name}-delivery", daemon=True)
 
     def send(self, row: Pending) -> Attempt:
@@ -309,35 +309,36 @@ class OutboxDelivery:
 
     def _deliver(self, row: Pending) -> None:
         try:
-            attempt = self.send(row)
-        except Exception as err:  # a plug-in's bug must not stop the thread; its message may quote a URL
-            logger.warning("%s raised %s", self.describe(row), type(err).__name__)
-            attempt = Attempt.FAILED
+            attempt, reason = self.send(row), "not taken"
+        except Exception as err:  # an endpoint down, or a plug-in's bug; its message may quote a URL: not shown
+            attempt, reason = Attempt.FAILED, type(err).__name__
         if attempt is Attempt.DROPPED:
             self._outbox.drop(row.id)
             return
         if attempt is Attempt.SENT:
             self._outbox.delivered(row.id, self._clock())
             self.sent += 1
-            self.failing = False
+            self.last_error = None
             return
         self.failures += 1
-        self.failing = True
+        self.last_error = reason
         attempts = row.attempts + 1
         delay = None if attempt is Attempt.HOPELESS else retry_delay(self.policy, attempts)
         if delay is None:
             self._outbox.failed(row.id, retry_at=None)
             self.undeliverable += 1
             logger.error(
-                "%s is undeliverable after %d attempts; it is tried again at the next start",
+                "%s is undeliverable after %d attempts (%s); it is tried again at the next start",
                 self.describe(row),
                 attempts,
+                reason,
             )
             return
         self._outbox.failed(row.id, retry_at=self._clock() + delay)
         logger.warning(
-            "%s failed (attempt %d of %d); retrying in %g s",
+            "%s failed (%s, attempt %d of %d); retrying in %g s",
             self.describe(row),
+            reason,
             attempts,
             self.policy.max_attempts,
             delay,

@@ -200,16 +200,15 @@ def open_alerts(settings: Settings, state: StateDatabase) -> AlertSink | None:
     )
 
 
-def open_lineage(settings: Settings, state: StateDatabase) -> tuple[LineageSink, frozenset[EventType]]:
-    """The OpenLineage sink (`openlineage.enabled`) and the types it takes; its library is an optional extra,
-    imported only then."""
+def open_lineage(settings: Settings, state: StateDatabase) -> LineageSink:
+    """The OpenLineage sink (`openlineage.enabled`); its library is an optional extra, imported only then."""
     try:
-        from ..lineage.sink import LINEAGE_TYPES, open_lineage_sink, state_run_names
+        from ..lineage.sink import open_lineage_sink, state_run_names
     except ImportError:
         raise Unavailable(
             "openlineage.enabled needs openlineage-python: pip install 'orchestrator-monitor[openlineage]'"
         ) from None
-    return open_lineage_sink(settings, state_run_names(state.engine, state.tables)), LINEAGE_TYPES
+    return open_lineage_sink(settings, state_run_names(state.engine, state.tables))
 
 
 def report_with_alerts(supervisor: Supervisor, alerts: AlertSink) -> dict[str, Any]:
@@ -304,14 +303,7 @@ def run_daemon(
         if alerts is not None:
             alerts.wire(bus, queue_size=settings.events.subscriber_queue_size)
         if settings.openlineage.enabled:
-            lineage, types = open_lineage(settings, state)
-            bus.add_sink(
-                lineage,
-                name="openlineage",
-                queue_size=settings.events.subscriber_queue_size,
-                types=types,
-                accept=lineage.wants,
-            )
+            open_lineage(settings, state).wire(bus, queue_size=settings.events.subscriber_queue_size)
         archival = ArchiveWorker.for_daemon(
             settings,
             state=state,
