@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from alerts_support import HttpReceiver
+from alerts_support import HttpReceiver, HttpsInterceptor
 from orchestrator_monitor.alerts.outbox import alert_outbox
 from orchestrator_monitor.alerts.sink import AlertSink
 from orchestrator_monitor.config import AlertRule, AlertsSettings
@@ -188,3 +188,49 @@ def test_a_reload_refuses_a_rule_on_an_unknown_event_type_and_keeps_the_running_
         receiver.wait_for(lambda items: len(items) == 1, "the alert of the rule kept")
     finally:
         sink.close()
+
+
+SLACK_TOKENS = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+TEAMS_HOST = "prod-161.westeurope.logic.azure.com"
+TEAMS_WORKFLOW, TEAMS_SIGNATURE = "643e69f83c8944438d68119179a10a64", "KODuebWbDGYFr0z0eu-6Rj8aUKz7108W3wrNJZxFE5A"
+
+
+@pytest.fixture
+def interceptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Slack's and Teams' HTTPS endpoints answered on loopback: apprise's plug-ins, unchanged, post to their real
+    URLs through the proxy (HTTPS_PROXY), verifying its certificates against the test's CA (REQUESTS_CA_BUNDLE)."""
+    started = HttpsInterceptor(tmp_path / "ca.pem").start()
+    for name in ("NO_PROXY", "no_proxy", "https_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{started.port}")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(started.ca_file))
+    yield started
+    started.stop()
+
+
+def test_apprises_slack_and_teams_plugins_post_the_alert_to_their_webhooks(
+    tmp_path: Path, interceptor: HttpsInterceptor
+) -> None:
+    slack = f"slack://{SLACK_TOKENS}"
+    teams = f"workflows://{TEAMS_HOST}:443/{TEAMS_WORKFLOW}/{TEAMS_SIGNATURE}"
+    sink = open_sink(tmp_path, [slack, teams])
+    try:
+        sink.handle(failed_run(1, "nightly-7"))
+        interceptor.wait_for(lambda items: len(items) == 2, "the Slack and Teams posts")
+    finally:
+        sink.close()
+    by_host = {host: (path, json.loads(body)) for host, path, body in interceptor.items}
+    path, posted = by_host["hooks.slack.com"]  # an incoming webhook: https://hooks.slack.com/services/<tokens>
+    assert path == f"/services/{SLACK_TOKENS}"
+    [attachment] = posted["attachments"]
+    assert attachment["title"] == "[error] run nightly-7 ended FAILED"
+    assert "run: nightly-7 (name of nightly-7)" in attachment["text"]
+    assert "failed task: t7 (pytest): Timeout suite took 3 h" in attachment["text"]
+    path, posted = by_host[TEAMS_HOST]  # a Power Automate workflow's trigger, posted an Adaptive Card
+    assert path.startswith(f"/workflows/{TEAMS_WORKFLOW}/triggers/manual/paths/invoke?")
+    assert parse_qs(path.partition("?")[2])["sig"] == [TEAMS_SIGNATURE]
+    [card] = posted["attachments"]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    texts = {block["id"]: block["text"] for block in card["content"]["body"] if block["type"] == "TextBlock"}
+    assert texts["title"] == "[error] run nightly-7 ended FAILED"
+    assert "failed task: t7 (pytest): Timeout suite took 3 h" in texts["body"]
