@@ -19,7 +19,7 @@ from orchestrator_monitor.config import AlertRule, AlertsSettings, OpenLineageSe
 from orchestrator_monitor.events.bus import Bus
 from orchestrator_monitor.events.publishing import open_bus
 from orchestrator_monitor.events.types import EventType
-from orchestrator_monitor.lineage.sink import LINEAGE_TYPES, open_lineage_sink
+from orchestrator_monitor.lineage.sink import open_lineage_sink
 from orchestrator_monitor.workspace import Workspace
 
 BURST_SECONDS_GOAL = 10.0
@@ -80,10 +80,8 @@ def open_bus_with_sinks(settings: Settings) -> Iterator[tuple[Bus, AlertSink]]:
         alerts = open_alert_sink(
             settings.alerts, Workspace.from_settings(settings).progress_db, busy_timeout_seconds=5, details=None
         )
-        bus.add_sink(alerts, name="alerts", queue_size=queue_size, types=alerts.types)
-        alerts.start()
-        lineage = open_lineage_sink(settings, lambda run_id: None)
-        bus.add_sink(lineage, name="openlineage", queue_size=queue_size, types=LINEAGE_TYPES, accept=lineage.wants)
+        alerts.wire(bus, queue_size=queue_size)
+        open_lineage_sink(settings, lambda run_id: None).wire(bus, queue_size=queue_size)
         yield bus, alerts
 
 

@@ -1,10 +1,13 @@
 """Real alert receivers on loopback: an HTTP server (apprise's json://, form://, and mmost:// whose payload is
-Slack's incoming-webhook format) and an SMTP server (aiosmtpd). Each records what it received."""
+Slack's incoming-webhook format), an SMTP server (aiosmtpd), and an HTTPS proxy that answers in the place of
+Slack and Teams (`HttpsInterceptor`). Each records what it received."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import http.client
+import ssl
 import threading
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -12,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import trustme
 from aiosmtpd.controller import Controller
 from support import free_port
 
@@ -36,18 +40,39 @@ class _Received:
                 raise AssertionError(f"timed out waiting for {what}; received {len(self.items)}")
 
 
-class HttpReceiver(_Received):
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+class _Served(_Received):
+    """An HTTP server on loopback at `port`, on a thread of its own, until `stop`."""
+
+    port: int
+    _server: ThreadingHTTPServer | None = None
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class HttpReceiver(_Served):
     """POSTs on `port` (chosen free, so it can be started after a sender already tried it): (path, body)."""
 
     def __init__(self, port: int | None = None) -> None:
         super().__init__()
         self.port = port or free_port()
-        self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> HttpReceiver:
         received = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_Quiet):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received.add((self.path, self.headers.get("Content-Type", ""), body))
@@ -55,18 +80,50 @@ class HttpReceiver(_Received):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: object) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+
+class HttpsInterceptor(_Served):
+    """An HTTPS proxy on loopback that ends each tunnel itself, with a certificate for the host asked for, signed
+    by a CA of its own (`ca_file`). A client told to use it (HTTPS_PROXY) and to trust that CA
+    (REQUESTS_CA_BUNDLE) sends its real request, to the real URL, here: `items` are (host, path, body);
+    every answer is 200 `ok` (what a Slack webhook says)."""
+
+    def __init__(self, ca_file: Path) -> None:
+        super().__init__()
+        self.port = free_port()
+        self.ca_file = ca_file
+        self._ca = trustme.CA()
+        self._ca.cert_pem.write_to_path(str(ca_file))
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    def _context(self, host: str) -> ssl.SSLContext:
+        if host not in self._contexts:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._ca.issue_cert(host).configure_cert(context)
+            self._contexts[host] = context
+        return self._contexts[host]
+
+    def start(self) -> HttpsInterceptor:
+        interceptor = self
+
+        class Handler(_Quiet):
+            def do_CONNECT(self) -> None:
+                host = self.path.rpartition(":")[0]
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                with interceptor._context(host).wrap_socket(self.connection, server_side=True) as tls:
+                    reader = tls.makefile("rb")
+                    _, path, _ = reader.readline().decode("latin-1").split(" ", 2)
+                    headers = http.client.parse_headers(reader)
+                    body = reader.read(int(headers.get("Content-Length", 0)))
+                    interceptor.add((host, path, body))
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                self.close_connection = True
+
+        self._serve(Handler)
+        return self
 
 
 class MailReceiver(_Received):

@@ -294,6 +294,9 @@ class OpenLineageSettings(_Section):
     namespace: str = Field(default="orchestrator", min_length=1)
     job_name: str | None = Field(default=None, min_length=1)  # None: the run's name, else its id
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: int = Field(default=8, ge=1)  # then undeliverable until the next start
+    retry_seconds: float = Field(default=1.0, gt=0)  # the first retry's wait, doubled per attempt
+    max_retry_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _http_needs_a_url(self) -> OpenLineageSettings:

@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from alerts_support import HttpReceiver
-from orchestrator_monitor.alerts.outbox import Outbox
+from alerts_support import HttpReceiver, HttpsInterceptor
+from orchestrator_monitor.alerts.outbox import alert_outbox
 from orchestrator_monitor.alerts.sink import AlertSink
 from orchestrator_monitor.config import AlertRule, AlertsSettings
 from orchestrator_monitor.errors import BadInput
@@ -34,8 +34,8 @@ def details(run_id: str) -> tuple[str | None, list[dict[str, Any]]]:
 def open_sink(tmp_path: Path, urls: list[str], **options: Any) -> AlertSink:
     rule = AlertRule(name="failures", statuses=["FAILED"], **options.pop("rule", {}))
     settings = AlertsSettings(urls=urls, rules=[rule], **{"retry_seconds": 0.1, "max_retry_seconds": 0.5, **options})
-    sink = AlertSink(settings, Outbox(tmp_path / "monitor.db", busy_timeout_seconds=5), details=details)
-    sink.start()
+    sink = AlertSink(settings, alert_outbox(tmp_path / "monitor.db", busy_timeout_seconds=5), details=details)
+    sink.delivery.start()
     return sink
 
 
@@ -91,7 +91,7 @@ def test_a_storm_gives_the_throttles_worth_and_one_summary(tmp_path: Path, recei
         receiver.wait_for(lambda items: any("held back" in json.loads(b)["title"] for _, _, b in items), "the summary")
     finally:
         sink.close()
-    assert Outbox(tmp_path / "monitor.db", busy_timeout_seconds=5).counts() == {"pending": 0, "undeliverable": 0}
+    assert alert_outbox(tmp_path / "monitor.db", busy_timeout_seconds=5).counts() == {"pending": 0, "undeliverable": 0}
     titles = [json.loads(body)["title"] for _, _, body in receiver.items]
     assert len(titles) == 6
     assert titles[-1] == "[failures] 195 more alerts held back by the throttle"
@@ -130,7 +130,7 @@ def test_undeliverable_alerts_are_counted_and_tried_again_at_the_next_start(
     port = free_port()
     sink = open_sink(tmp_path, [f"json://127.0.0.1:{port}/hook"], max_attempts=2)
     sink.handle(failed_run(1, "lost-1"))
-    outbox = Outbox(tmp_path / "monitor.db", busy_timeout_seconds=5)
+    outbox = alert_outbox(tmp_path / "monitor.db", busy_timeout_seconds=5)
     done = threading.Event()
     while not done.wait(0.05) and outbox.counts()["undeliverable"] == 0:
         pass
@@ -176,16 +176,61 @@ def test_a_template_cannot_run_code_and_a_broken_one_gives_the_default(tmp_path:
     assert sent["message"] == "suite took 3 h"
 
 
-def test_a_reload_takes_new_rules_and_says_when_an_event_type_waits_for_a_restart(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_a_reload_refuses_a_rule_on_an_unknown_event_type_and_keeps_the_running_rules(
+    tmp_path: Path, receiver: HttpReceiver
 ) -> None:
-    sink = open_sink(tmp_path, [f"json://127.0.0.1:{free_port()}/hook"])
+    sink = open_sink(tmp_path, [f"json://127.0.0.1:{receiver.port}/hook"])
     try:
-        assert sink.types == {EventType.RUN_COMPLETED}
         urls = [f"json://127.0.0.1:{free_port()}/hook"]
         with pytest.raises(BadInput, match="unknown event type RUN_FAILED"):
             sink.configure(AlertsSettings(urls=urls, rules=[AlertRule(name="typo", events=["RUN_FAILED"])]))
-        sink.configure(AlertsSettings(urls=urls, rules=[AlertRule(name="esc", events=["ESCALATION"])]))
-        assert "alert rules on ESCALATION take effect at the next start" in caplog.text
+        sink.handle(failed_run(1, "kept-1"))
+        receiver.wait_for(lambda items: len(items) == 1, "the alert of the rule kept")
     finally:
         sink.close()
+
+
+SLACK_TOKENS = "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+TEAMS_HOST = "prod-161.westeurope.logic.azure.com"
+TEAMS_WORKFLOW, TEAMS_SIGNATURE = "643e69f83c8944438d68119179a10a64", "KODuebWbDGYFr0z0eu-6Rj8aUKz7108W3wrNJZxFE5A"
+
+
+@pytest.fixture
+def interceptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Slack's and Teams' HTTPS endpoints answered on loopback: apprise's plug-ins, unchanged, post to their real
+    URLs through the proxy (HTTPS_PROXY), verifying its certificates against the test's CA (REQUESTS_CA_BUNDLE)."""
+    started = HttpsInterceptor(tmp_path / "ca.pem").start()
+    for name in ("NO_PROXY", "no_proxy", "https_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{started.port}")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(started.ca_file))
+    yield started
+    started.stop()
+
+
+def test_apprises_slack_and_teams_plugins_post_the_alert_to_their_webhooks(
+    tmp_path: Path, interceptor: HttpsInterceptor
+) -> None:
+    slack = f"slack://{SLACK_TOKENS}"
+    teams = f"workflows://{TEAMS_HOST}:443/{TEAMS_WORKFLOW}/{TEAMS_SIGNATURE}"
+    sink = open_sink(tmp_path, [slack, teams])
+    try:
+        sink.handle(failed_run(1, "nightly-7"))
+        interceptor.wait_for(lambda items: len(items) == 2, "the Slack and Teams posts")
+    finally:
+        sink.close()
+    by_host = {host: (path, json.loads(body)) for host, path, body in interceptor.items}
+    path, posted = by_host["hooks.slack.com"]  # an incoming webhook: https://hooks.slack.com/services/<tokens>
+    assert path == f"/services/{SLACK_TOKENS}"
+    [attachment] = posted["attachments"]
+    assert attachment["title"] == "[error] run nightly-7 ended FAILED"
+    assert "run: nightly-7 (name of nightly-7)" in attachment["text"]
+    assert "failed task: t7 (pytest): Timeout suite took 3 h" in attachment["text"]
+    path, posted = by_host[TEAMS_HOST]  # a Power Automate workflow's trigger, posted an Adaptive Card
+    assert path.startswith(f"/workflows/{TEAMS_WORKFLOW}/triggers/manual/paths/invoke?")
+    assert parse_qs(path.partition("?")[2])["sig"] == [TEAMS_SIGNATURE]
+    [card] = posted["attachments"]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    texts = {block["id"]: block["text"] for block in card["content"]["body"] if block["type"] == "TextBlock"}
+    assert texts["title"] == "[error] run nightly-7 ended FAILED"
+    assert "failed task: t7 (pytest): Timeout suite took 3 h" in texts["body"]

@@ -83,6 +83,18 @@ def test_a_sink_takes_only_its_types_and_what_its_filter_accepts(tmp_path: Path)
     assert asked == [EventType.RUN_STATUS_CHANGED] * 3  # never asked about a type it does not take
 
 
+def test_a_sink_retyped_takes_the_new_types_from_the_next_event_on(tmp_path: Path) -> None:
+    bus, _ = bus_with_log(tmp_path / "monitor.jsonl")
+    sink = Collecting()
+    bus.add_sink(sink, name="alerts", types=())  # no rule yet: nothing reaches it
+    status_event(bus, "before")
+    bus.set_sink_types("alerts", {EventType.RUN_STATUS_CHANGED})
+    status_event(bus, "after")
+    bus.publish(EventType.WARNING, {"what": "w", "detail": "d"})
+    bus.close()
+    assert [(event.type, event.run_id) for event in sink.events] == [(EventType.RUN_STATUS_CHANGED, "after")]
+
+
 def test_a_failing_sink_is_counted_and_never_stops_the_others(tmp_path: Path) -> None:
     bus, sink = bus_with_log(tmp_path / "monitor.jsonl")
     good, bad = Collecting(), Failing()

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
+import pytest
 from alerts_support import HttpReceiver
 from openlineage.client.transport.file import FileConfig, FileTransport
 from orchestrator_monitor.config import OpenLineageSettings
 from orchestrator_monitor.events.types import EventType
+from orchestrator_monitor.lineage.outbox import lineage_outbox, read_lineage_counts
 from orchestrator_monitor.lineage.record import LineageRecord
 from orchestrator_monitor.lineage.sink import LineageSink
-from support import REPO, DaemonProcess, Writer
+from support import REPO, DaemonProcess, Writer, free_port
 
 SPEC = json.loads((REPO / "schema" / "openlineage-2-1-0.json").read_text())
 FACETS = json.loads((REPO / "schema" / "openlineage-facets.json").read_text())
@@ -105,12 +108,99 @@ def test_an_http_endpoint_receives_the_events(workspace: Path, start_daemon) -> 
     assert check_events(events) == {"nightly": ["START", "FAIL", "OTHER"]}
 
 
+def http_options(port: int) -> tuple[str, ...]:
+    """An HTTP endpoint on loopback, retried quickly (and for long: the tests decide when it comes back)."""
+    return (
+        "openlineage.enabled=true",
+        f"openlineage.url=http://127.0.0.1:{port}",
+        "openlineage.retry_seconds=0.2",
+        "openlineage.max_retry_seconds=1.0",
+        "openlineage.max_attempts=1000",
+        "health.heartbeat_seconds=0.5",
+    )
+
+
+def lineage_pending(workspace: Path) -> int:
+    return read_lineage_counts(workspace / ".monitor" / "monitor.db", busy_timeout_seconds=5)["pending"]
+
+
+def sink_check(daemon: DaemonProcess) -> dict[str, str]:
+    """The `openlineage_sink` check in the daemon's `/api/health` (empty before the first heartbeat)."""
+    return dict(orjson.loads(daemon.get("/api/health")[1])["checks"].get("openlineage_sink", {}))
+
+
+def received_in_order(receiver: HttpReceiver) -> dict[str, list[str]]:
+    """Each run's event types as the endpoint received them (validated), and no event twice."""
+    events = [json.loads(body) for _, _, body in receiver.items]
+    sent = [(e["run"]["runId"], e["eventType"]) for e in events]
+    assert len(sent) == len(set(sent)), sent
+    return check_events(events)
+
+
+def test_events_wait_while_the_endpoint_is_down_and_arrive_in_order_once_it_returns(
+    workspace: Path, start_daemon, cli
+) -> None:
+    receiver = HttpReceiver(free_port())  # not started: the endpoint is down
+    daemon: DaemonProcess = start_daemon(workspace, *http_options(receiver.port))
+    Writer(workspace).add_run("down-1", ["FAILED"])
+    Writer(workspace).add_run("down-2", ["SUCCEEDED"])
+    daemon.log.wait_for(lambda log: len(log.events("RUN_ARCHIVED")) == 2, what="both runs archived")
+    daemon.log.wait_for(lambda log: lineage_pending(workspace) == 6, what="six events waiting")
+    daemon.log.wait_for(
+        lambda log: (
+            sink_check(daemon).get("status") == "unreachable" and "6 events waiting" in sink_check(daemon)["detail"]
+        ),
+        what="the check failing, with six events waiting",
+    )
+    health = cli("health", "--workspace", str(workspace))
+    assert health.code == 1 and "openlineage_sink\tunreachable\thttp://127.0.0.1:" in health.out
+    assert "lineage events waiting: 6 (0 undeliverable)" in health.out
+    metrics = daemon.get("/metrics")[1].decode()
+    failed = next(line for line in metrics.splitlines() if line.startswith("orchestrator_monitor_sink_attempts_failed"))
+    assert 'sink="openlineage"' in failed and float(failed.split()[-1]) > 0
+    receiver.start()
+    try:
+        receiver.wait_for(lambda items: len(items) == 6, "the six events once the endpoint is back")
+        daemon.log.wait_for(lambda log: sink_check(daemon).get("status") == "ok", what="the check passing again")
+        assert daemon.stop()[0] == 0
+    finally:
+        receiver.stop()
+    assert received_in_order(receiver) == {
+        "down-1": ["START", "FAIL", "OTHER"],
+        "down-2": ["START", "COMPLETE", "OTHER"],
+    }
+
+
+@pytest.mark.slow
+def test_events_pending_at_kill_9_are_delivered_after_the_restart_none_twice(
+    workspace: Path, start_daemon, cli
+) -> None:
+    receiver = HttpReceiver(free_port())
+    daemon: DaemonProcess = start_daemon(workspace, *http_options(receiver.port))
+    for n in range(3):
+        Writer(workspace).add_run(f"killed-{n}", ["FAILED"])
+    daemon.log.wait_for(lambda log: len(log.events("RUN_ARCHIVED")) == 3, what="three runs archived")
+    daemon.log.wait_for(lambda log: lineage_pending(workspace) == 9, what="nine events waiting")
+    daemon.kill()
+    health = json.loads(cli("health", "--workspace", str(workspace), "--json").out)
+    assert health["lineage"] == {"pending": 9, "undeliverable": 0}
+    receiver.start()
+    try:
+        again: DaemonProcess = start_daemon(workspace, *http_options(receiver.port))
+        receiver.wait_for(lambda items: len(items) == 9, "the nine events after the restart")
+        again.log.wait_for(lambda log: lineage_pending(workspace) == 0, what="the outbox emptied")
+        assert again.stop()[0] == 0
+    finally:
+        receiver.stop()
+    assert received_in_order(receiver) == {f"killed-{n}": ["START", "FAIL", "OTHER"] for n in range(3)}
+
+
 def test_the_bus_hands_the_sink_only_a_runs_first_running(tmp_path: Path) -> None:
     record = LineageRecord(tmp_path / "monitor.db", busy_timeout_seconds=5)
+    outbox = lineage_outbox(tmp_path / "monitor.db", busy_timeout_seconds=5)
     settings = OpenLineageSettings(enabled=True, transport="file")
-    sink = LineageSink(
-        settings, FileTransport(FileConfig(log_file_path=str(tmp_path / "ol.jsonl"))), record, lambda run_id: None
-    )
+    transport = FileTransport(FileConfig(log_file_path=str(tmp_path / "ol.jsonl")))
+    sink = LineageSink(settings, transport, outbox, record, lambda run_id: None)
     changed = EventType.RUN_STATUS_CHANGED
     assert sink.wants(changed, {"from": None, "to": "PENDING"}, "r1") is False
     assert sink.wants(changed, {"from": "PENDING", "to": "RUNNING"}, "r1") is True

@@ -88,6 +88,54 @@ def test_sighup_reloads_the_rules(workspace: Path, start_daemon) -> None:
     assert [json.loads(body)["title"] for _, _, body in receiver.items] == ["before r1", "after r2"]
 
 
+def reload(daemon: DaemonProcess) -> None:
+    """SIGHUP, and wait for the daemon to say it reloaded."""
+    said = sum("configuration reloaded" in str(e.get("message", "")) for e in daemon.log.read())
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.log.wait_for(
+        lambda log: sum("configuration reloaded" in str(e.get("message", "")) for e in log.read()) > said,
+        what="the reload",
+    )
+
+
+def test_sighup_adds_the_first_rule_to_a_daemon_started_without_any(workspace: Path, start_daemon) -> None:
+    receiver = HttpReceiver().start()
+    try:
+        daemon: DaemonProcess = start_daemon(workspace)
+        Writer(workspace).add_run("before-1", ["FAILED"])
+        daemon.log.wait_for(lambda log: log.events("RUN_COMPLETED", "before-1"), what="before-1 completed")
+        write_alert_config(workspace, FAILED_RULE, urls=(f"json://127.0.0.1:{receiver.port}/hook",))
+        reload(daemon)
+        Writer(workspace).add_run("after-1", ["FAILED"], failure=("make", "ExitCode", "exit 2"))
+        receiver.wait_for(lambda items: len(items) == 1, "the first rule's alert")
+        assert daemon.stop()[0] == 0
+    finally:
+        receiver.stop()
+    sent = json.loads(receiver.items[0][2])
+    assert sent["title"] == "[error] run after-1 ended FAILED"
+    assert "failed task: after-1.t0 (make): ExitCode exit 2" in sent["message"]
+    assert not any("restart" in str(e.get("message", "")) for e in daemon.log.read() if e.get("level") == "WARNING")
+
+
+def test_sighup_adds_a_rule_on_an_event_type_no_rule_had(workspace: Path, start_daemon) -> None:
+    receiver = HttpReceiver().start()
+    url = f"json://127.0.0.1:{receiver.port}/hook"
+    running = '[[alerts.rules]]\nname = "started"\nevents = ["RUN_STATUS_CHANGED"]\nstatuses = ["RUNNING"]\n'
+    try:
+        write_alert_config(workspace, FAILED_RULE, urls=(url,))
+        daemon: DaemonProcess = start_daemon(workspace)
+        Writer(workspace).add_run("quiet-1", ["RUNNING"])
+        daemon.log.wait_for(lambda log: log.events("RUN_STATUS_CHANGED", "quiet-1"), what="quiet-1 seen running")
+        write_alert_config(workspace, FAILED_RULE + running, urls=(url,))
+        reload(daemon)
+        Writer(workspace).add_run("loud-1", ["RUNNING"])
+        receiver.wait_for(lambda items: len(items) == 1, "the new rule's alert")
+        assert daemon.stop()[0] == 0
+    finally:
+        receiver.stop()
+    assert [json.loads(body)["title"] for _, _, body in receiver.items] == ["[info] run loud-1 is RUNNING"]
+
+
 def test_alerts_test_sends_a_sample_and_says_where(workspace: Path, cli) -> None:
     receiver = HttpReceiver().start()
     try:

@@ -17,15 +17,18 @@ from pathlib import Path
 
 from ..config import AlertRule, AlertsSettings
 from ..errors import BadInput
+from ..events.bus import Bus
+from ..events.outbox import Outbox
 from ..events.types import Event, EventType
 from .delivery import Delivery
 from .facts import RunDetails, event_facts
 from .message import render_alert, render_summary
-from .outbox import Outbox, destination_id
+from .outbox import alert_outbox, destination_id
 from .rules import AlertFacts, Held, Throttle, check_rules, rule_matches
 
 logger = logging.getLogger(__name__)
 
+SINK_NAME = "alerts"  # on the bus, in its stats and health
 CLOSE_SECONDS = 5.0  # a delivery attempt under way at shutdown is given this long
 
 
@@ -48,27 +51,30 @@ class AlertSink:
         self.dropped = 0
         self.delivery = Delivery(outbox, settings, clock=clock)
         self._settings = settings
-        self._types = frozenset(EventType(name) for rule in settings.rules for name in rule.events)
+        self._bus: Bus | None = None
 
-    @property
-    def types(self) -> frozenset[EventType]:
-        """The event types the rules match at start: the bus hands this sink only those."""
-        return self._types
+    @staticmethod
+    def types(settings: AlertsSettings) -> frozenset[EventType]:
+        """The event types some rule matches: the bus hands this sink only those (none: it costs nothing)."""
+        return frozenset(EventType(name) for rule in settings.rules for name in rule.events)
+
+    def wire(self, bus: Bus, *, queue_size: int) -> None:
+        """Feed this sink from `bus` (its own thread and queue) and start delivering; a reload retypes it there."""
+        bus.add_sink(self, name=SINK_NAME, queue_size=queue_size, types=self.types(self._settings))
+        self._bus = bus
+        self.delivery.start()
 
     def configure(self, settings: AlertsSettings) -> None:
-        """Take reloaded rules and URLs; `BadInput` (the running ones kept) when a rule names an unknown event."""
+        """Take reloaded rules and URLs, a rule on a type no rule had included; `BadInput` (the running ones
+        kept) when a rule names an unknown event."""
         problem = check_rules(settings.rules)
         if problem is not None:
             raise BadInput(problem)
-        later = {name for rule in settings.rules for name in rule.events} - self._types
-        if later:
-            logger.warning("alert rules on %s take effect at the next start", ", ".join(sorted(later)))
         with self._lock:
             self._settings = settings
             self.delivery.configure(settings)
-
-    def start(self) -> None:
-        self.delivery.start()
+        if self._bus is not None:
+            self._bus.set_sink_types(SINK_NAME, self.types(settings))
 
     def handle(self, event: Event) -> None:
         with self._lock:
@@ -96,14 +102,16 @@ class AlertSink:
             logger.error("alert %s dropped: %d alerts already wait for delivery", key, settings.queue_size)
             return
         title, body = render_alert(rule, facts)
-        self._outbox.add(key, rule.name, destinations, title, body, now=now, keep_seconds=rule.dedup_seconds)
+        payload = {"rule": rule.name, "title": title, "body": body}
+        self._outbox.add(key, destinations, payload, due=now, keep_seconds=rule.dedup_seconds)
         self.delivery.wake()
 
     def _hold(self, rule: AlertRule, held: Held, destinations: list[str]) -> None:
         title, body = render_summary(rule, held)
         key = f"{rule.name}:summary:{held.window_started:.6f}"
-        self._outbox.put_summary(
-            key, rule.name, destinations, title, body, due=held.window_ends, keep_seconds=rule.dedup_seconds
+        payload = {"rule": rule.name, "title": title, "body": body}
+        self._outbox.add(
+            key, destinations, payload, due=held.window_ends, keep_seconds=rule.dedup_seconds, replace=True
         )
 
     def stats(self) -> dict[str, int]:
@@ -127,4 +135,4 @@ def open_alert_sink(
     problem = check_rules(settings.rules)
     if problem is not None:
         raise BadInput(problem)
-    return AlertSink(settings, Outbox(progress_db, busy_timeout_seconds=busy_timeout_seconds), details=details)
+    return AlertSink(settings, alert_outbox(progress_db, busy_timeout_seconds=busy_timeout_seconds), details=details)

@@ -204,6 +204,9 @@ def cmd_health(args: argparse.Namespace, settings: Settings, out: Console, err: 
         alerts = report["alerts"]
         if alerts["pending"]:
             extras.append(f"alerts waiting: {alerts['pending']} ({alerts['undeliverable']} undeliverable)")
+        lineage = report["lineage"]
+        if lineage["pending"]:
+            extras.append(f"lineage events waiting: {lineage['pending']} ({lineage['undeliverable']} undeliverable)")
         for daemon in report["daemons"]:  # several daemons on one PostgreSQL: which are alive
             state = "live" if daemon["live"] else "lease lost"
             write_plain(

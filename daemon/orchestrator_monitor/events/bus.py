@@ -140,6 +140,14 @@ class Bus:
             self._route()
         return subscription
 
+    def set_sink_types(self, name: str, types: Iterable[EventType]) -> None:
+        """The plug-in sink `name` takes `types` from the next event on (its rules were reloaded): routed like
+        any wiring change, so a type no sink takes still costs the publisher nothing."""
+        runner = next(runner for runner in self._runners if runner.name == name)
+        with self._lock:
+            runner.subscription.types = frozenset(types)
+            self._route()
+
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)

@@ -132,7 +132,7 @@ class SinkRunner:
         self.name = name
         self.sink = sink
         self.failures = 0
-        self._subscription = subscription
+        self.subscription = subscription
         self._refetch = refetch
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
 
@@ -141,18 +141,18 @@ class SinkRunner:
 
     def close(self, timeout: float) -> None:
         """Deliver what is queued, then close the sink."""
-        self._subscription.close()
+        self.subscription.close()
         self._thread.join(timeout)
         if self._thread.is_alive():
             logger.error("sink %s did not finish within %.0f s", self.name, timeout)
 
     def _run(self) -> None:
-        for item in self._subscription:
+        for item in self.subscription:
             if isinstance(item, Missed):
                 logger.warning(
                     "sink %s fell behind and missed %d events from seq %d", self.name, item.count, item.first_seq
                 )
-                for event in self._refetch(item, self._subscription.types):
+                for event in self._refetch(item, self.subscription.types):
                     self._deliver(event)
             else:
                 self._deliver(item)

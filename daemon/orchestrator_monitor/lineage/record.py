@@ -27,6 +27,7 @@ class LineageRecord:
             path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
         )
         self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=NORMAL")  # as the lineage outbox: kill -9 loses nothing
         self._connection.execute(_SCHEMA)
         self._lock = threading.Lock()
         self._seen: set[tuple[str, str]] = set()  # done, known without a query (every status change asks)

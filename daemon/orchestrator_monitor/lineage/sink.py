@@ -9,20 +9,22 @@ sent once per run, also across restarts (`record.py`). The job is `openlineage.n
 `openlineage.job_name`, else the run's name, else its id; the OpenLineage run id is a UUID
 derived from the namespace and the run id, so every event of a run carries the same one.
 
-The bus feeds it on its own thread, so a slow or absent endpoint never holds up the daemon; an
-event the transport could not send is logged and counted, and not retried (lineage is a record
-for other systems, not an alert).
+The bus feeds it on its own thread, which puts each event in the outbox (`lineage/outbox.py`);
+the delivery thread sends it, retrying with backoff while the endpoint is down, a run's events in
+order, what is pending surviving kill -9 (`lineage/delivery.py`). While it fails the sink's
+health says so (the check `openlineage_sink`), and its counters are in the metrics.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from openlineage.client import OpenLineageClient
-from openlineage.client.generated.base import EventType, Job, Run, RunEvent, RunFacet
+from openlineage.client.generated.base import EventType
 from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport, TokenProvider
 from openlineage.client.transport.transport import Transport
@@ -30,13 +32,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import OpenLineageSettings, Settings, url_origin
+from ..events.bus import Bus
+from ..events.outbox import Outbox
+from ..events.subscription import SinkHealth
 from ..events.types import Event
 from ..events.types import EventType as MonitorEvent
 from ..state.engine import read_transaction
 from ..state.queries import fetch_run
 from ..state.tables import StateTables
 from ..workspace import Workspace
-from .facets import END_STATES, PRODUCER, archive_facets, outcome_facets
+from .delivery import ARCHIVED, END, START, LineageDelivery
+from .facets import END_STATES
+from .outbox import DESTINATION, KEEP_SECONDS, lineage_outbox
 from .record import LineageRecord
 
 logger = logging.getLogger(__name__)
@@ -44,12 +51,9 @@ logger = logging.getLogger(__name__)
 RunName = Callable[[str], str | None]
 LINEAGE_TYPES = frozenset({MonitorEvent.RUN_STATUS_CHANGED, MonitorEvent.RUN_COMPLETED, MonitorEvent.RUN_ARCHIVED})
 OFFERED_LIMIT = 10_000
-RUN_ID_NAMESPACE = uuid.UUID("5b0e7d3c-4f4e-4c8a-9a43-1f0c8a1e6d21")  # fixed: a run keeps its UUID forever
-START, END, ARCHIVED = "START", "END", "ARCHIVED"
-
-
-def lineage_run_id(namespace: str, run_id: str) -> str:
-    return str(uuid.uuid5(RUN_ID_NAMESPACE, f"{namespace}/{run_id}"))
+SINK_NAME = "openlineage"  # on the bus, and its health check `openlineage_sink`
+CLOSE_SECONDS = 5.0  # a delivery attempt under way at shutdown is given this long
+NO_RETRIES = {"total": 0}  # urllib3's: the outbox retries (and remembers across restarts)
 
 
 def build_transport(settings: OpenLineageSettings, workspace: Settings) -> Transport:
@@ -59,7 +63,9 @@ def build_transport(settings: OpenLineageSettings, workspace: Settings) -> Trans
         return FileTransport(FileConfig(log_file_path=str(path), append=True))
     auth = ApiKeyTokenProvider({"apiKey": settings.api_key}) if settings.api_key else TokenProvider({})
     assert settings.url is not None  # the settings' validator
-    config = HttpConfig(url=settings.url, endpoint=settings.endpoint, timeout=settings.timeout_seconds, auth=auth)
+    config = HttpConfig(
+        url=settings.url, endpoint=settings.endpoint, timeout=settings.timeout_seconds, auth=auth, retry=NO_RETRIES
+    )
     return HttpTransport(config)
 
 
@@ -80,19 +86,32 @@ def state_run_names(engine: Engine, tables: StateTables) -> RunName:
 
 
 class LineageSink:
-    """`handle(event)` and `close()`, as the bus wants a sink."""
+    """`handle(event)` and `close()`, as the bus wants a sink, and `health()` for the daemon's checks."""
 
     def __init__(
-        self, settings: OpenLineageSettings, transport: Transport, record: LineageRecord, run_name: RunName
+        self,
+        settings: OpenLineageSettings,
+        transport: Transport,
+        outbox: Outbox,
+        record: LineageRecord,
+        run_name: RunName,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._client = OpenLineageClient(transport=transport)
+        self._outbox = outbox
         self._record = record
         self._run_name = run_name
-        self._shown = url_origin(settings.url) if settings.transport == "http" and settings.url else str(settings.file)
-        self.sent = 0
-        self.failures = 0
+        self._clock = clock
+        shown = url_origin(settings.url) if settings.transport == "http" and settings.url else str(settings.file)
+        self.delivery = LineageDelivery(outbox, settings, self._client, shown, clock=clock)
         self._offered: set[str] = set()  # runs whose RUNNING was queued (the publisher's thread only)
+
+    def wire(self, bus: Bus, *, queue_size: int) -> None:
+        """Feed this sink from `bus` (its own thread and queue) and start delivering."""
+        bus.add_sink(self, name=SINK_NAME, queue_size=queue_size, types=LINEAGE_TYPES, accept=self.wants)
+        self.delivery.start()
 
     def wants(self, type: MonitorEvent, data: Mapping[str, Any], run_id: str | None) -> bool:
         """The bus's filter, on the publisher's thread under its lock: of the status changes, only a run's
@@ -111,51 +130,64 @@ class LineageSink:
         if run_id is None:
             return
         if event.type is MonitorEvent.RUN_STATUS_CHANGED and event.data["to"] == "RUNNING":
-            self._start(run_id, event.time)
+            self._put(run_id, START, EventType.START, event.time, {})
         elif event.type is MonitorEvent.RUN_COMPLETED:
-            self._start(run_id, event.time)
+            self._put(run_id, START, EventType.START, event.time, {})
             state = END_STATES.get(str(event.data["status"]), EventType.OTHER)
-            self._emit(run_id, END, state, event.time, outcome_facets(dict(event.data)))
+            self._put(run_id, END, state, event.time, event.data)
         elif event.type is MonitorEvent.RUN_ARCHIVED and self._record.done(run_id, END):
-            self._emit(run_id, ARCHIVED, EventType.OTHER, event.time, archive_facets(dict(event.data)))
+            self._put(run_id, ARCHIVED, EventType.OTHER, event.time, event.data)
 
-    def _start(self, run_id: str, time: str) -> None:
-        self._emit(run_id, START, EventType.START, time, {})
-
-    def _emit(self, run_id: str, phase: str, state: EventType, time: str, facets: dict[str, RunFacet]) -> None:
+    def _put(self, run_id: str, phase: str, state: EventType, time: str, data: Mapping[str, Any]) -> None:
+        """Into the outbox, then into the once-table: a crash in between offers it again, which the outbox's
+        unique key ignores."""
         if self._record.done(run_id, phase):
             return
-        namespace = self._settings.namespace
-        name = self._settings.job_name or self._run_name(run_id) or run_id
-        event = RunEvent(
-            eventType=state,
-            eventTime=time,
-            run=Run(runId=lineage_run_id(namespace, run_id), facets=facets),
-            job=Job(namespace=namespace, name=name),
-            producer=PRODUCER,
-        )
-        try:
-            self._client.emit(event)
-        except Exception as err:  # a transport's error may quote its URL: only its type is said
-            self.failures += 1
-            logger.warning(
-                "OpenLineage %s of run %s not sent to %s: %s", state, run_id, self._shown, type(err).__name__
-            )
-            return
+        payload = {
+            "run_id": run_id,
+            "phase": phase,
+            "state": state.value,
+            "time": time,
+            "job": self._settings.job_name or self._run_name(run_id) or run_id,
+            "data": orjson.dumps(dict(data)).decode(),
+        }
+        self._outbox.add(f"{run_id}:{phase}", (DESTINATION,), payload, due=self._clock(), keep_seconds=KEEP_SECONDS)
         self._record.record(run_id, phase)
-        self.sent += 1
+        self.delivery.wake()
 
-    def stats(self) -> dict[str, int]:
-        return {"sent": self.sent, "failures": self.failures}
+    def health(self) -> SinkHealth:
+        """Failing while events wait and the last attempt failed, or some were given up until the next start."""
+        delivery = self.delivery
+        counts = self._outbox.counts()
+        counters = {
+            "delivered": delivery.sent,
+            "attempts_failed": delivery.failures,
+            "undeliverable": delivery.undeliverable,
+        }
+        waiting = f"{counts['pending']} events waiting ({counts['undeliverable']} undeliverable until the next start)"
+        if counts["undeliverable"] or (delivery.last_error is not None and counts["pending"]):
+            return SinkHealth(
+                False, f"{delivery.shown} does not take events ({delivery.last_error}): {waiting}", counters
+            )
+        return SinkHealth(True, f"{delivery.shown}: {waiting}", counters)
 
     def close(self) -> None:
+        """Stop delivering (what is pending stays in the outbox for the next start) and close the transport."""
         try:
+            self.delivery.close(CLOSE_SECONDS)
             self._client.close(timeout=self._settings.timeout_seconds)
         finally:
+            self._outbox.close()
             self._record.close()
 
 
 def open_lineage_sink(settings: Settings, run_name: RunName) -> LineageSink:
     workspace = Workspace.from_settings(settings)
-    record = LineageRecord(workspace.progress_db, busy_timeout_seconds=settings.database.busy_timeout_seconds)
-    return LineageSink(settings.openlineage, build_transport(settings.openlineage, settings), record, run_name)
+    busy = settings.database.busy_timeout_seconds
+    return LineageSink(
+        settings.openlineage,
+        build_transport(settings.openlineage, settings),
+        lineage_outbox(workspace.progress_db, busy_timeout_seconds=busy),
+        LineageRecord(workspace.progress_db, busy_timeout_seconds=busy),
+        run_name,
+    )

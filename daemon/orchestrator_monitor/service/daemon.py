@@ -26,6 +26,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import __version__
+from ..alerts.delivery import import_apprise
 from ..alerts.facts import state_run_details
 from ..alerts.sink import AlertSink, open_alert_sink
 from ..archive.sizes import ArchiveSizes
@@ -169,6 +170,8 @@ def reload_settings(
         applied, waiting = merge_reloadable(current, load())
         if alerts is not None:
             alerts.configure(applied.alerts)
+        elif applied.alerts.rules:
+            import_apprise()  # not installed: Unavailable, saying which extra
     except MonitorError as err:
         logger.error("configuration not reloaded, the running one is kept: %s", err)
         return current
@@ -182,16 +185,31 @@ def reload_settings(
     return applied
 
 
-def open_lineage(settings: Settings, state: StateDatabase) -> tuple[LineageSink, frozenset[EventType]]:
-    """The OpenLineage sink (`openlineage.enabled`) and the types it takes; its library is an optional extra,
-    imported only then."""
+def open_alerts(settings: Settings, state: StateDatabase) -> AlertSink | None:
+    """The alert sink, also without rules; None without apprise (an optional extra) and without rules, which
+    need it (Unavailable)."""
+    if not settings.alerts.rules:
+        try:
+            import_apprise()
+        except Unavailable:
+            return None
+    return open_alert_sink(
+        settings.alerts,
+        Workspace.from_settings(settings).progress_db,
+        busy_timeout_seconds=settings.database.busy_timeout_seconds,
+        details=state_run_details(state.engine, state.tables),
+    )
+
+
+def open_lineage(settings: Settings, state: StateDatabase) -> LineageSink:
+    """The OpenLineage sink (`openlineage.enabled`); its library is an optional extra, imported only then."""
     try:
-        from ..lineage.sink import LINEAGE_TYPES, open_lineage_sink, state_run_names
+        from ..lineage.sink import open_lineage_sink, state_run_names
     except ImportError:
         raise Unavailable(
             "openlineage.enabled needs openlineage-python: pip install 'orchestrator-monitor[openlineage]'"
         ) from None
-    return open_lineage_sink(settings, state_run_names(state.engine, state.tables)), LINEAGE_TYPES
+    return open_lineage_sink(settings, state_run_names(state.engine, state.tables))
 
 
 def report_with_alerts(supervisor: Supervisor, alerts: AlertSink) -> dict[str, Any]:
@@ -282,25 +300,11 @@ def run_daemon(
             sink_health=bus.sink_health,
             daemons=(lambda: [asdict(m) for m in membership.members()]) if store.shared else list,
         )
-        alerts = None
-        if settings.alerts.rules:  # off without rules; a reload may change them, the first needs a restart
-            alerts = open_alert_sink(
-                settings.alerts,
-                workspace.progress_db,
-                busy_timeout_seconds=busy,
-                details=state_run_details(state.engine, state.tables),
-            )
-            bus.add_sink(alerts, name="alerts", queue_size=settings.events.subscriber_queue_size, types=alerts.types)
-            alerts.start()
+        alerts = open_alerts(settings, state)  # wired without rules too: a SIGHUP may add the first
+        if alerts is not None:
+            alerts.wire(bus, queue_size=settings.events.subscriber_queue_size)
         if settings.openlineage.enabled:
-            lineage, types = open_lineage(settings, state)
-            bus.add_sink(
-                lineage,
-                name="openlineage",
-                queue_size=settings.events.subscriber_queue_size,
-                types=types,
-                accept=lineage.wants,
-            )
+            open_lineage(settings, state).wire(bus, queue_size=settings.events.subscriber_queue_size)
         archival = ArchiveWorker.for_daemon(
             settings,
             state=state,

@@ -19,6 +19,7 @@ from ..config import Settings
 from ..ledger.members import Member, read_members
 from ..ledger.monitor_db import read_heartbeats
 from ..ledger.store import MonitorStore, open_store
+from ..lineage.outbox import read_lineage_counts
 from ..service.health import DatabaseChecker, check_archival_storage, check_heartbeats, process_alive
 from ..service.safemode import Condition, Observation
 from ..state.access import SchemaMismatch, check_fit, configured_mapping
@@ -74,6 +75,7 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         "escalations": view.get("escalations", []),
         "recent_errors": view.get("recent_errors", []),
         "alerts": read_alert_counts(workspace.progress_db, busy_timeout_seconds=busy),
+        "lineage": read_lineage_counts(workspace.progress_db, busy_timeout_seconds=busy),
         "heartbeat_age_s": max((round(b.age_seconds(now), 3) for b in beats), default=None),
         "daemons": daemons,
     }
