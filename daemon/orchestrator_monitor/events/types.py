@@ -29,6 +29,9 @@ class EventType(StrEnum):
     RUN_ARCHIVED = "RUN_ARCHIVED"
     ARCHIVE_FAILED = "ARCHIVE_FAILED"
     ARCHIVE_CORRUPT = "ARCHIVE_CORRUPT"  # a fixity audit found a published bag no longer matching its manifest
+    RUN_PRUNED = "RUN_PRUNED"  # retention deleted the run directory's files (each one re-verified in its bag)
+    ARCHIVE_PRUNED = "ARCHIVE_PRUNED"  # retention deleted a local bag whose offloaded copy was confirmed
+    RETENTION_HELD = "RETENTION_HELD"  # retention refused a deletion its policies allow (once per run and reason)
     REPORT_GENERATED = "REPORT_GENERATED"
     REPORT_FAILED = "REPORT_FAILED"
     SAFE_MODE_ENTERED = "SAFE_MODE_ENTERED"
@@ -56,6 +59,9 @@ REQUIRED_DATA: dict[EventType, frozenset[str]] = {
     EventType.RUN_ARCHIVED: frozenset({"archive_path", "files", "bytes", "seconds", "manifest_sha256"}),
     EventType.ARCHIVE_FAILED: frozenset({"reason", "detail"}),
     EventType.ARCHIVE_CORRUPT: frozenset({"archive_path", "problems"}),
+    EventType.RUN_PRUNED: frozenset({"run_dir", "files", "bytes", "kept", "why"}),
+    EventType.ARCHIVE_PRUNED: frozenset({"archive_path", "bytes", "why"}),
+    EventType.RETENTION_HELD: frozenset({"target", "reason", "detail"}),
     EventType.REPORT_GENERATED: frozenset({"paths"}),
     EventType.REPORT_FAILED: frozenset({"reason", "detail"}),
     EventType.SAFE_MODE_ENTERED: frozenset({"reason"}),
@@ -71,6 +77,8 @@ ONCE_PER_RUN: frozenset[EventType] = frozenset(
         EventType.ARCHIVE_STARTED,
         EventType.RUN_ARCHIVED,
         EventType.REPORT_GENERATED,
+        EventType.RUN_PRUNED,
+        EventType.ARCHIVE_PRUNED,
     }
 )
 """Types whose id is `<run_id>:<TYPE>`, so a repeat after a crash is recognisable."""
@@ -80,6 +88,7 @@ RUN_SCOPED: frozenset[EventType] = ONCE_PER_RUN | {
     EventType.RUN_STALLED,
     EventType.ARCHIVE_FAILED,
     EventType.ARCHIVE_CORRUPT,
+    EventType.RETENTION_HELD,
     EventType.REPORT_FAILED,
 }
 """Types that make no sense without a `run_id`; others may carry one (a WARNING about a run)."""

@@ -47,6 +47,7 @@ from ..ledger.monitor_db import Heartbeat, record_heartbeats
 from ..ledger.runs import Ledger
 from ..ledger.store import MonitorStore, open_store
 from ..lock import hold_lock
+from ..retention.prune import retention_job
 from ..state.access import StateDatabase, open_state, settle_seconds
 from ..state.connection import StateConnection
 from ..state.engine import create_archival_table, open_engine, sqlite_path
@@ -365,7 +366,9 @@ def run_daemon(
         thread.start()
         stack.callback(thread.join, THREAD_JOIN_SECONDS)
         audit = audit_job(settings.audit, Catalog(store), bus.publish, supervisor.observe, stop, workspace.archive_root)
-        scheduler = start_scheduler(supervisor, settings, outcomes, (audit,))
+        # offload's confirmer is wired here once offload exists: until then no local bag is ever deleted
+        retention = retention_job(settings.retention, workspace, store, bus.publish, supervisor.safe_modes, stop)
+        scheduler = start_scheduler(supervisor, settings, outcomes, (audit, retention))
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
             report = supervisor.report if alerts is None else partial(report_with_alerts, supervisor, alerts)

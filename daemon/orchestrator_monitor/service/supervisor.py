@@ -110,6 +110,9 @@ class Supervisor:
     def archival_allowed(self) -> bool:
         return self._state.archival_allowed
 
+    def safe_modes(self) -> frozenset[str]:
+        return self._state.safe_modes
+
     def live(self) -> bool:
         scheduler_age = self._clock() - self._last_beat
         return self._detection.live() and scheduler_age <= self.settings.health.stale_after_seconds
