@@ -27,10 +27,10 @@ applies_to = ["run_dirs", "bags"]
 """
 
 
-def archive_runs(cli: Callable[..., Any], workspace: Path, run_ids: list[str]) -> None:
+def archive_runs(cli: Callable[..., Any], workspace: Path, run_ids: list[str], status: str = "COMPLETED") -> None:
     """Terminal runs with a few files each (one in a subdirectory), archived by the real archiver."""
     for run_id in run_ids:
-        run_dir = add_terminal_run(workspace, run_id)
+        run_dir = add_terminal_run(workspace, run_id, status)
         (run_dir / "logs").mkdir()
         (run_dir / "logs" / "t0.log").write_text(f"{run_id} log\n")
         (run_dir / "out.bin").write_bytes(os.urandom(4096))
