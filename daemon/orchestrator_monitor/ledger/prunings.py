@@ -108,9 +108,9 @@ class Prunings:
     def hold_once(self, run_id: str, target: str, reason: str, at: str) -> bool:
         """Remember that `target` of `run_id` was held for `reason`; True the first time (say it then)."""
         insert = self._store.insert(_H).values(run_id=run_id, target=target, reason=reason, at=at)
+        insert = insert.on_conflict_do_nothing(index_elements=["run_id", "target", "reason"]).returning(_H.c.run_id)
         with self._store.write() as connection:
-            result = connection.execute(insert.on_conflict_do_nothing(index_elements=["run_id", "target", "reason"]))
-        return bool(result.rowcount)
+            return connection.execute(insert).first() is not None
 
     def pruned_ids(self, target: str) -> set[str]:
         """The runs whose `target` retention deleted (a backfill must not archive them again)."""
