@@ -31,16 +31,16 @@ def _records(store) -> None:
     [a, b, c] = sorted(prunings.catalog_runs(under="/ws/.archive"), key=lambda r: r.run_id)
     assert (a.local_bag, c.local_bag) == ("/ws/.archive/a", None)  # another root's bag is not ours to delete
     assert a.ended_at == "2026-11-24T10:05:00.000000Z" and a.name == "nightly" and not a.pruned
-    assert prunings.hold_once("a", "bag", "not_offloaded", "t1")
-    assert not prunings.hold_once("a", "bag", "not_offloaded", "t2")  # said once
-    assert prunings.hold_once("a", "bag", "bag_corrupt", "t2")  # another reason is said too
+    prunings.add_holds([("a", "bag", "not_offloaded")], "t1")
+    prunings.add_holds([("a", "bag", "not_offloaded"), ("a", "bag", "bag_corrupt")], "t2")  # again: no error
+    assert prunings.holds() == {("a", "bag", "not_offloaded"), ("a", "bag", "bag_corrupt")}
     prunings.record(Pruned("a", "bag", "t3", "old", 3, 100, 0), drop_location="/ws/.archive/a")
     prunings.record(Pruned("b", "run_dir", "t3", "old", 3, 90, 1))
     [a, b, _] = sorted(prunings.catalog_runs(under="/ws/.archive"), key=lambda r: r.run_id)
     assert a.local_bag is None and a.pruned == {"bag"} and b.pruned == {"run_dir"}
     assert catalog.get("a").locations == () and catalog.get("b").locations == ("/ws/.archive/b",)
     assert prunings.pruned_ids("bag") == {"a"}
-    assert prunings.hold_once("a", "bag", "not_offloaded", "t4")  # forgotten with the deletion
+    assert prunings.holds() == set()  # forgotten with the deletion: a later refusal is said anew
 
 
 def test_records_on_sqlite(workspace) -> None:

@@ -26,6 +26,7 @@ _A = monitor_archives
 _L = monitor_archive_locations
 _P = monitor_prunings
 _H = monitor_retention_holds
+_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +106,19 @@ class Prunings:
             if drop_location is not None:
                 connection.execute(delete(_L).where(_L.c.run_id == done.run_id, _L.c.location == drop_location))
 
-    def hold_once(self, run_id: str, target: str, reason: str, at: str) -> bool:
-        """Remember that `target` of `run_id` was held for `reason`; True the first time (say it then)."""
-        insert = self._store.insert(_H).values(run_id=run_id, target=target, reason=reason, at=at)
-        insert = insert.on_conflict_do_nothing(index_elements=["run_id", "target", "reason"]).returning(_H.c.run_id)
-        with self._store.write() as connection:
-            return connection.execute(insert).first() is not None
+    def holds(self) -> set[tuple[str, str, str]]:
+        """(run id, target, reason) of every refusal said already: a pass says only the new ones."""
+        with self._store.engine.connect() as connection:
+            rows = connection.execute(select(_H.c.run_id, _H.c.target, _H.c.reason)).all()
+        return {(run_id, target, reason) for run_id, target, reason in rows}
+
+    def add_holds(self, holds: list[tuple[str, str, str]], at: str) -> None:
+        """Remember refusals as said (in chunks, one transaction each: a first pass may hold thousands)."""
+        rows = [{"run_id": r, "target": t, "reason": why, "at": at} for r, t, why in holds]
+        insert = self._store.insert(_H).on_conflict_do_nothing(index_elements=["run_id", "target", "reason"])
+        for start in range(0, len(rows), _CHUNK):
+            with self._store.write() as connection:
+                connection.execute(insert, rows[start : start + _CHUNK])
 
     def pruned_ids(self, target: str) -> set[str]:
         """The runs whose `target` retention deleted (a backfill must not archive them again)."""

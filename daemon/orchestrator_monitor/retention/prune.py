@@ -115,6 +115,8 @@ class Retention:
         rows = {row.run_id: row for row in self._prunings.catalog_runs(under=str(self._workspace.archive_root))}
         facts = [self._facts(row) for row in rows.values()]
         report = PassReport()
+        said = self._prunings.holds() if apply else set()
+        new_holds: list[tuple[str, str, str]] = []
         for step in plan(facts, self._settings.policies, now):
             if apply and not report.stopped and (self._stopping() or self._refusal() is not None):
                 report.stopped = True  # the rest stays as the plan has it, unchecked and untouched
@@ -129,8 +131,9 @@ class Retention:
                 except Unavailable as busy:  # the run's lock: being archived right now
                     step = replace(step, held=Hold.BUSY, detail=str(busy))
             if apply and step.held is not None:
-                self._say_held(step, now)
+                self._say_held(step, said, new_holds)
             report.steps.append(step)
+        self._prunings.add_holds(new_holds, format_timestamp(now))
         return report
 
     def _facts(self, row: CatalogRun) -> RunFacts:
@@ -249,9 +252,14 @@ class Retention:
         remove_tree(deleting)
         logger.info("retention: the local bag of run %s deleted (%s)", run_id, why)
 
-    def _say_held(self, step: Step, now: datetime) -> None:
+    def _say_held(self, step: Step, said: set[tuple[str, str, str]], new: list[tuple[str, str, str]]) -> None:
+        """RETENTION_HELD once per run, target and reason (remembered at the end of the pass: a crash
+        before that says it again, never not at all)."""
         assert step.held is not None
-        if self._prunings.hold_once(step.run_id, step.target, step.held, format_timestamp(now)):
+        key = (step.run_id, str(step.target), str(step.held))
+        if key not in said:
+            said.add(key)
+            new.append(key)
             data = {"target": str(step.target), "reason": str(step.held), "detail": step.detail}
             self._publish(EventType.RETENTION_HELD, data, run_id=step.run_id)
 
@@ -272,7 +280,9 @@ class Retention:
                 names, size, kept = self._compared_leftover(bag, deleting)
                 self._delete_run_files(run_id, deleting, names, size, kept, INTERRUPTED, now)
             except _Held as held:
-                self._say_held(Step(Target.RUN_DIR, run_id, INTERRUPTED, held.hold, held.detail), now)
+                said, new = self._prunings.holds(), list[tuple[str, str, str]]()
+                self._say_held(Step(Target.RUN_DIR, run_id, INTERRUPTED, held.hold, held.detail), said, new)
+                self._prunings.add_holds(new, format_timestamp(now))
         for run_id, deleting in leftovers(self._workspace.archive_root, DELETING):
             self._bag_deleted(run_id, self._workspace.archive_root / run_id, deleting, INTERRUPTED, now)
 
