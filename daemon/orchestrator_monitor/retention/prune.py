@@ -164,6 +164,8 @@ class Retention:
             if step.target is Target.RUN_DIR:
                 self._verified(step.run_id, bag, now, record=False)
                 self._compared(bag, self._run_dir(step.run_id))
+            elif not bag.is_dir():
+                raise _Held(Hold.BAG_UNVERIFIED, f"{bag}: the bag is gone")
             return
         with hold_lock(run_lock(self._workspace, step.run_id), f"run {step.run_id}", remove=True):
             if step.target is Target.RUN_DIR:
@@ -269,8 +271,9 @@ class Retention:
             original = self._run_dir(run_id)
             if not original.exists():
                 rename_durably(checking, original)  # nothing was deleted yet
-        rows = {row.run_id: row for row in self._prunings.catalog_runs()}
-        for run_id, deleting in leftovers(self._workspace.runs_dir, DELETING):
+        half_deleted = leftovers(self._workspace.runs_dir, DELETING)
+        rows = {row.run_id: row for row in self._prunings.catalog_runs()} if half_deleted else {}
+        for run_id, deleting in half_deleted:
             row = rows.get(run_id)
             try:
                 if row is None or row.local_bag is None:
