@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.ledger.catalog import Catalog
+from orchestrator_monitor.ledger.monitor_db import Heartbeat, record_heartbeats
 from orchestrator_monitor.ledger.prunings import Prunings
 from orchestrator_monitor.ledger.store import open_store
 from orchestrator_monitor.retention.removal import CHECKING, DELETING
@@ -22,6 +23,7 @@ from retention_support import (
     tree_digest,
 )
 
+JOBS = ("scheduler", "detection")  # a live daemon's heartbeats, all fresh
 NOT_YET = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # the runs ended two hours before: no policy lets them go
 EVERYTHING_BAGS = """
 [retention]
@@ -159,6 +161,8 @@ def test_a_local_bag_goes_only_once_its_offloaded_copy_is_confirmed(cli, workspa
     assert [p.target for p in prunings.pruned("o1")] == ["bag"]
     backfill = cli("archive", "--workspace", str(workspace), "--backfill")
     assert backfill.out.startswith("backfill: 0 of 0")  # archived already: not archived again from the run directory
+    again = cli("archive", "--workspace", str(workspace), "--run", "o1")
+    assert again.code == 1 and "retention deleted its local bag" in again.err and not bag.exists()
 
 
 def test_a_pass_killed_midway_is_finished_by_the_next(cli, workspace: Path) -> None:
@@ -190,3 +194,25 @@ def test_the_daemon_prunes_on_its_schedule(cli, workspace: Path, start_daemon) -
     held = daemon.log.events("RETENTION_HELD", "j1")
     assert [e["data"]["reason"] for e in held] == ["not_offloaded"]  # the bag: offload is off, said once
     assert daemon.stop()[0] == 0
+
+
+def test_the_command_runs_a_pass_unless_the_daemon_is_in_safe_mode(cli, workspace: Path) -> None:
+    archive_runs(cli, workspace, ["m1"])
+    configure(workspace)
+    settings = load_settings(workspace)
+    store = open_store(settings)
+    view = {"safe_modes": ["archive_storage_full"]}
+    now = datetime.now(UTC)
+    record_heartbeats(store, [Heartbeat(job, os.getpid(), now, (), view if job == "scheduler" else {}) for job in JOBS])
+    refused = cli("retention", "run", "--workspace", str(workspace))
+    assert refused.code == 3 and "safe mode archive_storage_full: nothing is deleted" in refused.err
+    assert (workspace / "runs" / "m1" / "out.bin").is_file()
+    record_heartbeats(store, [Heartbeat(job, os.getpid(), now, (), {}) for job in JOBS])  # safe mode left
+    store.dispose()
+    done = cli("retention", "run", "--workspace", str(workspace), "--json")
+    assert done.code == 0, done.err
+    steps = {(s["run_id"], s["target"]): s["action"] for s in json.loads(done.out)["steps"]}
+    assert steps == {("m1", "run_dir"): "deleted", ("m1", "bag"): "hold: not_offloaded"}
+    assert not (workspace / "runs" / "m1").exists()
+    logged = [json.loads(line) for line in (workspace / "logs" / "monitor.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in logged if e["type"] == "RUN_PRUNED"] == ["m1:RUN_PRUNED"]
