@@ -187,12 +187,15 @@ def test_the_daemon_prunes_on_its_schedule(cli, workspace: Path, start_daemon) -
     archive_runs(cli, workspace, ["j1"])
     configure(workspace)
     daemon = start_daemon(workspace, "retention.interval_seconds=0.5")
-    daemon.log.wait_for(lambda log: bool(log.events("RUN_PRUNED", "j1")), what="RUN_PRUNED")
+    daemon.log.wait_for(
+        lambda log: bool(log.events("RUN_PRUNED", "j1") and log.events("RETENTION_HELD", "j1")),
+        what="RUN_PRUNED and the bag's RETENTION_HELD",
+    )
     [event] = daemon.log.events("RUN_PRUNED", "j1")
     assert event["id"] == "j1:RUN_PRUNED" and event["data"]["files"] == 3
     assert not (workspace / "runs" / "j1").exists()
     held = daemon.log.events("RETENTION_HELD", "j1")
-    assert [e["data"]["reason"] for e in held] == ["not_offloaded"]  # the bag: offload is off, said once
+    assert [e["data"]["reason"] for e in held] == ["not_offloaded"]  # the bag: offload is off, said once a run
     assert daemon.stop()[0] == 0
 
 

@@ -198,16 +198,20 @@ class Retention:
             raise _Held(Hold.BAG_UNVERIFIED, "; ".join(problems[:SHOWN]))
         self._catalog.record_check(run_id, at, VERIFIED_OK, None)
 
-    def _compared(self, bag: Path, directory: Path) -> tuple[list[bytes], int, int]:
-        """The names in the bag, their bytes and how many stay; `_Held` when a file differs or is unreadable."""
+    def _compared(self, bag: Path, directory: Path, *, resumed: bool = False) -> tuple[list[bytes], int, int]:
+        """The names in the bag, their bytes and how many stay; `_Held` when the directory cannot be read or
+        (unless `resumed`) a file differs. A resumed deletion keeps a differing file instead: none differed
+        when the deletion began, so one that differs now changed since, and what is gone is gone."""
         try:
             found = check_run_dir(bag, RunDir(directory.parent, Path(directory.name)))
         except ArchiveFailure as failure:
             raise _Held(Hold.UNREADABLE, failure.detail) from None
-        if found.changed:
+        except OSError as err:  # a bag without a SHA-256 manifest or links.txt (not one of ours)
+            raise _Held(Hold.UNREADABLE, f"{bag}: {err.strerror or err}") from None
+        if found.changed and not resumed:
             shown = ", ".join(found.changed[:SHOWN]) + (", ..." if len(found.changed) > SHOWN else "")
             raise _Held(Hold.CHANGED, f"{len(found.changed)} files differ from their copy in the bag: {shown}")
-        return found.in_bag, found.size, len(found.kept)
+        return found.in_bag, found.size, len(found.kept) + len(found.changed)
 
     def _prune_run_dir(self, step: Step, bag: Path, now: datetime) -> None:
         self._verified(step.run_id, bag, now, record=True)
@@ -280,7 +284,7 @@ class Retention:
                     raise _Held(Hold.NO_LOCAL_BAG, f"{deleting} is left as it is: no local bag to verify it against")
                 bag = Path(row.local_bag)
                 self._verified(run_id, bag, now, record=True)
-                names, size, kept = self._compared_leftover(bag, deleting)
+                names, size, kept = self._compared(bag, deleting, resumed=True)
                 self._delete_run_files(run_id, deleting, names, size, kept, INTERRUPTED, now)
             except _Held as held:
                 said, new = self._prunings.holds(), list[tuple[str, str, str]]()
@@ -288,15 +292,6 @@ class Retention:
                 self._prunings.add_holds(new, format_timestamp(now))
         for run_id, deleting in leftovers(self._workspace.archive_root, DELETING):
             self._bag_deleted(run_id, self._workspace.archive_root / run_id, deleting, INTERRUPTED, now)
-
-    def _compared_leftover(self, bag: Path, deleting: Path) -> tuple[list[bytes], int, int]:
-        """A half-deleted directory: the files still equal to the bag's go, any other stays (none was
-        found changed before the deletion began, so one differing now changed since: it is kept)."""
-        try:
-            found = check_run_dir(bag, RunDir(deleting.parent, Path(deleting.name)))
-        except ArchiveFailure as failure:
-            raise _Held(Hold.UNREADABLE, failure.detail) from None
-        return found.in_bag, found.size, len(found.kept) + len(found.changed)
 
 
 def retention_job(
