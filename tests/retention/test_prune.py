@@ -219,3 +219,4 @@ def test_the_command_runs_a_pass_unless_the_daemon_is_in_safe_mode(cli, workspac
     assert not (workspace / "runs" / "m1").exists()
     logged = [json.loads(line) for line in (workspace / "logs" / "monitor.jsonl").read_text().splitlines()]
     assert [e["id"] for e in logged if e["type"] == "RUN_PRUNED"] == ["m1:RUN_PRUNED"]
+    assert not (workspace / ".monitor" / "events" / "m1.jsonl").exists()  # no spool file left after the bag
