@@ -86,6 +86,9 @@ def test_a_pass_deletes_only_the_files_in_the_bag(cli, workspace: Path) -> None:
     _, prunings = _catalog(workspace)
     [record] = prunings.pruned("d2")
     assert (record.target, record.files, record.kept) == ("run_dir", 3, 1) and "ended" in record.why
+    shown = json.loads(cli("archives", "show", "d2", "--workspace", str(workspace), "--json").out)
+    assert [(p["target"], p["files"], p["kept"]) for p in shown["pruned"]] == [("run_dir", 3, 1)]
+    assert "pruned run_dir" in cli("archives", "show", "d2", "--workspace", str(workspace)).out
     assert (workspace / ".archive" / "d1").is_dir()  # the bag stays: offload is off
     assert cli("verify", "--workspace", str(workspace), "--run", "d1").code == 0
     assert one_pass(workspace, Recorder()).done == []  # done once: a run directory is pruned once
