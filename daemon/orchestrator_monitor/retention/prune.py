@@ -130,6 +130,8 @@ class Retention:
                     step = replace(step, held=held.hold, detail=held.detail)
                 except Unavailable as busy:  # the run's lock: being archived right now
                     step = replace(step, held=Hold.BUSY, detail=str(busy))
+                except OSError as err:  # one run's trouble ends its step, not the pass (a leftover is finished later)
+                    step = replace(step, held=Hold.UNREADABLE, detail=f"{err.filename or ''}: {err.strerror or err}")
             if apply and step.held is not None:
                 self._say_held(step, said, new_holds)
             report.steps.append(step)
@@ -310,8 +312,12 @@ def retention_job(
         settings, workspace, store, publish, confirm_offloaded=confirm_offloaded, safe_modes=safe_modes, stop=stop
     )
 
-    def one_pass(now: datetime) -> PassReport:
-        report = retention.run_pass(now)
+    def one_pass(now: datetime) -> PassReport | None:
+        try:
+            report = retention.run_pass(now)
+        except Unavailable as busy:  # `orchestrator retention run` is making a pass right now
+            logger.info("retention pass skipped: %s", busy)
+            return None
         if report.refused is not None:
             logger.info("retention pass skipped: %s", report.refused)
         return report
