@@ -8,6 +8,7 @@ Policies: 90 days and the last 2 of each name and status kept, FAILED runs 180 d
 bags; offload "on", with a confirmer that confirms every other run. Measured: the plan (a dry run,
 every check made), the first pass (deletes the sample's expired run directories and half their
 bags, holds the rest with one RETENTION_HELD each) and a second pass (nothing new to do or say).
+The decision alone (catalog read, a stat per run, the pure plan) is timed too.
 Baseline, side by side: the same decision without a catalog, reading every bag's `bag-info.txt` and
 `stat`ing every run directory (measured on the S real bags, extrapolated to N, as its line says).
 
@@ -31,7 +32,9 @@ from typing import Any
 from orchestrator_monitor.archive.bag import write_tag_files
 from orchestrator_monitor.config import RetentionPolicy, RetentionSettings
 from orchestrator_monitor.ledger.catalog import ArchiveEntry, Catalog
+from orchestrator_monitor.ledger.prunings import Prunings
 from orchestrator_monitor.ledger.store import sqlite_store
+from orchestrator_monitor.retention.policy import RunFacts, plan
 from orchestrator_monitor.retention.prune import Retention
 from orchestrator_monitor.timefmt import format_timestamp
 from orchestrator_monitor.workspace import Workspace
@@ -135,6 +138,22 @@ def run(quick: bool) -> None:
             confirm_offloaded=confirm,
         )
         timings = {}
+        started = time.perf_counter()
+        rows = Prunings(store).catalog_runs(under=str(workspace.archive_root))
+        facts = [
+            RunFacts(
+                r.run_id,
+                r.status,
+                r.ended_at,
+                r.name,
+                r.verify_result,
+                os.path.lexists(workspace.runs_dir / r.run_id),
+                r.local_bag is not None,
+            )
+            for r in rows
+        ]
+        plan(facts, POLICIES, NOW)
+        timings["decision alone (catalog read, plan)"] = time.perf_counter() - started
         started = time.perf_counter()
         planned = retention.plan(NOW)
         timings["plan (dry run, every check)"] = time.perf_counter() - started
