@@ -68,7 +68,7 @@ def _rows(report: PassReport, applied: bool) -> list[dict[str, str]]:
             "run_id": step.run_id,
             "target": str(step.target),
             "action": done if step.held is None else f"hold: {step.held}",
-            "why": step.why if step.held is None else f"{step.detail} ({step.why})",
+            "why": f"{step.detail} ({step.why})" if step.detail else step.why,
         }
         for step in report.steps
     ]

@@ -125,7 +125,7 @@ class Retention:
                 continue
             if step.held is None:
                 try:
-                    self._carry_out(step, rows[step.run_id], now, apply)
+                    step = replace(step, detail=self._carry_out(step, rows[step.run_id], now, apply))
                 except _Held as held:
                     step = replace(step, held=held.hold, detail=held.detail)
                 except Unavailable as busy:  # the run's lock: being archived right now
@@ -157,23 +157,23 @@ class Retention:
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
 
-    def _carry_out(self, step: Step, row: CatalogRun, now: datetime, apply: bool) -> None:
-        """Check the step again (raising `_Held`), then, when `apply`, make it."""
+    def _carry_out(self, step: Step, row: CatalogRun, now: datetime, apply: bool) -> str:
+        """Check the step again (raising `_Held`), then, when `apply`, make it; what goes and what stays."""
         self._confirmed(step)
         assert row.local_bag is not None  # the plan holds a step without one
         bag = Path(row.local_bag)
         if not apply:
-            if step.target is Target.RUN_DIR:
-                self._verified(step.run_id, bag, now, record=False)
-                self._compared(bag, self._run_dir(step.run_id))
-            elif not bag.is_dir():
-                raise _Held(Hold.BAG_UNVERIFIED, f"{bag}: the bag is gone")
-            return
+            if step.target is Target.BAG:
+                if not bag.is_dir():
+                    raise _Held(Hold.BAG_UNVERIFIED, f"{bag}: the bag is gone")
+                return f"{bag}"
+            self._verified(step.run_id, bag, now, record=False)
+            return _what_goes(*self._compared(bag, self._run_dir(step.run_id)))
         with hold_lock(run_lock(self._workspace, step.run_id), f"run {step.run_id}", remove=True):
             if step.target is Target.RUN_DIR:
-                self._prune_run_dir(step, bag, now)
-            else:
-                self._prune_bag(step.run_id, bag, step.why, now)
+                return self._prune_run_dir(step, bag, now)
+            self._prune_bag(step.run_id, bag, step.why, now)
+            return f"{bag}"
 
     def _confirmed(self, step: Step) -> None:
         if self._confirm is None:
@@ -212,10 +212,10 @@ class Retention:
             raise _Held(Hold.UNREADABLE, f"{bag}: {err.strerror or err}") from None
         if found.changed and not resumed:
             shown = ", ".join(found.changed[:SHOWN]) + (", ..." if len(found.changed) > SHOWN else "")
-            raise _Held(Hold.CHANGED, f"{len(found.changed)} files differ from their copy in the bag: {shown}")
+            raise _Held(Hold.CHANGED, f"{_files(len(found.changed))} changed since the bag was made: {shown}")
         return found.in_bag, found.size, len(found.kept) + len(found.changed)
 
-    def _prune_run_dir(self, step: Step, bag: Path, now: datetime) -> None:
+    def _prune_run_dir(self, step: Step, bag: Path, now: datetime) -> str:
         self._verified(step.run_id, bag, now, record=True)
         original = self._run_dir(step.run_id)
         checking, deleting = aside(original, CHECKING), aside(original, DELETING)
@@ -230,6 +230,7 @@ class Retention:
             raise
         rename_durably(checking, deleting)
         self._delete_run_files(step.run_id, deleting, names, size, kept, step.why, now)
+        return _what_goes(names, size, kept)
 
     def _delete_run_files(
         self, run_id: str, deleting: Path, names: list[bytes], size: int, kept: int, why: str, now: datetime
@@ -294,6 +295,15 @@ class Retention:
                 self._prunings.add_holds(new, format_timestamp(now))
         for run_id, deleting in leftovers(self._workspace.archive_root, DELETING):
             self._bag_deleted(run_id, self._workspace.archive_root / run_id, deleting, INTERRUPTED, now)
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"
+
+
+def _what_goes(names: list[bytes], size: int, kept: int) -> str:
+    stays = f", {_files(kept)} not in it {'stays' if kept == 1 else 'stay'}" if kept else ""
+    return f"{_files(len(names))} ({size} bytes) in the bag go{stays}"
 
 
 def retention_job(
