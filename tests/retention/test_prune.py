@@ -64,6 +64,8 @@ def test_the_plan_shows_what_would_go_and_changes_nothing(cli, workspace: Path) 
         ("p2", "bag", "hold: not_offloaded"),
     }
     assert all("policy 1 (any status, name *) keeps 1 days" in r["why"] for r in document["steps"])
+    why = {(r["run_id"], r["target"]): r["why"] for r in document["steps"]}
+    assert why[("p2", "run_dir")].startswith("3 files (4116 bytes) in the bag go, 1 file not in it stays")
     table = cli("retention", "plan", "--workspace", str(workspace)).out
     assert "2 would be deleted, 2 held" in table
     assert tree_digest(workspace / "runs", workspace / ".archive", workspace / "logs") == before
