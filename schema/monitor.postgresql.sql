@@ -87,11 +87,30 @@ CREATE TABLE IF NOT EXISTS monitor_offload_uploads (
     PRIMARY KEY (target, run_id, path)
 );
 
+CREATE TABLE IF NOT EXISTS monitor_prunings (
+    run_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    pruned_at TEXT NOT NULL,
+    why TEXT NOT NULL,
+    files BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    kept BIGINT NOT NULL,
+    PRIMARY KEY (run_id, target)
+);
+
 CREATE TABLE IF NOT EXISTS monitor_refusals (
     run_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     at TEXT NOT NULL,
     PRIMARY KEY (run_id)
+);
+
+CREATE TABLE IF NOT EXISTS monitor_retention_holds (
+    run_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (run_id, target, reason)
 );
 
 CREATE TABLE IF NOT EXISTS monitor_runs (

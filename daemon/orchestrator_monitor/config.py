@@ -147,6 +147,34 @@ class OffloadSettings(_Section):
         return self
 
 
+RetentionTarget = Literal["run_dirs", "bags"]
+RUN_DIRS: RetentionTarget = "run_dirs"
+
+
+class RetentionPolicy(_Section):
+    """One `[[retention.policies]]`: which archived runs it covers and how many or how long it keeps.
+
+    A run goes only when some policy covers it and every policy covering it lets it go (retention/policy.py)."""
+
+    statuses: list[str] = Field(default_factory=list)  # the run's status; empty: any
+    run_name: str = Field(default="*", min_length=1)  # a glob over the run's name (its id when it has none)
+    keep_days: float | None = Field(default=None, ge=0)  # kept while it ended less than this many days ago
+    keep_last: int | None = Field(default=None, ge=0)  # the newest N per run name and status are kept
+    applies_to: list[RetentionTarget] = Field(default_factory=lambda: [RUN_DIRS], min_length=1)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> RetentionPolicy:
+        if self.keep_days is None and self.keep_last is None:
+            raise ValueError("a retention policy needs keep_days, keep_last or both")
+        return self
+
+
+class RetentionSettings(_Section):
+    enabled: bool = False  # off: nothing is ever deleted (`retention plan` still shows what would go)
+    interval_seconds: float = Field(default=3600.0, ge=0.1)
+    policies: list[RetentionPolicy] = Field(default_factory=list)
+
+
 class DashboardSettings(_Section):
     enabled: bool = True
     host: str = Field(default="127.0.0.1", min_length=1)
@@ -318,6 +346,7 @@ class Settings(_Section):
     archive: ArchiveSettings = ArchiveSettings()
     audit: AuditSettings = AuditSettings()
     offload: OffloadSettings = OffloadSettings()
+    retention: RetentionSettings = RetentionSettings()
     dashboard: DashboardSettings = DashboardSettings()
     escalation: EscalationSettings = EscalationSettings()
     health: HealthSettings = HealthSettings()

@@ -32,6 +32,9 @@ SPEC_TYPES = {  # the spec's table, copied: the code must not drift from it
     "ARCHIVE_CORRUPT": {"archive_path", "problems"},  # issue 17: a fixity audit found a bag changed
     "ARCHIVE_OFFLOADED": {"archive_path", "target", "location", "files", "bytes"},  # issue 17: offload
     "OFFLOAD_FAILED": {"target", "reason", "detail"},
+    "RUN_PRUNED": {"run_dir", "files", "bytes", "kept", "why"},  # issue 17: retention
+    "ARCHIVE_PRUNED": {"archive_path", "bytes", "why"},
+    "RETENTION_HELD": {"target", "reason", "detail"},
     "REPORT_GENERATED": {"paths"},
     "REPORT_FAILED": {"reason", "detail"},
     "SAFE_MODE_ENTERED": {"reason"},

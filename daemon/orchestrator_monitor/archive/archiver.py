@@ -30,6 +30,7 @@ from ..events.sinks.spool import read_run_events
 from ..events.types import Event, EventType, Publish
 from ..ids import run_directory, validate_run_id
 from ..ledger.catalog import Catalog
+from ..ledger.prunings import Prunings
 from ..ledger.runs import Ledger, RunRecord
 from ..lock import hold_lock
 from ..state.access import StateDatabase
@@ -102,6 +103,8 @@ def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
     record = ctx.ledger.record(run_id)
     if record is not None and record.phase == "reopened":
         raise ProblemFound(f"run {run_id} changed after it was marked: it is archived once it has ended again")
+    if any(p.target == "bag" for p in Prunings(ctx.ledger.store).pruned(run_id)):
+        raise ProblemFound(f"run {run_id} is archived: retention deleted its local bag, its offloaded copy confirmed")
     root = ctx.workspace.root
     try:
         directory = run_directory(root, run_id, row["run_dir"])

@@ -7,6 +7,7 @@ unknown run, a malformed time); 3 no workspace.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from ..errors import BadInput
 from ..events.log import parse_since
 from ..ids import validate_run_id
 from ..ledger.catalog import ArchiveEntry, ArchiveFilter, Catalog, glob_to_like
+from ..ledger.prunings import Pruned, Prunings
 from ..ledger.store import open_store
 from ..state.access import configured_mapping
 from ..workspace import Workspace
@@ -61,18 +63,18 @@ def _moment(text: str | None, option: str, now: datetime) -> str | None:
     return moment
 
 
-def _catalog(settings: Settings) -> tuple[Catalog, Workspace]:
+def _catalog(settings: Settings) -> tuple[Catalog, Prunings, Workspace]:
     workspace = Workspace.from_settings(settings)
     workspace.check_initialised()
     store = open_store(settings)
     assert store is not None
-    return Catalog(store), workspace
+    return Catalog(store), Prunings(store), workspace
 
 
 def archives_command(
     settings: Settings, action: str, run_id: str | None, where: ArchiveFilter, fmt: str, limit: int | None, out: Console
 ) -> int:
-    catalog, workspace = _catalog(settings)
+    catalog, prunings, workspace = _catalog(settings)
     if action == "reindex":
         return _reindex(catalog, workspace, settings, out)
     if action == "show":
@@ -81,7 +83,7 @@ def archives_command(
         entry = catalog.get(validate_run_id(run_id))
         if entry is None:
             raise BadInput(f"unknown run: {run_id} (not in the archive catalog; try 'orchestrator archives reindex')")
-        _print([entry], fmt, out, single=True)
+        _print([entry], fmt, out, single=True, pruned=prunings.pruned(run_id))
         return 0
     page = catalog.search(where, limit=limit)
     _print(page.entries, fmt, out, single=False)
@@ -100,9 +102,10 @@ def _reindex(catalog: Catalog, workspace: Workspace, settings: Settings, out: Co
     return 1 if done.skipped else 0
 
 
-def _print(entries: list[ArchiveEntry], fmt: str, out: Console, *, single: bool) -> None:
+def _print(entries: list[ArchiveEntry], fmt: str, out: Console, *, single: bool, pruned: Sequence[Pruned] = ()) -> None:
+    """`pruned` (show): what retention deleted of the run, said after the entry's facts."""
     if fmt == "json":
-        write_json(entries[0] if single else entries, sys.stdout)
+        write_json({**asdict(entries[0]), "pruned": pruned} if single else entries, sys.stdout)
     elif fmt == "tsv":
         write_plain(out, "\t".join((*COLUMNS, "tools", "error_types", "locations")))
         for entry in entries:
@@ -114,6 +117,9 @@ def _print(entries: list[ArchiveEntry], fmt: str, out: Console, *, single: bool)
         table = Table(show_header=False, box=None)
         for key, value in asdict(entries[0]).items():
             table.add_row(key, ", ".join(value) if isinstance(value, tuple) else _cell(value))
+        for done in pruned:
+            what = f"{done.pruned_at}: {done.files} files, {done.bytes} bytes, {done.kept} kept; {done.why}"
+            table.add_row(f"pruned {done.target}", what)
         out.print(table)
     else:
         table = Table(*COLUMNS, title=f"{len(entries)} archives")

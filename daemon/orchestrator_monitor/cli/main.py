@@ -270,6 +270,12 @@ def cmd_archives(args: argparse.Namespace, settings: Settings, out: Console, err
     return archives_command(settings, args.action, args.run, where, fmt, args.limit, out)
 
 
+def cmd_retention(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
+    from .retention import retention_command
+
+    return retention_command(settings, args.action, args.json, out)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -386,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     archives_output = archives.add_mutually_exclusive_group()
     archives_output.add_argument("--json", action="store_true", help="print JSON")
     archives_output.add_argument("--tsv", action="store_true", help="print tab-separated values with a header")
+    retention = add("retention", cmd_retention, "what the retention policies delete: plan (a dry run), or run one pass")
+    retention.add_argument("action", choices=["plan", "run"], help="plan: show what would go and why; run: delete")
+    retention.add_argument("--json", action="store_true", help="print JSON")
     alerts = add("alerts", cmd_alerts, "alert rules: `alerts test RULE` sends the rule a sample alert now")
     alerts.add_argument("action", choices=["test"], help="test: send a sample alert to the rule's destinations")
     alerts.add_argument("rule", metavar="RULE", help="the rule's name (alerts.rules)")

@@ -31,6 +31,9 @@ class EventType(StrEnum):
     ARCHIVE_CORRUPT = "ARCHIVE_CORRUPT"  # a fixity audit found a published bag no longer matching its manifest
     ARCHIVE_OFFLOADED = "ARCHIVE_OFFLOADED"  # every file of a bag confirmed at an offload target
     OFFLOAD_FAILED = "OFFLOAD_FAILED"  # a bag not (yet) at an offload target: retried next pass, the local bag kept
+    RUN_PRUNED = "RUN_PRUNED"  # retention deleted the run directory's files (each one re-verified in its bag)
+    ARCHIVE_PRUNED = "ARCHIVE_PRUNED"  # retention deleted a local bag whose offloaded copy was confirmed
+    RETENTION_HELD = "RETENTION_HELD"  # retention refused a deletion its policies allow (once per run and reason)
     REPORT_GENERATED = "REPORT_GENERATED"
     REPORT_FAILED = "REPORT_FAILED"
     SAFE_MODE_ENTERED = "SAFE_MODE_ENTERED"
@@ -60,6 +63,9 @@ REQUIRED_DATA: dict[EventType, frozenset[str]] = {
     EventType.ARCHIVE_CORRUPT: frozenset({"archive_path", "problems"}),
     EventType.ARCHIVE_OFFLOADED: frozenset({"archive_path", "target", "location", "files", "bytes"}),
     EventType.OFFLOAD_FAILED: frozenset({"target", "reason", "detail"}),
+    EventType.RUN_PRUNED: frozenset({"run_dir", "files", "bytes", "kept", "why"}),
+    EventType.ARCHIVE_PRUNED: frozenset({"archive_path", "bytes", "why"}),
+    EventType.RETENTION_HELD: frozenset({"target", "reason", "detail"}),
     EventType.REPORT_GENERATED: frozenset({"paths"}),
     EventType.REPORT_FAILED: frozenset({"reason", "detail"}),
     EventType.SAFE_MODE_ENTERED: frozenset({"reason"}),
@@ -75,6 +81,8 @@ ONCE_PER_RUN: frozenset[EventType] = frozenset(
         EventType.ARCHIVE_STARTED,
         EventType.RUN_ARCHIVED,
         EventType.REPORT_GENERATED,
+        EventType.RUN_PRUNED,
+        EventType.ARCHIVE_PRUNED,
     }
 )
 """Types whose id is `<run_id>:<TYPE>`, so a repeat after a crash is recognisable."""
@@ -86,6 +94,7 @@ RUN_SCOPED: frozenset[EventType] = ONCE_PER_RUN | {
     EventType.ARCHIVE_CORRUPT,
     EventType.ARCHIVE_OFFLOADED,
     EventType.OFFLOAD_FAILED,
+    EventType.RETENTION_HELD,
     EventType.REPORT_FAILED,
 }
 """Types that make no sense without a `run_id`; others may carry one (a WARNING about a run)."""

@@ -24,6 +24,7 @@ from ..config import Settings
 from ..errors import MonitorError
 from ..events.publishing import open_bus
 from ..events.types import Publish
+from ..ledger.prunings import Prunings
 from ..ledger.runs import Ledger
 from ..ledger.store import open_store
 from ..reports.numbers import ArchiveFacts
@@ -119,7 +120,12 @@ def unarchived_terminal_runs(pipeline: Pipeline) -> list[str]:
     with translate_errors(state.name), read_transaction(state.engine) as connection:
         all_runs = fetch_all_runs(connection, state.tables)
     root = archival.workspace.archive_root
-    return sorted(r for r, (status, _) in all_runs.items() if status in RUN_TERMINAL and not (root / r).exists())
+    offloaded = Prunings(archival.ledger.store).pruned_ids("bag")  # archived: only the local copy is gone
+    return sorted(
+        r
+        for r, (status, _) in all_runs.items()
+        if status in RUN_TERMINAL and not (root / r).exists() and r not in offloaded
+    )
 
 
 def backfill(pipeline: Pipeline, parallel: int) -> dict[str, MonitorError | Exception | None]:

@@ -178,6 +178,30 @@ monitor_archive_facets = Table(
     Index("ix_monitor_archive_facets_value", "kind", "value"),
 )
 
+# Retention (`ledger.prunings`): what it deleted, when and why (a run directory, or a local bag whose
+# location row goes too), and the reasons it refused, each said once per run.
+monitor_prunings = Table(
+    "monitor_prunings",
+    metadata,
+    Column("run_id", Text, nullable=False),
+    Column("target", Text, nullable=False),  # run_dir | bag
+    Column("pruned_at", Text, nullable=False),
+    Column("why", Text, nullable=False),
+    Column("files", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("kept", BigInteger, nullable=False),  # files left in place (not in the bag)
+    PrimaryKeyConstraint("run_id", "target"),
+)
+monitor_retention_holds = Table(
+    "monitor_retention_holds",
+    metadata,
+    Column("run_id", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "target", "reason"),
+)
+
 
 @dataclass(frozen=True)
 class MonitorStore:

@@ -48,6 +48,8 @@ from ..ledger.monitor_db import Heartbeat, record_heartbeats
 from ..ledger.runs import Ledger
 from ..ledger.store import MonitorStore, open_store
 from ..lock import hold_lock
+from ..offload.remote import make_confirmer
+from ..retention.prune import retention_job
 from ..state.access import StateDatabase, open_state, settle_seconds
 from ..state.connection import StateConnection
 from ..state.engine import create_archival_table, open_engine, sqlite_path
@@ -377,11 +379,20 @@ def run_daemon(
             supervisor.observe,
             stop,
             workspace.archive_root,
-            lambda: not supervisor.in_safe_mode(),
+            lambda: not supervisor.safe_modes(),
         )
         if offload is not None:
             stack.callback(offload[1].close)  # after the scheduler's shutdown below: no pass is left running
-        scheduler = start_scheduler(supervisor, settings, outcomes, (audit, offload and offload[0]))
+        retention = retention_job(
+            settings.retention,
+            workspace,
+            store,
+            bus.publish,
+            supervisor.safe_modes,
+            stop,
+            confirm_offloaded=make_confirmer(settings, store),  # None with offload off: no local bag ever goes
+        )
+        scheduler = start_scheduler(supervisor, settings, outcomes, (audit, offload and offload[0], retention))
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
             report = supervisor.report if alerts is None else partial(report_with_alerts, supervisor, alerts)

@@ -110,8 +110,8 @@ class Supervisor:
     def archival_allowed(self) -> bool:
         return self._state.archival_allowed
 
-    def in_safe_mode(self) -> bool:
-        return bool(self._state.safe_modes)
+    def safe_modes(self) -> frozenset[str]:
+        return self._state.safe_modes
 
     def live(self) -> bool:
         scheduler_age = self._clock() - self._last_beat

@@ -17,7 +17,7 @@ from sqlalchemy import exc
 from ..alerts.outbox import read_alert_counts
 from ..config import Settings
 from ..ledger.members import Member, read_members
-from ..ledger.monitor_db import read_heartbeats
+from ..ledger.monitor_db import Heartbeat, read_heartbeats
 from ..ledger.store import MonitorStore, open_store
 from ..lineage.outbox import read_lineage_counts
 from ..service.health import DatabaseChecker, check_archival_storage, check_heartbeats, process_alive
@@ -57,13 +57,10 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
     finally:
         if store is not None:
             store.dispose()
-    heartbeat = check_heartbeats(
-        beats, now=now, stale_after_seconds=settings.health.stale_after_seconds, alive=process_alive
-    )
+    heartbeat, view = daemon_view(settings, beats, now)
     live = heartbeat.condition is Condition.OK
     observed = (heartbeat, database, *((schema,) if schema is not None else ()), storage)
     checks = {o.check: {"status": str(o.condition), "detail": o.detail} for o in observed}
-    view = next((b.detail for b in beats if b.job == "scheduler"), {}) if live else {}
     for name, reported in view.get("checks", {}).items():
         checks.setdefault(name, reported)  # what only the daemon sees (a loop, report failures)
     healthy = live and all(c["status"] == str(Condition.OK) for c in checks.values())
@@ -79,6 +76,16 @@ def collect_health(settings: Settings, now: datetime) -> dict[str, Any]:
         "heartbeat_age_s": max((round(b.age_seconds(now), 3) for b in beats), default=None),
         "daemons": daemons,
     }
+
+
+def daemon_view(settings: Settings, beats: list[Heartbeat], now: datetime) -> tuple[Observation, dict[str, Any]]:
+    """The daemon's liveness from its heartbeats, and what it last reported of itself (its checks, safe
+    modes, escalations) while it is live; nothing of a stale daemon, whose view is history."""
+    heartbeat = check_heartbeats(
+        beats, now=now, stale_after_seconds=settings.health.stale_after_seconds, alive=process_alive
+    )
+    live = heartbeat.condition is Condition.OK
+    return heartbeat, next((b.detail for b in beats if b.job == "scheduler"), {}) if live else {}
 
 
 def _schema_check(settings: Settings, url: str, name: str) -> Observation:

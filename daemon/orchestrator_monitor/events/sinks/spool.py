@@ -20,7 +20,7 @@ from typing import cast
 import orjson
 
 from ...ids import validate_run_id
-from ..types import Event, decode_event
+from ..types import Event, EventType, decode_event
 from .writer import FsyncPolicy, QueuedWriter
 
 SPOOL_DIRECTORY = "events"  # under the workspace's .monitor/
@@ -29,6 +29,9 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 logger = logging.getLogger(__name__)
 _run_id, _line = itemgetter(0), itemgetter(1)
+AFTER_ARCHIVAL = frozenset(
+    {EventType.ARCHIVE_CORRUPT, EventType.RUN_PRUNED, EventType.ARCHIVE_PRUNED, EventType.RETENTION_HELD}
+)
 
 
 def run_events_path(monitor_dir: Path, run_id: str) -> Path:
@@ -71,6 +74,10 @@ class RunSpoolSink(QueuedWriter):
         super().__init__("run-spool", queue_size=queue_size, fsync=fsync, fsync_interval_seconds=fsync_interval_seconds)
         self.directory = monitor_dir / SPOOL_DIRECTORY
         self._unsynced_paths: set[Path] = set()
+
+    def takes(self, type: EventType) -> bool:
+        """Not what comes after the bag: its file would never be read nor removed."""
+        return type not in AFTER_ARCHIVAL
 
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
