@@ -236,8 +236,10 @@ def cmd_archive(args: argparse.Namespace, settings: Settings, out: Console, err:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
-    from .archive import verify_command
+    from .archive import verify_command, verify_path_command
 
+    if args.path is not None:
+        return verify_path_command(args.path, out, err)
     return verify_command(settings, args.run, out, err)
 
 
@@ -357,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     which = archive.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", metavar="ID", help="the run id")
     which.add_argument("--backfill", action="store_true", help="every terminal run without an archive")
-    add("verify", cmd_verify, "check an archive's fixity (exit 1 naming each bad file)").add_argument(
-        "--run", required=True, metavar="ID", help="the run id"
-    )
+    verify = add("verify", cmd_verify, "check an archive's fixity (exit 1 naming each bad file)")
+    verify_which = verify.add_mutually_exclusive_group(required=True)
+    verify_which.add_argument("--run", metavar="ID", help="the run id")
+    verify_which.add_argument("--path", metavar="DIR", type=Path, help="any BagIt bag on disk (RFC 8493)")
     add("report", cmd_report, "write the run's reports").add_argument(
         "--run", required=True, metavar="ID", help="the run id"
     )
