@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -141,6 +142,12 @@ def _append(name: str, line: str):
     return change
 
 
+def _swap_for_link(bag: Path) -> None:
+    (bag / "outside.txt").write_bytes(b"hello")
+    (bag / "data/a.txt").unlink()
+    (bag / "data/a.txt").symlink_to(bag / "outside.txt")
+
+
 A_DIGEST = hashlib.sha256(b"hello").hexdigest()
 REFUSALS = {
     "space before the colon": (_replace("bagit.txt", b"BagIt-Version:", b"BagIt-Version :"), "bagit.txt: line 1"),
@@ -176,6 +183,8 @@ REFUSALS = {
     ),
     "tag file changed": (_append("bag-info.txt", "Contact-Name: someone\n"), "bag-info.txt: checksum mismatch"),
     "no payload directory": (lambda bag: shutil.rmtree(bag / "data"), "data/: missing"),
+    "a link for a payload file": (_swap_for_link, "data/a.txt: not a regular file"),
+    "a FIFO in the payload": (lambda bag: os.mkfifo(bag / "data/fifo"), "data/fifo: extra file"),  # never opened
 }
 
 
