@@ -60,11 +60,21 @@ def test_the_postgresql_ddl_is_the_models(postgres_url: str) -> None:
         engine.dispose()
 
 
+def _opened_after(script: str, path: Path) -> MonitorStore:
+    """The store opened on a database that `script` made as an earlier version did."""
+    with sqlite3.connect(path) as connection:
+        connection.executescript(script)
+    return sqlite_store(path, busy_timeout_seconds=1)
+
+
+def _names(path: Path, kind: str) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,))}
+
+
 def test_a_version_1_monitor_database_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "monitor.db"
-    with sqlite3.connect(path) as connection:
-        connection.executescript(VERSION_1)
-    store = sqlite_store(path, busy_timeout_seconds=1)
+    store = _opened_after(VERSION_1, path)
     try:
         assert EventSeqBlocks(store).reserve(10) == range(4242, 4252)  # numbering goes on: never a repeat
         ledger = Ledger(store)
@@ -73,10 +83,7 @@ def test_a_version_1_monitor_database_is_upgraded_in_place(tmp_path: Path) -> No
         assert ledger.active_records()["old"].tasks == {"SUCCEEDED": 1}
     finally:
         store.dispose()
-    with sqlite3.connect(path) as connection:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "monitor_event_seq" not in tables and "ix_monitor_runs_reopened" not in indexes
+    assert "monitor_event_seq" not in _names(path, "table") and "ix_monitor_runs_reopened" not in _names(path, "index")
 
 
 def shared(postgres_url: str, tmp_path: Path, daemon_id: str) -> MonitorStore:
@@ -185,15 +192,12 @@ INSERT INTO monitor_archive_facets VALUES ('f', 'tool', 'lint');
 
 def test_a_catalog_of_before_its_search_indexes_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "monitor.db"
-    with sqlite3.connect(path) as connection:
-        connection.executescript(CATALOG_BEFORE_FACETS_HELD_STATUS)
-    store = sqlite_store(path, busy_timeout_seconds=1)
+    store = _opened_after(CATALOG_BEFORE_FACETS_HELD_STATUS, path)
     try:
         found = Catalog(store).search(ArchiveFilter(tool="lint", statuses=("FAILED",), since="2026-10-01T00:00:00Z"))
         assert [e.run_id for e in found.entries] == ["f"] and found.total == 1  # the facet took its bag's status
     finally:
         store.dispose()
-    with sqlite3.connect(path) as connection:
-        indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    indexes = _names(path, "index")
     assert {"ix_monitor_archives_status_ended", "ix_monitor_archive_facets_search"} <= indexes
     assert not {"ix_monitor_archives_status", "ix_monitor_archive_facets_value"} & indexes

@@ -223,12 +223,7 @@ def _conditions(where: ArchiveFilter, *, walk_newest: bool) -> list[Any]:
     facets = _facets(where)
     conditions: list[Any] = []
     if walk_newest or not facets:
-        if where.statuses:
-            conditions.append(_A.c.status.in_(list(where.statuses)))
-        if where.since is not None:
-            conditions.append(_A.c.ended_at >= where.since)
-        if where.until is not None:
-            conditions.append(_A.c.ended_at < where.until)
+        conditions.extend(_status_and_time(where, _A.c.status, _A.c.ended_at))
     if where.name_like is not None:
         name = _A.c.name.concat("") if walk_newest else _A.c.name
         conditions.append(name.like(where.name_like, escape="\\"))
@@ -250,14 +245,19 @@ def _facets(where: ArchiveFilter) -> list[tuple[str, str]]:
 
 
 def _facet_rows(where: ArchiveFilter, kind: str, value: str) -> list[Any]:
-    rows = [_F.c.kind == kind, _F.c.value == value]
+    return [_F.c.kind == kind, _F.c.value == value, *_status_and_time(where, _F.c.status, _F.c.ended_at)]
+
+
+def _status_and_time(where: ArchiveFilter, status: Any, ended_at: Any) -> list[Any]:
+    """The filter's status and time bounds on these columns (the catalog's, or the facets' copies)."""
+    conditions = []
     if where.statuses:
-        rows.append(_F.c.status.in_(list(where.statuses)))
+        conditions.append(status.in_(list(where.statuses)))
     if where.since is not None:
-        rows.append(_F.c.ended_at >= where.since)
+        conditions.append(ended_at >= where.since)
     if where.until is not None:
-        rows.append(_F.c.ended_at < where.until)
-    return rows
+        conditions.append(ended_at < where.until)
+    return conditions
 
 
 def _stored_under(directory: str | None) -> list[Any]:
