@@ -184,6 +184,7 @@ REFUSALS = {
     "tag file changed": (_append("bag-info.txt", "Contact-Name: someone\n"), "bag-info.txt: checksum mismatch"),
     "no payload directory": (lambda bag: shutil.rmtree(bag / "data"), "data/: missing"),
     "a link for a payload file": (_swap_for_link, "data/a.txt: not a regular file"),
+    "a directory listed": (_append("manifest-sha256.txt", f"{A_DIGEST}  data/sub\n"), "data/sub: a directory, which"),
     "a FIFO in the payload": (lambda bag: os.mkfifo(bag / "data/fifo"), "data/fifo: extra file"),  # never opened
 }
 

@@ -56,7 +56,13 @@ class _Tree:
 
     files: set[str] = field(default_factory=set)
     others: set[str] = field(default_factory=set)
-    payload_dir: bool = False
+    directories: set[str] = field(default_factory=set)
+
+    def missing(self, path: str) -> str:
+        """Why `path` cannot be read as a listed file."""
+        if path in self.directories:
+            return "a directory, which a manifest may not list"
+        return "not a regular file" if path in self.others else "missing"
 
 
 def verify_bag(bag: Path, pace: Pace | None = None) -> Verification:
@@ -70,7 +76,7 @@ def verify_bag(bag: Path, pace: Pace | None = None) -> Verification:
     tags = _read_manifests(bag, tree, "tagmanifest-", encoding, result)
     if not payload:
         result.problems.append("no payload manifest (manifest-<algorithm>.txt)")
-    if not tree.payload_dir:
+    if "data" not in tree.directories:
         result.problems.append("data/: missing (the payload directory)")
     _check_places(payload, tags, result)
     payload_files = {path for path in tree.files | tree.others if path.startswith(PAYLOAD_PREFIX)}
@@ -95,7 +101,7 @@ def _list_tree(bag: Path, result: Verification) -> _Tree:
                 for entry in entries:
                     relative = prefix + _text_name(entry.name)
                     if entry.is_dir(follow_symlinks=False):
-                        tree.payload_dir |= relative == "data"
+                        tree.directories.add(relative)
                         pending.append((entry.path, relative + "/"))
                     elif entry.is_file(follow_symlinks=False):
                         tree.files.add(relative)
@@ -127,7 +133,7 @@ def _declared_encoding(bag: Path, tree: _Tree, result: Verification) -> str:
 
 def _read_tag_file(bag: Path, tree: _Tree, name: str, result: Verification) -> bytes | None:
     if name not in tree.files:
-        result.problems.append(f"{name}: {'not a regular file' if name in tree.others else 'missing'}")
+        result.problems.append(f"{name}: {tree.missing(name)}")
         return None
     try:
         fd = os.open(bag / name, _OPEN_FLAGS)
@@ -202,7 +208,7 @@ def _check_digests(
     sizes = {}
     for path, expected in sorted(wanted.items()):
         if path not in tree.files:
-            result.problems.append(f"{path}: {'not a regular file' if path in tree.others else 'missing'}")
+            result.problems.append(f"{path}: {tree.missing(path)}")
             continue
         algorithms = sorted({_algorithm(name) for name, _ in expected})
         try:
