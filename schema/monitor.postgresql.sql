@@ -40,8 +40,8 @@ CREATE INDEX IF NOT EXISTS ix_monitor_archives_audit ON monitor_archives (verifi
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended_at ON monitor_archives (ended_at);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_name ON monitor_archives (name text_pattern_ops, ended_at);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_result ON monitor_archives (verify_result);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_status ON monitor_archives (status);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_status_ended ON monitor_archives (status, ended_at);
-DROP INDEX IF EXISTS ix_monitor_archives_status;
 
 CREATE TABLE IF NOT EXISTS monitor_daemons (
     daemon_id TEXT NOT NULL,

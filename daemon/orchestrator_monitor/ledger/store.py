@@ -128,7 +128,9 @@ monitor_archives = Table(
     Column("verified_at", Text),  # the last fixity check (NULL: none since the catalog knew the bag)
     Column("verify_result", Text),  # ok | corrupt
     Column("verify_detail", Text),
-    # A search's page is its newest bags: by status, the index walks one status's bags in that order.
+    # A search's page is its newest bags: by status, the second index walks one status's bags in that
+    # order; the first, narrower, counts them in about half the time.
+    Index("ix_monitor_archives_status", "status"),
     Index("ix_monitor_archives_status_ended", "status", "ended_at"),
     Index("ix_monitor_archives_ended_at", "ended_at"),
     # `--name 'nightly-*'` seeks its prefix (and counts within a time range from the index alone): SQLite's
@@ -282,7 +284,7 @@ def create_store_tables(engine: Engine) -> None:
 
 def _upgrade(connection: Connection) -> None:
     """Version 1 (one daemon): no `owner`, one heartbeat row per job, one numbering row; the catalog's
-    first indexes and its facets without the bag's status and end."""
+    facets without their bag's status and end."""
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())
 
@@ -294,7 +296,6 @@ def _upgrade(connection: Connection) -> None:
         connection.execute(text("DROP INDEX IF EXISTS ix_monitor_runs_reopened"))
     if "monitor_heartbeats" in tables and not has_column("monitor_heartbeats", "daemon_id"):
         connection.execute(text("DROP TABLE monitor_heartbeats"))  # a beat is worth nothing after a restart
-    connection.execute(text("DROP INDEX IF EXISTS ix_monitor_archives_status"))  # now (status, ended_at)
     if "monitor_archive_facets" in tables and not has_column("monitor_archive_facets", "status"):
         connection.execute(text("DROP INDEX IF EXISTS ix_monitor_archive_facets_value"))  # now with status, end
         for column in ("status", "ended_at"):
