@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS monitor_archives (
     PRIMARY KEY (run_id)
 );
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_audit ON monitor_archives (verified_at, archived_at, run_id);
-CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended_at ON monitor_archives (ended_at);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended ON monitor_archives (ended_at, run_id);
+DROP INDEX IF EXISTS ix_monitor_archives_ended_at;
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_name ON monitor_archives (name text_pattern_ops, ended_at);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_result ON monitor_archives (verify_result);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_status ON monitor_archives (status);

@@ -181,6 +181,7 @@ CREATE TABLE monitor_archives (run_id TEXT NOT NULL PRIMARY KEY, name TEXT, stat
     finished_at TEXT, archived_at TEXT NOT NULL, ended_at TEXT NOT NULL, files BIGINT NOT NULL, bytes BIGINT NOT NULL,
     manifest_sha256 TEXT NOT NULL, verified_at TEXT, verify_result TEXT, verify_detail TEXT);
 CREATE INDEX ix_monitor_archives_status ON monitor_archives (status);
+CREATE INDEX ix_monitor_archives_ended_at ON monitor_archives (ended_at);
 CREATE TABLE monitor_archive_facets (run_id TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (run_id, kind, value));
 CREATE INDEX ix_monitor_archive_facets_value ON monitor_archive_facets (kind, value);
@@ -200,4 +201,4 @@ def test_a_catalog_of_before_its_search_indexes_is_upgraded_in_place(tmp_path: P
         store.dispose()
     indexes = _names(path, "index")
     assert {"ix_monitor_archives_status_ended", "ix_monitor_archive_facets_search"} <= indexes
-    assert "ix_monitor_archive_facets_value" not in indexes
+    assert not {"ix_monitor_archive_facets_value", "ix_monitor_archives_ended_at"} & indexes
