@@ -75,6 +75,36 @@ def scan(root: Path) -> list[str]:
     return found
 
 
+def search_cases() -> dict[str, ArchiveFilter]:
+    """Each search `orchestrator archives search` offers (status, time range, name glob, tool, error type), by label."""
+    now = utc_now().timestamp()
+
+    def days_ago(days: int) -> str:
+        return format_timestamp(utc_now().fromtimestamp(now - days * 86400, utc_now().tzinfo))
+
+    return {
+        "list, first page of 50": ArchiveFilter(),
+        "--status FAILED (page of 50)": ArchiveFilter(statuses=("FAILED",)),
+        "--since 30d --until 7d": ArchiveFilter(since=days_ago(30), until=days_ago(7)),
+        "--name 'pipeline-1*'": ArchiveFilter(name_like=glob_to_like("pipeline-1*")),
+        "--tool tool7 (page of 50)": ArchiveFilter(tool="tool7"),
+        "--error-type error3": ArchiveFilter(error_type="error3"),
+        "--error-type error3 --status FAILED": ArchiveFilter(error_type="error3", statuses=("FAILED",)),
+        "--since 7d --name 'pipeline-1*'": ArchiveFilter(since=days_ago(7), name_like=glob_to_like("pipeline-1*")),
+        "--result corrupt": ArchiveFilter(result="corrupt"),
+    }
+
+
+def write_info_bags(root: Path, bags: int, rng: random.Random) -> None:
+    """`bags` directories under `root` holding only a bag-info.txt: what the baseline `scan` reads."""
+    root.mkdir()
+    for n in range(bags):
+        bag = root / f"run-{n:07d}"
+        bag.mkdir()
+        status = rng.choice(("COMPLETED", "FAILED"))
+        (bag / "bag-info.txt").write_text(f"Payload-Oxum: 1.1\nRun-Id: {bag.name}\nRun-Status: {status}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bags", type=int, default=100_000)
@@ -88,29 +118,15 @@ def main() -> None:
         started = time.perf_counter()
         fill(catalog, args.bags, rng)
         print(f"catalog: {args.bags} bags recorded in {time.perf_counter() - started:.1f} s")
-        week_ago = format_timestamp(utc_now().fromtimestamp(utc_now().timestamp() - 7 * 86400, utc_now().tzinfo))
-        searches = {
-            "list, first page of 50": ArchiveFilter(),
-            "--status FAILED (page of 50)": ArchiveFilter(statuses=("FAILED",)),
-            "--tool tool7 (page of 50)": ArchiveFilter(tool="tool7"),
-            "--error-type error3 --status FAILED": ArchiveFilter(error_type="error3", statuses=("FAILED",)),
-            "--since 7d --name 'pipeline-1*'": ArchiveFilter(since=week_ago, name_like=glob_to_like("pipeline-1*")),
-            "--result corrupt": ArchiveFilter(result="corrupt"),
-        }
         print(f"{'search':<40} {'median ms':>10} {'p99 ms':>10} {'matches':>8}")
-        for label, where in searches.items():
+        for label, where in search_cases().items():
             median, p99 = timed(lambda w=where: catalog.search(w, limit=50), args.repeat)
             print(f"{label:<40} {median:>10.2f} {p99:>10.2f} {catalog.search(where, limit=1).total:>8}")
         median, p99 = timed(lambda: catalog.due_for_audit(200), args.repeat)
         print(f"{'audit: the 200 due bags':<40} {median:>10.2f} {p99:>10.2f}")
         store.dispose()
         root = Path(directory) / "archive"
-        root.mkdir()
-        for n in range(args.scan):
-            bag = root / f"run-{n:07d}"
-            bag.mkdir()
-            status = rng.choice(("COMPLETED", "FAILED"))
-            (bag / "bag-info.txt").write_text(f"Payload-Oxum: 1.1\nRun-Id: {bag.name}\nRun-Status: {status}\n")
+        write_info_bags(root, args.scan, rng)
         median, p99 = timed(lambda: scan(root), 5)
         whole = median * args.bags / args.scan
         print(

@@ -6,9 +6,11 @@ CREATE TABLE IF NOT EXISTS monitor_archive_facets (
     run_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     value TEXT NOT NULL,
+    status TEXT NOT NULL,
+    ended_at TEXT NOT NULL,
     PRIMARY KEY (run_id, kind, value)
 );
-CREATE INDEX IF NOT EXISTS ix_monitor_archive_facets_value ON monitor_archive_facets (kind, value);
+CREATE INDEX IF NOT EXISTS ix_monitor_archive_facets_search ON monitor_archive_facets (kind, value, status, ended_at);
 
 CREATE TABLE IF NOT EXISTS monitor_archive_locations (
     run_id TEXT NOT NULL,
@@ -35,9 +37,12 @@ CREATE TABLE IF NOT EXISTS monitor_archives (
     PRIMARY KEY (run_id)
 );
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_audit ON monitor_archives (verified_at, archived_at, run_id);
-CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended_at ON monitor_archives (ended_at);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_ended ON monitor_archives (ended_at, run_id);
+DROP INDEX IF EXISTS ix_monitor_archives_ended_at;
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_name ON monitor_archives (name text_pattern_ops, ended_at);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_result ON monitor_archives (verify_result);
 CREATE INDEX IF NOT EXISTS ix_monitor_archives_status ON monitor_archives (status);
+CREATE INDEX IF NOT EXISTS ix_monitor_archives_status_ended ON monitor_archives (status, ended_at);
 
 CREATE TABLE IF NOT EXISTS monitor_daemons (
     daemon_id TEXT NOT NULL,

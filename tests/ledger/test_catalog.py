@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,52 @@ def test_an_audit_reads_only_the_bags_under_its_own_archive_root(store: MonitorS
     catalog.record(mine + theirs, at)
     assert [e.run_id for e in catalog.due_for_audit(10, under="/archive")] == ["m1", "m2"]
     assert catalog.count(under="/archive/") == 2 and catalog.count() == 4
+
+
+def test_both_search_plans_find_the_same_bags(store: MonitorStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many matches walk the bags newest first, few are fetched by id (facets with status and end in them):
+    every filter gives the same page and total either way, and what a plain reading of the entries gives."""
+    entries = [
+        _entry(
+            f"r{n:02d}",
+            f"2026-11-{1 + n % 28:02d}T00:00:{n:02d}.000000Z",
+            name=("nightly-a", "nightly-b", "weekly")[n % 3],
+            status=("COMPLETED", "FAILED", "PARTIAL")[n % 4 % 3],
+            tools=("lint", "pytest")[: 1 + n % 2],
+            error_types=("oom",) if n % 5 == 0 else (),
+        )
+        for n in range(40)
+    ]
+    catalog = Catalog(store)
+    catalog.record(entries, "2026-12-01T00:00:00.000000Z")
+    catalog.record([_entry("r00", "2026-11-20T00:00:00.000000Z", status="FAILED", tools=("lint",))], "2026-12-02")
+    entries[0] = _entry("r00", "2026-11-20T00:00:00.000000Z", status="FAILED", tools=("lint",))  # a bag recorded again
+    filters = [
+        ArchiveFilter(tool="pytest"),
+        ArchiveFilter(tool="lint", statuses=("FAILED",)),
+        ArchiveFilter(error_type="oom", statuses=("FAILED", "COMPLETED"), since="2026-11-05T00:00:00.000000Z"),
+        ArchiveFilter(tool="pytest", error_type="oom"),
+        ArchiveFilter(tool="lint", until="2026-11-10T00:00:00.000000Z", name_like=glob_to_like("nightly-*")),
+        ArchiveFilter(statuses=("PARTIAL",), name_like=glob_to_like("weekly")),
+        ArchiveFilter(tool="nothing"),
+    ]
+
+    def expected(where: ArchiveFilter) -> list[str]:
+        found = [
+            e
+            for e in entries
+            if (not where.statuses or e.status in where.statuses)
+            and (where.since is None or e.finished_at >= where.since)
+            and (where.until is None or e.finished_at < where.until)
+            and (where.tool is None or where.tool in e.tools)
+            and (where.error_type is None or where.error_type in e.error_types)
+            and (where.name_like is None or fnmatchcase(e.name or "", where.name_like.replace("%", "*")))
+        ]
+        return [e.run_id for e in sorted(found, key=lambda e: (e.finished_at, e.run_id), reverse=True)]
+
+    for few in (0, 10**9):  # every search walks, then every search seeks
+        monkeypatch.setattr("orchestrator_monitor.ledger.catalog._FEW_MATCHES", few)
+        for where in filters:
+            page = catalog.search(where, limit=5)
+            want = expected(where)
+            assert [e.run_id for e in page.entries] == want[:5] and page.total == len(want), (few, where)

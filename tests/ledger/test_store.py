@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.errors import Unavailable
+from orchestrator_monitor.ledger.catalog import ArchiveFilter, Catalog
 from orchestrator_monitor.ledger.members import Membership
 from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks
 from orchestrator_monitor.ledger.runs import Completion, Ledger
@@ -59,11 +60,21 @@ def test_the_postgresql_ddl_is_the_models(postgres_url: str) -> None:
         engine.dispose()
 
 
+def _opened_after(script: str, path: Path) -> MonitorStore:
+    """The store opened on a database that `script` made as an earlier version did."""
+    with sqlite3.connect(path) as connection:
+        connection.executescript(script)
+    return sqlite_store(path, busy_timeout_seconds=1)
+
+
+def _names(path: Path, kind: str) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,))}
+
+
 def test_a_version_1_monitor_database_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "monitor.db"
-    with sqlite3.connect(path) as connection:
-        connection.executescript(VERSION_1)
-    store = sqlite_store(path, busy_timeout_seconds=1)
+    store = _opened_after(VERSION_1, path)
     try:
         assert EventSeqBlocks(store).reserve(10) == range(4242, 4252)  # numbering goes on: never a repeat
         ledger = Ledger(store)
@@ -72,10 +83,7 @@ def test_a_version_1_monitor_database_is_upgraded_in_place(tmp_path: Path) -> No
         assert ledger.active_records()["old"].tasks == {"SUCCEEDED": 1}
     finally:
         store.dispose()
-    with sqlite3.connect(path) as connection:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "monitor_event_seq" not in tables and "ix_monitor_runs_reopened" not in indexes
+    assert "monitor_event_seq" not in _names(path, "table") and "ix_monitor_runs_reopened" not in _names(path, "index")
 
 
 def shared(postgres_url: str, tmp_path: Path, daemon_id: str) -> MonitorStore:
@@ -166,3 +174,31 @@ def test_one_process_per_daemon_id_and_a_silent_daemon_is_not_live(postgres_url:
         first.leave()
         for store in (a, again, b):
             store.dispose()
+
+
+CATALOG_BEFORE_FACETS_HELD_STATUS = """
+CREATE TABLE monitor_archives (run_id TEXT NOT NULL PRIMARY KEY, name TEXT, status TEXT NOT NULL, started_at TEXT,
+    finished_at TEXT, archived_at TEXT NOT NULL, ended_at TEXT NOT NULL, files BIGINT NOT NULL, bytes BIGINT NOT NULL,
+    manifest_sha256 TEXT NOT NULL, verified_at TEXT, verify_result TEXT, verify_detail TEXT);
+CREATE INDEX ix_monitor_archives_status ON monitor_archives (status);
+CREATE INDEX ix_monitor_archives_ended_at ON monitor_archives (ended_at);
+CREATE TABLE monitor_archive_facets (run_id TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind, value));
+CREATE INDEX ix_monitor_archive_facets_value ON monitor_archive_facets (kind, value);
+INSERT INTO monitor_archives VALUES ('f', 'n', 'FAILED', NULL, NULL, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z',
+    1, 1, 'x', NULL, NULL, NULL);
+INSERT INTO monitor_archive_facets VALUES ('f', 'tool', 'lint');
+"""
+
+
+def test_a_catalog_of_before_its_search_indexes_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    store = _opened_after(CATALOG_BEFORE_FACETS_HELD_STATUS, path)
+    try:
+        found = Catalog(store).search(ArchiveFilter(tool="lint", statuses=("FAILED",), since="2026-10-01T00:00:00Z"))
+        assert [e.run_id for e in found.entries] == ["f"] and found.total == 1  # the facet took its bag's status
+    finally:
+        store.dispose()
+    indexes = _names(path, "index")
+    assert {"ix_monitor_archives_status_ended", "ix_monitor_archive_facets_search"} <= indexes
+    assert not {"ix_monitor_archive_facets_value", "ix_monitor_archives_ended_at"} & indexes

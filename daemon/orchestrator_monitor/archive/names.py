@@ -10,10 +10,13 @@ content is kept and nothing is dropped silently. Tag-file listings use a stricte
 from __future__ import annotations
 
 import hashlib
+import re
 
 UNDECODABLE_DIR = "data/undecodable"
 _MANIFEST_ESCAPES = {"%": "%25", "\r": "%0D", "\n": "%0A"}
 _LISTING_ESCAPES = {**_MANIFEST_ESCAPES, "\t": "%09"}
+_MANIFEST_UNESCAPES = {code: char for char, code in _MANIFEST_ESCAPES.items()}
+_MANIFEST_ESCAPED = re.compile("%25|%0[AaDd]")
 
 
 def is_utf8(raw: bytes) -> bool:
@@ -30,8 +33,8 @@ def manifest_path(bag_path: str) -> str:
 
 
 def unquote_manifest_path(text: str) -> str:
-    """The inverse of `manifest_path`."""
-    return text.replace("%0A", "\n").replace("%0a", "\n").replace("%0D", "\r").replace("%0d", "\r").replace("%25", "%")
+    """The inverse of `manifest_path`, in one pass (any other `%` is the character itself)."""
+    return _MANIFEST_ESCAPED.sub(lambda match: _MANIFEST_UNESCAPES[match.group(0).upper()], text)
 
 
 def listing_name(raw: bytes) -> str:

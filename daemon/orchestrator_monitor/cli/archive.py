@@ -8,6 +8,7 @@ or not archived, a file the monitor may not read); 2 bad input (unknown or malfo
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from rich.console import Console
 
@@ -65,9 +66,20 @@ def verify_command(settings: Settings, run_id: str, out: Console, err: Console) 
         if not _in_state_database(settings, run_id):
             raise BadInput(f"unknown run: {run_id} (not in the state database, no {bag})")
         raise ProblemFound(f"run {run_id} is not archived (no {bag})")
+    return _verify(bag, out, err)
+
+
+def verify_path_command(bag: Path, out: Console, err: Console) -> int:
+    """Any bag on disk, whoever wrote it (RFC 8493); a path that is no directory is bad input."""
+    if not bag.is_dir():
+        raise BadInput(f"{bag}: no such directory")
+    return _verify(bag, out, err)
+
+
+def _verify(bag: Path, out: Console, err: Console) -> int:
     result = verify_bag(bag)
     for problem in result.problems:
-        err.print(f"orchestrator: {bag}: {problem}", markup=False)
+        err.print(f"orchestrator: {bag}: {_printable(problem)}", markup=False)
     if not result.ok:
         return 1
     out.print(f"{bag}: valid ({result.payload_files} payload files, {result.tag_files} tag files)", markup=False)
@@ -98,6 +110,11 @@ def verify_remote_command(settings: Settings, run_id: str, out: Console, err: Co
         if check.ok:
             out.print(f"{check.location}: valid ({check.files} files, at {check.target})", markup=False)
     return 0 if all(check.ok for check in checks) else 1
+
+
+def _printable(text: str) -> str:
+    """One line whatever a bag's names hold: a control character (a CR or LF in a name) shown escaped."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _in_state_database(settings: Settings, run_id: str) -> bool:

@@ -239,8 +239,12 @@ def cmd_archive(args: argparse.Namespace, settings: Settings, out: Console, err:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings, out: Console, err: Console) -> int:
-    from .archive import verify_command
+    from .archive import verify_command, verify_path_command
 
+    if args.path is not None:
+        if args.remote:
+            raise BadInput("verify: --remote goes with --run ID, not --path")
+        return verify_path_command(args.path, out, err)
     if args.remote:
         from .archive import verify_remote_command
 
@@ -371,8 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run", metavar="ID", help="the run id")
     which.add_argument("--backfill", action="store_true", help="every terminal run without an archive")
     verify = add("verify", cmd_verify, "check an archive's fixity (exit 1 naming each bad file)")
-    verify.add_argument("--run", required=True, metavar="ID", help="the run id")
-    verify.add_argument("--remote", action="store_true", help="check its offloaded copies at every offload target")
+    verify_which = verify.add_mutually_exclusive_group(required=True)
+    verify_which.add_argument("--run", metavar="ID", help="the run id")
+    verify_which.add_argument("--path", metavar="DIR", type=Path, help="any BagIt bag on disk (RFC 8493)")
+    verify.add_argument("--remote", action="store_true", help="with --run: its offloaded copies at every target")
     add("report", cmd_report, "write the run's reports").add_argument(
         "--run", required=True, metavar="ID", help="the run id"
     )

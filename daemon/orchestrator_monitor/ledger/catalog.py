@@ -24,6 +24,7 @@ VERIFIED_OK = "ok"
 VERIFIED_CORRUPT = "corrupt"
 LOCAL = "local"
 _CHUNK = 500
+_FEW_MATCHES = 5_000  # a search matching more walks the bags newest first, checking each (see `search`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,13 @@ class Catalog:
             for e in chunk
         ]
         facets = [
-            {"run_id": e.run_id, "kind": kind, "value": value}
+            {
+                "run_id": e.run_id,
+                "kind": kind,
+                "value": value,
+                "status": e.status,
+                "ended_at": e.finished_at or e.archived_at,
+            }
             for e in chunk
             for kind, values in (("tool", e.tools), ("error_type", e.error_types))
             for value in sorted(set(values))
@@ -144,11 +151,12 @@ class Catalog:
 
     def search(self, where: ArchiveFilter, *, limit: int | None = None, offset: int = 0) -> Page:
         """Matching entries, the run's end newest first (run id breaking ties), and how many match in all."""
-        conditions = _conditions(where)
-        query = select(_A).where(*conditions).order_by(_A.c.ended_at.desc(), _A.c.run_id)
         with self._store.engine.connect() as connection:
-            total = connection.execute(select(func.count()).select_from(_A).where(*conditions)).scalar_one()
-        return Page(self._select(query, limit, offset), int(total), offset, limit or 0)
+            total = int(connection.execute(_count(where)).scalar_one())
+        # Many matches: walk the bags newest first until the page is full; few: fetch them by id and sort.
+        conditions = _conditions(where, walk_newest=total > _FEW_MATCHES)
+        query = select(_A).where(*conditions).order_by(_A.c.ended_at.desc(), _A.c.run_id)
+        return Page(self._select(query, limit, offset), total, offset, limit or 0)
 
     def due_for_audit(self, limit: int, under: str | None = None) -> list[ArchiveEntry]:
         """The `limit` bags whose last check is oldest, never-checked first, then the oldest bags;
@@ -221,24 +229,56 @@ class Catalog:
         ]
 
 
-def _conditions(where: ArchiveFilter) -> list[Any]:
+def _count(where: ArchiveFilter) -> Any:
+    """How many bags match: one tool or error type with status and time alone is a range of the facet index."""
+    facets = _facets(where)
+    if len(facets) == 1 and where.name_like is None and where.result is None:
+        return select(func.count()).select_from(_F).where(*_facet_rows(where, *facets[0]))
+    return select(func.count()).select_from(_A).where(*_conditions(where, walk_newest=False))
+
+
+def _conditions(where: ArchiveFilter, *, walk_newest: bool) -> list[Any]:
+    """The filter as SQL, for one of two plans. `walk_newest` (many matches): the bags are read newest
+    first and each is checked, so nothing may lead the planner to seek by another index and sort every
+    match (`|| ''` hides a column's index). Else (few): a tool or error type is the facet rows' run ids,
+    with status and time among them, and each bag is fetched by id."""
+    facets = _facets(where)
     conditions: list[Any] = []
-    if where.statuses:
-        conditions.append(_A.c.status.in_(list(where.statuses)))
-    if where.since is not None:
-        conditions.append(_A.c.ended_at >= where.since)
-    if where.until is not None:
-        conditions.append(_A.c.ended_at < where.until)
+    if walk_newest or not facets:
+        conditions.extend(_status_and_time(where, _A.c.status, _A.c.ended_at))
     if where.name_like is not None:
-        conditions.append(_A.c.name.like(where.name_like, escape="\\"))
-    for kind, value in (("tool", where.tool), ("error_type", where.error_type)):
-        if value is not None:
-            # IN (the facet's few rows, by its index), not EXISTS per catalog row: a seek, never a scan
-            conditions.append(_A.c.run_id.in_(select(_F.c.run_id).where(_F.c.kind == kind, _F.c.value == value)))
+        name = _A.c.name.concat("") if walk_newest else _A.c.name
+        conditions.append(name.like(where.name_like, escape="\\"))
+    for kind, value in facets:
+        if walk_newest:
+            conditions.append(exists().where(_F.c.run_id == _A.c.run_id, _F.c.kind == kind, _F.c.value == value))
+        else:
+            conditions.append(_A.c.run_id.in_(select(_F.c.run_id).where(*_facet_rows(where, kind, value))))
     if where.result == "unverified":
         conditions.append(_A.c.verify_result.is_(None))
     elif where.result is not None:
         conditions.append(_A.c.verify_result == where.result)
+    return conditions
+
+
+def _facets(where: ArchiveFilter) -> list[tuple[str, str]]:
+    given = (("tool", where.tool), ("error_type", where.error_type))
+    return [(kind, value) for kind, value in given if value is not None]
+
+
+def _facet_rows(where: ArchiveFilter, kind: str, value: str) -> list[Any]:
+    return [_F.c.kind == kind, _F.c.value == value, *_status_and_time(where, _F.c.status, _F.c.ended_at)]
+
+
+def _status_and_time(where: ArchiveFilter, status: Any, ended_at: Any) -> list[Any]:
+    """The filter's status and time bounds on these columns (the catalog's, or the facets' copies)."""
+    conditions = []
+    if where.statuses:
+        conditions.append(status.in_(list(where.statuses)))
+    if where.since is not None:
+        conditions.append(ended_at >= where.since)
+    if where.until is not None:
+        conditions.append(ended_at < where.until)
     return conditions
 
 

@@ -128,8 +128,20 @@ monitor_archives = Table(
     Column("verified_at", Text),  # the last fixity check (NULL: none since the catalog knew the bag)
     Column("verify_result", Text),  # ok | corrupt
     Column("verify_detail", Text),
+    # A search's page is its newest bags: by status, the second index walks one status's bags in that
+    # order; the first, narrower, counts them in about half the time.
     Index("ix_monitor_archives_status", "status"),
-    Index("ix_monitor_archives_ended_at", "ended_at"),
+    Index("ix_monitor_archives_status_ended", "status", "ended_at"),
+    # run_id is here for width too: SQLite counts all rows with the first-listed among the narrowest
+    # indexes (its creation order, arbitrary), and only status or verify_result, single and short, are cheap.
+    Index("ix_monitor_archives_ended", "ended_at", "run_id"),
+    # `--name 'nightly-*'` seeks its prefix (and counts within a time range from the index alone): SQLite's
+    # LIKE ignores ASCII case, so its index does too; PostgreSQL's LIKE is exact and needs `text_pattern_ops`
+    # whatever the database's collation.
+    Index("ix_monitor_archives_name_nocase", text("name COLLATE NOCASE"), "ended_at").ddl_if(dialect="sqlite"),
+    Index("ix_monitor_archives_name", "name", "ended_at", postgresql_ops={"name": "text_pattern_ops"}).ddl_if(
+        dialect="postgresql"
+    ),
     Index("ix_monitor_archives_result", "verify_result"),  # `--result corrupt`: the few marked
     Index("ix_monitor_archives_audit", "verified_at", "archived_at", "run_id"),  # the audit's order
 )
@@ -167,15 +179,19 @@ monitor_offload_uploads = Table(
     Column("started_at", Text, nullable=False),
     PrimaryKeyConstraint("target", "run_id", "path"),
 )
-# What a search by tool or error type seeks: one row per distinct value in the bag's task rows.
+# What a search by tool or error type seeks: one row per distinct value in the bag's task rows, with
+# the bag's status and end copied in, so that a search's count is one range of this index, never a
+# lookup per matching bag (at a million bags that lookup made `--tool X` miss its 50 ms).
 monitor_archive_facets = Table(
     "monitor_archive_facets",
     metadata,
     Column("run_id", Text, nullable=False),
     Column("kind", Text, nullable=False),  # tool | error_type
     Column("value", Text, nullable=False),
+    Column("status", Text, nullable=False),  # monitor_archives.status
+    Column("ended_at", Text, nullable=False),  # monitor_archives.ended_at
     PrimaryKeyConstraint("run_id", "kind", "value"),
-    Index("ix_monitor_archive_facets_value", "kind", "value"),
+    Index("ix_monitor_archive_facets_search", "kind", "value", "status", "ended_at"),
 )
 
 # Retention (`ledger.prunings`): what it deleted, when and why (a run directory, or a local bag whose
@@ -305,6 +321,9 @@ def create_store_tables(engine: Engine) -> None:
     with engine.connect() as connection, connection.begin():
         _upgrade(connection)
         metadata.create_all(connection, checkfirst=True)
+        for table in metadata.sorted_tables:  # an index added since the table was made
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
         insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         connection.execute(
             insert(monitor_meta)
@@ -314,7 +333,8 @@ def create_store_tables(engine: Engine) -> None:
 
 
 def _upgrade(connection: Connection) -> None:
-    """Version 1 (one daemon): no `owner`, one heartbeat row per job, one numbering row."""
+    """Version 1 (one daemon): no `owner`, one heartbeat row per job, one numbering row; the catalog's
+    facets without their bag's status and end, its one-column index of the end."""
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())
 
@@ -326,6 +346,17 @@ def _upgrade(connection: Connection) -> None:
         connection.execute(text("DROP INDEX IF EXISTS ix_monitor_runs_reopened"))
     if "monitor_heartbeats" in tables and not has_column("monitor_heartbeats", "daemon_id"):
         connection.execute(text("DROP TABLE monitor_heartbeats"))  # a beat is worth nothing after a restart
+    connection.execute(text("DROP INDEX IF EXISTS ix_monitor_archives_ended_at"))  # now (ended_at, run_id)
+    if "monitor_archive_facets" in tables and not has_column("monitor_archive_facets", "status"):
+        connection.execute(text("DROP INDEX IF EXISTS ix_monitor_archive_facets_value"))  # now with status, end
+        for column in ("status", "ended_at"):
+            connection.execute(text(f"ALTER TABLE monitor_archive_facets ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"))
+            connection.execute(
+                text(
+                    f"UPDATE monitor_archive_facets SET {column} = (SELECT a.{column} FROM monitor_archives a "
+                    "WHERE a.run_id = monitor_archive_facets.run_id)"
+                )
+            )
     if "monitor_event_seq" in tables:
         next_seq = connection.execute(text("SELECT next_seq FROM monitor_event_seq WHERE id = 1")).scalar()
         monitor_sequences.create(connection, checkfirst=True)
