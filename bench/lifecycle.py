@@ -8,6 +8,11 @@
   here, against `sha256sum` over the very same files (and `openssl dgst -sha256`, the same SHA-256
   code as Python's hashlib), in rotating order, page cache warm: medians of the rounds, in MB/s,
   and the ratio to sha256sum (goal >= 0.8).
+- `offload` (`lifecycle_offload.py`): our offload pass of archived bags to moto's S3 server on
+  loopback against s3transfer's TransferManager (what `aws s3 cp --recursive` uses) sending the
+  same files; medians, ratio (goal >= 0.8).
+- `retention` (`lifecycle_retention.py`): a retention pass over 100,000 catalogued runs (goal < 60 s),
+  beside deciding the same from every bag's `bag-info.txt`.
 
     .venv/bin/python bench/lifecycle.py                  # every part at full size (a few minutes)
     .venv/bin/python bench/lifecycle.py --part audit --quick
@@ -27,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+import lifecycle_offload
+import lifecycle_retention
 from catalog import fill, scan, search_cases, timed, write_info_bags
 from orchestrator_monitor.archive.bag import hash_file, write_tag_files
 from orchestrator_monitor.config import AuditSettings
@@ -140,7 +147,12 @@ def hash_with(command: list[str], files: list[str]) -> None:
         subprocess.run([*command, *files[start : start + 2000]], check=True, stdout=subprocess.DEVNULL)
 
 
-PARTS = {"catalog": run_catalog, "audit": run_audit}
+PARTS = {
+    "catalog": run_catalog,
+    "audit": run_audit,
+    "offload": lifecycle_offload.run,
+    "retention": lifecycle_retention.run,
+}
 
 
 def main() -> None:
