@@ -13,10 +13,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar
 
-from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -30,7 +28,7 @@ from ..reports.numbers import read_time
 from ..state.access import StateDatabase
 from ..state.engine import read_transaction, translate_errors
 from ..state.pages import RunFilter, fetch_timeline
-from ..state.records import RUN_STATUSES, as_text, task_outcome
+from ..state.records import RUN_STATUSES
 from ..timefmt import utc_now
 from ..units import format_duration
 from ..views.health import collect_health
@@ -40,7 +38,6 @@ from ..web.dashboard.reads import read_runs_lines
 from ..workspace import Workspace
 from .live import ChangeWatch
 from .render import (
-    OUTCOME_STYLES,
     error_cells,
     failed_cells,
     failed_title,
@@ -53,6 +50,7 @@ from .render import (
     workstream_cells,
 )
 from .table_sync import sync_table
+from .text_timeline import timeline_rows
 
 # Fixed widths (80 columns in all): the table measures no cell, which is most of a redraw's time.
 RUN_COLUMNS = (("run", 16), ("status", 9), ("tasks", 19), ("done", 9), ("took", 6), ("name", 21))
@@ -71,6 +69,7 @@ RUN_TABLES: dict[str, tuple[tuple[str, int], ...]] = {
         ("success", 7), ("attempts", 0),
     ),
     "errors": (("error type", 24), ("count", 0)),
+    "timeline": (("task", 18), ("tries", 3), ("bar", 0)),
     "events": (("seq", 7), ("type", 20), ("data", 0)),
 }  # fmt: skip
 RUN_VIEW_MARGIN = 6  # the view's padding and scroll bar, and the table's padding
@@ -114,33 +113,6 @@ def counts_line(by_status: dict[str, int], wanted: str) -> Text:
             line.append("  ")
             line.append(f"{status.lower()} {by_status[status]}", "reverse" if wanted == status else "")
     return line
-
-
-def timeline_text(rows: list[dict[str, Any]], now: datetime, width: int) -> RenderableType:
-    """A text timeline: a row per task (failed first when they do not all fit), a bar from start to finish."""
-    spans = []
-    for row in rows:
-        start, end = read_time(row["started_at"]), read_time(row["finished_at"])
-        if start is not None:
-            spans.append((row, start, end or (now if row["status"] == "RUNNING" else start)))
-    if not spans:
-        return Text("no task has started", "italic")
-    spans.sort(key=lambda span: (task_outcome(as_text(span[0]["status"]) or "") != "failed", span[1]))
-    shown = sorted(spans[:TIMELINE_ROWS], key=lambda span: span[1])
-    first, last = min(s for _, s, _ in spans), max(e for _, _, e in spans)
-    total = max((last - first).total_seconds(), 1e-3)
-    label, cells = 18, max(10, width - 26)
-    lines = Text(f"{'':{label}} 0{format_duration(total):>{cells}}\n", "dim")
-    for row, start, end in shown:
-        outcome = task_outcome(as_text(row["status"]) or "")
-        left = int((start - first).total_seconds() / total * cells)
-        length = max(1, round((end - start).total_seconds() / total * cells))
-        lines.append(f"{str(row['task_id'])[-label:]:<{label}} ", "bold red" if outcome == "failed" else "")
-        lines.append(" " * left + "█" * min(length, cells - left), OUTCOME_STYLES[outcome])
-        lines.append(f" ↻{row['attempts']}\n" if (row["attempts"] or 0) > 1 else "\n")
-    if len(spans) > len(shown):
-        lines.append(f"{len(shown)} of {len(spans)} tasks shown, failed ones first", "dim")
-    return lines
 
 
 def page_size(height: int) -> int:
@@ -278,19 +250,19 @@ class RunScreen(Screen[None]):
         self.sources = sources
         self.run_id = run_id
         self._shown: dict[str, object] = {}
+        self._bar_cells = 10
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
         with VerticalScroll(id="run-body"):
             for name in RUN_TABLES:
-                if name == "events":
-                    yield Static(id="run-timeline", classes="title")
                 yield Static(id=f"{name}-title", classes="title")
                 yield DataTable(id=name, cursor_type="none", show_cursor=False)
         yield Footer()
 
     def on_mount(self) -> None:
         width = self.app.size.width
+        self._bar_cells = flexible_width(RUN_TABLES["timeline"], width)
         for name, columns in RUN_TABLES.items():
             table = self.query_one(f"#{name}", DataTable)
             table.can_focus = False
@@ -306,7 +278,7 @@ class RunScreen(Screen[None]):
         sources, now = self.sources, utc_now()
         detail = read_run(sources.state, self.run_id, now, sources.workspace.root)
         with translate_errors(sources.state.name), read_transaction(sources.state.engine) as connection:
-            timeline = fetch_timeline(connection, sources.state.tables, self.run_id, TIMELINE_ROWS * 20)
+            timeline = fetch_timeline(connection, sources.state.tables, self.run_id, TIMELINE_ROWS * 2)
         events = run_history(sources.workspace, self.run_id, self.app_lines(), set())[-EVENTS_SHOWN:]
         header = Text(run_header(detail) + "\n")
         header.append(outcome_bar(detail.run.outcomes, width=40))
@@ -321,12 +293,15 @@ class RunScreen(Screen[None]):
         self._put("tools-title", Text("tool health", "bold"))
         self._put("errors-title", Text("errors" if detail.errors else "", "bold"))
         self._put("events-title", Text("events", "bold"))
-        self._put("run-timeline", Group(Text("timeline", "bold"), timeline_text(timeline, now, self.size.width)))
+        span = (read_time(detail.run.started_at or detail.run.created_at), read_time(detail.run.finished_at))
+        scale, bars = timeline_rows(timeline, span, now, TIMELINE_ROWS, self._bar_cells)
+        self._put("timeline-title", timeline_title(scale, len(bars), detail.run.tasks_total))
         rows = {
             "failed": [failed_cells(task) for task in detail.failed_tasks],
             "workstreams": [workstream_cells(ws, bar_width=BAR_CELLS) for ws in detail.workstreams],
             "tools": [tool_cells(tool) for tool in detail.tools],
             "errors": error_cells(detail),
+            "timeline": bars,
             "events": [event_cells(line) for line in events],
         }
         for name, wanted in rows.items():
@@ -335,16 +310,22 @@ class RunScreen(Screen[None]):
             table.display = bool(wanted)
         self.app.sub_title = f"{self.run_id} {detail.run.status}"
 
-    def _put(self, part: str, content: RenderableType) -> None:
-        """A text part drawn again only when it shows something else (a `Group` is compared by its parts)."""
-        key = content.renderables if isinstance(content, Group) else content
-        if self._shown.get(part) != key:
-            self._shown[part] = key
+    def _put(self, part: str, content: Text) -> None:
+        """A line of text drawn again only when it shows something else."""
+        if self._shown.get(part) != content:
+            self._shown[part] = content
             self.query_one(f"#{part}", Static).update(content)
 
     def app_lines(self) -> list[Line]:
         app = self.app
         return list(app.recent_lines) if isinstance(app, ConsoleApp) else []
+
+
+def timeline_title(scale: str, shown: int, total: int) -> Text:
+    if not shown:
+        return Text.assemble(("timeline ", "bold"), ("no task has started", "italic"))
+    note = f" ({shown} of {plural(total, 'task')}, failed ones first)" if shown < total else ""
+    return Text.assemble(("timeline", "bold"), (f"  0 to {scale}{note}", "dim"))
 
 
 def event_cells(line: Line) -> tuple[Any, ...]:
