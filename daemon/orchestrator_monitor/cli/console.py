@@ -189,10 +189,9 @@ class RunsScreen(Screen[None]):
             return
         counts = counts_line(page.by_status, self.status)
         counts.append(f"   {page_label(self.first, len(page.view.runs), page.total)} by {self.order}", "dim")
-        header = self.query_one("#counts", Static)
         if counts != self._counts:
             self._counts = counts
-            header.update(counts)
+            self.query_one("#counts", Static).update(counts, layout=False)  # one line high, whatever it says
         sync_table(self.query_one("#runs", DataTable), [run_row(line) for line in page.view.runs])
 
     def on_resize(self) -> None:
@@ -311,10 +310,17 @@ class RunScreen(Screen[None]):
         self.app.sub_title = f"{self.run_id} {detail.run.status}"
 
     def _put(self, part: str, content: Text) -> None:
-        """A line of text drawn again only when it shows something else."""
-        if self._shown.get(part) != content:
-            self._shown[part] = content
-            self.query_one(f"#{part}", Static).update(content)
+        """Text drawn again only when it shows something else, and laid out again only when its height changes
+        (a layout of the whole screen was a third of a refresh's time)."""
+        old = self._shown.get(part)
+        if old == content:
+            return
+        self._shown[part] = content
+        widget = self.query_one(f"#{part}", Static)
+        width, console = widget.content_size.width, self.app.console
+        height = len(content.wrap(console, width)) if width > 0 else -1
+        same = isinstance(old, Text) and height == len(old.wrap(console, width))
+        widget.update(content, layout=not same)
 
     def app_lines(self) -> list[Line]:
         app = self.app
