@@ -196,11 +196,11 @@ def test_the_runs_list_holds_one_page_of_the_terminal_and_pages_with_brackets(wo
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.pause()
                 first = [row[0] for row in table_rows(app, "runs")]
-                assert first[0] == "r-44" and len(first) == 20 and "(1-20 of 45 runs)" in screen_text(app)
+                assert first[0] == "r-44" and len(first) == 20 and "runs 1-20 of 45 by attention" in screen_text(app)
                 await pilot.press("right_square_bracket", "right_square_bracket")
                 await pilot.pause()
                 assert [row[0] for row in table_rows(app, "runs")] == [f"r-{n:02d}" for n in range(4, -1, -1)]
-                assert "(41-45 of 45 runs)" in screen_text(app)
+                assert "runs 41-45 of 45" in screen_text(app)
                 await pilot.press("left_square_bracket")
                 await pilot.pause()
                 assert table_rows(app, "runs")[0][0] == "r-24"

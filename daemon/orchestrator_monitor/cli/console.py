@@ -121,9 +121,7 @@ def page_size(height: int) -> int:
 
 
 def page_label(offset: int, shown: int, total: int) -> str:
-    if not shown:
-        return f"(none of {plural(total, 'run')})"
-    return f"({offset + 1}-{offset + shown} of {plural(total, 'run')})"
+    return f"runs {offset + 1}-{offset + shown} of {total:,}" if shown else f"no run of {total:,}"
 
 
 def run_row(line: RunLine) -> tuple[Any, ...]:
@@ -156,6 +154,7 @@ class RunsScreen(Screen[None]):
         self.order = "attention"
         self.first = 0
         self._counts: Text | None = None
+        self._health, self._page, self._top = Text(), "", Text()
 
     def compose(self) -> ComposeResult:
         yield Static(id="health")
@@ -174,7 +173,15 @@ class RunsScreen(Screen[None]):
         table.focus()
 
     def refresh_health(self) -> None:
-        self.query_one("#health", Static).update(health_line(collect_health(self.sources.settings, utc_now())))
+        self._health = health_line(collect_health(self.sources.settings, utc_now()))
+        self._draw_top()
+
+    def _draw_top(self) -> None:
+        """The health, then which runs the page shows (the counts line has no room left at 80 columns)."""
+        top = self._health + Text(f"   {self._page}", "dim")
+        if top != self._top:
+            self._top = top
+            self.query_one("#health", Static).update(top, layout=False)  # one line high, whatever it says
 
     def refresh_runs(self) -> None:
         """Read the page of runs the table shows and change only the rows and cells that differ."""
@@ -188,7 +195,8 @@ class RunsScreen(Screen[None]):
             self.refresh_runs()
             return
         counts = counts_line(page.by_status, self.status)
-        counts.append(f"   {page_label(self.first, len(page.view.runs), page.total)} by {self.order}", "dim")
+        self._page = f"{page_label(self.first, len(page.view.runs), page.total)} by {self.order}"
+        self._draw_top()
         if counts != self._counts:
             self._counts = counts
             self.query_one("#counts", Static).update(counts, layout=False)  # one line high, whatever it says
@@ -346,6 +354,7 @@ class ConsoleApp(App[None]):
     CSS = """
     #health, #counts { height: 1; padding: 0 1; }
     #search { height: 3; }
+    #runs { height: 1fr; }
     #run-header { height: auto; padding: 0 1; }
     #run-body Static { padding: 0 1; }
     #run-body .title { margin-top: 1; }
