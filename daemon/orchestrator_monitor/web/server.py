@@ -60,7 +60,7 @@ class Demote(logging.Filter):
 def plain_uvicorn_logs() -> None:
     """Put `PlainMessages` on uvicorn's loggers and `Demote` on its INFO lines and on asyncio's note of a client
     gone, once however many servers start."""
-    wanted = [(name, PlainMessages()) for name in UVICORN_LOGGERS]
+    wanted: list[tuple[str, logging.Filter]] = [(name, PlainMessages()) for name in UVICORN_LOGGERS]
     wanted += [(name, Demote(level=logging.INFO)) for name in UVICORN_LOGGERS]
     wanted += [("asyncio", Demote(message=CLIENT_GONE))]
     for name, wanted_filter in wanted:
