@@ -155,6 +155,7 @@ class RunsScreen(Screen[None]):
         self.first = 0
         self._counts: Text | None = None
         self._health, self._page, self._top = Text(), "", Text()
+        self._rows: list[tuple[Any, ...]] = []  # what the table shows
 
     def compose(self) -> ComposeResult:
         yield Static(id="health")
@@ -200,7 +201,9 @@ class RunsScreen(Screen[None]):
         if counts != self._counts:
             self._counts = counts
             self.query_one("#counts", Static).update(counts, layout=False)  # one line high, whatever it says
-        sync_table(self.query_one("#runs", DataTable), [run_row(line) for line in page.view.runs])
+        rows = [run_row(line) for line in page.view.runs]
+        sync_table(self.query_one("#runs", DataTable), self._rows, rows)
+        self._rows = rows
 
     def on_resize(self) -> None:
         self.refresh_runs()
@@ -257,6 +260,7 @@ class RunScreen(Screen[None]):
         self.sources = sources
         self.run_id = run_id
         self._shown: dict[str, object] = {}
+        self._rows: dict[str, list[tuple[Any, ...]]] = {}  # what each table shows
         self._bar_cells = 10
 
     def compose(self) -> ComposeResult:
@@ -313,7 +317,8 @@ class RunScreen(Screen[None]):
         }
         for name, wanted in rows.items():
             table = self.query_one(f"#{name}", DataTable)
-            sync_table(table, wanted)
+            sync_table(table, self._rows.get(name, []), wanted)
+            self._rows[name] = wanted
             table.display = bool(wanted)
         self.app.sub_title = f"{self.run_id} {detail.run.status}"
 

@@ -47,14 +47,10 @@ def row_changes(shown: Sequence[Row], wanted: Sequence[Row]) -> RowChanges:
     return RowChanges(removed, added, cells, reorder=appended != list(after))
 
 
-def shown_rows(table: DataTable[Any]) -> list[Row]:
-    """The table's rows in display order, as cells."""
-    return [tuple(table.get_row(row.key)) for row in table.ordered_rows]
-
-
-def sync_table(table: DataTable[Any], wanted: Sequence[Row]) -> RowChanges:
-    """Make `table` show `wanted` (its columns' keys are their labels); the cursor stays on its row's key."""
-    changes = row_changes(shown_rows(table), wanted)
+def sync_table(table: DataTable[Any], shown: Sequence[Row], wanted: Sequence[Row]) -> RowChanges:
+    """Make `table`, which shows `shown` (what it was last given), show `wanted`; its columns' keys are their
+    labels, and the cursor stays on its row's key."""
+    changes = row_changes(shown, wanted) if shown != wanted else RowChanges([], [], [], reorder=False)
     if changes.empty:
         return changes
     current = _cursor_key(table)
