@@ -151,6 +151,13 @@ async def console(workspace: Path) -> AsyncIterator[tuple[ConsoleApp, Any]]:
             yield app, pilot
 
 
+async def refreshed(app: ConsoleApp, pilot: Any) -> None:
+    """Until what the console heard is on the screen (a refresh may wait a moment after the last one)."""
+    while app.refresh_pending:
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
 def table_rows(app: ConsoleApp, table_id: str) -> list[list[str]]:
     from textual.widgets import DataTable
 
@@ -168,13 +175,13 @@ def test_an_event_updates_rows_in_place_the_cursor_stays_on_its_run_and_the_filt
             writer.sql("UPDATE tasks SET status = 'SUCCEEDED', finished_at = '2026-11-24T10:05:00Z' "
                        "WHERE task_id = 'going-8.t1'")  # fmt: skip
             app.changed(True, [])
-            await pilot.pause()
+            await refreshed(app, pilot)
             going = next(row for row in table_rows(app, "runs") if row[0] == "going-8")
             assert going[3] == "2/2"  # its count changed where it stands
             writer.add_run("worse-9", ["FAILED"])
             writer.sql("UPDATE runs SET status = 'FAILED' WHERE run_id = 'worse-9'")
             app.changed(True, [])
-            await pilot.pause()
+            await refreshed(app, pilot)
             rows = [row[0] for row in table_rows(app, "runs")]
             assert rows[:3] == ["worse-9", "bad-7", "going-8"] and len(rows) == 9
             assert app.screen.query_one("#runs").cursor_row == 2  # still on going-8, not on bad-7
@@ -185,7 +192,7 @@ def test_an_event_updates_rows_in_place_the_cursor_stays_on_its_run_and_the_filt
             writer.sql("UPDATE runs SET status = 'FAILED' WHERE run_id = 'ok-3'")
             writer.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'worse-9'")
             app.changed(True, [])
-            await pilot.pause()
+            await refreshed(app, pilot)
             assert sorted(row[0] for row in table_rows(app, "runs")) == ["bad-7", "ok-3"]
             assert "failed 2" in screen_text(app)
 
@@ -225,11 +232,11 @@ def test_the_run_view_adds_a_task_that_fails_to_its_failed_tasks(workspace: Path
             writer.sql("UPDATE tasks SET status = 'FAILED', error_type = 'timeout', error_message = 'too long' "
                        "WHERE task_id = 'going-8.t1'")  # fmt: skip
             app.changed(False, [{"type": "TASK_FAILED", "run_id": "going-8", "seq": 99}])
-            await pilot.pause()
+            await refreshed(app, pilot)
             assert [row[0] for row in table_rows(app, "failed")] == ["going-8.t1"]
             assert "1 failed task" in screen_text(app) and "timeout" in screen_text(app)
             app.changed(False, [{"type": "TASK_FAILED", "run_id": "ok-1", "seq": 100}])  # another run's
-            await pilot.pause()
+            await refreshed(app, pilot)
             assert [row[0] for row in table_rows(app, "events")] == ["99"]  # its own events only
 
     asyncio.run(drive())
