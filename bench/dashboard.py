@@ -361,13 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(3)
     pool = rng.sample(open_runs[1:], 2 * args.rounds * (samples + 1))
     try:
-        print(
-            f"API: {runs} runs x {tasks} tasks (and one of {BIG_TASKS}), {requests} requests per endpoint, two at once"
-        )
-        api = {} if args.detection_only else measure_api(template, open_runs, scratch, runs, requests)
-        print(f"{'ms':<34} {'n':>6} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9}")
-        for name, values in api.items():
-            print(row(name, values))
+        api: dict[str, list[float]] = {}
+        if not args.detection_only:
+            print(f"API: {runs} runs x {tasks} tasks (and one of {BIG_TASKS}), {requests} requests per endpoint, two "
+                  "at once")  # fmt: skip
+            api = measure_api(template, open_runs, scratch, runs, requests)
+            print(f"{'ms':<34} {'n':>6} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9}")
+            for name, values in api.items():
+                print(row(name, values))
         latencies: dict[str, list[float]] = {"none": [], "sse": []}
         order = ["none", "sse", "sse", "none"] * args.rounds
         for n, kind in enumerate(order[: 2 * args.rounds]):
