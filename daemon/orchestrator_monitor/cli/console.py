@@ -4,8 +4,10 @@ It shows what the dashboard shows, from the same sources: the runs (failed and r
 with their counts and the monitor's health; a run with its failed tasks first, workstreams, tool
 health, a text timeline and its events. It has no polling loop of its own: a worker thread waits
 on `live.ChangeWatch` (the event log and the state database's commits, as `status --follow`)
-and the screen is read again only when something changed. It fits 80x24 (SSH): tables shrink,
-long cells are cut, and everything below the header scrolls.
+and the screen is read again only when something changed, once for a burst of changes (see
+`MIN_REFRESH_GAP`); a table then changes only the rows and cells that differ (`table_sync`), and
+the runs list holds one page of the terminal's height, not every run. It fits 80x24 (SSH):
+columns have fixed widths, long cells are cut, and the run view scrolls below its header.
 """
 
 from __future__ import annotations
@@ -174,9 +176,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs", DataTable)
         for label, width in RUN_COLUMNS:
             table.add_column(label, width=width, key=label)
-        self.refresh_health()
-        self.refresh_runs()
-        table.focus()
+        table.focus()  # its rows come with `on_screen_resume`, which also follows the first showing
 
     def refresh_health(self) -> None:
         self._health = health_line(collect_health(self.sources.settings, utc_now()))
@@ -214,7 +214,7 @@ class RunsScreen(Screen[None]):
         self.refresh_runs()
 
     def on_screen_resume(self) -> None:
-        """Back from a run: what changed meanwhile (a health change too) was not drawn here."""
+        """Shown, first or back from a run: what changed meanwhile (a health change too) was not drawn here."""
         self.refresh_health()
         self.refresh_runs()
 
