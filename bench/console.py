@@ -58,7 +58,7 @@ def toggle_task(database: Path, run_id: str, n: int) -> None:
         )
 
 
-async def drawn(app: ConsoleApp, pilot: Pilot[None]) -> None:
+async def drawn(app: ConsoleApp, pilot: Pilot[None], pause: bool = False) -> None:
     """Until the messages the change caused (and those they caused) are handled and the screen is composed again.
 
     Not `Pilot.pause()`: its wait for the process to be idle sleeps 20 ms at least, which is Pilot's, not the
@@ -66,12 +66,15 @@ async def drawn(app: ConsoleApp, pilot: Pilot[None]) -> None:
     """
     while getattr(app, "refresh_pending", False):  # a refresh that waits for MIN_REFRESH_GAP (since #15's gaps)
         await asyncio.sleep(0.001)
+    if pause:  # as #15's figures were measured
+        await pilot.pause()
+        return
     for _ in range(2):
         await pilot._wait_for_screen()
     app.screen._on_timer_update()
 
 
-async def measure(workspace: Path, refreshes: int) -> dict[str, list[float]]:
+async def measure(workspace: Path, refreshes: int, pause: bool) -> dict[str, list[float]]:
     settings = load_settings(workspace)
     database = workspace / detect.STATE_DB
     results: dict[str, list[float]] = {}
@@ -94,15 +97,16 @@ async def measure(workspace: Path, refreshes: int) -> dict[str, list[float]]:
                         started = time.perf_counter()
                         for _ in range(BURST if burst else 1):
                             app.changed(True, [])
-                        await drawn(app, pilot)
+                        await drawn(app, pilot, pause)
                         timed.append(time.perf_counter() - started)
     return results
 
 
-def run_round(code: Path, workspace: Path, refreshes: int) -> dict[str, list[float]]:
+def run_round(code: Path, workspace: Path, refreshes: int, pause: bool) -> dict[str, list[float]]:
     """One measurement in a process of its own, importing the monitor from `code`'s `daemon/`."""
     env = {**os.environ, "PYTHONPATH": str(code / "daemon")}
     argv = [sys.executable, __file__, "--child", str(workspace), "--refreshes", str(refreshes)]
+    argv += ["--pilot-pause"] if pause else []
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise detect.BenchError(f"{code}: the measurement failed: {out.stderr[-2000:]}")
@@ -125,10 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, help="a checkout of the code to measure beside this one")
     parser.add_argument("--quick", action="store_true", help="one round of 40 refreshes")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "orchestrator-bench")
+    parser.add_argument(
+        "--pilot-pause", action="store_true", help="time until Pilot.pause() returns (20 ms of sleep at least), as #15"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # a round's process: measure this workspace
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(asyncio.run(measure(args.child, args.refreshes))))
+        print(json.dumps(asyncio.run(measure(args.child, args.refreshes, args.pilot_pause))))
         return 0
     rounds, refreshes = (1, 40) if args.quick else (args.rounds, args.refreshes)
     here = Path(__file__).resolve().parent.parent
@@ -141,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dashboard.add_big_run(workspace / detect.STATE_DB)
         for n in range(rounds):
             for name in list(versions)[:: 1 if n % 2 == 0 else -1]:  # alternating, so neither always goes first
-                results[name].append(run_round(versions[name], workspace, refreshes))
+                results[name].append(run_round(versions[name], workspace, refreshes, args.pilot_pause))
                 print(f"round {n + 1}/{rounds}: {name} measured", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
