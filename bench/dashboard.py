@@ -14,9 +14,11 @@ What it does, on the workspace `bench/detect.py` builds and caches (`demo/simula
    and `/api/runs/<random id>` (random task sort and filter) over keep-alive connections;
    latency is request to full body, per endpoint.
 2. SSE: daemon lifetimes alternating without and with 200 `/events` clients (asyncio
-   streams in a thread of this process); in each, the writer finishes `--samples` runs one
-   at a time and the follower times each `RUN_COMPLETED`; the SSE clients must each receive
-   every one of those events.
+   streams in a thread of this process) and a console open (a real `orchestrator console`
+   in a tmux session of 80x24, following the same log and database; `--no-console` leaves
+   it out); in each, the writer finishes `--samples` runs one at a time and the follower
+   times each `RUN_COMPLETED`; the SSE clients must each receive every one of those events,
+   and the console must still be up, showing its runs list, at the end.
 
 The machine is shared and noisy (2 cores, and the SSE clients run on them too), so read
 percentiles and ratios, not single figures. Usage:
@@ -30,14 +32,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shlex
 import shutil
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
@@ -51,6 +56,7 @@ BIG_TASKS = 1000
 GOAL_API_P99_MS = 100.0
 GOAL_DETECTION_RATIO = 2.0
 SSE_CONNECT_TIMEOUT = 60.0
+CONSOLE_START_TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -252,6 +258,41 @@ class SseClients:
                     self.completed[n].add(line.split('"run_id":"', 1)[1].split('"', 1)[0])
 
 
+class ConsoleSession:
+    """`orchestrator console` on the workspace in a detached tmux session of 80x24, for as long as the block."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.name = f"bench-console-{time.monotonic_ns()}"
+
+    def screen(self) -> str:
+        out = subprocess.run(["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True, text=True)
+        return out.stdout if out.returncode == 0 else ""
+
+    def __enter__(self) -> ConsoleSession:
+        if shutil.which("tmux") is None:
+            raise detect.BenchError("the console runs in tmux, which is not installed (or pass --no-console)")
+        command = shlex.join([*detect.orchestrator_command(), "console", "--workspace", str(self.workspace)])
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", command], check=True)
+        give_up = time.monotonic() + CONSOLE_START_TIMEOUT
+        while "quit" not in self.screen():
+            if time.monotonic() > give_up:
+                self.__exit__()
+                raise detect.BenchError(f"the console did not start: {self.screen()!r}")
+            time.sleep(0.1)
+        return self
+
+    def check(self) -> str:
+        """A note that the console is still up and drawing its runs list (or what it shows instead)."""
+        screen = self.screen()
+        if "Traceback" in screen or "run " not in screen or "quit" not in screen:
+            raise detect.BenchError(f"the console is not showing its runs list: {screen!r}")
+        return "a console open (tmux 80x24) still showing its runs list"
+
+    def __exit__(self, *_: object) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+
+
 def measure_detection(
     template: Path,
     open_runs: list[detect.OpenRun],
@@ -260,6 +301,7 @@ def measure_detection(
     chosen: list[detect.OpenRun],
     clients: int,
     gap: tuple[float, float],
+    console: bool,
 ) -> tuple[list[float], str]:
     workspace = detect.fresh_copy(template, scratch / label, open_runs, run_dirs=False, schema=REFERENCE)
     port = free_port()
@@ -271,7 +313,8 @@ def measure_detection(
             singles = chosen[1:]
             spec = {"mode": "single", "gap_seconds": list(gap), "seed": 7}
             if clients:
-                with SseClients(f"http://127.0.0.1:{port}", clients) as sse:
+                session = ConsoleSession(workspace) if console else nullcontext()
+                with session, SseClients(f"http://127.0.0.1:{port}", clients) as sse:
                     commits = detect.run_writer(workspace / detect.STATE_DB, singles, workspace, spec, REFERENCE)
                     done = {run_id for run_id, _, _ in commits}
                     follower.wait(lambda: done <= follower.completed.keys(), detect.SETTLE_TIMEOUT, "every run")
@@ -280,6 +323,8 @@ def measure_detection(
                         time.sleep(0.05)
                     complete = sum(done <= seen for seen in sse.completed)
                     note = f"{complete}/{clients} SSE clients received all {len(done)} RUN_COMPLETED events"
+                    if isinstance(session, ConsoleSession):
+                        note += f"; {session.check()}"
             else:
                 commits = detect.run_writer(workspace / detect.STATE_DB, singles, workspace, spec, REFERENCE)
                 done = {run_id for run_id, _, _ in commits}
@@ -304,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=100, help="runs finished per lifetime (default 100)")
     parser.add_argument("--rounds", type=int, default=2, help="lifetimes with and without SSE clients each (default 2)")
     parser.add_argument("--clients", type=int, default=200, help="SSE clients (default 200)")
+    parser.add_argument("--no-console", dest="console", action="store_false", help="no console beside the clients")
+    parser.add_argument("--detection-only", action="store_true", help="leave out the API part")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "orchestrator-bench")
     args = parser.parse_args(argv)
     runs, tasks, opened = (500, 20, 150) if args.quick else (10_000, 100, 1500)
@@ -314,25 +361,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(3)
     pool = rng.sample(open_runs[1:], 2 * args.rounds * (samples + 1))
     try:
-        print(
-            f"API: {runs} runs x {tasks} tasks (and one of {BIG_TASKS}), {requests} requests per endpoint, two at once"
-        )
-        api = measure_api(template, open_runs, scratch, runs, requests)
-        print(f"{'ms':<34} {'n':>6} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9}")
-        for name, values in api.items():
-            print(row(name, values))
+        api: dict[str, list[float]] = {}
+        if not args.detection_only:
+            print(f"API: {runs} runs x {tasks} tasks (and one of {BIG_TASKS}), {requests} requests per endpoint, two "
+                  "at once")  # fmt: skip
+            api = measure_api(template, open_runs, scratch, runs, requests)
+            print(f"{'ms':<34} {'n':>6} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9}")
+            for name, values in api.items():
+                print(row(name, values))
         latencies: dict[str, list[float]] = {"none": [], "sse": []}
         order = ["none", "sse", "sse", "none"] * args.rounds
         for n, kind in enumerate(order[: 2 * args.rounds]):
             chosen = pool[n * (samples + 1) : (n + 1) * (samples + 1)]
             values, note = measure_detection(
-                template, open_runs, scratch, f"{kind}-{n}", chosen, args.clients if kind == "sse" else 0, (0.05, 0.15)
+                template,
+                open_runs,
+                scratch,
+                f"{kind}-{n}",
+                chosen,
+                args.clients if kind == "sse" else 0,
+                (0.05, 0.15),
+                args.console,
             )
             latencies[kind].extend(values)
             print(f"lifetime {n} ({kind}): {len(values)} runs finished. {note}", flush=True)
         print("detection latency (commit -> RUN_COMPLETED line), ms")
         print(row("without SSE clients", latencies["none"]))
-        print(row(f"with {args.clients} SSE clients", latencies["sse"]))
+        beside = " and a console" if args.console else ""
+        print(row(f"with {args.clients} SSE clients{beside}", latencies["sse"]))
         api_p99 = {name: detect.percentiles(values)["p99"] * 1000 for name, values in api.items()}
         ratio = detect.percentiles(latencies["sse"])["p99"] / detect.percentiles(latencies["none"])["p99"]
         print("goals:")
@@ -341,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  {name} p99 {p99:.1f} ms < {GOAL_API_P99_MS:.0f} ms: {'met' if p99 < GOAL_API_P99_MS else 'NOT met'}"
             )
         print(
-            f"  detection p99 with/without SSE clients {ratio:.2f}x <= {GOAL_DETECTION_RATIO:.0f}x: "
+            f"  detection p99 with/without SSE clients{beside} {ratio:.2f}x <= {GOAL_DETECTION_RATIO:.0f}x: "
             + ("met" if ratio <= GOAL_DETECTION_RATIO else "NOT met")
         )
     finally:

@@ -7,7 +7,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from orchestrator_monitor.config import load_settings
@@ -135,3 +138,105 @@ def test_a_real_terminal_of_80_by_24_shows_the_console_cleanly(workspace: Path) 
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
+
+
+@asynccontextmanager
+async def console(workspace: Path) -> AsyncIterator[tuple[ConsoleApp, Any]]:
+    """The console on the workspace at 80x24, driven by the test (no watch thread), once it has drawn."""
+    settings = load_settings(workspace)
+    with state_reader(settings) as state:
+        app = ConsoleApp(Sources(settings, state, Workspace.from_settings(settings)), watch=None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            yield app, pilot
+
+
+async def refreshed(app: ConsoleApp, pilot: Any) -> None:
+    """Until what the console heard is on the screen (a refresh may wait a moment after the last one)."""
+    while app.refresh_pending:
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+def table_rows(app: ConsoleApp, table_id: str) -> list[list[str]]:
+    from textual.widgets import DataTable
+
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    return [[str(cell) for cell in table.get_row(row.key)] for row in table.ordered_rows]
+
+
+def test_an_event_updates_rows_in_place_the_cursor_stays_on_its_run_and_the_filter_holds(workspace: Path) -> None:
+    writer = add_runs(workspace)
+
+    async def drive() -> None:
+        async with console(workspace) as (app, pilot):
+            assert [row[0] for row in table_rows(app, "runs")][:2] == ["bad-7", "going-8"]  # attention first
+            await pilot.press("down")  # on going-8
+            writer.sql("UPDATE tasks SET status = 'SUCCEEDED', finished_at = '2026-11-24T10:05:00Z' "
+                       "WHERE task_id = 'going-8.t1'")  # fmt: skip
+            app.changed(True, [])
+            await refreshed(app, pilot)
+            going = next(row for row in table_rows(app, "runs") if row[0] == "going-8")
+            assert going[3] == "2/2"  # its count changed where it stands
+            writer.add_run("worse-9", ["FAILED"])
+            writer.sql("UPDATE runs SET status = 'FAILED' WHERE run_id = 'worse-9'")
+            app.changed(True, [])
+            await refreshed(app, pilot)
+            rows = [row[0] for row in table_rows(app, "runs")]
+            assert rows[:3] == ["worse-9", "bad-7", "going-8"] and len(rows) == 9
+            assert app.screen.query_one("#runs").cursor_row == 2  # still on going-8, not on bad-7
+            for _ in range(4):  # to "failed"
+                await pilot.press("s")
+            await pilot.pause()
+            assert [row[0] for row in table_rows(app, "runs")] == ["worse-9", "bad-7"]
+            writer.sql("UPDATE runs SET status = 'FAILED' WHERE run_id = 'ok-3'")
+            writer.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'worse-9'")
+            app.changed(True, [])
+            await refreshed(app, pilot)
+            assert sorted(row[0] for row in table_rows(app, "runs")) == ["bad-7", "ok-3"]
+            assert "failed 2" in screen_text(app)
+
+    asyncio.run(drive())
+
+
+def test_the_runs_list_holds_one_page_of_the_terminal_and_pages_with_brackets(workspace: Path) -> None:
+    writer = Writer(workspace)
+    for n in range(45):
+        writer.add_run(f"r-{n:02d}", ["SUCCEEDED"])
+        writer.sql("UPDATE runs SET status = 'COMPLETED', created_at = ? WHERE run_id = ?",
+                   (f"2026-11-24T10:{n:02d}:00Z", f"r-{n:02d}"))  # fmt: skip
+
+    async def drive() -> None:
+        async with console(workspace) as (app, pilot):
+            first = [row[0] for row in table_rows(app, "runs")]
+            assert first[0] == "r-44" and len(first) == 20 and "runs 1-20 of 45 by attention" in screen_text(app)
+            await pilot.press("right_square_bracket", "right_square_bracket")
+            await pilot.pause()
+            assert [row[0] for row in table_rows(app, "runs")] == [f"r-{n:02d}" for n in range(4, -1, -1)]
+            assert "runs 41-45 of 45" in screen_text(app)
+            await pilot.press("left_square_bracket")
+            await pilot.pause()
+            assert table_rows(app, "runs")[0][0] == "r-24"
+
+    asyncio.run(drive())
+
+
+def test_the_run_view_adds_a_task_that_fails_to_its_failed_tasks(workspace: Path) -> None:
+    writer = add_runs(workspace)
+
+    async def drive() -> None:
+        async with console(workspace) as (app, pilot):
+            app.push_screen(RunScreen(app.sources, "going-8"))
+            await pilot.pause()
+            assert table_rows(app, "failed") == [] and "no failed task" in screen_text(app)
+            writer.sql("UPDATE tasks SET status = 'FAILED', error_type = 'timeout', error_message = 'too long' "
+                       "WHERE task_id = 'going-8.t1'")  # fmt: skip
+            app.changed(False, [{"type": "TASK_FAILED", "run_id": "going-8", "seq": 99}])
+            await refreshed(app, pilot)
+            assert [row[0] for row in table_rows(app, "failed")] == ["going-8.t1"]
+            assert "1 failed task" in screen_text(app) and "timeout" in screen_text(app)
+            app.changed(False, [{"type": "TASK_FAILED", "run_id": "ok-1", "seq": 100}])  # another run's
+            await refreshed(app, pilot)
+            assert [row[0] for row in table_rows(app, "events")] == ["99"]  # its own events only
+
+    asyncio.run(drive())

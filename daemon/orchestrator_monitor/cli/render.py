@@ -14,7 +14,7 @@ from rich.text import Text
 
 from ..state.records import OUTCOMES
 from ..units import format_duration
-from ..views.runs import RunDetail, RunLine, StatusView
+from ..views.runs import FailedTask, RunDetail, RunLine, StatusView, ToolView, WorkstreamView
 
 _STATUS_STYLES = {
     "COMPLETED": "green",
@@ -154,56 +154,79 @@ def short_message(message: str | None) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
-def failed_table(detail: RunDetail) -> Table:
+def failed_title(detail: RunDetail) -> str:
     shown, total = len(detail.failed_tasks), detail.failed_total
-    title = plural(total, "failed task") + (f" (the latest {shown} shown)" if shown < total else "")
-    table = Table(title=title, title_style="bold red")
-    for column in ("task", "tool", "attempts", "error", "message", "log"):
+    return plural(total, "failed task") + (f" (the latest {shown} shown)" if shown < total else "")
+
+
+FAILED_COLUMNS = ("task", "tool", "attempts", "error", "message", "log")
+WORKSTREAM_COLUMNS = ("workstream", "name", "status", "tasks", "done")
+TOOL_COLUMNS = ("tool", "tasks", "succeeded", "failed", "skipped", "active", "success", "attempts")
+ERROR_COLUMNS = ("error type", "count")
+
+
+def failed_cells(task: FailedTask) -> tuple[Any, ...]:
+    return (
+        task.task_id,
+        task.tool or "",
+        str(task.attempts),
+        Text(task.error_type or "-", style="red"),
+        short_message(task.error_message),
+        task.log or "",
+    )
+
+
+def workstream_cells(ws: WorkstreamView, bar_width: int = BAR_WIDTH) -> tuple[Any, ...]:
+    return (
+        ws.workstream_id or "(none)",
+        ws.name or "",
+        styled_status(ws.status),
+        outcome_bar(ws.outcomes, width=bar_width),
+        format_progress(ws.tasks_terminal, ws.tasks_total, ws.progress),
+    )
+
+
+def tool_cells(tool: ToolView) -> tuple[Any, ...]:
+    return (
+        tool.tool or "(none)",
+        str(tool.tasks),
+        str(tool.succeeded),
+        Text(str(tool.failed), style="red" if tool.failed else ""),
+        str(tool.skipped + tool.cancelled),
+        str(tool.active),
+        "-" if tool.success_rate is None else f"{tool.success_rate:.0%}",
+        str(tool.attempts),
+    )
+
+
+def error_cells(detail: RunDetail) -> list[tuple[Any, ...]]:
+    return [(error_type, str(count)) for error_type, count in detail.errors.items()]
+
+
+def failed_table(detail: RunDetail) -> Table:
+    table = Table(title=failed_title(detail), title_style="bold red")
+    for column in FAILED_COLUMNS:
         table.add_column(column, overflow="fold")  # a task id or a path is read whole, if on two lines
     for task in detail.failed_tasks:
-        table.add_row(
-            task.task_id,
-            task.tool or "",
-            str(task.attempts),
-            Text(task.error_type or "-", style="red"),
-            short_message(task.error_message),
-            task.log or "",
-        )
+        table.add_row(*failed_cells(task))
     return table
 
 
 def run_tables(detail: RunDetail, failed: bool = True) -> list[Table]:
     """The run's failed tasks (first, when any and `failed`), workstreams, tool health and error counts, as
-    `monitor`, its live view and the console show them."""
-    workstreams = Table("workstream", "name", "status", "tasks", "done", title="workstreams")
+    `monitor` and its live view show them."""
+    workstreams = Table(*WORKSTREAM_COLUMNS, title="workstreams")
     for ws in detail.workstreams:
-        workstreams.add_row(
-            ws.workstream_id or "(none)",
-            ws.name or "",
-            styled_status(ws.status),
-            outcome_bar(ws.outcomes),
-            format_progress(ws.tasks_terminal, ws.tasks_total, ws.progress),
-        )
-    tools = Table(
-        "tool", "tasks", "succeeded", "failed", "skipped", "active", "success", "attempts", title="tool health"
-    )
+        workstreams.add_row(*workstream_cells(ws))
+    tools = Table(*TOOL_COLUMNS, title="tool health")
     for tool in detail.tools:
-        tools.add_row(
-            tool.tool or "(none)",
-            str(tool.tasks),
-            str(tool.succeeded),
-            Text(str(tool.failed), style="red" if tool.failed else ""),
-            str(tool.skipped + tool.cancelled),
-            str(tool.active),
-            "-" if tool.success_rate is None else f"{tool.success_rate:.0%}",
-            str(tool.attempts),
-        )
+        tools.add_row(*tool_cells(tool))
     tables = [failed_table(detail)] if failed and detail.failed_tasks else []
     tables += [workstreams, tools]
     if detail.errors:
-        errors = Table("error type", "count", title="errors")
-        for error_type, count in detail.errors.items():
-            errors.add_row(error_type, str(count))
+        errors = Table(*ERROR_COLUMNS, title="errors")
+        for cells in error_cells(detail):
+            errors.add_row(*cells)
         tables.append(errors)
     return tables
 

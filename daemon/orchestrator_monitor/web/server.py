@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 2  # open connections (an SSE client) get this long on stop
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# asyncio's words when the server writes to a connection whose client has gone (a browser tab closed, curl
+# killed, a reset) before the connection's loss reaches uvicorn: the client left, nothing went wrong.
+CLIENT_GONE = "socket.send() raised exception."
 
 
 class PlainMessages(logging.Filter):
@@ -39,12 +42,31 @@ class PlainMessages(logging.Filter):
         return True
 
 
+class Demote(logging.Filter):
+    """Lowers to DEBUG the records at `level` (or with the message `message`) of the logger it is put on, so
+    that the JSONL sink (INFO and above) leaves them out: uvicorn's start and stop lines repeat what the
+    daemon says itself, and a client leaving is not a warning."""
+
+    def __init__(self, level: int | None = None, message: str | None = None) -> None:
+        super().__init__()
+        self.level, self.message = level, message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (self.level is None or record.levelno == self.level) and (self.message in (None, record.msg)):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def plain_uvicorn_logs() -> None:
-    """Put `PlainMessages` on uvicorn's loggers, once however many servers start."""
-    for name in UVICORN_LOGGERS:
+    """Put `PlainMessages` on uvicorn's loggers and `Demote` on its INFO lines and on asyncio's note of a client
+    gone, once however many servers start."""
+    wanted: list[tuple[str, logging.Filter]] = [(name, PlainMessages()) for name in UVICORN_LOGGERS]
+    wanted += [(name, Demote(level=logging.INFO)) for name in UVICORN_LOGGERS]
+    wanted += [("asyncio", Demote(message=CLIENT_GONE))]
+    for name, wanted_filter in wanted:
         logger_ = logging.getLogger(name)
-        if not any(isinstance(f, PlainMessages) for f in logger_.filters):
-            logger_.addFilter(PlainMessages())
+        if not any(type(f) is type(wanted_filter) for f in logger_.filters):
+            logger_.addFilter(wanted_filter)
 
 
 def is_loopback(host: str) -> bool:

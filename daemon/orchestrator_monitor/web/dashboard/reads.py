@@ -8,7 +8,7 @@ by a name from the request.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from ...state.access import StateDatabase
 from ...state.engine import read_transaction, translate_errors
 from ...state.records import as_text
 from ...views.reader import fetch_run_rows, run_detail, task_log
-from ...views.runs import build_status_view
+from ...views.runs import StatusView, build_status_view
 from ...workspace import Workspace
 from .hub import EventHub
 
@@ -48,21 +48,35 @@ def run_files(workspace: Workspace, run_id: str) -> dict[str, Path]:
     }
 
 
-def read_runs_page(state: StateDatabase, wanted: pages.RunFilter, now: datetime) -> dict[str, Any]:
-    """`/api/runs`: one page of runs with their progress, the total, and runs by status."""
+@dataclass(frozen=True)
+class RunsPage:
+    """A page of runs as views (the console draws these; `/api/runs` turns them into JSON)."""
+
+    view: StatusView
+    total: int
+    by_status: dict[str, int]
+
+
+def read_runs_lines(state: StateDatabase, wanted: pages.RunFilter, now: datetime) -> RunsPage:
+    """One page of runs with their progress, the total, and runs by status, in one read transaction."""
     tables = state.tables
     with translate_errors(state.name), read_transaction(state.engine) as connection:
         rows, total = pages.fetch_runs_page(connection, tables, wanted)
         counts = pages.fetch_task_counts_for(connection, tables, [row["run_id"] for row in rows])
         by_status = pages.fetch_status_totals(connection, tables)
-    view = build_status_view(rows, counts, now)
+    return RunsPage(build_status_view(rows, counts, now), total, by_status)
+
+
+def read_runs_page(state: StateDatabase, wanted: pages.RunFilter, now: datetime) -> dict[str, Any]:
+    """`/api/runs`: one page of runs with their progress, the total, and runs by status."""
+    page = read_runs_lines(state, wanted, now)
     return {
-        "runs": [asdict(line) for line in view.runs],
-        "total": total,
+        "runs": [asdict(line) for line in page.view.runs],
+        "total": page.total,
         "limit": wanted.limit,
         "offset": wanted.offset,
-        "by_status": by_status,
-        "warnings": view.warnings,
+        "by_status": page.by_status,
+        "warnings": page.view.warnings,
     }
 
 

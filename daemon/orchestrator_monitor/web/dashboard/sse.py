@@ -21,6 +21,7 @@ from .hub import EventHub, format_event
 from .params import BadParameter, parse_last_event_id
 
 MAX_REPLAY_EVENTS = 10_000
+REPLAY_CHUNK = 500  # events of a backlog sent in one write
 KEEPALIVE_SECONDS = 15.0
 RETRY_MILLISECONDS = 1000  # how soon a browser reconnects after the stream ends
 _UNBOUNDED_SEQ = 2**62
@@ -50,9 +51,10 @@ async def _stream(hub: EventHub, last_id: int) -> AsyncIterator[bytes]:
             yield b"event: reset\ndata: {}\n\n"
             sent = latest
         else:
-            for event in backlog:
-                yield format_event(event)
-                sent = event.seq
+            for start in range(0, len(backlog), REPLAY_CHUNK):  # a write per chunk, not one per event
+                chunk = backlog[start : start + REPLAY_CHUNK]
+                yield b"".join(format_event(event) for event in chunk)
+                sent = chunk[-1].seq
         while not client.dropped:
             batch = await client.next_batch(KEEPALIVE_SECONDS)
             if not batch and not client.dropped:
