@@ -213,5 +213,6 @@ def test_any_file_name_or_depth_is_archived_or_refused_never_outside(
 def _bagit_cannot_read(name: str) -> bool:
     """Names bagit-python misreads in a right manifest (RFC 8493): it strips the whitespace around a path
     (its issue #143) and reads lines with `codecs`, which also ends one at a vertical tab, a form feed,
-    U+001C-U+001E, U+0085, U+2028 or U+2029. `orchestrator verify` reads those bags right."""
-    return name != name.strip() or len(f"x{name}x".splitlines()) > 1
+    U+001C-U+001E, U+0085, U+2028 or U+2029; and it never decodes `%25` back to `%` (RFC 8493 section
+    2.1.3). `orchestrator verify` reads those bags right."""
+    return name != name.strip() or len(f"x{name}x".splitlines()) > 1 or "%" in name

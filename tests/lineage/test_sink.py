@@ -152,8 +152,14 @@ def test_events_wait_while_the_endpoint_is_down_and_arrive_in_order_once_it_retu
         ),
         what="the check failing, with six events waiting",
     )
-    health = cli("health", "--workspace", str(workspace))
-    assert health.code == 1 and "openlineage_sink\tunreachable\thttp://127.0.0.1:" in health.out
+    health_now: list = []  # `health` reads the daemon's last heartbeat, written a moment after /api/health changes
+    daemon.log.wait_for(
+        lambda log: health_now.append(cli("health", "--workspace", str(workspace))) or health_now[-1].code == 1,
+        timeout=60,
+        what="`orchestrator health` failing too",
+    )
+    health = health_now[-1]
+    assert "openlineage_sink\tunreachable\thttp://127.0.0.1:" in health.out
     assert "lineage events waiting: 6 (0 undeliverable)" in health.out
     metrics = daemon.get("/metrics")[1].decode()
     failed = next(line for line in metrics.splitlines() if line.startswith("orchestrator_monitor_sink_attempts_failed"))
