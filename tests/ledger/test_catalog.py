@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -110,6 +111,7 @@ def test_both_search_plans_find_the_same_bags(store: MonitorStore, monkeypatch: 
         ArchiveFilter(tool="pytest", error_type="oom"),
         ArchiveFilter(tool="lint", until="2026-11-10T00:00:00.000000Z", name_like=glob_to_like("nightly-*")),
         ArchiveFilter(statuses=("PARTIAL",), name_like=glob_to_like("weekly")),
+        ArchiveFilter(since="2026-11-15T00:00:00.000000Z", name_like=glob_to_like("nightly-*")),
         ArchiveFilter(tool="nothing"),
     ]
 
@@ -126,9 +128,10 @@ def test_both_search_plans_find_the_same_bags(store: MonitorStore, monkeypatch: 
         ]
         return [e.run_id for e in sorted(found, key=lambda e: (e.finished_at, e.run_id), reverse=True)]
 
-    for few in (0, 10**9):  # every search walks, then every search seeks
+    for few, narrow in itertools.product((0, 10**9), (0, 10**9)):  # walk or seek; a name's index or the time's
         monkeypatch.setattr("orchestrator_monitor.ledger.catalog._FEW_MATCHES", few)
+        monkeypatch.setattr("orchestrator_monitor.ledger.catalog._NARROW_TIME", narrow)
         for where in filters:
             page = catalog.search(where, limit=5)
             want = expected(where)
-            assert [e.run_id for e in page.entries] == want[:5] and page.total == len(want), (few, where)
+            assert [e.run_id for e in page.entries] == want[:5] and page.total == len(want), (few, narrow, where)

@@ -24,6 +24,7 @@ VERIFIED_OK = "ok"
 VERIFIED_CORRUPT = "corrupt"
 LOCAL = "local"
 _CHUNK = 500
+_NARROW_TIME = 50_000  # a time range holding at most this many bags is read rather than a name's index
 _FEW_MATCHES = 5_000  # a search matching more walks the bags newest first, checking each (see `search`)
 
 
@@ -152,9 +153,10 @@ class Catalog:
     def search(self, where: ArchiveFilter, *, limit: int | None = None, offset: int = 0) -> Page:
         """Matching entries, the run's end newest first (run id breaking ties), and how many match in all."""
         with self._store.engine.connect() as connection:
-            total = int(connection.execute(_count(where)).scalar_one())
+            by_time = _narrow_time(connection, where)
+            total = int(connection.execute(_count(where, by_time=by_time)).scalar_one())
         # Many matches: walk the bags newest first until the page is full; few: fetch them by id and sort.
-        conditions = _conditions(where, walk_newest=total > _FEW_MATCHES)
+        conditions = _conditions(where, walk_newest=total > _FEW_MATCHES, by_time=by_time)
         query = select(_A).where(*conditions).order_by(_A.c.ended_at.desc(), _A.c.run_id)
         return Page(self._select(query, limit, offset), total, offset, limit or 0)
 
@@ -229,25 +231,40 @@ class Catalog:
         ]
 
 
-def _count(where: ArchiveFilter) -> Any:
+def _narrow_time(connection: Any, where: ArchiveFilter) -> bool:
+    """A name glob with a time range: is the range narrow enough (one covering index range to count,
+    a fraction of a millisecond) to read it rather than every bag the glob matches? `--since 7d --name
+    'pipeline-1*'` at a million bags: 10,080 bags in the week against 111,000 named so, 4 ms against 23."""
+    if where.name_like is None or (where.since is None and where.until is None):
+        return False
+    in_range = (
+        select(func.count())
+        .select_from(_A)
+        .where(*_status_and_time(ArchiveFilter(since=where.since, until=where.until), _A.c.status, _A.c.ended_at))
+    )
+    return int(connection.execute(in_range).scalar_one()) <= _NARROW_TIME
+
+
+def _count(where: ArchiveFilter, *, by_time: bool = False) -> Any:
     """How many bags match: one tool or error type with status and time alone is a range of the facet index."""
     facets = _facets(where)
     if len(facets) == 1 and where.name_like is None and where.result is None:
         return select(func.count()).select_from(_F).where(*_facet_rows(where, *facets[0]))
-    return select(func.count()).select_from(_A).where(*_conditions(where, walk_newest=False))
+    return select(func.count()).select_from(_A).where(*_conditions(where, walk_newest=False, by_time=by_time))
 
 
-def _conditions(where: ArchiveFilter, *, walk_newest: bool) -> list[Any]:
+def _conditions(where: ArchiveFilter, *, walk_newest: bool, by_time: bool = False) -> list[Any]:
     """The filter as SQL, for one of two plans. `walk_newest` (many matches): the bags are read newest
     first and each is checked, so nothing may lead the planner to seek by another index and sort every
     match (`|| ''` hides a column's index). Else (few): a tool or error type is the facet rows' run ids,
-    with status and time among them, and each bag is fetched by id."""
+    with status and time among them, and each bag is fetched by id. `by_time`: the name's index is
+    hidden too, so a narrow time range is what is read (`_narrow_time`)."""
     facets = _facets(where)
     conditions: list[Any] = []
     if walk_newest or not facets:
         conditions.extend(_status_and_time(where, _A.c.status, _A.c.ended_at))
     if where.name_like is not None:
-        name = _A.c.name.concat("") if walk_newest else _A.c.name
+        name = _A.c.name.concat("") if walk_newest or by_time else _A.c.name
         conditions.append(name.like(where.name_like, escape="\\"))
     for kind, value in facets:
         if walk_newest:
