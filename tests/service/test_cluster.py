@@ -232,6 +232,12 @@ def test_a_daemon_whose_id_was_taken_while_it_was_cut_off_steps_down(
 def test_three_daemons_share_the_work_and_do_each_run_exactly_once(cluster: Cluster) -> None:
     for name in ("a", "b", "c"):
         cluster.start(name)
+    for daemon in (cluster.daemons["a"], cluster.daemons["b"]):  # c's share is c's once they know it (a loaded
+        daemon.log.wait_for(  # machine may start c after a's and b's first look at who is alive)
+            lambda log: any("daemons alive: a, b, c" in str(e.get("message")) for e in log.events("log")),
+            timeout=60,
+            what="a and b seeing c alive",
+        )
     runs = [f"run-{n:03d}" for n in range(500)]
     cluster.add_runs(runs, finished=False)
     for start in range(0, len(runs), 50):  # the executor finishes them in batches
