@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from archive_support import add_terminal_run
+from orchestrator_monitor.config import load_settings
+from orchestrator_monitor.ledger.catalog import Catalog
+from orchestrator_monitor.ledger.store import open_store
+from orchestrator_monitor.offload.journal import OffloadJournal
+from orchestrator_monitor.offload.offloader import Offloader, OffloadPass
+from orchestrator_monitor.offload.open import open_targets
 
 ACCESS_KEY = "AKIAOFFLOADTEST7Q3Z"  # distinctive: a test greps every output for them
 SECRET_KEY = "offload/secret+Sk9rT2p4Zk1uN3Fw"
+PASS_TIME = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
 
 
 def credentials_file(workspace: Path) -> Path:
@@ -66,3 +75,24 @@ def download(s3: Any, bucket: str, prefix: str, into: Path) -> None:
         path = into / item["Key"][len(prefix) :]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+
+
+def offload_pass(workspace: Path, events: list[tuple[str, dict, str | None]]) -> OffloadPass:
+    """One offload pass of the workspace's configured targets, its events appended to `events`."""
+    settings = load_settings(workspace, environ={})
+    store = open_store(settings)
+    assert store is not None
+    offloader = Offloader(
+        settings.offload,
+        open_targets(settings),
+        Catalog(store),
+        OffloadJournal(store),
+        lambda type, data, *, run_id=None: events.append((str(type), data, run_id)),
+        threading.Event(),
+        workspace / ".archive",
+    )
+    try:
+        return offloader.run_pass(PASS_TIME)
+    finally:
+        offloader.close()
+        store.dispose()

@@ -210,6 +210,11 @@ def test_verify_path_of_no_directory_is_bad_input(tmp_path: Path, cli) -> None:
     assert result.code == 2 and "no such directory" in result.err
 
 
+def test_verify_remote_goes_with_a_run_not_a_path(tmp_path: Path, cli) -> None:
+    result = cli("verify", "--path", str(tmp_path), "--remote")
+    assert result.code == 2 and "--remote goes with --run ID" in result.err and result.out == ""
+
+
 # The bag's files a garbling may hit, and what it does to their bytes.
 TARGETS = ["bagit.txt", "manifest-sha256.txt", "manifest-md5.txt", "tagmanifest-sha256.txt", "bag-info.txt"]
 garbles = st.one_of(

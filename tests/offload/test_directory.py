@@ -4,39 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from archive_support import assert_bagit_valid
-from offload_support import archive_runs, configure, corrupt
-from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.ledger.catalog import Catalog
-from orchestrator_monitor.ledger.store import open_store
-from orchestrator_monitor.offload.journal import OffloadJournal
-from orchestrator_monitor.offload.offloader import Offloader
-from orchestrator_monitor.offload.open import open_targets
+from offload_support import archive_runs, configure, corrupt, offload_pass
 
 NOW = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
-
-
-def _pass(workspace: Path, events: list[tuple[str, dict, str | None]]):
-    settings = load_settings(workspace, environ={})
-    store = open_store(settings)
-    assert store is not None
-    offloader = Offloader(
-        settings.offload,
-        open_targets(settings),
-        Catalog(store),
-        OffloadJournal(store),
-        lambda type, data, *, run_id=None: events.append((str(type), data, run_id)),
-        threading.Event(),
-        workspace / ".archive",
-    )
-    try:
-        return offloader.run_pass(NOW)
-    finally:
-        offloader.close()
 
 
 def _writable(path: Path) -> None:
@@ -53,7 +27,7 @@ def test_a_bag_is_copied_whole_and_verify_remote_checks_the_copy(cli, workspace:
     (mount / "d1" / "data" / "run" / ".out0.bin.offload-partial").write_bytes(b"left by a killed copy")
     configure(workspace, f'name = "usb"\nkind = "directory"\npath = "{mount}"\n')
     events: list[tuple[str, dict, str | None]] = []
-    done = _pass(workspace, events)
+    done = offload_pass(workspace, events)
     assert done.sent == [("usb", "d1")] and done.failed == [("usb", "d2", "local_mismatch")]
     assert_bagit_valid(mount / "d1")  # whole, and nothing half-written left beside it
     assert not (mount / "d2" / "tagmanifest-sha256.txt").exists() and not (mount / "d2" / "data/run/out0.bin").exists()
@@ -74,8 +48,8 @@ def test_an_unmounted_target_fails_and_the_next_pass_sends(cli, workspace: Path,
     mount = tmp_path / "nfs"
     configure(workspace, f'name = "nfs"\nkind = "directory"\npath = "{mount}"\n')
     events: list[tuple[str, dict, str | None]] = []
-    assert _pass(workspace, events).failed == [("nfs", "u1", "unreachable")]
+    assert offload_pass(workspace, events).failed == [("nfs", "u1", "unreachable")]
     assert not mount.exists()  # a mount point that is not there is not created
     mount.mkdir()
-    assert _pass(workspace, events).sent == [("nfs", "u1")]
+    assert offload_pass(workspace, events).sent == [("nfs", "u1")]
     assert [kind for kind, _, _ in events] == ["OFFLOAD_FAILED", "ARCHIVE_OFFLOADED"]

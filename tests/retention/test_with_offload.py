@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from offload_support import configure as configure_offload
-from orchestrator_monitor.config import load_settings
-from orchestrator_monitor.ledger.catalog import Catalog
-from orchestrator_monitor.ledger.store import open_store
-from orchestrator_monitor.offload.journal import OffloadJournal
-from orchestrator_monitor.offload.offloader import Offloader
-from orchestrator_monitor.offload.open import open_targets
+from offload_support import offload_pass
 from retention_support import archive_runs, configure
 
 NOW = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
-
-
-def _offload(workspace: Path) -> list[tuple[str, str]]:
-    settings = load_settings(workspace, environ={})
-    store = open_store(settings)
-    assert store is not None
-    offloader = Offloader(
-        settings.offload,
-        open_targets(settings),
-        Catalog(store),
-        OffloadJournal(store),
-        lambda type, data, *, run_id=None: None,
-        threading.Event(),
-        workspace / ".archive",
-    )
-    try:
-        return offloader.run_pass(NOW).sent
-    finally:
-        offloader.close()
-        store.dispose()
 
 
 def test_a_local_bag_goes_once_its_offloaded_copy_checks_out_and_stays_when_the_copy_was_altered(
@@ -47,7 +21,7 @@ def test_a_local_bag_goes_once_its_offloaded_copy_checks_out_and_stays_when_the_
     mount.mkdir()
     configure(workspace)  # every run's directory and local bag may go after a day
     configure_offload(workspace, f'name = "usb"\nkind = "directory"\npath = "{mount}"\n')
-    assert sorted(_offload(workspace)) == [("usb", "k1"), ("usb", "k2")]
+    assert sorted(offload_pass(workspace, []).sent) == [("usb", "k1"), ("usb", "k2")]
     (mount / "k2" / "data" / "run" / "result.json").write_text('{"ok": false}\n')  # the copy, not the bag
     done = cli("retention", "run", "--workspace", str(workspace), "--json")
     assert done.code == 0, done.err
