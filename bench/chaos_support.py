@@ -380,6 +380,7 @@ def tail_of(path: Path, lines: int = 5) -> str:
 @dataclass(frozen=True)
 class ProcessSample:
     rss_bytes: int
+    anon_bytes: int  # RssAnon: the heap; RSS minus this is mapped files and shared memory
     fds: int
     threads: int
     cpu_ticks: int  # utime + stime, in clock ticks
@@ -395,10 +396,11 @@ def process_sample(pid: int) -> ProcessSample | None:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     rss = int(fields["VmRSS"].split()[0]) * 1024 if "VmRSS" in fields else 0
+    anon = int(fields["RssAnon"].split()[0]) * 1024 if "RssAnon" in fields else rss
     threads = int(fields["Threads"].strip())
     after_name = stat[stat.rfind(")") + 2 :].split()
     cpu = int(after_name[11]) + int(after_name[12])  # fields 14 and 15 of proc(5): utime, stime
-    return ProcessSample(rss, fds, threads, cpu)
+    return ProcessSample(rss, anon, fds, threads, cpu)
 
 
 def writable_files(pid: int) -> list[str]:

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,17 +49,30 @@ from chaos_support import (
     LogTail,
     Workload,
     WorkloadConfig,
+    clean_environment,
     init_workspace,
     process_sample,
     tail_of,
 )
 
 GOAL_RSS_MB_PER_HOUR = 1.0
+MEMTRACE = Path(__file__).resolve().parent / "memtrace"  # its sitecustomize.py traces the daemon
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CATCH_UP_SECONDS = 60.0
-COLUMNS = ("elapsed_s", "rss_mb", "fds", "threads", "cpu_percent", "runs_ended", "runs_archived", "runs_reported")
+COLUMNS = (
+    "elapsed_s",
+    "rss_mb",
+    "rss_anon_mb",
+    "fds",
+    "threads",
+    "cpu_percent",
+    "runs_ended",
+    "runs_archived",
+    "runs_reported",
+)
 SERIES: tuple[tuple[str, str, str], ...] = (
     ("rss_mb", "RSS (MB)", "MB"),
+    ("rss_anon_mb", "RSS heap (MB)", "MB"),
     ("fds", "open descriptors", ""),
     ("threads", "threads", ""),
     ("cpu_percent", "CPU (% of a core)", "%"),
@@ -70,6 +84,7 @@ INSTALL_HINT = "matplotlib is not installed, so no PNG: .venv/bin/pip install -e
 class Row:
     elapsed_s: float
     rss_mb: float
+    rss_anon_mb: float
     fds: int
     threads: int
     cpu_percent: float
@@ -107,8 +122,9 @@ def grows(values: Sequence[float]) -> bool:
 class Sampler:
     """Samples the daemon every `interval` seconds on a thread of its own, into `rows`."""
 
-    def __init__(self, daemon: Daemon, tail: LogTail, workload: Workload, interval: float) -> None:
+    def __init__(self, daemon: Daemon, tail: LogTail, workload: Workload, interval: float, csv_path: Path) -> None:
         self.daemon = daemon
+        self.csv_path = csv_path
         self.tail = tail
         self.workload = workload
         self.interval = interval
@@ -129,19 +145,22 @@ class Sampler:
         pid = self.daemon.pid
         if pid is None:
             return
-        previous = process_sample(pid)
-        previous_at = time.monotonic()
-        while not self.stop.wait(self.interval - (time.monotonic() - previous_at) % self.interval):
-            sample = process_sample(pid)
-            now = time.monotonic()
-            if sample is None or previous is None:
-                return
-            self.tail.poll()
-            cpu = (sample.cpu_ticks - previous.cpu_ticks) / CLOCK_TICKS / (now - previous_at) * 100
-            self.rows.append(
-                Row(
+        with self.csv_path.open("w", newline="") as handle:  # row by row: a soak cut short keeps its samples
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            previous = process_sample(pid)
+            previous_at = time.monotonic()
+            while not self.stop.wait(self.interval - (time.monotonic() - previous_at) % self.interval):
+                sample = process_sample(pid)
+                now = time.monotonic()
+                if sample is None or previous is None:
+                    return
+                self.tail.poll()
+                cpu = (sample.cpu_ticks - previous.cpu_ticks) / CLOCK_TICKS / (now - previous_at) * 100
+                row = Row(
                     round(now - self.started, 1),
                     round(sample.rss_bytes / 1e6, 2),
+                    round(sample.anon_bytes / 1e6, 2),
                     sample.fds,
                     sample.threads,
                     round(cpu, 2),
@@ -149,8 +168,10 @@ class Sampler:
                     self.tail.count("RUN_ARCHIVED"),
                     self.tail.count("REPORT_GENERATED"),
                 )
-            )
-            previous, previous_at = sample, now
+                self.rows.append(row)
+                writer.writerow(row.values())
+                handle.flush()
+                previous, previous_at = sample, now
 
 
 def draw(rows: Sequence[Row], warmup_s: float, path: Path) -> bool:
@@ -191,6 +212,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()), help="where the workspace goes (%(default)s)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    parser.add_argument(
+        "--tracemalloc",
+        type=float,
+        metavar="MINUTES",
+        help="trace the daemon's allocations (slower, more memory) with a snapshot every MINUTES, and print "
+        "the lines whose memory grew most between the first snapshot after the warm-up and the last",
+    )
     args = parser.parse_args(argv)
     if args.minutes is None:
         args.minutes = 2.0 if args.quick else 30.0
@@ -214,7 +242,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     workspace = root / "ws"
     init_workspace(workspace)
     tail = LogTail(workspace / "logs")
-    daemon = Daemon(workspace, tail, stderr_dir=root, cwd=root)
+    env = None
+    if args.tracemalloc:
+        (args.out / "trace").mkdir(exist_ok=True)
+        env = clean_environment(
+            PYTHONPATH=str(MEMTRACE),
+            MEMTRACE_DIR=str(args.out / "trace"),
+            MEMTRACE_EVERY=str(args.tracemalloc * 60),
+        )
+    daemon = Daemon(workspace, tail, stderr_dir=root, cwd=root, env=env)
     config = WorkloadConfig(
         runs_per_second=1000 / args.run_every_ms,
         max_active=25,
@@ -231,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workload = Workload(workspace, random.Random(args.seed), config, prefix=f"s{args.seed}")
     try:
         daemon.start()
-        sampler = Sampler(daemon, tail, workload, args.interval)
+        sampler = Sampler(daemon, tail, workload, args.interval, args.out / "soak.csv")
         sampler.start()
         workload.start()
         end = time.monotonic() + args.minutes * 60
@@ -264,17 +300,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     report(sampler.rows, args, workload, caught_up, lifetime.code if lifetime else None)
+    if args.tracemalloc:
+        report_growth(args.out / "trace", args.warmup_minutes * 60)
     return 0
+
+
+def report_growth(folder: Path, warmup_s: float, top: int = 15) -> None:
+    """The allocation sites whose live memory grew most between two of the daemon's snapshots."""
+    snapshots = sorted(folder.glob("snap-*.trace"))
+    after = [path for path in snapshots if int(path.stem.split("-")[1]) >= warmup_s] or snapshots
+    if len(after) < 2:
+        print(f"\n== tracemalloc: {len(snapshots)} snapshots in {folder}, too few to compare")
+        return
+    first, last = (
+        tracemalloc.Snapshot.load(str(path)).filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        for path in (after[0], after[-1])
+    )
+    span = (int(after[-1].stem.split("-")[1]) - int(after[0].stem.split("-")[1])) / 3600
+    print(f"\n== tracemalloc: {after[0].name} -> {after[-1].name} ({span * 60:.0f} minutes)")
+    total = sum(stat.size for stat in last.statistics("filename")) - sum(
+        stat.size for stat in first.statistics("filename")
+    )
+    print(f"   traced Python memory: {total / 1e6:+.2f} MB ({total / 1e6 / max(span, 1e-9):+.2f} MB/hour)")
+    for stat in last.compare_to(first, "traceback")[:top]:
+        print(f"   {stat.size_diff / 1e3:+10.1f} kB {stat.count_diff:+8d} blocks, now {stat.size / 1e3:.1f} kB")
+        for line in stat.traceback.format(limit=4, most_recent_first=True)[::2]:
+            print(f"        {line.strip()}")
 
 
 def report(
     rows: Sequence[Row], args: argparse.Namespace, workload: Workload, caught_up: bool, code: int | None
 ) -> None:
     csv_path, png_path = args.out / "soak.csv", args.out / "soak.png"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerows(row.values() for row in rows)
     warmup_s = args.warmup_minutes * 60
     measured = [row for row in rows if row.elapsed_s >= warmup_s]
     drawn = draw(rows, warmup_s, png_path)
