@@ -84,7 +84,7 @@ def measure(directory: Path) -> dict[str, float]:
         tables=build_tables(built_in("reference"), "archival_log"),
     )
     started = time.perf_counter()
-    detector.start(now=datetime.now(UTC), mono=time.monotonic())
+    detector.start()
     start_seconds = time.perf_counter() - started
     passes = []
     for n in range(3):

@@ -133,6 +133,8 @@ CREATE TABLE IF NOT EXISTS monitor_runs (
 
 CREATE INDEX IF NOT EXISTS ix_monitor_runs_active ON monitor_runs (phase, owner) WHERE phase IN ('marking', 'completed', 'announced', 'reopened', 'archived');
 
+CREATE INDEX IF NOT EXISTS ix_monitor_runs_updated_at ON monitor_runs (updated_at);
+
 CREATE TABLE IF NOT EXISTS monitor_sequences (
     daemon_id TEXT NOT NULL,
     next_seq BIGINT NOT NULL,

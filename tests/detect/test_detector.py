@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from orchestrator_monitor.demo.simulator import SimulatedExecutor
-from orchestrator_monitor.detect.completions import REOPEN_WATCH_SECONDS
-from orchestrator_monitor.detect.detector import Detector
+from orchestrator_monitor.detect.completions import CHEAP_WATCH_SECONDS, REOPEN_WATCH_SECONDS
+from orchestrator_monitor.detect.detector import LATE_WRITE_WATCH_SECONDS, Detector
 from orchestrator_monitor.detect.rule import final_status
 from orchestrator_monitor.events.types import EventType
 from orchestrator_monitor.ledger.runs import Ledger
@@ -52,13 +52,14 @@ class Harness:
         self.settle = settle
         self.recorder = Recorder()
         self.handoff = Handoff()
+        self.now = NOW  # the wall clock of the detector's passes and of the ledger: NOW + the pass's mono
         self._start()
 
     def _start(self) -> None:
         self.engine = open_engine(f"sqlite:///{self.db}", busy_timeout_seconds=0.2, readonly=False)
         self.connection: Connection = self.engine.connect()
         self.store = sqlite_store(self.workspace / ".monitor" / "monitor.db", busy_timeout_seconds=1)
-        self.ledger = Ledger(self.store)
+        self.ledger = Ledger(self.store, clock=lambda: self.now)
         self.detector = Detector(
             ledger=self.ledger,
             publish=self.recorder,
@@ -69,7 +70,7 @@ class Harness:
             connection=lambda: self.connection,
             tables=reference_tables(),
         )
-        self.detector.start(now=NOW, mono=0.0)
+        self.detector.start()
 
     def stop(self) -> None:
         self.connection.close()
@@ -81,10 +82,12 @@ class Harness:
         self._start()
 
     def reconcile(self, mono: float = 0.0) -> None:
-        self.detector.run_reconcile_iteration(now=NOW, mono=mono)
+        self.now = NOW + timedelta(seconds=mono)
+        self.detector.run_reconcile_iteration(now=self.now, mono=mono)
 
     def detect(self, mono: float = 0.0) -> float | None:
-        return self.detector.run_detect_iteration(now=NOW, mono=mono)
+        self.now = NOW + timedelta(seconds=mono)
+        return self.detector.run_detect_iteration(now=self.now, mono=mono)
 
     def sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db, isolation_level=None) as connection:
@@ -345,6 +348,39 @@ def test_rows_of_runs_completed_long_ago_are_not_re_read(harness: Harness) -> No
     harness.sql("UPDATE runs SET status = 'RUNNING' WHERE run_id = 'old'")
     harness.reconcile(mono=REOPEN_WATCH_SECONDS + 2)
     assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_REOPENED)] == ["old"]  # status: always seen
+
+
+def test_a_change_within_the_hour_is_found_from_the_ledger_once_the_record_left_memory(harness: Harness) -> None:
+    """Past the cheap window a finished run's record leaves memory (at three runs a second an hour of them
+    was most of the daemon's growth); the full comparison reads it back from the ledger by time."""
+    harness.reconcile(mono=0)
+    add_run(harness, "r", ["SUCCEEDED"])
+    harness.detect(mono=0)
+    harness.reconcile(mono=CHEAP_WATCH_SECONDS + 1)
+    assert not harness.detector._completions.known("r")  # type: ignore[attr-defined]
+    harness.sql("UPDATE tasks SET attempts = 2 WHERE run_id = 'r'")  # a rewrite half an hour on
+    harness.reconcile(mono=REOPEN_WATCH_SECONDS / 2)
+    reopened = harness.recorder.of(EventType.RUN_REOPENED)
+    assert [(run_id, data["what"]) for run_id, data in reopened] == [
+        ("r", "tasks or workstreams changed after the run was marked")
+    ]
+    assert harness.ledger.phase("r") == "reopened"
+
+
+def test_a_run_directory_is_watched_until_a_while_after_its_bag(harness: Harness) -> None:
+    harness.reconcile(mono=0)
+    add_run(harness, "archived", ["SUCCEEDED"])
+    add_run(harness, "waiting", ["SUCCEEDED"])
+    harness.detect(mono=1)
+    assert harness.ledger.archived("archived", "COMPLETED")
+    harness.detector.seal_archived(mono=2, now=True)
+    assert harness.detector.watched_run_dirs() == {"archived": None, "waiting": None}
+    harness.detector.seal_archived(mono=2 + LATE_WRITE_WATCH_SECONDS + 1, now=True)
+    assert harness.detector.watched_run_dirs() == {"waiting": None}  # no bag yet: a write is not late
+    harness.detector.note_activity(["archived"], mono=2 + LATE_WRITE_WATCH_SECONDS + 2)
+    assert harness.recorder.of(EventType.WARNING) == []
+    harness.detector.seal_archived(mono=1 + REOPEN_WATCH_SECONDS + 1, now=True)
+    assert harness.detector.watched_run_dirs() == {}
 
 
 def test_a_write_into_an_archived_run_directory_is_reported_once(harness: Harness) -> None:

@@ -78,7 +78,7 @@ def test_a_dead_daemons_runs_are_finished_by_a_live_one_as_far_as_each_got(
         shares=ClusterShares(membership, ledger, refresh_seconds=0),
     )
     try:
-        detector.start(now=NOW, mono=0.0)
+        detector.start()
         detector.take_over(mono=1.0)
         completed = {run_id: data for type, run_id, data in published if type is EventType.RUN_COMPLETED}
         assert completed == {

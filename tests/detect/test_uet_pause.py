@@ -46,7 +46,7 @@ class Uet:
             connection=lambda: self.connection,
             tables=self.state.tables,
         )
-        self.detector.start(now=NOW, mono=0.0)
+        self.detector.start()
         self.detector.run_reconcile_iteration(now=NOW, mono=0.0)
 
     def detect(self, mono: float) -> None:

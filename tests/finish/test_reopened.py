@@ -92,7 +92,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path, cli) -> Iterator[Rig]:
                 connection=lambda: connection,
                 tables=state.tables,
             )
-            detector.start(now=NOW, mono=0.0)
+            detector.start()
             detector.run_reconcile_iteration(now=NOW, mono=0)
             executor = create_engine(state.url, poolclass=NullPool)
             try:

@@ -8,9 +8,12 @@ new end (phase `reopened`), is completed anew on the rows of that end and handed
 again; archival, which compares the rows once more inside its snapshot, may be the one that saw
 the change (`learn_phases`). Every write goes through the ledger, so a restart knows it all.
 
-Only the records of runs still in hand are kept here (marking .. archived, and those watched for a
-late change); any other is read from the ledger by id when a pass meets its run (`prefetch`,
-`unsettled`), so memory does not grow with the history (bench/history.py).
+Only the records of runs still in hand are kept here (marking, completed, reopened, and those
+completed within `CHEAP_WATCH_SECONDS`); any other is read from the ledger by id when a pass meets
+its run (`prefetch`, `unsettled`), so memory grows neither with the history (bench/history.py) nor
+with the hour of recent completions the full comparison watches: that hour is read from the ledger
+by time on each full pass (bench/soak.py: at three runs a second, keeping it in memory was most of
+the daemon's growth).
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ logger = logging.getLogger(__name__)
 REOPEN_WATCH_SECONDS = 3600.0
 # The cheap pass asks about runs completed this recently (one index seek each, per wake-up): at a
 # run a second, an hour's worth made every wake-up cost ~40 ms and the daemon's CPU climb (bench/soak.py).
-# Older ones are left to the full comparison, every `completion.reconcile_seconds`.
+# Older ones are left to the full comparison, every `completion.reconcile_seconds`, which reads them
+# from the ledger: only this window's runs are held in memory.
 CHEAP_WATCH_SECONDS = 300.0
+IN_HAND_PHASES = frozenset({"marking", "completed", "reopened"})  # this loop's own work: their records stay
 _NO_ROWS: Mapping[str, int] = MappingProxyType({})
 FINISHED_PHASES = frozenset({"completed", "announced", "reopened", "archived", "reported"})
 UNARCHIVED_PHASES = frozenset({"completed", "announced"})  # a change to them makes them wait for their new end
@@ -78,26 +83,23 @@ class Completions:
         self._handoff = handoff
         self._records: dict[str, RunRecord] = {}
         self._announcing: list[str] = []  # completion recorded and its events out, not yet known written: `commit`
-        # run -> (when this daemon completed it (monotonic), whether every row was terminal then)
+        # run -> (when this daemon completed it (monotonic), whether every row was terminal then), for
+        # CHEAP_WATCH_SECONDS; oldest first
         self._watch_reopen: dict[str, tuple[float, bool]] = {}
         self._reopened: set[str] = set()  # phase reopened: waiting for their new end
 
-    def load(self, runs: Callable[[], Mapping[str, str]], *, now: datetime, mono: float) -> None:
+    def load(self, runs: Callable[[], Mapping[str, str]]) -> None:
         """Read the ledger; on the very first start, first record the terminal `runs()` as the baseline
         (read only then: every later start has a baseline already).
 
-        Runs completed within `REOPEN_WATCH_SECONDS` before `now` are watched again, for the full
-        comparison only (their rows' completeness then is not kept): a retry that came and went while
-        the daemon was down or restarting is still one RUN_REOPENED (found by chaos, bench/chaos.py).
+        Runs completed within `REOPEN_WATCH_SECONDS` are not read here: the full comparison reads them
+        from the ledger each time, so a retry that came and went while the daemon was down or
+        restarting is still one RUN_REOPENED (found by chaos, bench/chaos.py).
         """
         if not self._ledger.baseline_taken():
             self._ledger.take_baseline({run_id: status for run_id, status in runs().items() if status in RUN_TERMINAL})
         self._records = self._ledger.active_records()
         self._reopened = {run_id for run_id, record in self._records.items() if record.phase == "reopened"}
-        since = format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS))
-        for run_id, record in self._ledger.recent_fingerprints(since).items():
-            self._records[run_id] = record
-            self._watch_reopen[run_id] = (mono, False)
 
     def prefetch(self, run_ids: Iterable[str]) -> None:
         """Read the records of runs a pass meets for the first time (one query per 500), so that what
@@ -185,15 +187,7 @@ class Completions:
         """Runs completed within `CHEAP_WATCH_SECONDS` with every row terminal then: an open task or
         workstream of theirs now is a reopening (the cheap pass asks; bounded by recent completions)."""
         self._expire_watch(mono)
-        recent: list[str] = []
-        for run_id in reversed(self._watch_reopen):  # newest first, up to the first one past the cheap window
-            at, settled = self._watch_reopen[run_id]
-            if mono - at > CHEAP_WATCH_SECONDS:
-                break
-            if settled:
-                recent.append(run_id)
-        recent.reverse()
-        return recent
+        return [run_id for run_id, (_, settled) in self._watch_reopen.items() if settled]
 
     def waiting_to_end(self) -> set[str]:
         """Reopened runs without a bag yet: completed anew once their rows have ended again."""
@@ -340,36 +334,43 @@ class Completions:
                 self._handoff.completed(run_id)
         self._announcing = []
 
-    def check_reopened(self, connection: Connection, mono: float) -> None:
+    def check_reopened(self, connection: Connection, mono: float, now: datetime) -> None:
         """The full comparison: runs completed recently whose rows differ from what their completion was
         decided on (a retry that came and went between two cheap passes), and the reopenings archival
         recorded that this daemon has not heard of (a command's archival, or one long after the end).
 
-        Only runs completed in the last `REOPEN_WATCH_SECONDS` are re-read (late writes come soon
-        after the end; older runs are sealed by archival), so this pass stays small for months.
+        Only runs completed in the last `REOPEN_WATCH_SECONDS` (by the ledger's clock: its records are
+        read by time, not held) are re-read (late writes come soon after the end; older runs are sealed
+        by archival), so this pass stays small for months.
         """
         self.learn_phases(dict.fromkeys(self._ledger.reopened_runs(), "reopened"))
         self._expire_watch(mono)
-        candidates = {r: self._records[r].status or "" for r in self._watch_reopen}
-        if not candidates:
+        records = self._ledger.recent_fingerprints(format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS)))
+        records.update((run_id, self._records[run_id]) for run_id in self._watch_reopen)  # as new as the ledger's
+        if not records:
             return
         with connection.begin():
-            snapshots = fetch_snapshots(connection, self._tables, candidates)
+            snapshots = fetch_snapshots(connection, self._tables, {r: rec.status or "" for r, rec in records.items()})
         for run_id, snapshot in snapshots.items():
-            if fingerprint_text(snapshot) != self._records[run_id].fingerprint:
+            if fingerprint_text(snapshot) != records[run_id].fingerprint:
+                self._records.setdefault(run_id, records[run_id])
                 self.changed(run_id, "tasks or workstreams changed after the run was marked")
+                self._release(run_id)
 
     def _expire_watch(self, mono: float) -> None:
-        """Past the window a run is sealed by its bag: its rows' counts and fingerprint go (a daemon that
-        runs for months keeps only the phase and status of each run it finished)."""
+        """Past the cheap window a run's record leaves memory unless this loop still owes it work (the
+        full comparison reads it from the ledger; a pass that meets the run reads it by id)."""
         while self._watch_reopen:  # oldest first: a run is put at the end whenever it completes
             run_id, (at, _) = next(iter(self._watch_reopen.items()))
-            if mono - at <= REOPEN_WATCH_SECONDS:
+            if mono - at <= CHEAP_WATCH_SECONDS:
                 break
             del self._watch_reopen[run_id]
-            record = self._records.get(run_id)
-            if record is not None and record.phase in ("reported", "baseline"):
-                del self._records[run_id]  # read again from the ledger if a pass ever meets the run
+            self._release(run_id)
+
+    def _release(self, run_id: str) -> None:
+        record = self._records.get(run_id)
+        if record is not None and record.phase not in IN_HAND_PHASES and run_id not in self._watch_reopen:
+            del self._records[run_id]
 
     def _reopen(self, run_id: str, what: str) -> None:
         first, phase = self._ledger.reopen(run_id)  # not first: archival saw it first and said so
@@ -386,6 +387,7 @@ class Completions:
         if phase == "reopened":
             self._reopened.add(run_id)
         self._watch_reopen.pop(run_id, None)
+        self._release(run_id)  # archived already: the ledger says it reopened once, nothing more to watch
 
 
 def _reopenable(phase: str, reopened: bool) -> bool:

@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 MARK_RETRY_SECONDS = 1.0  # a mark that could not be written (lock, safe mode) is tried again after this
 LEDGER_BATCH = 5000  # the full pass asks the ledger about this many terminal runs at a time
 SEAL_ASK_SECONDS = 0.5  # how often the loop asks the ledger which completed runs have their bag
+# A run's directory is watched from its completion until this long after its bag: an executor's late
+# flush comes within seconds. Watching each for an hour was a third of the daemon's memory growth at
+# three runs a second (an inotify watch and its bookkeeping per run, bench/soak.py).
+LATE_WRITE_WATCH_SECONDS = 300.0
 
 
 V = TypeVar("V")
@@ -71,6 +75,15 @@ class _Keyed(dict[str, V]):
         if key in self:
             self.changes += 1
         return super().pop(key, *default)
+
+
+def _expire(ended: _Keyed[tuple[str | None, float]], before: float) -> None:
+    """Forget the runs that came in before `before` (oldest first: each is put at the end when it comes)."""
+    while ended:
+        run_id, (_, at) = next(iter(ended.items()))
+        if at >= before:
+            break
+        del ended[run_id]
 
 
 @dataclass
@@ -114,7 +127,8 @@ class Detector:
         self._finished: _Keyed[tuple[str | None, float]] = _Keyed()  # completed here, not yet archived
         # reopened under a terminal status: run -> (fingerprint last seen ended, when it last changed)
         self._ending: dict[str, tuple[tuple[object, ...] | None, float]] = {}
-        self._sealed: _Keyed[str | None] = _Keyed()  # archived: a write into its directory is reported once
+        # archived: run -> (run_dir, when its bag was seen); a write into its directory is reported once
+        self._sealed: _Keyed[tuple[str | None, float]] = _Keyed()
         self._watched: dict[str, str | None] = {}
         self._watched_version = (0, 0, 0)
         self._seal_asked = -SEAL_ASK_SECONDS  # when seal_archived last asked the ledger (monotonic)
@@ -129,12 +143,14 @@ class Detector:
 
     def watched_run_dirs(self) -> dict[str, str | None]:
         """run_id -> run_dir column of the runs whose directories are watched: the open ones, for
-        stall detection, and those completed within `REOPEN_WATCH_SECONDS`, for a late write (from
-        their completion on, not only once this loop has heard of their bag: a write in between is late too)."""
+        stall detection, and the completed ones, for a late write, from their completion (not only once
+        this loop has heard of their bag: a write in between is late too) until `LATE_WRITE_WATCH_SECONDS`
+        after their bag."""
         version = (self._open.changes, self._finished.changes, self._sealed.changes)
         if version != self._watched_version:
-            finished = {run_id: run_dir for run_id, (run_dir, _) in self._finished.items()}
-            self._watched = {**{run_id: run.run_dir for run_id, run in self._open.items()}, **finished, **self._sealed}
+            self._watched = {run_id: run.run_dir for run_id, run in self._open.items()}
+            for ended in (self._finished, self._sealed):
+                self._watched.update((run_id, run_dir) for run_id, (run_dir, _) in ended.items())
             self._watched_version = version
         return self._watched
 
@@ -148,13 +164,13 @@ class Detector:
     def clear_warning(self, key: str) -> None:
         self._warnings.clear(key)
 
-    def start(self, *, now: datetime, mono: float) -> None:
+    def start(self) -> None:
         """Load the ledger; on the very first start in a workspace, record the baseline first.
 
         Runs terminal at that moment are left for `archive --backfill`; doing this before the
         daemon says it is watching means a run that finishes afterwards is never mistaken for one.
         """
-        self._completions.load(self._run_statuses, now=now, mono=mono)
+        self._completions.load(self._run_statuses)
 
     def _run_statuses(self) -> dict[str, str]:
         connection = self._connection()
@@ -216,7 +232,7 @@ class Detector:
             except Exception:
                 logger.exception("reconciling run %s failed; going on with the others", run_id)
         self._complete_terminal(terminal_unrecorded, mono)
-        self._completions.check_reopened(connection, mono)
+        self._completions.check_reopened(connection, mono, now)
         self._completions.commit()
         self._started = True
 
@@ -480,43 +496,39 @@ class Detector:
             self._on_completed(known.changed_at if known else mono)
 
     def seal_archived(self, mono: float, *, now: bool = False) -> None:
-        """Move runs archival has published from `_finished` to `_sealed`; forget both after the window.
+        """Move runs archival has published from `_finished` to `_sealed`; forget them after their windows
+        (`LATE_WRITE_WATCH_SECONDS` after the bag; `REOPEN_WATCH_SECONDS` after the end for a run without one).
 
         Asks the ledger only while some run completed here waits for its bag, and at most every
         SEAL_ASK_SECONDS unless `now` (after a burst a thousand runs wait minutes for their bags:
         asking about all of them on every wake-up was a third of a wake-up's time). The same answer
         says which of them archival found changed (reopened): followed from then on.
         """
-        while self._finished:  # oldest first (each run is put at the end when it completes)
-            run_id, (_, finished_at) = next(iter(self._finished.items()))
-            if mono - finished_at <= REOPEN_WATCH_SECONDS:
-                break
-            del self._finished[run_id]
-            self._sealed.pop(run_id, None)
+        _expire(self._finished, mono - REOPEN_WATCH_SECONDS)
+        _expire(self._sealed, mono - LATE_WRITE_WATCH_SECONDS)
         if not now and mono < self._seal_asked + SEAL_ASK_SECONDS:
             return
         self._seal_asked = mono
-        waiting = [run_id for run_id in self._finished if run_id not in self._sealed]
-        phases = self._completions.archival_phases(waiting)
+        phases = self._completions.archival_phases(list(self._finished))
         self._completions.learn_phases(phases)
         for run_id, phase in phases.items():
             if phase in ("archived", "reported"):
-                self._sealed[run_id] = self._finished[run_id][0]
+                self._sealed.pop(run_id, None)  # to the end: the window expires them in order
+                self._sealed[run_id] = (self._finished.pop(run_id)[0], mono)
 
     # -- life and stalls -----------------------------------------------------------------
 
     def note_activity(self, run_ids: Iterable[str], mono: float) -> None:
         """Run-directory activity counts as life for stall detection; after archival it is a warning."""
         run_ids = list(run_ids)
-        if any(run_id in self._finished and run_id not in self._sealed for run_id in run_ids):
+        if any(run_id in self._finished for run_id in run_ids):
             self.seal_archived(mono, now=True)  # a write just after the bag, before this loop heard of it: late
         for run_id in run_ids:
             run = self._open.get(run_id)
             if run is not None:
                 run.life_at = mono
                 run.stalled = False
-            elif self._sealed.pop(run_id, False) is not False:
-                self._finished.pop(run_id, None)
+            elif self._sealed.pop(run_id, None) is not None:
                 self.warn_once(
                     f"late-write:{run_id}",
                     "write after archival",

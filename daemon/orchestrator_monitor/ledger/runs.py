@@ -31,8 +31,9 @@ archival).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from sys import intern
 from types import MappingProxyType
 from typing import Any
@@ -88,8 +89,9 @@ def _record(row: Any) -> RunRecord:
 class Ledger:
     """Per-run phases in `monitor_runs`; every method is one short transaction."""
 
-    def __init__(self, store: MonitorStore) -> None:
+    def __init__(self, store: MonitorStore, clock: Callable[[], datetime] = utc_now) -> None:
         self._store = store
+        self._clock = clock  # what `updated_at` says: `recent_fingerprints` compares it with a pass's time
         self._me = store.daemon_id
         self._lock = threading.Lock()  # SQLite: one writer at a time in this process, as BEGIN IMMEDIATE would
 
@@ -111,7 +113,7 @@ class Ledger:
             return int(result.rowcount)
 
     def _now(self) -> str:
-        return format_timestamp(utc_now())
+        return format_timestamp(self._clock())
 
     def refuse(self, run_id: str, reason: str) -> bool:
         """Record that archival refuses the run for good; True the first time (when it must be said)."""

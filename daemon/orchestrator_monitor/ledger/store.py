@@ -69,6 +69,8 @@ monitor_runs = Table(
     Column("updated_at", Text, nullable=False),
     # what is still owed, by whom: a seek among the few, never a scan of every run ever seen
     Index("ix_monitor_runs_active", "phase", "owner", sqlite_where=text(_active), postgresql_where=text(_active)),
+    # the full comparison's hour of recent completions, read by time on each pass instead of held in memory
+    Index("ix_monitor_runs_updated_at", "updated_at"),
 )
 monitor_refusals = Table(
     "monitor_refusals",

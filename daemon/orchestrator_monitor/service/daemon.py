@@ -339,7 +339,7 @@ def run_daemon(
             alerts=alerts.stats if alerts is not None else None,
             sink_health=bus.sink_health,
         )
-        detector.start(now=datetime.now(UTC), mono=time.monotonic())
+        detector.start()
         signals = Signals()
         stack.enter_context(on_continue(signals.overflowed))  # stopped and continued: compare everything
         watcher = RunDirWatcher(signals)
