@@ -35,6 +35,7 @@ import csv
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -229,8 +230,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` of the soak stops its daemon too (the `finally` below)
     print(
         f"bench/soak.py: {args.minutes:g} minutes, a run every {args.run_every_ms:.0f} ms, samples every "
         f"{args.interval:g} s, warm-up {args.warmup_minutes:g} minutes; python {sys.version.split()[0]}, "
