@@ -367,6 +367,21 @@ def test_a_change_within_the_hour_is_found_from_the_ledger_once_the_record_left_
     assert harness.ledger.phase("r") == "reopened"
 
 
+def test_a_run_ended_again_waits_once_more_for_its_end_when_it_changes_before_its_bag(harness: Harness) -> None:
+    harness.reconcile(mono=0)
+    add_run(harness, "r", ["SUCCEEDED"])
+    harness.detect(mono=0)
+    harness.sql("UPDATE tasks SET status = 'RUNNING' WHERE run_id = 'r'")  # a retry
+    harness.detect(mono=1)
+    harness.sql("UPDATE tasks SET status = 'SUCCEEDED' WHERE run_id = 'r'")
+    harness.detect(mono=2)
+    assert harness.ledger.phase("r") == "announced"  # ended again, handed to archival
+    harness.sql("UPDATE tasks SET attempts = 3 WHERE run_id = 'r'")  # and rewritten before its bag
+    harness.reconcile(mono=CHEAP_WATCH_SECONDS + 10)
+    assert harness.ledger.phase("r") == "reopened"  # its bag waits for the new end: it would contradict the rows
+    assert len(harness.recorder.of(EventType.RUN_REOPENED)) == 1  # said once per run
+
+
 def test_a_run_directory_is_watched_until_a_while_after_its_bag(harness: Harness) -> None:
     harness.reconcile(mono=0)
     add_run(harness, "archived", ["SUCCEEDED"])

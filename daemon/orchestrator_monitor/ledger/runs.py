@@ -163,12 +163,13 @@ class Ledger:
             return {row.run_id: _record(row) for row in rows}
 
     def recent_fingerprints(self, since: str) -> dict[str, RunRecord]:
-        """This daemon's runs completed (announced, archived or reported) at or after `since` and not reopened yet,
-        with the rows their completion was decided on: a restarted daemon watches them for a late change again."""
+        """This daemon's runs completed (announced, archived or reported) at or after `since` that a change
+        would still reopen (not reopened yet, or waiting for their bag), with the rows their completion
+        was decided on: the full comparison's hour, read by time instead of held in memory."""
         query = select(_R).where(
             _R.c.phase.in_(("announced", "archived", "reported")),
             _R.c.fingerprint.is_not(None),
-            _R.c.reopened == 0,
+            or_(_R.c.reopened == 0, _R.c.phase == "announced"),
             _R.c.updated_at >= since,
             self._mine(),
         )
