@@ -6,7 +6,9 @@ in open file descriptors or threads.
 What it does:
 
 1. `orchestrator init` in a scratch workspace (`--workdir`), then `orchestrator daemon` as a real
-   process (`--set events.sinks= --set dashboard.enabled=false`, everything else the defaults);
+   process (`--set events.sinks=`, the dashboard on a free port, everything else the defaults),
+   scraped as an operator's Prometheus and load balancer would: `/metrics` and `/healthz` every
+   `--scrape-seconds` (default 15; 0: the dashboard off, nothing scraped);
 2. the chaos runner's executor (`chaos_support.Workload`, plain SQL on its own thread) at a steady
    rate: a run starts every `--run-every-ms` (default 300 ms; a Poisson stream) and ends about a
    second later: 1 to 20 tasks, a few small artifacts under awkward names, a fifth ended by the
@@ -36,11 +38,13 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +99,44 @@ class Row:
 
     def values(self) -> tuple[float | int, ...]:
         return tuple(getattr(self, name) for name in COLUMNS)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Scraper:
+    """GETs /metrics and /healthz every `every` seconds on a thread of its own, as Prometheus would."""
+
+    PATHS = ("/metrics", "/healthz")
+
+    def __init__(self, port: int, every: float) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.every = every
+        self.counts = {"scrapes": 0, "failed": 0}
+        self.last_error = ""
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        self._thread.join(self.every + 10)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            for path in self.PATHS:
+                try:
+                    with urllib.request.urlopen(self.base + path, timeout=10) as answer:
+                        answer.read()
+                    self.counts["scrapes"] += 1
+                except OSError as err:  # /healthz answers 503 while a check fails: counted, said at the end
+                    self.counts["failed"] += 1
+                    self.last_error = f"{path}: {err}"
 
 
 def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
@@ -208,6 +250,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-minutes", type=float, help="left out of the slopes (default minutes/2, at most 5)")
     parser.add_argument("--run-every-ms", type=float, default=300.0, help="mean gap between runs (default 300 ms)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--scrape-seconds", type=float, default=15.0, help="/metrics and /healthz every this often (0: dashboard off)"
+    )
     parser.add_argument("--out", type=Path, help="where soak.csv and soak.png go (default bench/out/soak-<time>)")
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()), help="where the workspace goes (%(default)s)"
@@ -256,7 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             MEMTRACE_DIR=str(args.out / "trace"),
             MEMTRACE_EVERY=str(args.tracemalloc * 60),
         )
-    daemon = Daemon(workspace, tail, stderr_dir=root, cwd=root, env=env)
+    port = free_port()
+    served = ["dashboard.enabled=true", f"dashboard.port={port}"] if args.scrape_seconds > 0 else []
+    daemon = Daemon(workspace, tail, settings=served, stderr_dir=root, cwd=root, env=env)
+    scraper = Scraper(port, args.scrape_seconds) if served else None
     config = WorkloadConfig(
         runs_per_second=1000 / args.run_every_ms,
         max_active=25,
@@ -275,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         daemon.start()
         sampler = Sampler(daemon, tail, workload, args.interval, args.out / "soak.csv")
         sampler.start()
+        if scraper is not None:
+            scraper.start()
         workload.start()
         end = time.monotonic() + args.minutes * 60
         next_note = time.monotonic() + 60
@@ -293,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
         sampler.join()
+        if scraper is not None:
+            scraper.join()
         workload.stop_creating()
         workload.wait_drained(CATCH_UP_SECONDS)
         caught_up = tail.wait_for(
@@ -306,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     report(sampler.rows, args, workload, caught_up, lifetime.code if lifetime else None)
+    if scraper is not None:
+        failed = f", {scraper.counts['failed']} failed (last: {scraper.last_error})" if scraper.counts["failed"] else ""
+        answers = scraper.counts["scrapes"]
+        print(f"   scraped /metrics and /healthz every {args.scrape_seconds:g} s: {answers} answers{failed}")
     if args.tracemalloc:
         report_growth(args.out / "trace", args.warmup_minutes * 60)
     return 0

@@ -84,6 +84,8 @@ def test_an_audit_reads_only_the_bags_under_its_own_archive_root(store: MonitorS
     catalog.record(mine + theirs, at)
     assert [e.run_id for e in catalog.due_for_audit(10, under="/archive")] == ["m1", "m2"]
     assert catalog.count(under="/archive/") == 2 and catalog.count() == 4
+    assert catalog.payload_bytes(under="/archive") == 200 and catalog.payload_bytes() == 202
+    assert catalog.payload_bytes(under="/nowhere") == 0
 
 
 def test_both_search_plans_find_the_same_bags(store: MonitorStore, monkeypatch: pytest.MonkeyPatch) -> None:

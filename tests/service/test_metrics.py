@@ -3,8 +3,10 @@ every terminal status counted, histograms fed by events, the archive's size cach
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -12,11 +14,14 @@ import orjson
 import pytest
 from orchestrator_monitor.archive.sizes import ArchiveSizes
 from orchestrator_monitor.events.types import Event, EventType
+from orchestrator_monitor.ledger.catalog import ArchiveEntry, Catalog
+from orchestrator_monitor.ledger.store import sqlite_store
 from orchestrator_monitor.service.metrics import MonitorMetrics
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from support import REPO
 
+AT = "2026-11-01T00:00:00.000000Z"
 DOCUMENTED_ROW = re.compile(r"^\| `orchestrator_monitor_(?P<name>\w+)` \| (?P<type>\w+) \|", re.MULTILINE)
 
 
@@ -110,24 +115,31 @@ def test_promtool_finds_nothing_to_lint(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout + result.stderr) == (0, b"")
 
 
-def make_bag(root: Path, run_id: str, size: int) -> None:
-    (root / run_id).mkdir(parents=True)
-    (root / run_id / "bag-info.txt").write_text(f"Payload-Oxum: {size}.2\nRun-Id: {run_id}\n")
+def test_the_archive_size_is_the_catalogs_sum_under_the_root_read_at_most_every_refresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gauge costs no memory per bag: the database sums the catalogued bags under this daemon's root."""
+    catalog = Catalog(sqlite_store(tmp_path / "monitor.db", busy_timeout_seconds=1))
+    root = tmp_path / "archive"
 
+    def bag(run_id: str, size: int, where: Path = root) -> ArchiveEntry:
+        return ArchiveEntry(run_id, "COMPLETED", AT, 1, size, "0" * 64, locations=(str(where / run_id),))
 
-def test_the_archive_size_reads_each_bag_once_and_the_root_at_most_every_refresh(tmp_path: Path) -> None:
     now = [0.0]
-    sizes = ArchiveSizes(tmp_path, refresh_seconds=30, clock=lambda: now[0])
-    make_bag(tmp_path, "a", 100)
-    make_bag(tmp_path, "b", 20)
-    (tmp_path / ".staging" / "c").mkdir(parents=True)
+    sizes = ArchiveSizes(catalog, root, refresh_seconds=30, clock=lambda: now[0])
+    catalog.record([bag("a", 100), bag("b", 20), bag("x", 5000, tmp_path / "archive-other")], AT)
     assert sizes.total_bytes() == 120
-    (tmp_path / "a" / "bag-info.txt").write_text("Payload-Oxum: 999999.2\n")  # never read again: bags are immutable
-    make_bag(tmp_path, "d", 3)
+    catalog.record([bag("d", 3)], AT)
     now[0] = 29.0
     assert sizes.total_bytes() == 120  # cached
     now[0] = 30.0
     assert sizes.total_bytes() == 123
-    shutil.rmtree(tmp_path / "b")
+    catalog.forget_except({"a", "d", "x"}, under=str(root))
     now[0] = 60.0
     assert sizes.total_bytes() == 103
+    with sqlite3.connect(tmp_path / "monitor.db") as broken:  # a catalog that cannot be read: the last reading stays
+        broken.execute("ALTER TABLE monitor_archives RENAME TO gone")
+    now[0] = 90.0
+    with caplog.at_level(logging.WARNING):
+        assert sizes.total_bytes() == 103
+    assert "archive size not read from the catalog: OperationalError" in caplog.text

@@ -172,6 +172,12 @@ class Catalog:
             query = select(func.count()).select_from(_A).where(*_stored_under(under))
             return int(connection.execute(query).scalar_one())
 
+    def payload_bytes(self, under: str | None = None) -> int:
+        """The payload bytes of every bag (`under`: stored below this directory), summed by the database."""
+        with self._store.engine.connect() as connection:
+            query = select(func.coalesce(func.sum(_A.c.bytes), 0)).where(*_stored_under(under))
+            return int(connection.execute(query).scalar_one())
+
     def add_location(self, run_id: str, kind: str, location: str, recorded_at: str) -> None:
         """Another place the bag is stored (an offload target's copy, every file confirmed)."""
         row = {"run_id": run_id, "kind": kind, "location": location, "recorded_at": recorded_at}

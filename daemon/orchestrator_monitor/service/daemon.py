@@ -335,7 +335,7 @@ def run_daemon(
             detection_lag=progress.age_seconds,
             event_counts=lambda: dict(bus.counts),
             open_runs=detector.open_counts,
-            archive_bytes=ArchiveSizes(settings.resolve(settings.archive.root)).total_bytes,
+            archive_bytes=ArchiveSizes(Catalog(store), workspace.archive_root).total_bytes,
             alerts=alerts.stats if alerts is not None else None,
             sink_health=bus.sink_health,
         )
