@@ -9,6 +9,10 @@ What it does:
    process (`--set events.sinks=`, the dashboard on a free port, everything else the defaults),
    scraped as an operator's Prometheus and load balancer would: `/metrics` and `/healthz` every
    `--scrape-seconds` (default 15; 0: the dashboard off, nothing scraped);
+   Before it starts, `--history` runs (default 20,000, 10 tasks each) are written into the state
+   database as already finished, as a workspace some months old holds them: the daemon takes them
+   as its baseline, its full passes read them, and the database's page caches are full from the
+   warm-up on, so a slope measures the daemon and not caches filling with a new database;
 2. the chaos runner's executor (`chaos_support.Workload`, plain SQL on its own thread) at a steady
    rate: a run starts every `--run-every-ms` (default 300 ms; a Poisson stream) and ends about a
    second later: 1 to 20 tasks, a few small artifacts under awkward names, a fifth ended by the
@@ -39,6 +43,7 @@ import random
 import shutil
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -99,6 +104,22 @@ class Row:
 
     def values(self) -> tuple[float | int, ...]:
         return tuple(getattr(self, name) for name in COLUMNS)
+
+
+def write_history(workspace: Path, runs: int, tasks: int = 10) -> None:
+    """`runs` finished runs of `tasks` tasks each in the state database, written before the daemon's first start."""
+    stamp = "2026-01-01T00:00:00.000000Z"
+    with sqlite3.connect(workspace / ".state" / "orchestration.db") as connection:
+        connection.executemany(
+            "INSERT INTO runs (run_id, name, status, created_at, started_at, finished_at, updated_at)"
+            " VALUES (?, 'history', 'COMPLETED', ?, ?, ?, ?)",
+            ((f"history-{n:07d}", stamp, stamp, stamp, stamp) for n in range(runs)),
+        )
+        connection.executemany(
+            "INSERT INTO tasks (task_id, run_id, name, status, attempts, updated_at)"
+            " VALUES (?, ?, 'step', 'SUCCEEDED', 1, ?)",
+            ((f"history-{n:07d}.{t}", f"history-{n:07d}", stamp) for n in range(runs) for t in range(tasks)),
+        )
 
 
 def free_port() -> int:
@@ -250,6 +271,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-minutes", type=float, help="left out of the slopes (default minutes/2, at most 5)")
     parser.add_argument("--run-every-ms", type=float, default=300.0, help="mean gap between runs (default 300 ms)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--history", type=int, default=20_000, help="finished runs in the database before the start")
     parser.add_argument(
         "--scrape-seconds", type=float, default=15.0, help="/metrics and /healthz every this often (0: dashboard off)"
     )
@@ -284,14 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` of the soak stops its daemon too (the `finally` below)
     print(
         f"bench/soak.py: {args.minutes:g} minutes, a run every {args.run_every_ms:.0f} ms, samples every "
-        f"{args.interval:g} s, warm-up {args.warmup_minutes:g} minutes; python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs",
+        f"{args.interval:g} s, warm-up {args.warmup_minutes:g} minutes, {args.history:,} runs of history; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
         flush=True,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="soak-", dir=args.workdir)).absolute()
     workspace = root / "ws"
     init_workspace(workspace)
+    write_history(workspace, args.history)
     tail = LogTail(workspace / "logs")
     env = None
     if args.tracemalloc:
