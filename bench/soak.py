@@ -8,7 +8,8 @@ What it does:
 1. `orchestrator init` in a scratch workspace (`--workdir`), then `orchestrator daemon` as a real
    process (`--set events.sinks=`, the dashboard on a free port, everything else the defaults),
    scraped as an operator's Prometheus and load balancer would: `/metrics` and `/healthz` every
-   `--scrape-seconds` (default 15; 0: the dashboard off, nothing scraped);
+   `--scrape-seconds` (default 15; 0: the dashboard off, nothing scraped), in the environment the
+   systemd unit gives it (`MALLOC_ARENA_MAX=2`; `--malloc-arenas 0` leaves glibc's default);
    Before it starts, `--history` runs (default 20,000, 10 tasks each) are written into the state
    database as already finished, as a workspace some months old holds them: the daemon takes them
    as its baseline, its full passes read them, and the database's page caches are full from the
@@ -271,6 +272,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-minutes", type=float, help="left out of the slopes (default minutes/2, at most 5)")
     parser.add_argument("--run-every-ms", type=float, default=300.0, help="mean gap between runs (default 300 ms)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--malloc-arenas", type=int, default=2, help="MALLOC_ARENA_MAX as the unit sets it (0: glibc's default)"
+    )
     parser.add_argument("--history", type=int, default=20_000, help="finished runs in the database before the start")
     parser.add_argument(
         "--scrape-seconds", type=float, default=15.0, help="/metrics and /healthz every this often (0: dashboard off)"
@@ -306,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` of the soak stops its daemon too (the `finally` below)
     print(
         f"bench/soak.py: {args.minutes:g} minutes, a run every {args.run_every_ms:.0f} ms, samples every "
-        f"{args.interval:g} s, warm-up {args.warmup_minutes:g} minutes, {args.history:,} runs of history; "
+        f"{args.interval:g} s, warm-up {args.warmup_minutes:g} minutes, {args.history:,} runs of history, "
+        f"MALLOC_ARENA_MAX={args.malloc_arenas or 'unset'}; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
         flush=True,
     )
@@ -316,13 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     init_workspace(workspace)
     write_history(workspace, args.history)
     tail = LogTail(workspace / "logs")
-    env = None
+    env = clean_environment()
+    env.pop("MALLOC_ARENA_MAX", None)
+    if args.malloc_arenas:
+        env["MALLOC_ARENA_MAX"] = str(args.malloc_arenas)
     if args.tracemalloc:
         (args.out / "trace").mkdir(exist_ok=True)
-        env = clean_environment(
-            PYTHONPATH=str(MEMTRACE),
-            MEMTRACE_DIR=str(args.out / "trace"),
-            MEMTRACE_EVERY=str(args.tracemalloc * 60),
+        env.update(
+            PYTHONPATH=str(MEMTRACE), MEMTRACE_DIR=str(args.out / "trace"), MEMTRACE_EVERY=str(args.tracemalloc * 60)
         )
     port = free_port()
     served = ["dashboard.enabled=true", f"dashboard.port={port}"] if args.scrape_seconds > 0 else []

@@ -104,10 +104,13 @@ class NamespaceSystemd:
         )
 
     def systemctl(self, *args: str, pid: int | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run("systemctl", "--no-pager", *args, pid=pid)
+
+    def run(self, *command: str, pid: int | None = None) -> subprocess.CompletedProcess[str]:
+        """`command` inside the namespace (its /proc shows the namespace's process ids)."""
         return subprocess.run(
-            ["nsenter", "-t", str(pid or self.pid), "-m", "-p", "systemctl", "--no-pager", *args],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            ["nsenter", "-t", str(pid or self.pid), "-m", "-p", *command], capture_output=True, text=True, timeout=30
+        )
 
     def show(self, prop: str) -> str:
         return self.systemctl("show", "-p", prop, "--value", NAME).stdout.strip()
@@ -159,6 +162,8 @@ def test_under_a_real_systemd_it_runs_is_restarted_by_the_watchdog_and_stops_cle
     assert result.returncode == 0, status + (out.read_text() if out.exists() else "")
     assert "active (running)" in systemd.systemctl("status", NAME).stdout
     first = systemd.show("MainPID")
+    environ = systemd.run("cat", f"/proc/{first}/environ").stdout.split("\0")
+    assert "MALLOC_ARENA_MAX=2" in environ  # the unit's cap on glibc's arenas reaches the daemon
     systemd.systemctl("kill", "--signal=SIGSTOP", NAME)  # frozen: no progress, no WATCHDOG=1
     systemd.wait(lambda: systemd.show("NRestarts") not in ("", "0") and systemd.show("ActiveState") == "active",
                  "the watchdog restart")  # fmt: skip
