@@ -291,6 +291,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="trace the daemon's allocations (slower, more memory) with a snapshot every MINUTES, and print "
         "the lines whose memory grew most between the first snapshot after the warm-up and the last",
     )
+    parser.add_argument(
+        "--memory-detail",
+        action="store_true",
+        help="also sample SQLite's own heap and Python's allocated blocks inside the daemon (memory.csv), "
+        "and print their slopes",
+    )
     args = parser.parse_args(argv)
     if args.minutes is None:
         args.minutes = 2.0 if args.quick else 30.0
@@ -325,11 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.pop("MALLOC_ARENA_MAX", None)
     if args.malloc_arenas:
         env["MALLOC_ARENA_MAX"] = str(args.malloc_arenas)
-    if args.tracemalloc:
+    if args.tracemalloc or args.memory_detail:
         (args.out / "trace").mkdir(exist_ok=True)
-        env.update(
-            PYTHONPATH=str(MEMTRACE), MEMTRACE_DIR=str(args.out / "trace"), MEMTRACE_EVERY=str(args.tracemalloc * 60)
-        )
+        env.update(PYTHONPATH=str(MEMTRACE), MEMTRACE_DIR=str(args.out / "trace"))
+    if args.tracemalloc:
+        env["MEMTRACE_EVERY"] = str(args.tracemalloc * 60)
     port = free_port()
     served = ["dashboard.enabled=true", f"dashboard.port={port}"] if args.scrape_seconds > 0 else []
     daemon = Daemon(workspace, tail, settings=served, stderr_dir=root, cwd=root, env=env)
@@ -391,9 +397,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = f", {scraper.counts['failed']} failed (last: {scraper.last_error})" if scraper.counts["failed"] else ""
         answers = scraper.counts["scrapes"]
         print(f"   scraped /metrics and /healthz every {args.scrape_seconds:g} s: {answers} answers{failed}")
+    if args.tracemalloc or args.memory_detail:
+        report_inside(args.out / "trace" / "memory.csv", args.warmup_minutes * 60)
     if args.tracemalloc:
         report_growth(args.out / "trace", args.warmup_minutes * 60)
     return 0
+
+
+def report_inside(path: Path, warmup_s: float) -> None:
+    """Slopes of what the daemon sampled inside itself: SQLite's heap and Python's allocated blocks."""
+    with path.open() as handle:
+        points = [(float(r["elapsed_s"]), r) for r in csv.DictReader(handle) if float(r["elapsed_s"]) >= warmup_s]
+    if len(points) < 2:
+        print(f"\n== inside the daemon: {len(points)} samples after the warm-up in {path}, too few")
+        return
+    print(f"\n== inside the daemon, after the warm-up ({path})")
+    for column, title, scale, unit in (
+        ("sqlite_bytes", "SQLite heap", 1e6, "MB"),
+        ("python_blocks", "Python blocks", 1e3, "k"),
+    ):
+        series = [(at, float(row[column]) / scale) for at, row in points]
+        slope = slope_per_hour(series)
+        shown = "-" if slope is None else f"{slope:+.2f} {unit}/hour"
+        print(f"   {title:<14} {series[0][1]:>9.2f} -> {series[-1][1]:>9.2f} {unit}, slope {shown}")
 
 
 def report_growth(folder: Path, warmup_s: float, top: int = 15) -> None:

@@ -1,17 +1,44 @@
-"""Imported by a Python started with this folder on PYTHONPATH: tracemalloc snapshots every few minutes.
+"""Imported by a Python started with this folder on PYTHONPATH: where the daemon's memory goes, over time.
 
-bench/soak.py `--tracemalloc` starts the daemon so, to find which lines hold memory that grows:
-MEMTRACE_DIR is where `snap-<seconds>.trace` files go (`tracemalloc.Snapshot.dump`),
-MEMTRACE_EVERY the seconds between them, MEMTRACE_FRAMES the frames kept per allocation.
+bench/soak.py `--memory-detail` and `--tracemalloc` start the daemon so. MEMTRACE_DIR is where the
+files go: `memory.csv`, every MEMTRACE_SAMPLE seconds (default 10), SQLite's own heap
+(`sqlite3_memory_used`: page caches, prepared statements; tracemalloc never sees it) and the
+blocks Python has allocated (`sys.getallocatedblocks`); with MEMTRACE_EVERY, also
+`snap-<seconds>.trace` files (`tracemalloc.Snapshot.dump`) that often, MEMTRACE_FRAMES frames kept
+per allocation.
 """
 
+import ctypes
+import ctypes.util
 import os
+import sys
 import threading
 import time
 import tracemalloc
 
 
-def _dump_every(folder: str, every: float) -> None:
+def _sqlite_memory_used():
+    """SQLite's `sqlite3_memory_used`, from the library the interpreter's sqlite3 module loads."""
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+    except OSError:
+        return lambda: -1
+    library.sqlite3_memory_used.restype = ctypes.c_int64
+    return library.sqlite3_memory_used
+
+
+def _sample_every(folder, every):
+    sqlite_used = _sqlite_memory_used()
+    started = time.monotonic()
+    with open(os.path.join(folder, "memory.csv"), "w") as out:
+        out.write("elapsed_s,sqlite_bytes,python_blocks\n")
+        while True:
+            time.sleep(every)
+            out.write(f"{time.monotonic() - started:.1f},{sqlite_used()},{sys.getallocatedblocks()}\n")
+            out.flush()
+
+
+def _dump_every(folder, every):
     started = time.monotonic()
     while True:
         time.sleep(every)
@@ -21,10 +48,15 @@ def _dump_every(folder: str, every: float) -> None:
 
 
 if os.environ.get("MEMTRACE_DIR"):
-    tracemalloc.start(int(os.environ.get("MEMTRACE_FRAMES", "8")))
+    _folder = os.environ["MEMTRACE_DIR"]
     threading.Thread(
-        target=_dump_every,
-        args=(os.environ["MEMTRACE_DIR"], float(os.environ.get("MEMTRACE_EVERY", "300"))),
-        name="memtrace",
+        target=_sample_every,
+        args=(_folder, float(os.environ.get("MEMTRACE_SAMPLE", "10"))),
+        name="memsample",
         daemon=True,
     ).start()
+    if os.environ.get("MEMTRACE_EVERY"):
+        tracemalloc.start(int(os.environ.get("MEMTRACE_FRAMES", "8")))
+        threading.Thread(
+            target=_dump_every, args=(_folder, float(os.environ["MEMTRACE_EVERY"])), name="memtrace", daemon=True
+        ).start()
