@@ -413,13 +413,17 @@ def report_inside(path: Path, warmup_s: float) -> None:
         return
     print(f"\n== inside the daemon, after the warm-up ({path})")
     for column, title, scale, unit in (
+        ("rss_anon_bytes", "RssAnon", 1e6, "MB"),
         ("sqlite_bytes", "SQLite heap", 1e6, "MB"),
         ("python_blocks", "Python blocks", 1e3, "k"),
+        ("malloc_used_bytes", "malloc in use", 1e6, "MB"),
+        ("malloc_free_bytes", "malloc free held", 1e6, "MB"),
+        ("malloc_mmap_bytes", "malloc mmapped", 1e6, "MB"),
     ):
         series = [(at, float(row[column]) / scale) for at, row in points]
         slope = slope_per_hour(series)
         shown = "-" if slope is None else f"{slope:+.2f} {unit}/hour"
-        print(f"   {title:<14} {series[0][1]:>9.2f} -> {series[-1][1]:>9.2f} {unit}, slope {shown}")
+        print(f"   {title:<16} {series[0][1]:>9.2f} -> {series[-1][1]:>9.2f} {unit}, slope {shown}")
 
 
 def report_growth(folder: Path, warmup_s: float, top: int = 15) -> None:

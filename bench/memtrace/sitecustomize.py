@@ -1,9 +1,10 @@
 """Imported by a Python started with this folder on PYTHONPATH: where the daemon's memory goes, over time.
 
 bench/soak.py `--memory-detail` and `--tracemalloc` start the daemon so. MEMTRACE_DIR is where the
-files go: `memory.csv`, every MEMTRACE_SAMPLE seconds (default 10), SQLite's own heap
-(`sqlite3_memory_used`: page caches, prepared statements; tracemalloc never sees it) and the
-blocks Python has allocated (`sys.getallocatedblocks`); with MEMTRACE_EVERY, also
+files go: `memory.csv`, every MEMTRACE_SAMPLE seconds (default 10), the process's RssAnon, SQLite's own
+heap (`sqlite3_memory_used`: page caches, prepared statements; tracemalloc never sees it), the
+blocks Python has allocated (`sys.getallocatedblocks`), and glibc's malloc: bytes in use, free
+but held (fragmentation), mmapped (`mallinfo2`); with MEMTRACE_EVERY, also
 `snap-<seconds>.trace` files (`tracemalloc.Snapshot.dump`) that often, MEMTRACE_FRAMES frames kept
 per allocation.
 """
@@ -27,14 +28,44 @@ def _sqlite_memory_used():
     return library.sqlite3_memory_used
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def _malloc_info():
+    """glibc's `mallinfo2` (2.33+): bytes in use, free but held, and mmapped; None elsewhere."""
+    try:
+        call = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return lambda: None
+    call.restype = _Mallinfo2
+    return call
+
+
+def _rss_anon():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
 def _sample_every(folder, every):
-    sqlite_used = _sqlite_memory_used()
+    sqlite_used, mallinfo = _sqlite_memory_used(), _malloc_info()
     started = time.monotonic()
     with open(os.path.join(folder, "memory.csv"), "w") as out:
-        out.write("elapsed_s,sqlite_bytes,python_blocks\n")
+        out.write(
+            "elapsed_s,rss_anon_bytes,sqlite_bytes,python_blocks,malloc_used_bytes,malloc_free_bytes,malloc_mmap_bytes\n"
+        )
         while True:
             time.sleep(every)
-            out.write(f"{time.monotonic() - started:.1f},{sqlite_used()},{sys.getallocatedblocks()}\n")
+            info = mallinfo()
+            heap = (info.uordblks, info.fordblks, info.hblkhd) if info is not None else (-1, -1, -1)
+            row = (round(time.monotonic() - started, 1), _rss_anon(), sqlite_used(), sys.getallocatedblocks(), *heap)
+            out.write(",".join(map(str, row)) + "\n")
             out.flush()
 
 
