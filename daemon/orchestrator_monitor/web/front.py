@@ -2,20 +2,24 @@
 
 The command that starts the daemon asks `web_front(settings)` for it and hands it to
 `run_daemon`; a host open to the network without a token is refused there, before anything
-starts (exit 2).
+starts (exit 2). Starlette, uvicorn and the dashboard are imported when the front is served:
+a daemon with `dashboard.enabled` off never pays their memory (bench/history.py --daemon).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..errors import BadInput
 from ..service.daemon import Front, RunningDaemon
-from .app import create_app
-from .dashboard import open_dashboard
-from .server import WebServer, check_exposure
+
+if TYPE_CHECKING:
+    from .server import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +35,31 @@ def web_front(settings: Settings) -> Front | None:
     return serve_web
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """A host other than loopback without a token is refused: the dashboard would be open to the network."""
+    if not is_loopback(host) and token is None:
+        raise BadInput(
+            f"dashboard.host {host!r} is not a loopback address and dashboard.token is not set: "
+            "set a token (at least 16 characters) or serve on 127.0.0.1"
+        )
+
+
 @contextmanager
 def serve_web(daemon: RunningDaemon) -> Iterator[WebServer]:
     """`/healthz`, `/api/health`, `/metrics` and the dashboard on `dashboard.host:port` until the daemon stops."""
+    from .app import create_app
+    from .dashboard import open_dashboard
+    from .server import WebServer
+
     config = daemon.settings.dashboard
     with open_dashboard(daemon.settings, daemon.bus) as dashboard:
         app = create_app(health=daemon.health, metrics=daemon.metrics, token=config.token, dashboard=dashboard.routes)
