@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def build_workspace(directory: Path, runs: int, tasks: int) -> None:
 
 
 def fill(state_db: Path, monitor_db: Path, runs: int, tasks: int) -> None:
-    with sqlite3.connect(state_db) as connection:
+    # closed, so that its last close removes the WAL file: a workspace at rest, not one the size of the build
+    with closing(sqlite3.connect(state_db)) as connection, connection:
         stamp = "2026-01-01T00:00:00Z"
         connection.executemany(
             "INSERT INTO runs (run_id, status, created_at, updated_at, finished_at) VALUES (?, 'COMPLETED', ?, ?, ?)",
