@@ -15,7 +15,7 @@ from orchestrator_monitor.ledger.members import Membership
 from orchestrator_monitor.ledger.monitor_db import EventSeqBlocks
 from orchestrator_monitor.ledger.runs import Completion, Ledger
 from orchestrator_monitor.ledger.store import MonitorStore, metadata, open_store, sqlite_store
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from support import REPO
 
 VERSION_1 = """
@@ -97,6 +97,29 @@ def shared(postgres_url: str, tmp_path: Path, daemon_id: str) -> MonitorStore:
 
 def done(run_id: str, status: str = "COMPLETED") -> Completion:
     return Completion(run_id, status, "monitor", {"SUCCEEDED": 1}, "fingerprint")
+
+
+def test_the_runs_still_owed_work_are_sought_on_their_index_not_among_all_ever_seen(tmp_path: Path) -> None:
+    """Read before READY and on every full pass: a scan would grow with the history (a million runs: 0.1 s each)."""
+    store = sqlite_store(tmp_path / "monitor.db", busy_timeout_seconds=5)
+    ledger = Ledger(store)
+    ledger.take_baseline({f"old-{n}": "COMPLETED" for n in range(100)})
+    assert ledger.begin_marks({"a": "COMPLETED"}) == {"a"}
+    assert ledger.complete_many([done("a")]) == {"a"}
+    ledger.announce_many(["a"])
+    plans: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def explain(connection, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("SELECT"):  # not the store's own BEGIN
+            rows = cursor.connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plans.append(" ".join(row[3] for row in rows))
+
+    assert set(ledger.active_records()) == {"a"}
+    assert ledger.runs_in_phase("announced") == ["a"]
+    assert ledger.reopened_runs() == []
+    assert len(plans) == 3 and all("USING INDEX ix_monitor_runs_active" in plan for plan in plans), plans
+    store.dispose()
 
 
 @pytest.mark.postgres

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import DaemonProcess, EventLog, Writer, run_process
+from support import DaemonProcess, EventLog, Writer, free_port, run_process
 
 # Root ignores file modes; the daemon runs as a service user would, bound by them (same uid, for the files).
 WITHOUT_FILE_OVERRIDE = (
@@ -67,6 +67,36 @@ def test_a_stand_in_notify_socket_gets_ready_watchdog_and_stopping(
     receive_until(sock, "WATCHDOG=1")  # again: every 0.2 s while the loops make progress
     assert daemon.stop()[0] == 0
     assert "STOPPING=1" in receive_until(sock, "STOPPING=1")  # a datagram waits in the socket
+
+
+# Each costs a daemon megabytes it would carry for nothing (bench/history.py --daemon): imported only when configured.
+OPTIONAL = ("apprise", "boto3", "botocore", "nats", "openlineage", "psycopg", "textual", "matplotlib")
+WEB = ("starlette", "uvicorn")  # the dashboard's
+
+
+@pytest.mark.parametrize(
+    ("settings", "absent"), [((), OPTIONAL), (("dashboard.enabled=false",), OPTIONAL + WEB)], ids=["default", "no-web"]
+)
+def test_a_daemon_imports_no_integration_it_is_not_configured_for(
+    workspace: Path, tmp_path: Path, notify_socket, settings: tuple[str, ...], absent: tuple[str, ...]
+) -> None:
+    sock, name = notify_socket
+    command = [sys.executable, "-X", "importtime", "-m", "orchestrator_monitor.cli", "daemon"]
+    command += ["--workspace", str(workspace), "--set", f"dashboard.port={free_port()}"]
+    command += [arg for item in settings for arg in ("--set", item)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    with (tmp_path / "imports.err").open("wb") as err:  # a file, not a pipe: nobody reads while it starts
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env={**env, "NOTIFY_SOCKET": name})
+    try:
+        receive_until(sock, "READY=1")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    lines = (tmp_path / "imports.err").read_text().splitlines()
+    # every module the process imported in its life, start to stop, is one `import time:` line
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
+    assert {"sqlalchemy", "orchestrator_monitor"} <= imported
+    assert imported.isdisjoint(absent), sorted(imported.intersection(absent))
 
 
 def test_metrics_and_healthz_of_a_running_daemon(workspace: Path, start_daemon) -> None:

@@ -14,7 +14,8 @@ from orchestrator_monitor.errors import BadInput
 from orchestrator_monitor.events.types import Event, EventType
 from orchestrator_monitor.service.metrics import MonitorMetrics
 from orchestrator_monitor.web.app import create_app
-from orchestrator_monitor.web.server import WebServer, check_exposure
+from orchestrator_monitor.web.front import check_exposure
+from orchestrator_monitor.web.server import WebServer
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "s3cret-token-0123456789"

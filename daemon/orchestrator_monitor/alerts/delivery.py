@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
 from types import ModuleType
 
 from ..config import AlertsSettings, alert_urls, url_origin
@@ -21,12 +22,23 @@ from .outbox import destination_id
 logger = logging.getLogger(__name__)
 
 
+NO_APPRISE = "alert rules need apprise: pip install 'orchestrator-monitor[alerts]'"
+
+
+def require_apprise() -> None:
+    """`Unavailable` (exit 3) naming the extra when apprise is not installed, without importing it: its
+    import costs the daemon about 4 MB that a daemon whose alerts have no destination never uses
+    (bench/history.py --daemon)."""
+    if find_spec("apprise") is None:
+        raise Unavailable(NO_APPRISE)
+
+
 def import_apprise() -> ModuleType:
-    """apprise, an optional extra: `Unavailable` (exit 3) naming the extra when it is not installed."""
+    """apprise, an optional extra, imported when a destination needs it: `Unavailable` when not installed."""
     try:
         import apprise
     except ImportError:
-        raise Unavailable("alert rules need apprise: pip install 'orchestrator-monitor[alerts]'") from None
+        raise Unavailable(NO_APPRISE) from None
     return apprise
 
 
@@ -61,7 +73,7 @@ class Delivery(OutboxDelivery):
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        import_apprise()
+        require_apprise()
         logging.getLogger("apprise").setLevel(logging.ERROR)  # its warnings may quote a URL's credentials
         logging.getLogger("urllib3").setLevel(logging.INFO)  # its debug lines quote the path: a webhook's token
         super().__init__(outbox, settings, name="alert", clock=clock)

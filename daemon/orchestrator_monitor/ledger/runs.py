@@ -42,7 +42,7 @@ import orjson
 from sqlalchemy import Connection, and_, or_, select, update
 
 from ..timefmt import format_timestamp, utc_now
-from .store import ACTIVE_PHASES, MonitorStore, monitor_meta, monitor_refusals, monitor_runs
+from .store import OWED, MonitorStore, monitor_meta, monitor_refusals, monitor_runs
 
 _NO_TASKS: Mapping[str, int] = MappingProxyType({})
 _CHUNK = 500  # run ids per IN (...) list
@@ -159,7 +159,7 @@ class Ledger:
     def active_records(self) -> dict[str, RunRecord]:
         """This daemon's runs it still owes work (marking .. archived): few, whatever the history."""
         with self._store.engine.connect() as connection:
-            rows = connection.execute(select(_R).where(_R.c.phase.in_(ACTIVE_PHASES), self._mine()))
+            rows = connection.execute(select(_R).where(OWED, self._mine()))
             return {row.run_id: _record(row) for row in rows}
 
     def recent_fingerprints(self, since: str) -> dict[str, RunRecord]:
@@ -310,8 +310,8 @@ class Ledger:
         return found
 
     def runs_in_phase(self, phase: str) -> list[str]:
-        """This daemon's runs waiting in `phase`, oldest first: what the archival worker resumes at start."""
-        query = select(_R.c.run_id).where(_R.c.phase == phase, self._mine()).order_by(_R.c.updated_at)
+        """This daemon's runs waiting in `phase` (an owed one), oldest first: what archival resumes at start."""
+        query = select(_R.c.run_id).where(OWED, _R.c.phase == phase, self._mine()).order_by(_R.c.updated_at)
         with self._store.engine.connect() as connection:
             return [row[0] for row in connection.execute(query)]
 
@@ -325,7 +325,7 @@ class Ledger:
         alive = [*live, self._me]
         owed = (
             select(_R.c.run_id)
-            .where(_R.c.phase.in_(ACTIVE_PHASES), _R.c.owner.is_not(None), _R.c.owner.not_in(alive))
+            .where(OWED, _R.c.owner.is_not(None), _R.c.owner.not_in(alive))
             .limit(limit)
             .with_for_update(skip_locked=True)
         )

@@ -26,7 +26,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .. import __version__
-from ..alerts.delivery import import_apprise
+from ..alerts.delivery import require_apprise
 from ..alerts.facts import state_run_details
 from ..alerts.sink import AlertSink, open_alert_sink
 from ..archive.sizes import ArchiveSizes
@@ -173,7 +173,7 @@ def reload_settings(
         if alerts is not None:
             alerts.configure(applied.alerts)
         elif applied.alerts.rules:
-            import_apprise()  # not installed: Unavailable, saying which extra
+            require_apprise()  # not installed: Unavailable, saying which extra
     except MonitorError as err:
         logger.error("configuration not reloaded, the running one is kept: %s", err)
         return current
@@ -192,7 +192,7 @@ def open_alerts(settings: Settings, state: StateDatabase) -> AlertSink | None:
     need it (Unavailable)."""
     if not settings.alerts.rules:
         try:
-            import_apprise()
+            require_apprise()
         except Unavailable:
             return None
     return open_alert_sink(

@@ -1,25 +1,20 @@
-"""The daemon's web front: its app and dashboard served beside a running daemon, which never imports the web.
+"""The daemon's web front: whether the daemon serves one, and whether it may where configured.
 
 The command that starts the daemon asks `web_front(settings)` for it and hands it to
 `run_daemon`; a host open to the network without a token is refused there, before anything
-starts (exit 2).
+starts (exit 2). Starlette, uvicorn and the dashboard (`serve.py`) are imported only with
+`dashboard.enabled` on: a daemon without the dashboard never carries their memory (bench/history.py
+--daemon). They are imported here, before the daemon starts, not when it serves the front: then
+its start-up reconciliation would hold the GIL against them and the import would delay READY.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+import ipaddress
 
 from ..config import Settings
-from ..service.daemon import Front, RunningDaemon
-from .app import create_app
-from .dashboard import open_dashboard
-from .server import WebServer, check_exposure
-
-logger = logging.getLogger(__name__)
-
-WEB_STOP_SECONDS = 3.0
+from ..errors import BadInput
+from ..service.daemon import Front
 
 
 def web_front(settings: Settings) -> Front | None:
@@ -28,23 +23,27 @@ def web_front(settings: Settings) -> Front | None:
     if not dashboard.enabled:
         return None
     check_exposure(dashboard.host, dashboard.token)
+    from .serve import serve_web
+
     return serve_web
 
 
-@contextmanager
-def serve_web(daemon: RunningDaemon) -> Iterator[WebServer]:
-    """`/healthz`, `/api/health`, `/metrics` and the dashboard on `dashboard.host:port` until the daemon stops."""
-    config = daemon.settings.dashboard
-    with open_dashboard(daemon.settings, daemon.bus) as dashboard:
-        app = create_app(health=daemon.health, metrics=daemon.metrics, token=config.token, dashboard=dashboard.routes)
-        server = WebServer(app, config.host, config.port)
-        server.start()
-        logger.info("dashboard on %s", dashboard_address(config.host, server.port))
-        try:
-            yield server
-        finally:
-            dashboard.end_streams()
-            server.close(WEB_STOP_SECONDS)
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """A host other than loopback without a token is refused: the dashboard would be open to the network."""
+    if not is_loopback(host) and token is None:
+        raise BadInput(
+            f"dashboard.host {host!r} is not a loopback address and dashboard.token is not set: "
+            "set a token (at least 16 characters) or serve on 127.0.0.1"
+        )
 
 
 def dashboard_address(host: str, port: int) -> str:

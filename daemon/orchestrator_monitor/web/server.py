@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import threading
@@ -22,7 +21,7 @@ import threading
 import uvicorn
 from starlette.applications import Starlette
 
-from ..errors import BadInput, Unavailable
+from ..errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -67,24 +66,6 @@ def plain_uvicorn_logs() -> None:
         logger_ = logging.getLogger(name)
         if not any(type(f) is type(wanted_filter) for f in logger_.filters):
             logger_.addFilter(wanted_filter)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(host: str, token: str | None) -> None:
-    """A host other than loopback without a token is refused: the dashboard would be open to the network."""
-    if not is_loopback(host) and token is None:
-        raise BadInput(
-            f"dashboard.host {host!r} is not a loopback address and dashboard.token is not set: "
-            "set a token (at least 16 characters) or serve on 127.0.0.1"
-        )
 
 
 class WebServer:
