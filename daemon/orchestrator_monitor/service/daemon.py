@@ -58,6 +58,7 @@ from ..streaks import Streak
 from ..workspace import Workspace
 from .audit import audit_job
 from .health import DATABASE, HEARTBEAT, STORAGE, DatabaseChecker
+from .memory import memory_release_job
 from .metrics import MonitorMetrics
 from .notify import Notifier
 from .offload import offload_job
@@ -392,7 +393,8 @@ def run_daemon(
             stop,
             confirm_offloaded=make_confirmer(settings, store),  # None with offload off: no local bag ever goes
         )
-        scheduler = start_scheduler(supervisor, settings, outcomes, (audit, offload and offload[0], retention))
+        more = (audit, offload and offload[0], retention, memory_release_job())
+        scheduler = start_scheduler(supervisor, settings, outcomes, more)
         stack.callback(scheduler.shutdown, wait=False)  # a running check or hook must not hold up SIGTERM
         if front is not None:
             report = supervisor.report if alerts is None else partial(report_with_alerts, supervisor, alerts)
