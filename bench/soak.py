@@ -8,8 +8,9 @@ What it does:
 1. `orchestrator init` in a scratch workspace (`--workdir`), then `orchestrator daemon` as a real
    process (`--set events.sinks=`, the dashboard on a free port, everything else the defaults),
    scraped as an operator's Prometheus and load balancer would: `/metrics` and `/healthz` every
-   `--scrape-seconds` (default 15; 0: the dashboard off, nothing scraped), in the environment the
-   systemd unit gives it (`MALLOC_ARENA_MAX=2`; `--malloc-arenas 0` leaves glibc's default);
+   `--scrape-seconds` (default 15; 0: the dashboard off, nothing scraped), with the allocator the
+   systemd unit gives it (its `PYTHONMALLOC` and `MALLOC_*` settings; `--allocator default`:
+   Python's and glibc's defaults);
    Before it starts, `--history` runs (default 20,000, 10 tasks each) are written into the state
    database as already finished, as a workspace some months old holds them: the daemon takes them
    as its baseline, its full passes read them, and the database's page caches are full from the
@@ -41,6 +42,7 @@ import argparse
 import csv
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -67,6 +69,7 @@ from chaos_support import (
 )
 
 GOAL_RSS_MB_PER_HOUR = 1.0
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "orchestrator-monitor.service"
 MEMTRACE = Path(__file__).resolve().parent / "memtrace"  # its sitecustomize.py traces the daemon
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CATCH_UP_SECONDS = 60.0
@@ -105,6 +108,22 @@ class Row:
 
     def values(self) -> tuple[float | int, ...]:
         return tuple(getattr(self, name) for name in COLUMNS)
+
+
+def is_allocator_setting(name: str) -> bool:
+    return name == "PYTHONMALLOC" or name.startswith("MALLOC_")
+
+
+def unit_allocator_settings() -> dict[str, str]:
+    """The allocator settings (`PYTHONMALLOC`, `MALLOC_*`) of the systemd unit's `Environment=` lines."""
+    found: dict[str, str] = {}
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Environment="):
+            for item in shlex.split(line.removeprefix("Environment=")):
+                name, _, value = item.partition("=")
+                if is_allocator_setting(name):
+                    found[name] = value
+    return found
 
 
 def write_history(workspace: Path, runs: int, tasks: int = 10) -> None:
@@ -273,7 +292,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-every-ms", type=float, default=300.0, help="mean gap between runs (default 300 ms)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--malloc-arenas", type=int, default=2, help="MALLOC_ARENA_MAX as the unit sets it (0: glibc's default)"
+        "--allocator", choices=("unit", "default"), default="unit", help="the unit's allocator settings, or none"
     )
     parser.add_argument("--history", type=int, default=20_000, help="finished runs in the database before the start")
     parser.add_argument(
@@ -313,11 +332,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    allocator = unit_allocator_settings() if args.allocator == "unit" else {}
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` of the soak stops its daemon too (the `finally` below)
     print(
         f"bench/soak.py: {args.minutes:g} minutes, a run every {args.run_every_ms:.0f} ms, samples every "
         f"{args.interval:g} s, warm-up {args.warmup_minutes:g} minutes, {args.history:,} runs of history, "
-        f"MALLOC_ARENA_MAX={args.malloc_arenas or 'unset'}; "
+        f"allocator: {' '.join(f'{k}={v}' for k, v in allocator.items()) or 'the defaults'}; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
         flush=True,
     )
@@ -327,10 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     init_workspace(workspace)
     write_history(workspace, args.history)
     tail = LogTail(workspace / "logs")
-    env = clean_environment()
-    env.pop("MALLOC_ARENA_MAX", None)
-    if args.malloc_arenas:
-        env["MALLOC_ARENA_MAX"] = str(args.malloc_arenas)
+    env = {k: v for k, v in clean_environment().items() if not is_allocator_setting(k)}
+    env.update(allocator)
     if args.tracemalloc or args.memory_detail:
         (args.out / "trace").mkdir(exist_ok=True)
         env.update(PYTHONPATH=str(MEMTRACE), MEMTRACE_DIR=str(args.out / "trace"))
