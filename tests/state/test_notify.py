@@ -87,6 +87,41 @@ def test_a_notification_from_another_connection_wakes_and_confirms_and_our_own_m
         executor.close()
 
 
+def test_the_runs_the_notifications_name_are_gathered_until_the_next_check(engine: Engine, postgres_url: str) -> None:
+    with engine.connect() as setup:
+        setup.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            install_sql(built_in("reference"), schema_of(postgres_url))
+        )
+    ours, executor = engine.connect(), engine.connect()
+    wakes: list[float] = []
+    probe = NotifyProbe(lambda: ours, lambda: wakes.append(time.monotonic()))
+    listener = ChangeListener(
+        listener_connector(engine), channel_name(schema_of(postgres_url)), probe, on_reconnect=lambda: None
+    )
+    listener.start()
+    try:
+        probe.reset()
+        write(executor, "INSERT INTO runs (run_id, status) VALUES ('r1', 'RUNNING'), ('r2', 'RUNNING')")
+        write(executor, "INSERT INTO tasks (task_id, run_id, status) VALUES ('r3.a', 'r3', 'RUNNING')")
+        wait_until(lambda: len(wakes) == 2, "both notifications")
+        assert probe.check() is Change.CHANGED and probe.touched() == {"r1", "r2", "r3"}
+        write(ours, "UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'r1'")  # our own mark: not named
+        write(executor, "UPDATE tasks SET status = 'SUCCEEDED' WHERE task_id = 'r3.a'")
+        wait_until(lambda: len(wakes) == 3, "the task's notification")
+        assert probe.check() is Change.CHANGED and probe.touched() == {"r3"}
+        write(executor, "TRUNCATE tasks")  # names no run: any may have changed
+        wait_until(lambda: len(wakes) == 4, "the truncate's notification")
+        assert probe.check() is Change.CHANGED and probe.touched() is None
+        probe.note(0, "not json")
+        assert probe.check() is Change.CHANGED and probe.touched() is None
+        listener.close()
+        assert probe.check() is Change.CHANGED and probe.touched() is None  # polling: every run
+    finally:
+        listener.close()
+        ours.close()
+        executor.close()
+
+
 def test_the_watermark_stays_still_on_a_quiet_database_and_moves_with_any_write(
     engine: Engine, postgres_url: str
 ) -> None:

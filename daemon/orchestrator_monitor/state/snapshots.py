@@ -46,11 +46,23 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + CHUNK]
 
 
-def fetch_open_runs(connection: Connection, tables: StateTables) -> dict[str, tuple[str, str | None]]:
-    """run_id -> (status, run_dir) of the runs in a known open status (index seek on status)."""
+def fetch_open_runs(
+    connection: Connection, tables: StateTables, among: Sequence[str] | None = None
+) -> dict[str, tuple[str, str | None]]:
+    """run_id -> (status, run_dir) of the runs in a known open status (index seek on status), or of those
+    `among` these runs (seeks by id: a notification said only they changed).
+
+    Every read here fetches its whole result at once: row by row through the result object cost more
+    than the query itself on 1,500 open runs."""
     runs = tables.runs
     query = select(runs.c.run_id, runs.c.status, runs.c.run_dir).where(tables.runs_in(OPEN_RUN_STATUSES))
-    return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
+    if among is None:
+        return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query).all()}
+    found: dict[str, tuple[str, str | None]] = {}
+    for chunk in _chunks(among):
+        rows = connection.execute(query.where(runs.c.run_id.in_(chunk))).all()
+        found.update((run_id, (status, run_dir)) for run_id, status, run_dir in rows)
+    return found
 
 
 def _text(value: object) -> str:
@@ -108,12 +120,13 @@ def fetch_statuses(connection: Connection, tables: StateTables, run_ids: Sequenc
     found: dict[str, str] = {}
     for chunk in _chunks(run_ids):
         query = select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(chunk))
-        found.update((run_id, _text(status)) for run_id, status in connection.execute(query))
+        found.update((run_id, _text(status)) for run_id, status in connection.execute(query).all())
     return found
 
 
-def fetch_candidates(connection: Connection, tables: StateTables) -> list[str]:
-    """Open runs that have tasks, none of them in a known open status, and no open workstream.
+def fetch_candidates(connection: Connection, tables: StateTables, among: Sequence[str] | None = None) -> list[str]:
+    """Open runs (or those `among` these) that have tasks, none of them in a known open status, and no
+    open workstream.
 
     Read from the executor's rows as they are: where rows are attempts, a run with any open
     attempt row waits (the snapshot, which folds the attempts, then decides exactly)."""
@@ -125,7 +138,13 @@ def fetch_candidates(connection: Connection, tables: StateTables) -> list[str]:
     conditions.append(exists().where(rows.c.run_id == runs.c.run_id))
     conditions.append(~exists().where(and_(rows.c.run_id == runs.c.run_id, tables.tasks_in(OPEN_TASK_STATUSES, rows))))
     query = select(runs.c.run_id).where(*conditions)
-    return list(connection.execute(query).scalars())
+    if among is None:
+        return list(connection.execute(query).scalars().all())
+    return [
+        run_id
+        for chunk in _chunks(among)
+        for run_id in connection.execute(query.where(runs.c.run_id.in_(chunk))).scalars().all()
+    ]
 
 
 def fetch_snapshots(
@@ -148,7 +167,7 @@ def fetch_snapshots(
             .where(tasks.c.run_id.in_(chunk))
             .group_by(tasks.c.run_id, tasks.c.status)
         )
-        for row in connection.execute(task_query):
+        for row in connection.execute(task_query).all():
             task_rows[row[0]].append((_text(row[1]), *row[2:]))
         if workstreams is None:
             continue
@@ -157,7 +176,7 @@ def fetch_snapshots(
             .where(workstreams.c.run_id.in_(chunk))
             .group_by(workstreams.c.run_id, workstreams.c.status)
         )
-        for row in connection.execute(ws_query):
+        for row in connection.execute(ws_query).all():
             ws_rows[row[0]].append((_text(row[1]), *row[2:]))
     return {
         run_id: _snapshot(run_id, status, sorted(task_rows[run_id]), sorted(ws_rows[run_id]))
@@ -213,7 +232,7 @@ def fetch_runs_with_open_rows(connection: Connection, tables: StateTables, run_i
         query = union(query, open_ws)
     found: set[str] = set()
     for ids in _chunks(run_ids):
-        found.update(connection.execute(query, {"run_ids": list(ids)}).scalars())
+        found.update(connection.execute(query, {"run_ids": list(ids)}).scalars().all())
     return found
 
 
@@ -226,7 +245,7 @@ def fetch_task_finish_times(
     for chunk in _chunks(run_ids):
         for run_id, finished_at in connection.execute(
             select(tasks.c.run_id, tasks.c.finished_at).where(tasks.c.run_id.in_(chunk))
-        ):
+        ).all():
             found[run_id].append(finished_at)
     return found
 
