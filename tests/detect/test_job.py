@@ -215,30 +215,31 @@ class ScriptedWait(threading.Event):
         return self.answers.pop(0) if self.answers else False
 
 
-def test_a_wake_up_is_looked_at_within_a_millisecond() -> None:
+def woken(wake: ScriptedWait, events: int) -> tuple[FakeDetector, ScriptedProbe]:
+    """A job past its start-up pass, woken by `events` file events of a commit its probe then sees."""
     probe = ScriptedProbe(Change.NONE, Change.CHANGED)
     job, detector, signals, _ = make_job(probe, Clock())
     stop = threading.Event()
     job.run_detection_iteration(woke=False, stop=stop)
     detector.passes.clear()
-    signals.wake = ScriptedWait()  # nothing more comes: the first gap passes quietly
-    signals.state_changed()
+    signals.wake = wake
+    for _ in range(events):
+        signals.state_changed()
     job.run_detection_iteration(woke=True, stop=stop)
-    assert signals.wake.waits == [0.0005]
+    return detector, probe
+
+
+def test_a_wake_up_is_looked_at_within_a_millisecond() -> None:
+    wake = ScriptedWait()  # nothing more comes: the first gap passes quietly
+    detector, _ = woken(wake, 1)
+    assert wake.waits == [0.0005]
     assert detector.passes == ["detect"]
 
 
 def test_a_burst_of_file_events_waits_longer_while_they_keep_coming_and_gets_one_pass() -> None:
-    probe = ScriptedProbe(Change.NONE, Change.CHANGED)
-    job, detector, signals, _ = make_job(probe, Clock())
-    stop = threading.Event()
-    job.run_detection_iteration(woke=False, stop=stop)
-    detector.passes.clear()
-    signals.wake = ScriptedWait(True, True, True, True, True)  # events during every gap: never quiet
-    for _ in range(20):
-        signals.state_changed()
-    job.run_detection_iteration(woke=True, stop=stop)
-    assert signals.wake.waits == [0.0005, 0.001, 0.002, 0.004]  # doubling, and bounded: 7.5 ms at most
+    wake = ScriptedWait(True, True, True, True, True)  # events during every gap: never quiet
+    detector, probe = woken(wake, 20)
+    assert wake.waits == [0.0005, 0.001, 0.002, 0.004]  # doubling, and bounded: 7.5 ms at most
     assert detector.passes == ["detect"] and probe.checks == 2  # one look, one pass for the whole burst
 
 
