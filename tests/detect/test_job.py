@@ -262,10 +262,23 @@ def test_an_unconfirmed_wake_up_looks_again_with_growing_gaps() -> None:
     job, detector, signals, _ = make_job(probe, Clock())
     job.run_detection_iteration(woke=False, stop=threading.Event())
     detector.passes.clear()
-    stop = ScriptedWait()
+    signals.wake = ScriptedWait()
     signals.state_changed()
-    job.run_detection_iteration(woke=True, stop=stop)
-    assert stop.waits == [0.0005, 0.001, 0.002]  # a commit visible a few ms late is read then, not 10 ms late
+    job.run_detection_iteration(woke=True, stop=threading.Event())
+    # the first look (0.5 ms), then gaps from 0.5 ms, doubling: a commit visible a few ms late is read then
+    assert signals.wake.waits == [0.0005, 0.0005, 0.001, 0.002]
+    assert detector.passes == ["detect"]
+
+
+def test_file_events_during_the_looks_start_the_gaps_over() -> None:
+    probe = ScriptedProbe(*[Change.NONE] * 6, Change.CHANGED)  # the start-up pass takes the first
+    job, detector, signals, _ = make_job(probe, Clock())
+    job.run_detection_iteration(woke=False, stop=threading.Event())
+    detector.passes.clear()
+    signals.wake = ScriptedWait(False, False, False, False, True)  # an executor's commit during our echo's looks
+    signals.state_changed()
+    job.run_detection_iteration(woke=True, stop=threading.Event())
+    assert signals.wake.waits == [0.0005, 0.0005, 0.001, 0.002, 0.004, 0.0005]
     assert detector.passes == ["detect"]
 
 

@@ -211,14 +211,22 @@ class DetectionJob:
 
     def _confirm(self, stop: threading.Event) -> Change:
         """Look again with growing gaps (from PROBE_SECONDS, doubling) until the change shows or
-        `confirm_seconds` have passed: most commits show within a millisecond or two."""
+        `confirm_seconds` have passed: most commits show within a millisecond or two. New file events
+        cut the gap short and start the gaps over: most wake-ups that find nothing are the echo of the
+        monitor's own marks, and a commit of the executor's during one must not wait for a long gap.
+        (A stop sets the wake-up too.)"""
         waited, gap = 0.0, PROBE_SECONDS
         while waited < self._timing.confirm_seconds:
             gap = min(gap, self._timing.confirm_seconds - waited)
-            if stop.wait(gap):
+            more = self._signals.wake.wait(gap)
+            if stop.is_set():
                 break
             waited += gap
-            gap *= 2
+            if more:
+                self._signals.wake.clear()
+                gap = PROBE_SECONDS
+            else:
+                gap *= 2
             change = self._probe.check()
             if change is not Change.NONE:
                 return change
