@@ -527,16 +527,20 @@ def report(lifetimes: list[Lifetime], args: argparse.Namespace, load_start: tupl
             f">= {GOAL_BURST_RATIO:.0f}x" if system != "watermark" else "",
         )
     row(
-        "throughput, 3 daemons against 1 (from last commit)",
-        f"{tail['1 daemon'] / tail['3 daemons']:.2f}x",
-        f"1 daemon {tail['1 daemon']:.2f} s",
+        "throughput, 3 daemons against 1",
+        f"{one / three:.2f}x",
+        f"1 daemon {one:.2f} s",
         "",
         f">= {GOAL_SCALE_RATIO:.0f}x",
     )
-    row("throughput, 3 daemons against 1 (from first commit)", f"{one / three:.2f}x", f"1 daemon {one:.2f} s")
+    row(
+        "throughput, 3 daemons against 1, after last commit",
+        f"{tail['1 daemon'] / tail['3 daemons']:.2f}x",
+        f"1 daemon {tail['1 daemon']:.2f} s",
+    )
     span = median([lt.burst_span for lt in lifetimes])
     print(
-        f"   (the goals are read from the burst's last commit: from its first, the commits themselves take "
+        f"   (the burst goals against the poller are read from its last commit: from its first, the commits take "
         f"{span:.2f} s of every system's figure, so a poller at most a scan behind them can never be "
         f"{GOAL_BURST_RATIO:.0f}x slower by construction)"
     )
@@ -569,10 +573,8 @@ def report(lifetimes: list[Lifetime], args: argparse.Namespace, load_start: tupl
             f"{system}: burst marked >= {GOAL_BURST_RATIO:.0f}x faster than the poller after its last commit: "
             f"{faster:.2f}x ({tail[system]:.2f} s against {tail['poller']:.2f} s)",
         )
-    scale = tail["1 daemon"] / tail["3 daemons"]
     goal(
-        scale >= GOAL_SCALE_RATIO,
-        f"3 daemons >= {GOAL_SCALE_RATIO:.0f}x the throughput of 1 after the last commit: {scale:.2f}x",
+        one / three >= GOAL_SCALE_RATIO, f"3 daemons >= {GOAL_SCALE_RATIO:.0f}x the throughput of 1: {one / three:.2f}x"
     )
     goal(notify_p99 <= GOAL_P99_MS, f"single-run NOTIFY p99 <= {GOAL_P99_MS:.0f} ms: {notify_p99:.1f} ms")
     exact = all(not lt.missing and not lt.repeated and not lt.left_open for lt in lifetimes)
