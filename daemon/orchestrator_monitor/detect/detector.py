@@ -359,6 +359,8 @@ class Detector:
     ) -> float | None:
         """The cheap pass's second part: marked runs with an open row again are reopened; reopened runs
         whose rows have all ended again are completed anew. Returns a recheck time."""
+        if not watched and not waiting:
+            return None
         connection = self._connection()
         with connection.begin():
             busy = fetch_runs_with_open_rows(connection, self._tables, watched + waiting)
