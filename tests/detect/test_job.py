@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from orchestrator_monitor.detect.job import DetectionJob, Timing
 from orchestrator_monitor.detect.watch import Signals
 from orchestrator_monitor.events.types import EventType
@@ -268,6 +269,18 @@ def test_an_unconfirmed_wake_up_looks_again_with_growing_gaps() -> None:
     # the first look (0.5 ms), then gaps from 0.5 ms, doubling: a commit visible a few ms late is read then
     assert signals.wake.waits == [0.0005, 0.0005, 0.001, 0.002]
     assert detector.passes == ["detect"]
+
+
+def test_the_looks_at_an_unconfirmed_wake_up_are_never_more_than_4_ms_apart() -> None:
+    job, _, signals, _ = make_job(ScriptedProbe(), Clock())
+    job._timing = Timing(debounce_seconds=0.0, poll_seconds=0.5, reconcile_seconds=60, confirm_seconds=0.1)
+    job.run_detection_iteration(woke=False, stop=threading.Event())
+    signals.wake = ScriptedWait()
+    signals.state_changed()  # the echo of our own mark, say: nothing to see for the whole 100 ms
+    job.run_detection_iteration(woke=True, stop=threading.Event())
+    looks = signals.wake.waits[1:]
+    assert looks[:4] == [0.0005, 0.001, 0.002, 0.004] and max(looks) == 0.004
+    assert sum(looks) == pytest.approx(0.1)
 
 
 def test_file_events_during_the_looks_start_the_gaps_over() -> None:

@@ -39,6 +39,9 @@ STORM_POLL_SECONDS = 2.0
 CONFIRM_SECONDS = 0.1  # how long a file event's commit may take to become visible
 PROBE_SECONDS = 0.0005  # the first look after a wake-up, and the first gap of the confirmation's looks
 PROBE_GAPS = 4  # a look waits again while file events keep coming, at most this many times (7.5 ms in all)
+# the longest gap between the looks at an unconfirmed wake-up: a commit becomes visible once the writer's
+# fsync is done, which sends no file event (tens of ms under load), and is read at most this late
+CONFIRM_GAP_SECONDS = 0.004
 DEBOUNCE_LIMIT = 10  # a burst never delays a pass by more than this many (configured) debounce periods
 RECONCILE_COST_FACTOR = 50.0  # the full pass's period is at least this many times its duration
 RECONCILE_MAX_SECONDS = 900.0  # ...but never longer: on PostgreSQL it is what finds runs inserted terminal
@@ -210,8 +213,8 @@ class DetectionJob:
             gap *= 2
 
     def _confirm(self, stop: threading.Event) -> Change:
-        """Look again with growing gaps (from PROBE_SECONDS, doubling) until the change shows or
-        `confirm_seconds` have passed: most commits show within a millisecond or two. New file events
+        """Look again with growing gaps (from PROBE_SECONDS, doubling up to CONFIRM_GAP_SECONDS) until the
+        change shows or `confirm_seconds` have passed: most commits show within a few milliseconds. New file events
         cut the gap short and start the gaps over: most wake-ups that find nothing are the echo of the
         monitor's own marks, and a commit of the executor's during one must not wait for a long gap.
         (A stop sets the wake-up too.)"""
@@ -226,7 +229,7 @@ class DetectionJob:
                 self._signals.wake.clear()
                 gap = PROBE_SECONDS
             else:
-                gap *= 2
+                gap = min(2 * gap, CONFIRM_GAP_SECONDS)
             change = self._probe.check()
             if change is not Change.NONE:
                 return change
