@@ -5,7 +5,7 @@ together), waiting longer, each gap twice the last, only while file events keep 
 commit is read within a millisecond, a burst of them is still taken by one pass (a fixed trailing
 debounce of `completion.debounce_seconds` replaces this where one is configured). In WAL mode the
 inotify event can arrive before the commit is visible, so an unconfirmed wake-up keeps looking, with
-growing gaps, for up to `confirm_seconds`. A poll every `poll_seconds` backs the
+growing gaps (at most CONFIRM_GAP_SECONDS), for up to `confirm_seconds`. A poll every `poll_seconds` backs the
 watcher up, a full reconciliation runs every `reconcile_seconds` when the database changed
 (and whenever the kernel dropped events; every period, changed or not, behind a probe that
 can miss a change), and a storm of spurious wake-ups switches to
@@ -213,11 +213,11 @@ class DetectionJob:
             gap *= 2
 
     def _confirm(self, stop: threading.Event) -> Change:
-        """Look again with growing gaps (from PROBE_SECONDS, doubling up to CONFIRM_GAP_SECONDS) until the
-        change shows or `confirm_seconds` have passed: most commits show within a few milliseconds. New file events
-        cut the gap short and start the gaps over: most wake-ups that find nothing are the echo of the
-        monitor's own marks, and a commit of the executor's during one must not wait for a long gap.
-        (A stop sets the wake-up too.)"""
+        """Look again with growing gaps (from PROBE_SECONDS, doubling up to CONFIRM_GAP_SECONDS) until
+        the change shows or `confirm_seconds` have passed: most commits show within a few milliseconds.
+        New file events cut the gap short and start the gaps over: most wake-ups that find nothing are
+        the echo of the monitor's own marks, and a commit of the executor's during one must not wait
+        for a long gap. (A stop sets the wake-up too.)"""
         waited, gap = 0.0, PROBE_SECONDS
         while waited < self._timing.confirm_seconds:
             gap = min(gap, self._timing.confirm_seconds - waited)
