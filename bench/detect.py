@@ -3,9 +3,11 @@
 Issue #4: on a state database of 10,000 runs and 1,000,000 tasks, an external writer
 finishes runs one at a time; the latency from the writer's commit that completes a run to
 its `RUN_COMPLETED` line appearing in `logs/monitor.jsonl` (default settle window) should
-have p99 <= 50 ms. A burst of 1,000 runs finishing within one second should be fully
-marked in under 5 s. Idle, the daemon should use at most 0.5% of a core and at most
-100 MB of RSS.
+have p99 <= 50 ms, and issue #14 asks for 25 ms (the goal checked). A burst of 1,000 runs
+finishing within one second should be fully marked in under 5 s, and (#14) at least 3x
+faster than the poller, counted from the burst's last commit (from its first, the commits
+themselves take most of a second of both figures). Idle, the daemon should use at most 0.5%
+of a core and at most 100 MB of RSS.
 
 What it does:
 
@@ -100,8 +102,9 @@ import orchestrator_monitor
 from orchestrator_monitor.config import STATE_DB
 from orchestrator_monitor.demo.simulator import FINISH_TASK, SET_WORKSTREAM, bulk_populate
 
-GOAL_P99_MS = 50.0
+GOAL_P99_MS = 25.0  # issue #14 (issue #4 asked for 50)
 GOAL_BURST_SECONDS = 5.0
+GOAL_BURST_RATIO = 3.0  # issue #14: the burst marked this many times faster than the poller, after its last commit
 GOAL_IDLE_CPU_PERCENT = 0.5
 GOAL_RSS_MB = 100.0
 MARKER = "bench-workspace.json"
@@ -929,6 +932,13 @@ def median_of(lifetimes: Sequence[Lifetime], figure: Callable[[Lifetime], float 
     return statistics.median(values) if values else float("nan")
 
 
+def after_last_commit(lt: Lifetime) -> float | None:
+    """The burst's last commit -> its last run's RUN_COMPLETED line."""
+    if lt.burst_seconds is None or lt.burst_commit_span is None:
+        return None
+    return lt.burst_seconds - lt.burst_commit_span
+
+
 def ratio(value: float, reference: float) -> float:
     return value / reference if reference > 0 else float("nan")
 
@@ -998,23 +1008,39 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
             file=out,
         )
 
-    print("\n== burst: first commit -> last RUN_COMPLETED line (s)", file=out)
+    print("\n== burst: first (and last) commit -> last RUN_COMPLETED line (s)", file=out)
     for lt in lifetimes:
         if lt.burst_seconds is None:
             continue
         q = percentiles(lt.burst_latencies)
         print(
             f"   round {lt.round_number + 1} {label(lt):<{width}}: all {len(lt.burst_latencies)} marked after "
-            f"{lt.burst_seconds:.2f} s (commits spanned {lt.burst_commit_span:.2f} s; per run p50 "
+            f"{lt.burst_seconds:.2f} s, {after_last_commit(lt):.2f} s after the last commit "
+            f"(commits spanned {lt.burst_commit_span:.2f} s; per run p50 "
             f"{q['p50']:.2f} s, max {q['max']:.2f} s; {len(lt.burst_latencies) / lt.burst_seconds:.0f} runs/s)",
             file=out,
         )
     daemon_bursts = [lt.burst_seconds for lt in daemon if lt.burst_seconds is not None]
     poller_bursts = [lt.burst_seconds for lt in poller if lt.burst_seconds is not None]
+    daemon_tail = median_of(daemon, after_last_commit)
+    poller_tail = median_of(poller, after_last_commit)
     if daemon_bursts and poller_bursts:
+        first_ratio = ratio(statistics.median(poller_bursts), statistics.median(daemon_bursts))
         print(
-            f"   median: daemon {statistics.median(daemon_bursts):.2f} s, baseline "
-            f"{statistics.median(poller_bursts):.2f} s",
+            f"   median from the first commit: daemon {statistics.median(daemon_bursts):.2f} s, baseline "
+            f"{statistics.median(poller_bursts):.2f} s ({first_ratio:.2f}x)",
+            file=out,
+        )
+        print(
+            f"   median from the last commit: daemon {daemon_tail:.2f} s, baseline {poller_tail:.2f} s "
+            f"({ratio(poller_tail, daemon_tail):.2f}x)",
+            file=out,
+        )
+        span = median_of(lifetimes, lambda lt: lt.burst_commit_span)
+        print(
+            f"   (the {GOAL_BURST_RATIO:.0f}x goal is read from the last commit: from the first, the commits "
+            f"themselves take {span:.2f} s of both figures, so a poller at most a scan behind them can never be "
+            "that much slower by construction)",
             file=out,
         )
 
@@ -1066,6 +1092,12 @@ def report(lifetimes: list[Lifetime], poller_idle: tuple[float, float] | None, o
     goal(
         worst_burst < GOAL_BURST_SECONDS, f"burst fully marked < {GOAL_BURST_SECONDS:.0f} s: worst {worst_burst:.2f} s"
     )
+    if poller_bursts:
+        goal(
+            ratio(poller_tail, daemon_tail) >= GOAL_BURST_RATIO,
+            f"burst marked >= {GOAL_BURST_RATIO:.0f}x faster than the baseline after its last commit: "
+            f"{ratio(poller_tail, daemon_tail):.2f}x ({daemon_tail:.2f} s against {poller_tail:.2f} s)",
+        )
     if idles:
         worst_cpu = max(idle.cpu_percent for idle in idles)
         goal(worst_cpu <= GOAL_IDLE_CPU_PERCENT, f"idle CPU <= {GOAL_IDLE_CPU_PERCENT}% of a core: {worst_cpu:.3f}%")

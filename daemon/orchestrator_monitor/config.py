@@ -80,7 +80,7 @@ class DatabaseSettings(_Section):
 class CompletionSettings(_Section):
     settle_seconds: float | None = Field(default=None, ge=0)  # None: the schema mapping's default
     stall_after_seconds: float = Field(default=DEFAULT_STALL_AFTER_SECONDS, gt=0)
-    debounce_seconds: float = Field(default=0.01, ge=0, le=1)
+    debounce_seconds: float = Field(default=0.0, ge=0, le=1)  # 0: detect/job.py's adaptive look
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
     reconcile_seconds: float = Field(default=60.0, gt=0)
 

@@ -18,7 +18,7 @@ from orchestrator_monitor.events.types import EventType
 from orchestrator_monitor.ledger.runs import Ledger
 from orchestrator_monitor.ledger.store import sqlite_store
 from orchestrator_monitor.state.engine import open_engine
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from support import lock_held, reference_tables
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -85,9 +85,9 @@ class Harness:
         self.now = NOW + timedelta(seconds=mono)
         self.detector.run_reconcile_iteration(now=self.now, mono=mono)
 
-    def detect(self, mono: float = 0.0) -> float | None:
+    def detect(self, mono: float = 0.0, touched: frozenset[str] | None = None) -> float | None:
         self.now = NOW + timedelta(seconds=mono)
-        return self.detector.run_detect_iteration(now=self.now, mono=mono)
+        return self.detector.run_detect_iteration(now=self.now, mono=mono, touched=touched)
 
     def sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db, isolation_level=None) as connection:
@@ -572,3 +572,40 @@ def test_a_reopening_archival_saw_first_is_not_announced_again(harness: Harness)
     assert harness.handoff.runs == ["r", "r"]
     assert harness.ledger.reopen("r", decided_on=record.fingerprint) == (False, None)  # a stale archival: no effect
     assert harness.ledger.phase("r") == "announced"
+
+
+def test_a_pass_given_the_runs_a_notification_named_reads_and_marks_only_those(harness: Harness) -> None:
+    add_run(harness, "a", ["SUCCEEDED", "RUNNING"])
+    add_run(harness, "b", ["SUCCEEDED", "RUNNING"])
+    harness.reconcile()
+    harness.sql("UPDATE tasks SET status = 'SUCCEEDED'")
+    harness.detect(mono=1, touched=frozenset({"a"}))
+    assert (harness.status("a"), harness.status("b")) == ("COMPLETED", "RUNNING")
+    harness.detect(mono=2, touched=frozenset())
+    assert harness.status("b") == "RUNNING"
+    harness.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2 WHERE task_id = 'a.t1'")  # a retry after the mark
+    harness.detect(mono=3, touched=frozenset({"b"}))  # b's notification: a's retry is not looked at
+    assert harness.status("b") == "COMPLETED" and harness.recorder.of(EventType.RUN_REOPENED) == []
+    harness.detect(mono=4)  # a notification without ids (or a poll): every run
+    assert [run_id for run_id, _ in harness.recorder.of(EventType.RUN_REOPENED)] == ["a"]
+
+
+def test_a_mark_is_written_before_the_reopen_watch_is_read(harness: Harness) -> None:
+    add_run(harness, "done", ["SUCCEEDED"])
+    harness.reconcile()
+    harness.detect(mono=1)  # "done" is marked: watched for a reopening from now on
+    add_run(harness, "next", ["SUCCEEDED"])
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])  # (connection, cursor, statement, ...)
+
+    engine = harness.connection.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        harness.detect(mono=2)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    marked = next(i for i, sql in enumerate(statements) if sql.startswith("UPDATE runs"))
+    watched = next(i for i, sql in enumerate(statements) if "UNION" in sql)
+    assert harness.status("next") == "COMPLETED" and marked < watched

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from orchestrator_monitor.detect.job import DetectionJob, Timing
 from orchestrator_monitor.detect.watch import Signals
 from orchestrator_monitor.events.types import EventType
@@ -23,8 +24,10 @@ class FakeDetector:
     def run_reconcile_iteration(self, *, now: datetime, mono: float) -> None:
         self.passes.append("reconcile")
 
-    def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
-        self.passes.append("detect")
+    def run_detect_iteration(
+        self, *, now: datetime, mono: float, touched: frozenset[str] | None = None
+    ) -> float | None:
+        self.passes.append("detect" if touched is None else f"detect {','.join(sorted(touched))}")
         return self.recheck
 
     def note_activity(self, run_ids: set[str], mono: float) -> None:
@@ -50,12 +53,20 @@ class FakeDetector:
 
 
 class ScriptedProbe:
-    def __init__(self, *answers: Change) -> None:
+    def __init__(self, *answers: Change, touched: list[frozenset[str] | None] | None = None) -> None:
         self.answers = list(answers)
+        self.touched_answers = list(touched or [])
         self.resets = 0
+        self.checks = 0
+        self._touched: frozenset[str] | None = None
 
     def check(self) -> Change:
+        self.checks += 1
+        self._touched = self.touched_answers.pop(0) if self.touched_answers else None
         return self.answers.pop(0) if self.answers else Change.NONE
+
+    def touched(self) -> frozenset[str] | None:
+        return self._touched
 
     def reset(self) -> None:
         self.resets += 1
@@ -79,7 +90,7 @@ def make_job(
         detector=detector,  # type: ignore[arg-type]
         probe=probe,
         signals=signals,
-        timing=Timing(debounce_seconds=0.0, poll_seconds=poll_seconds, reconcile_seconds=60, confirm_seconds=0.001),
+        timing=Timing(debounce_seconds=0.0, poll_seconds=poll_seconds, reconcile_seconds=60, confirm_seconds=0.01),
         on_guard=lambda storm: published.append(
             (EventType.SAFE_MODE_ENTERED if storm else EventType.SAFE_MODE_EXITED, {"reason": "monitoring_loop"})
         ),
@@ -160,9 +171,11 @@ def test_a_slow_full_pass_on_a_long_history_runs_less_often() -> None:
             super().run_reconcile_iteration(now=now, mono=mono)
             clock.now += 4.0  # a million runs of history
 
-        def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
+        def run_detect_iteration(
+            self, *, now: datetime, mono: float, touched: frozenset[str] | None = None
+        ) -> float | None:
             clock.now += 3.0  # marks waiting for the executor's lock: not the full pass's cost
-            return super().run_detect_iteration(now=now, mono=mono)
+            return super().run_detect_iteration(now=now, mono=mono, touched=touched)
 
     job, detector, _, _ = make_job(ScriptedProbe(*[Change.CHANGED] * 60), clock, Slow())
     stop = threading.Event()
@@ -188,6 +201,117 @@ def test_a_file_event_before_the_commit_is_visible_is_confirmed_in_the_same_pass
     signals.state_changed()
     job.run_detection_iteration(woke=True, stop=stop)
     assert detector.passes == ["detect"]
+
+
+class ScriptedWait(threading.Event):
+    """An event whose waits answer from a script (True: something came meanwhile) and are recorded."""
+
+    def __init__(self, *answers: bool) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.answers.pop(0) if self.answers else False
+
+
+def woken(wake: ScriptedWait, events: int) -> tuple[FakeDetector, ScriptedProbe]:
+    """A job past its start-up pass, woken by `events` file events of a commit its probe then sees."""
+    probe = ScriptedProbe(Change.NONE, Change.CHANGED)
+    job, detector, signals, _ = make_job(probe, Clock())
+    stop = threading.Event()
+    job.run_detection_iteration(woke=False, stop=stop)
+    detector.passes.clear()
+    signals.wake = wake
+    for _ in range(events):
+        signals.state_changed()
+    job.run_detection_iteration(woke=True, stop=stop)
+    return detector, probe
+
+
+def test_a_wake_up_is_looked_at_within_a_millisecond() -> None:
+    wake = ScriptedWait()  # nothing more comes: the first gap passes quietly
+    detector, _ = woken(wake, 1)
+    assert wake.waits == [0.0005]
+    assert detector.passes == ["detect"]
+
+
+def test_a_burst_of_file_events_waits_longer_while_they_keep_coming_and_gets_one_pass() -> None:
+    wake = ScriptedWait(True, True, True, True, True)  # events during every gap: never quiet
+    detector, probe = woken(wake, 20)
+    assert wake.waits == [0.0005, 0.001, 0.002, 0.004]  # doubling, and bounded: 7.5 ms at most
+    assert detector.passes == ["detect"] and probe.checks == 2  # one look, one pass for the whole burst
+
+
+def test_a_configured_debounce_still_waits_for_a_quiet_period_of_its_length() -> None:
+    probe = ScriptedProbe(Change.NONE, Change.CHANGED)
+    job, detector, signals, _ = make_job(probe, Clock())
+    job._timing = Timing(debounce_seconds=0.02, poll_seconds=0.5, reconcile_seconds=60)
+    stop = threading.Event()
+    job.run_detection_iteration(woke=False, stop=stop)
+    detector.passes.clear()
+    signals.wake = ScriptedWait(True)
+    signals.state_changed()
+    job.run_detection_iteration(woke=True, stop=stop)
+    assert signals.wake.waits == [0.02, 0.02]
+    assert detector.passes == ["detect"]
+
+
+def test_an_unconfirmed_wake_up_looks_again_with_growing_gaps() -> None:
+    probe = ScriptedProbe(Change.NONE, Change.NONE, Change.NONE, Change.NONE, Change.CHANGED)
+    job, detector, signals, _ = make_job(probe, Clock())
+    job.run_detection_iteration(woke=False, stop=threading.Event())
+    detector.passes.clear()
+    signals.wake = ScriptedWait()
+    signals.state_changed()
+    job.run_detection_iteration(woke=True, stop=threading.Event())
+    # the first look (0.5 ms), then gaps from 0.5 ms, doubling: a commit visible a few ms late is read then
+    assert signals.wake.waits == [0.0005, 0.0005, 0.001, 0.002]
+    assert detector.passes == ["detect"]
+
+
+def test_the_looks_at_an_unconfirmed_wake_up_are_never_more_than_4_ms_apart() -> None:
+    job, _, signals, _ = make_job(ScriptedProbe(), Clock())
+    job._timing = Timing(debounce_seconds=0.0, poll_seconds=0.5, reconcile_seconds=60, confirm_seconds=0.1)
+    job.run_detection_iteration(woke=False, stop=threading.Event())
+    signals.wake = ScriptedWait()
+    signals.state_changed()  # the echo of our own mark, say: nothing to see for the whole 100 ms
+    job.run_detection_iteration(woke=True, stop=threading.Event())
+    looks = signals.wake.waits[1:]
+    assert looks[:4] == [0.0005, 0.001, 0.002, 0.004] and max(looks) == 0.004
+    assert sum(looks) == pytest.approx(0.1)
+
+
+def test_file_events_during_the_looks_start_the_gaps_over() -> None:
+    probe = ScriptedProbe(*[Change.NONE] * 6, Change.CHANGED)  # the start-up pass takes the first
+    job, detector, signals, _ = make_job(probe, Clock())
+    job.run_detection_iteration(woke=False, stop=threading.Event())
+    detector.passes.clear()
+    signals.wake = ScriptedWait(False, False, False, False, True)  # an executor's commit during our echo's looks
+    signals.state_changed()
+    job.run_detection_iteration(woke=True, stop=threading.Event())
+    assert signals.wake.waits == [0.0005, 0.0005, 0.001, 0.002, 0.004, 0.0005]
+    assert detector.passes == ["detect"]
+
+
+def test_a_notification_s_runs_alone_are_read_and_a_settling_run_s_recheck_still_stands() -> None:
+    clock = Clock()
+    detector = FakeDetector()
+    detector.recheck = 105.0  # a run settling somewhere
+    probe = ScriptedProbe(
+        Change.NONE, Change.CHANGED, Change.CHANGED, touched=[None, frozenset({"r1"}), frozenset({"r2"})]
+    )
+    job, _, _, _ = make_job(probe, clock, detector)
+    stop = threading.Event()
+    job.run_detection_iteration(woke=False, stop=stop)
+    detector.passes.clear()
+    detector.recheck = None  # the notified run needs no recheck
+    job.run_detection_iteration(woke=False, stop=stop)
+    assert detector.passes == ["detect r1"]
+    clock.now = 105.0
+    job.run_detection_iteration(woke=False, stop=stop)  # r2 notified, but the settling run is due: every run is read
+    assert detector.passes == ["detect r1", "detect"]
 
 
 def test_a_settling_run_is_looked_at_again_when_due_without_any_change() -> None:

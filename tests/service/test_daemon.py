@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import shutil
@@ -381,3 +382,25 @@ def test_a_run_dir_outside_the_workspace_is_said_once_and_shown_in_status(
     assert [status for status, _ in rows] == ["FAILED"] and "unsafe_run_dir" in rows[0][1]
     status = cli("status", "--workspace", str(workspace))
     assert f"run escape: run_dir '{run_dir}' leaves the workspace: the run is never archived" in status.err
+
+
+def test_what_start_up_built_is_left_out_of_later_collections(workspace: Path) -> None:
+    from orchestrator_monitor.config import load_settings
+    from orchestrator_monitor.service.daemon import run_daemon
+
+    settings = load_settings(workspace, environ={}, overrides=["events.sinks="])
+    stop = threading.Event()
+    frozen: list[int] = []
+
+    def ready() -> None:
+        frozen.append(gc.get_freeze_count())
+        stop.set()
+
+    switch = sys.getswitchinterval()
+    gc.unfreeze()
+    try:
+        run_daemon(settings, stop, on_ready=ready)
+    finally:
+        gc.unfreeze()  # this test process is no daemon
+        sys.setswitchinterval(switch)
+    assert frozen and frozen[0] > 10_000

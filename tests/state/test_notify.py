@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -56,35 +58,71 @@ def wait_until(condition, what: str, timeout: float = 10.0) -> None:  # type: ig
         threading.Event().wait(0.02)  # a server-side effect we cannot be told about: awaited with a deadline
 
 
-def test_a_notification_from_another_connection_wakes_and_confirms_and_our_own_marks_do_not(
-    engine: Engine, postgres_url: str
-) -> None:
+@dataclass
+class Listening:
+    probe: NotifyProbe
+    listener: ChangeListener
+    ours: Connection  # the detector's connection: its notifications are its own marks'
+    executor: Connection
+    wakes: list[float]
+
+
+@contextmanager
+def listening(engine: Engine, url: str) -> Iterator[Listening]:
+    """The triggers installed, a probe and its LISTEN thread, and two connections: ours and an executor's."""
     with engine.connect() as setup:
         setup.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-            install_sql(built_in("reference"), schema_of(postgres_url))
+            install_sql(built_in("reference"), schema_of(url))
         )
     ours, executor = engine.connect(), engine.connect()
     wakes: list[float] = []
     probe = NotifyProbe(lambda: ours, lambda: wakes.append(time.monotonic()))
     listener = ChangeListener(
-        listener_connector(engine), channel_name(schema_of(postgres_url)), probe, on_reconnect=lambda: None
+        listener_connector(engine), channel_name(schema_of(url)), probe, on_reconnect=lambda: None
     )
     listener.start()
     try:
         probe.reset()
-        assert probe.check() is Change.NONE  # a quiet database: nothing to look at, and no query made for it
-        write(ours, "INSERT INTO runs (run_id, status) VALUES ('mine', 'COMPLETED')")  # the monitor's own mark
-        write(executor, "INSERT INTO runs (run_id, status) VALUES ('theirs', 'RUNNING')")
-        wait_until(lambda: wakes, "the executor's notification")
-        assert len(wakes) == 1
-        assert probe.check() is Change.CHANGED
-        assert probe.check() is Change.NONE
-        listener.close()
-        assert probe.check() is Change.CHANGED  # no listener: every poll counts as a change
+        yield Listening(probe, listener, ours, executor, wakes)
     finally:
         listener.close()
         ours.close()
         executor.close()
+
+
+def test_a_notification_from_another_connection_wakes_and_confirms_and_our_own_marks_do_not(
+    engine: Engine, postgres_url: str
+) -> None:
+    with listening(engine, postgres_url) as on:
+        assert on.probe.check() is Change.NONE  # a quiet database: nothing to look at, and no query made for it
+        write(on.ours, "INSERT INTO runs (run_id, status) VALUES ('mine', 'COMPLETED')")  # the monitor's own mark
+        write(on.executor, "INSERT INTO runs (run_id, status) VALUES ('theirs', 'RUNNING')")
+        wait_until(lambda: on.wakes, "the executor's notification")
+        assert len(on.wakes) == 1
+        assert on.probe.check() is Change.CHANGED
+        assert on.probe.check() is Change.NONE
+        on.listener.close()
+        assert on.probe.check() is Change.CHANGED  # no listener: every poll counts as a change
+
+
+def test_the_runs_the_notifications_name_are_gathered_until_the_next_check(engine: Engine, postgres_url: str) -> None:
+    with listening(engine, postgres_url) as on:
+        probe = on.probe
+        write(on.executor, "INSERT INTO runs (run_id, status) VALUES ('r1', 'RUNNING'), ('r2', 'RUNNING')")
+        write(on.executor, "INSERT INTO tasks (task_id, run_id, status) VALUES ('r3.a', 'r3', 'RUNNING')")
+        wait_until(lambda: len(on.wakes) == 2, "both notifications")
+        assert probe.check() is Change.CHANGED and probe.touched() == {"r1", "r2", "r3"}
+        write(on.ours, "UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'r1'")  # our own mark: not named
+        write(on.executor, "UPDATE tasks SET status = 'SUCCEEDED' WHERE task_id = 'r3.a'")
+        wait_until(lambda: len(on.wakes) == 3, "the task's notification")
+        assert probe.check() is Change.CHANGED and probe.touched() == {"r3"}
+        write(on.executor, "TRUNCATE tasks")  # names no run: any may have changed
+        wait_until(lambda: len(on.wakes) == 4, "the truncate's notification")
+        assert probe.check() is Change.CHANGED and probe.touched() is None
+        probe.note(0, "not json")
+        assert probe.check() is Change.CHANGED and probe.touched() is None
+        on.listener.close()
+        assert probe.check() is Change.CHANGED and probe.touched() is None  # polling: every run
 
 
 def test_the_watermark_stays_still_on_a_quiet_database_and_moves_with_any_write(

@@ -36,7 +36,7 @@ class ChangeSource:
     mode: str  # inotify, notify, watermark or poll
     probe: Probe
     may_miss: bool  # the probe can miss a change: reconcile every period regardless
-    # A wake-up is worth a short debounce: inotify sends several events per commit, before it is
+    # A configured debounce suits inotify, which sends several events per commit, before it is
     # visible. A notification is sent once per commit, after it; those arriving during a pass are
     # taken together by the next one.
     debounce: bool = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -275,22 +275,49 @@ class Detector:
 
     # -- the cheap pass ------------------------------------------------------------------
 
-    def run_detect_iteration(self, *, now: datetime, mono: float) -> float | None:
+    def run_detect_iteration(
+        self, *, now: datetime, mono: float, touched: Collection[str] | None = None
+    ) -> float | None:
         """Read the open runs and the few that may be done; mark those that are. Returns a recheck time.
 
-        Also asks, by index seeks, which runs completed within the reopen watch (and reopened runs
-        waiting for their new end) have an open task or workstream now: as many seeks as such runs,
-        never more with a longer history. Rows that changed and changed back between two passes are
-        left to the reconciliation's full comparison, and archival compares once more.
+        Two short transactions, so that the marks never wait for the reopen watch: first the open runs
+        and the completions, then, by index seeks, which runs completed within the cheap window (and
+        reopened runs waiting for their new end) have an open task or workstream now: as many seeks as
+        such runs, never more with a longer history. `touched`: the runs a change notification named
+        (PostgreSQL): only those can have changed, so only those are read; None reads every open run.
+        Rows that changed and changed back between two passes are left to the reconciliation's full
+        comparison, and archival compares once more.
         """
-        connection = self._connection()
         watched = self._completions.watched(mono)
         waiting = [run_id for run_id in self._completions.waiting_to_end() if run_id not in self._open]
+        for run_id in [r for r in self._ending if r not in waiting]:
+            del self._ending[run_id]  # completed anew, or open again (followed as an open run)
+        if touched is not None:
+            watched = [run_id for run_id in watched if run_id in touched]
+            waiting = [run_id for run_id in waiting if run_id in touched]
+        recheck, open_now = self._detect_completions(now, mono, touched)
+        when = self._watch_reopened(now, mono, watched, waiting, open_now)
+        if when is not None:
+            recheck = when if recheck is None else min(recheck, when)
+        return recheck
+
+    def _detect_completions(
+        self, now: datetime, mono: float, touched: Collection[str] | None
+    ) -> tuple[float | None, set[str]]:
+        """The cheap pass's first part: open runs, those that left, and the marks. Returns the recheck
+        time and the open runs it read."""
+        connection = self._connection()
+        among = None if touched is None else sorted(touched)
         with connection.begin():
-            open_now = self._warnings.admit(fetch_open_runs(connection, self._tables))
-            open_now = {r: row for r, row in open_now.items() if self._shares.mine(r)}
+            read = fetch_open_runs(connection, self._tables, among)
+            open_now = {
+                r: row
+                for r, row in read.items()
+                if (r in self._open or self._warnings.admitted(r)) and self._shares.mine(r)
+            }
             self._completions.prefetch(r for r in open_now if r not in self._open)
-            left = [run_id for run_id in self._open if run_id not in open_now]
+            followed = self._open if among is None else [r for r in among if r in self._open]
+            left = [run_id for run_id in followed if run_id not in open_now]
             left_statuses = fetch_statuses(connection, self._tables, left) if left else {}
             terminal = {r: s for r, s in left_statuses.items() if s in RUN_TERMINAL}
             if self._rowid is not None:
@@ -302,21 +329,15 @@ class Detector:
                 }
                 self._completions.prefetch(new_ended)
                 terminal.update((r, s) for r, s in new_ended.items() if not self._completions.known(r))
-            candidates = fetch_candidates(connection, self._tables)
+            candidates = fetch_candidates(connection, self._tables, among)
             snapshots = fetch_snapshots(
                 connection, self._tables, {r: open_now[r][0] for r in candidates if r in open_now}
             )
             terminal_snapshots = fetch_snapshots(connection, self._tables, terminal)
-            busy = fetch_runs_with_open_rows(connection, self._tables, watched + waiting)
-            ended = fetch_statuses(connection, self._tables, [r for r in waiting if r not in busy])
-            ended_snapshots = fetch_snapshots(
-                connection, self._tables, {r: s for r, s in ended.items() if s in RUN_TERMINAL and r not in open_now}
-            )
-        for run_id in watched:
-            if run_id in busy:
-                self._completions.changed(run_id, "a task or workstream is open again after the run was marked")
         for run_id, (status, run_dir) in open_now.items():
-            self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
+            known = self._open.get(run_id)
+            if known is None or known.status != status or run_id in snapshots or self._completions.known(run_id):
+                self._observe_open(run_id, status, run_dir, snapshots.get(run_id), mono, announce=True)
         for run_id in left:
             left_status = left_statuses.get(run_id)
             if left_status is None:
@@ -325,26 +346,55 @@ class Detector:
             elif left_status not in RUN_TERMINAL:
                 self._observe_open(run_id, left_status, self._open[run_id].run_dir, None, mono, announce=True)
         self._complete_terminal({r: s.status for r, s in terminal_snapshots.items()}, mono, terminal_snapshots)
-        recheck: float | None = None
-        for run_id in [r for r in self._ending if r not in waiting]:
-            del self._ending[run_id]  # completed anew, or open again (followed as an open run)
-        for run_id in busy.intersection(waiting):
-            self._ending[run_id] = (None, mono)
         to_mark: dict[str, tuple[RunSnapshot, str]] = {}
-        passes = [(self._decide, snapshots), (self._complete_again, ended_snapshots)]
-        for decide_one, chosen in passes:
-            for run_id, snapshot in chosen.items():
-                try:
-                    when = decide_one(snapshot, now, mono, to_mark)
-                except Exception:
-                    logger.exception("deciding run %s failed; going on with the others", run_id)
-                    continue
-                if when is not None:
-                    recheck = when if recheck is None else min(recheck, when)
+        recheck = self._decide_each(self._decide, snapshots, now, mono, to_mark)
         when = self._mark_all(to_mark, now, mono)
         if when is not None:
             recheck = when if recheck is None else min(recheck, when)
         self._completions.commit()
+        return recheck, set(open_now)
+
+    def _watch_reopened(
+        self, now: datetime, mono: float, watched: list[str], waiting: list[str], open_now: set[str]
+    ) -> float | None:
+        """The cheap pass's second part: marked runs with an open row again are reopened; reopened runs
+        whose rows have all ended again are completed anew. Returns a recheck time."""
+        if not watched and not waiting:
+            return None
+        connection = self._connection()
+        with connection.begin():
+            busy = fetch_runs_with_open_rows(connection, self._tables, watched + waiting)
+            ended = fetch_statuses(connection, self._tables, [r for r in waiting if r not in busy])
+            ended_snapshots = fetch_snapshots(
+                connection, self._tables, {r: s for r, s in ended.items() if s in RUN_TERMINAL and r not in open_now}
+            )
+        for run_id in watched:
+            if run_id in busy:
+                self._completions.changed(run_id, "a task or workstream is open again after the run was marked")
+        for run_id in busy.intersection(waiting):
+            self._ending[run_id] = (None, mono)
+        recheck = self._decide_each(self._complete_again, ended_snapshots, now, mono, {})
+        self._completions.commit()
+        return recheck
+
+    @staticmethod
+    def _decide_each(
+        decide_one: Callable[[RunSnapshot, datetime, float, dict[str, tuple[RunSnapshot, str]]], float | None],
+        snapshots: dict[str, RunSnapshot],
+        now: datetime,
+        mono: float,
+        to_mark: dict[str, tuple[RunSnapshot, str]],
+    ) -> float | None:
+        """Decide each run (one failing is logged, the others go on); the earliest recheck time asked for."""
+        recheck: float | None = None
+        for run_id, snapshot in snapshots.items():
+            try:
+                when = decide_one(snapshot, now, mono, to_mark)
+            except Exception:
+                logger.exception("deciding run %s failed; going on with the others", run_id)
+                continue
+            if when is not None:
+                recheck = when if recheck is None else min(recheck, when)
         return recheck
 
     def take_over(self, mono: float) -> None:

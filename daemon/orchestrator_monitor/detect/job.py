@@ -1,8 +1,11 @@
 """The detection job: when the detector's passes run, driven by file events and polls.
 
-A burst of file events is coalesced by a short trailing debounce, then confirmed with the
-probe (in WAL mode the inotify event can arrive before the commit is visible, so an
-unconfirmed wake-up keeps looking for a moment). A poll every `poll_seconds` backs the
+A wake-up looks at the probe almost at once (`PROBE_SECONDS`: the file events of one commit come
+together), waiting longer, each gap twice the last, only while file events keep coming: a single
+commit is read within a millisecond, a burst of them is still taken by one pass (a fixed trailing
+debounce of `completion.debounce_seconds` replaces this where one is configured). In WAL mode the
+inotify event can arrive before the commit is visible, so an unconfirmed wake-up keeps looking, with
+growing gaps (at most CONFIRM_GAP_SECONDS), for up to `confirm_seconds`. A poll every `poll_seconds` backs the
 watcher up, a full reconciliation runs every `reconcile_seconds` when the database changed
 (and whenever the kernel dropped events; every period, changed or not, behind a probe that
 can miss a change), and a storm of spurious wake-ups switches to
@@ -34,8 +37,12 @@ logger = logging.getLogger(__name__)
 
 STORM_POLL_SECONDS = 2.0
 CONFIRM_SECONDS = 0.1  # how long a file event's commit may take to become visible
-CONFIRM_CHECKS = 10
-DEBOUNCE_LIMIT = 10  # a burst never delays a pass by more than this many debounce periods
+PROBE_SECONDS = 0.0005  # the first look after a wake-up, and the first gap of the confirmation's looks
+PROBE_GAPS = 4  # a look waits again while file events keep coming, at most this many times (7.5 ms in all)
+# the longest gap between the looks at an unconfirmed wake-up: a commit becomes visible once the writer's
+# fsync is done, which sends no file event (tens of ms under load), and is read at most this late
+CONFIRM_GAP_SECONDS = 0.004
+DEBOUNCE_LIMIT = 10  # a burst never delays a pass by more than this many (configured) debounce periods
 RECONCILE_COST_FACTOR = 50.0  # the full pass's period is at least this many times its duration
 RECONCILE_MAX_SECONDS = 900.0  # ...but never longer: on PostgreSQL it is what finds runs inserted terminal
 
@@ -44,6 +51,10 @@ class Probe(Protocol):
     def check(self) -> Change: ...
 
     def reset(self) -> None: ...
+
+    def touched(self) -> frozenset[str] | None:
+        """The runs the change seen by the last `check` was about, when the probe knows (None: any run)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,15 @@ class DetectionJob:
         if change is Change.CHANGED:
             self._dirty = True
         now = self._wall()
-        cheap_due = change is Change.CHANGED or (self._recheck is not None and mono >= self._recheck)
+        recheck_due = self._recheck is not None and mono >= self._recheck
+        cheap_due = change is Change.CHANGED or recheck_due
         if cheap_due and self._next_reconcile is not None and not overflowed:
-            self._recheck = self._detector.run_detect_iteration(now=now, mono=mono)
+            # a notification's runs alone, unless a settling run is due too (it may be any run)
+            touched = self._probe.touched() if change is Change.CHANGED and not recheck_due else None
+            recheck = self._detector.run_detect_iteration(now=now, mono=mono, touched=touched)
+            if touched is not None and self._recheck is not None:  # the other runs' recheck still stands
+                recheck = self._recheck if recheck is None else min(recheck, self._recheck)
+            self._recheck = recheck
             self._after_pass = True
         if overflowed or self._reconcile_due(mono, cheap_due):
             started = self._clock()  # the full pass alone: not the cheap pass's marks before it
@@ -179,20 +196,44 @@ class DetectionJob:
         return not busy or mono >= self._next_reconcile + self._reconcile_period
 
     def _debounce(self) -> None:
-        limit = self._clock() + DEBOUNCE_LIMIT * self._timing.debounce_seconds
+        """Until the file events pause: a gap of PROBE_SECONDS, doubled each time events came during
+        the last one (at most PROBE_GAPS gaps); a configured debounce period instead, where one is set."""
         self._signals.wake.clear()
-        while self._clock() < limit and self._signals.wake.wait(self._timing.debounce_seconds):
+        debounce = self._timing.debounce_seconds
+        if debounce > 0:
+            limit = self._clock() + DEBOUNCE_LIMIT * debounce
+            while self._clock() < limit and self._signals.wake.wait(debounce):
+                self._signals.wake.clear()
+            return
+        gap = PROBE_SECONDS
+        for _ in range(PROBE_GAPS):
+            if not self._signals.wake.wait(gap):
+                return
             self._signals.wake.clear()
+            gap *= 2
 
     def _confirm(self, stop: threading.Event) -> Change:
-        change = Change.NONE
-        for _ in range(CONFIRM_CHECKS):
-            if stop.wait(self._timing.confirm_seconds / CONFIRM_CHECKS):
+        """Look again with growing gaps (from PROBE_SECONDS, doubling up to CONFIRM_GAP_SECONDS) until
+        the change shows or `confirm_seconds` have passed: most commits show within a few milliseconds.
+        New file events cut the gap short and start the gaps over: most wake-ups that find nothing are
+        the echo of the monitor's own marks, and a commit of the executor's during one must not wait
+        for a long gap. (A stop sets the wake-up too.)"""
+        waited, gap = 0.0, PROBE_SECONDS
+        while waited < self._timing.confirm_seconds:
+            gap = min(gap, self._timing.confirm_seconds - waited)
+            more = self._signals.wake.wait(gap)
+            if stop.is_set():
                 break
+            waited += gap
+            if more:
+                self._signals.wake.clear()
+                gap = PROBE_SECONDS
+            else:
+                gap = min(2 * gap, CONFIRM_GAP_SECONDS)
             change = self._probe.check()
             if change is not Change.NONE:
-                break
-        return change
+                return change
+        return Change.NONE
 
     def _observe_guard(self, spurious: int) -> None:
         transition = self._guard.observe(self._clock(), spurious)

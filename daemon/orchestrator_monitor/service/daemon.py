@@ -10,6 +10,7 @@ watchdog pings while the loops make progress) until the stop event -> undo it al
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -220,6 +221,14 @@ def report_with_alerts(supervisor: Supervisor, alerts: AlertSink) -> dict[str, A
     return {**supervisor.report(), "alerts": alerts.stats()}
 
 
+def freeze_start_up() -> None:
+    """Leave what start-up built (modules, the mapping, SQLAlchemy's tables and compiled statements) out of
+    every later collection: it lives as long as the daemon, and the collector's full passes would otherwise
+    walk all of it again and again (a pause in the detection thread each time)."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_daemon(
     settings: Settings,
     stop: threading.Event,
@@ -404,6 +413,7 @@ def run_daemon(
         stack.callback(stop.set)
         stack.callback(notifier.stopping)
         logger.info("watching %s", workspace.root)
+        freeze_start_up()
         notifier.ready(f"watching {workspace.root}")
         on_ready()
         tick = min(MAIN_LOOP_SECONDS, watchdog_seconds / 2) if watchdog_seconds else MAIN_LOOP_SECONDS

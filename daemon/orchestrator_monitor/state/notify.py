@@ -10,8 +10,10 @@ While it is down, the probe counts every poll as a change (the way `PollingProbe
 
 Notifications sent by the detector's own connection (its marks fire the triggers too) are
 dropped by backend pid, as `PRAGMA data_version` ignores the monitor's own commits on SQLite.
-The run ids a notification carries are not read: the cheap pass looks at every open run by
-index anyway, so a notification only has to say "something was committed".
+The run ids a notification carries are gathered until the next check, and the cheap pass reads
+only those runs (`NotifyProbe.touched`): a single run's commit no longer costs a look at every
+open run. A notification without ids (`"*"`: too many for one payload, or a TRUNCATE), one that
+cannot be read, too many ids gathered, or the listener being down, all mean "look at every run".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, Engine
 
 from .probe import Change
@@ -37,6 +40,7 @@ FIRST_PAUSE_SECONDS = 0.1  # the first reconnection is tried at once, then after
 MAX_PAUSE_SECONDS = 10.0
 WAIT_SECONDS = 0.5  # how long one wait for notifications lasts: a stop is seen within this
 CONNECT_TIMEOUT_SECONDS = 5
+TOUCHED_LIMIT = 10_000  # run ids gathered between two checks beyond this: every run is looked at instead
 KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
@@ -68,15 +72,26 @@ class NotifyProbe:
         self._received = 0
         self._seen = 0
         self._own_pid: int | None = None
+        self._gathered: set[str] | None = set()  # run ids named since the last check; None: every run
+        self._touched: frozenset[str] | None = None  # what the last check saw
         self.listening = False  # False while the listener is disconnected: every poll is a change
 
-    def note(self, pid: int) -> None:
-        """A notification arrived from backend `pid`."""
+    def note(self, pid: int, payload: str = "") -> None:
+        """A notification arrived from backend `pid`, naming the runs in `payload` (a JSON array)."""
         if pid == self._own_pid:
             return
+        run_ids = _run_ids(payload)
         with self._lock:
             self._received += 1
+            if self._gathered is not None and run_ids is not None and len(self._gathered) < TOUCHED_LIMIT:
+                self._gathered.update(run_ids)
+            else:
+                self._gathered = None
         self._wake()
+
+    def touched(self) -> frozenset[str] | None:
+        """The runs the notifications taken by the last `check` named; None: any run may have changed."""
+        return self._touched
 
     def _remember_own_pid(self) -> None:
         dbapi = self._connection().connection.dbapi_connection
@@ -86,12 +101,27 @@ class NotifyProbe:
         self._remember_own_pid()
         with self._lock:
             self._seen = self._received
+            self._gathered = set()
 
     def check(self) -> Change:
         self._remember_own_pid()  # a reconnected detector connection has a new backend
         with self._lock:
             fresh, self._seen = self._received != self._seen, self._received
-        return Change.CHANGED if fresh or not self.listening else Change.NONE
+            gathered, self._gathered = self._gathered, set()
+        listening = self.listening
+        self._touched = frozenset(gathered) if gathered is not None and listening else None
+        return Change.CHANGED if fresh or not listening else Change.NONE
+
+
+def _run_ids(payload: str) -> list[str] | None:
+    """The run ids of a trigger's payload; None when it names none (`"*"`) or cannot be read."""
+    try:
+        run_ids = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(run_ids, list) or not all(isinstance(run_id, str) for run_id in run_ids):
+        return None
+    return run_ids
 
 
 class ChangeListener:
@@ -175,6 +205,6 @@ class ChangeListener:
                 continue
             try:
                 for notice in connection.notifies(timeout=WAIT_SECONDS):
-                    self._probe.note(notice.pid)
+                    self._probe.note(notice.pid, notice.payload)
             except psycopg.Error as err:
                 self._lost(err)

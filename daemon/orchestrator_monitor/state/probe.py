@@ -43,6 +43,10 @@ class SqliteProbe:
         assert dbapi is not None
         return int(dbapi.execute("PRAGMA data_version").fetchone()[0])
 
+    def touched(self) -> frozenset[str] | None:
+        """Which runs changed is not known here: any of them may have."""
+        return None
+
     def check(self) -> Change:
         identity = file_identity(self._path)
         if identity is None:
@@ -60,6 +64,9 @@ class PollingProbe:
     """For databases that are not a local file: every poll is worth a (cheap) look."""
 
     def reset(self) -> None:
+        return None
+
+    def touched(self) -> frozenset[str] | None:
         return None
 
     def check(self) -> Change:

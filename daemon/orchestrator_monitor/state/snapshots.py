@@ -11,7 +11,7 @@ the reference schema's (`orchestrator daemon` warns about any the executor's sch
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from sys import intern
 from typing import Any
 
@@ -39,18 +39,49 @@ OPEN_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_TERMINAL)
 OPEN_TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING")
 CHUNK = 500  # bound on IN (...) lists: SQLite's variable limit, and short statements
 STREAM_ROWS = 5000  # rows fetched at a time when every run is read
+RUN_IDS = "run_ids"  # the expanding parameter of the statements that read given runs
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
     for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
+        yield list(items[start : start + CHUNK])
 
 
-def fetch_open_runs(connection: Connection, tables: StateTables) -> dict[str, tuple[str, str | None]]:
-    """run_id -> (status, run_dir) of the runs in a known open status (index seek on status)."""
+def _statement(tables: StateTables, name: str, build: Callable[[], Any]) -> Any:
+    """The statement `name` over `tables`, built on first use and kept: the same object every time, its
+    run ids an expanding parameter (`RUN_IDS`), so neither it nor its cache key is built again."""
+    statement = tables.statements.get(name)
+    if statement is None:
+        statement = tables.statements[name] = build()
+    return statement
+
+
+def _run_ids() -> BindParameter[str]:
+    return bindparam(RUN_IDS, expanding=True)
+
+
+def fetch_open_runs(
+    connection: Connection, tables: StateTables, among: Sequence[str] | None = None
+) -> dict[str, tuple[str, str | None]]:
+    """run_id -> (status, run_dir) of the runs in a known open status (index seek on status), or of those
+    `among` these runs (seeks by id: a notification said only they changed).
+
+    Every read here fetches its whole result at once: row by row through the result object cost more
+    than the query itself on 1,500 open runs."""
     runs = tables.runs
-    query = select(runs.c.run_id, runs.c.status, runs.c.run_dir).where(tables.runs_in(OPEN_RUN_STATUSES))
-    return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query)}
+
+    def build() -> Select[tuple[str, str, str | None]]:
+        return select(runs.c.run_id, runs.c.status, runs.c.run_dir).where(tables.runs_in(OPEN_RUN_STATUSES))
+
+    if among is None:
+        query = _statement(tables, "open runs", build)
+        return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query).all()}
+    query = _statement(tables, "open runs among", lambda: build().where(runs.c.run_id.in_(_run_ids())))
+    found: dict[str, tuple[str, str | None]] = {}
+    for chunk in _chunks(among):
+        rows = connection.execute(query, {RUN_IDS: chunk}).all()
+        found.update((run_id, (status, run_dir)) for run_id, status, run_dir in rows)
+    return found
 
 
 def _text(value: object) -> str:
@@ -93,30 +124,46 @@ def fetch_runs_after(connection: Connection, tables: StateTables, rowid: int) ->
     """
     table = tables.runs_table
     row_id: ColumnElement[int] = literal_column("rowid")
-    query = (
-        select(row_id, table.c[tables.mapping.runs.key], tables.run_status())
-        .select_from(table)
-        .where(row_id > rowid)
-        .order_by(row_id)
+    query = _statement(
+        tables,
+        "runs after",
+        lambda: (
+            select(row_id, table.c[tables.mapping.runs.key], tables.run_status())
+            .select_from(table)
+            .where(row_id > bindparam("after"))
+            .order_by(row_id)
+        ),
     )
-    rows = connection.execute(query).all()
+    rows = connection.execute(query, {"after": rowid}).all()
     return {run_id: _text(status) for _, run_id, status in rows}, (rows[-1][0] if rows else rowid)
 
 
 def fetch_statuses(connection: Connection, tables: StateTables, run_ids: Sequence[str]) -> dict[str, str]:
     runs = tables.runs
+    query = _statement(
+        tables, "statuses", lambda: select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(_run_ids()))
+    )
     found: dict[str, str] = {}
     for chunk in _chunks(run_ids):
-        query = select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(chunk))
-        found.update((run_id, _text(status)) for run_id, status in connection.execute(query))
+        found.update((run_id, _text(status)) for run_id, status in connection.execute(query, {RUN_IDS: chunk}).all())
     return found
 
 
-def fetch_candidates(connection: Connection, tables: StateTables) -> list[str]:
-    """Open runs that have tasks, none of them in a known open status, and no open workstream.
+def fetch_candidates(connection: Connection, tables: StateTables, among: Sequence[str] | None = None) -> list[str]:
+    """Open runs (or those `among` these) that have tasks, none of them in a known open status, and no
+    open workstream.
 
     Read from the executor's rows as they are: where rows are attempts, a run with any open
     attempt row waits (the snapshot, which folds the attempts, then decides exactly)."""
+    if among is None:
+        return list(connection.execute(_statement(tables, "candidates", lambda: _candidates(tables))).scalars().all())
+    query = _statement(
+        tables, "candidates among", lambda: _candidates(tables).where(tables.runs.c.run_id.in_(_run_ids()))
+    )
+    return [run_id for ids in _chunks(among) for run_id in connection.execute(query, {RUN_IDS: ids}).scalars().all()]
+
+
+def _candidates(tables: StateTables) -> Select[tuple[str]]:
     runs, rows = tables.runs, tables.task_rows
     conditions = [tables.runs_in(OPEN_RUN_STATUSES)]
     if tables.workstreams is not None:  # first: a run with an open workstream is the cheapest to rule out, and
@@ -124,8 +171,7 @@ def fetch_candidates(connection: Connection, tables: StateTables) -> list[str]:
         conditions.append(~exists().where(and_(ws.c.run_id == runs.c.run_id, tables.workstreams_in(OPEN_RUN_STATUSES))))
     conditions.append(exists().where(rows.c.run_id == runs.c.run_id))
     conditions.append(~exists().where(and_(rows.c.run_id == runs.c.run_id, tables.tasks_in(OPEN_TASK_STATUSES, rows))))
-    query = select(runs.c.run_id).where(*conditions)
-    return list(connection.execute(query).scalars())
+    return select(runs.c.run_id).where(*conditions)
 
 
 def fetch_snapshots(
@@ -135,8 +181,10 @@ def fetch_snapshots(
     tasks, workstreams = tables.tasks, tables.workstreams
     task_rows: dict[str, list[tuple[Any, ...]]] = {run_id: [] for run_id in run_statuses}
     ws_rows: dict[str, list[tuple[Any, ...]]] = {run_id: [] for run_id in run_statuses}
-    for chunk in _chunks(list(run_statuses)):
-        task_query = (
+    task_query = _statement(
+        tables,
+        "task counts",
+        lambda: (
             select(
                 tasks.c.run_id,
                 tasks.c.status,
@@ -145,19 +193,25 @@ def fetch_snapshots(
                 func.max(tasks.c.updated_at),
                 func.max(tasks.c.finished_at),
             )
-            .where(tasks.c.run_id.in_(chunk))
+            .where(tasks.c.run_id.in_(_run_ids()))
             .group_by(tasks.c.run_id, tasks.c.status)
-        )
-        for row in connection.execute(task_query):
+        ),
+    )
+    for ids in _chunks(list(run_statuses)):
+        for row in connection.execute(task_query, {RUN_IDS: ids}).all():
             task_rows[row[0]].append((_text(row[1]), *row[2:]))
         if workstreams is None:
             continue
-        ws_query = (
-            select(workstreams.c.run_id, workstreams.c.status, func.count())
-            .where(workstreams.c.run_id.in_(chunk))
-            .group_by(workstreams.c.run_id, workstreams.c.status)
+        ws_query = _statement(
+            tables,
+            "workstream counts",
+            lambda: (
+                select(workstreams.c.run_id, workstreams.c.status, func.count())
+                .where(workstreams.c.run_id.in_(_run_ids()))
+                .group_by(workstreams.c.run_id, workstreams.c.status)
+            ),
         )
-        for row in connection.execute(ws_query):
+        for row in connection.execute(ws_query, {RUN_IDS: ids}).all():
             ws_rows[row[0]].append((_text(row[1]), *row[2:]))
     return {
         run_id: _snapshot(run_id, status, sorted(task_rows[run_id]), sorted(ws_rows[run_id]))
@@ -201,8 +255,16 @@ def fetch_runs_with_open_rows(connection: Connection, tables: StateTables, run_i
     """
     if not run_ids:
         return set()
+    query = _statement(tables, "runs with open rows", lambda: _runs_with_open_rows(tables))
+    found: set[str] = set()
+    for ids in _chunks(run_ids):
+        found.update(connection.execute(query, {RUN_IDS: ids}).scalars().all())
+    return found
+
+
+def _runs_with_open_rows(tables: StateTables) -> Select[tuple[str]] | CompoundSelect:
     rows, workstreams = tables.task_rows, tables.workstreams
-    chunk: BindParameter[str] = bindparam("run_ids", expanding=True)
+    chunk = _run_ids()
     query: Select[tuple[str]] | CompoundSelect = select(rows.c.run_id).where(
         rows.c.run_id.in_(chunk), tables.tasks_in(OPEN_TASK_STATUSES, rows)
     )
@@ -211,10 +273,7 @@ def fetch_runs_with_open_rows(connection: Connection, tables: StateTables, run_i
             workstreams.c.run_id.in_(chunk), tables.workstreams_in(OPEN_RUN_STATUSES)
         )
         query = union(query, open_ws)
-    found: set[str] = set()
-    for ids in _chunks(run_ids):
-        found.update(connection.execute(query, {"run_ids": list(ids)}).scalars())
-    return found
+    return query
 
 
 def fetch_task_finish_times(
@@ -222,11 +281,14 @@ def fetch_task_finish_times(
 ) -> dict[str, list[Any]]:
     """Every task's `finished_at` of these runs, by run (one query per chunk, not one per run)."""
     tasks = tables.tasks
+    query = _statement(
+        tables,
+        "finish times",
+        lambda: select(tasks.c.run_id, tasks.c.finished_at).where(tasks.c.run_id.in_(_run_ids())),
+    )
     found: dict[str, list[Any]] = {run_id: [] for run_id in run_ids}
-    for chunk in _chunks(run_ids):
-        for run_id, finished_at in connection.execute(
-            select(tasks.c.run_id, tasks.c.finished_at).where(tasks.c.run_id.in_(chunk))
-        ):
+    for ids in _chunks(run_ids):
+        for run_id, finished_at in connection.execute(query, {RUN_IDS: ids}).all():
             found[run_id].append(finished_at)
     return found
 

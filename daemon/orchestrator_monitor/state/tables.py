@@ -14,7 +14,7 @@ into it); `task_rows` are the rows as they are, for the cheap pass and the mark'
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column as SqlColumn
@@ -50,6 +50,9 @@ class StateTables:
     task_rows: Subquery  # the executor's rows: run_id, task_id, stored_status
     runs_table: Table  # the executor's own table, for the mark and rowid reads
     archival_log: Table
+    # the readers' statements over these tables, built once (state/snapshots.py `_statement`): building
+    # one on every wake-up cost more than SQLite took to run it
+    statements: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def runs_in(self, statuses: Iterable[str]) -> ColumnElement[bool]:
         return self.runs.c.stored_status.in_(self.mapping.runs.statuses.raw_values(statuses))

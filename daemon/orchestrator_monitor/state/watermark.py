@@ -72,6 +72,10 @@ class WatermarkProbe:
     def reset(self) -> None:
         self._mark = self._read()
 
+    def touched(self) -> frozenset[str] | None:
+        """A watermark says that something changed, never what."""
+        return None
+
     def check(self) -> Change:
         mark = self._read()
         if mark == self._mark:
