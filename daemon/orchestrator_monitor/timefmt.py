@@ -41,9 +41,9 @@ def parse_timestamp(value: object) -> datetime | None:
 
 def _common_shape(value: str) -> datetime | None:
     """`YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z|+00:00]` read by `datetime.fromisoformat` alone: a mark reads
-    every task's finish time, and this is five times faster than the pattern. The separators are checked
-    by position (fromisoformat also takes week dates, other separators and offsets, which the spec does
-    not); None leaves anything else to the pattern."""
+    every task's finish time, and this skips the pattern (about a fifth less per value, measured on a
+    loaded machine). The separators are checked by position (fromisoformat also takes week dates, other
+    separators and offsets, which the spec does not); None leaves anything else to the pattern."""
     body = value[:-1] if value.endswith("Z") else value[:-6] if value.endswith("+00:00") else value
     size = len(body)
     if not (size == 19 or (20 < size <= 29 and body[19] == ".")) or not body.isascii():
