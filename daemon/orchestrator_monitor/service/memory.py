@@ -2,15 +2,11 @@
 
 glibc's malloc keeps what the daemon frees (SQLite's page caches of connections the pool closed,
 the buffers of finished archivals, large query results) inside its heaps for reuse, and returns it
-only from a heap's very top. Under a steady load of short-lived large blocks the held free memory
-keeps growing in the middle of the heaps: the soak (bench/soak.py --memory-detail) saw glibc's free
-bytes triple within ten minutes while its bytes in use fell. `malloc_trim(0)` releases every whole
-free page of every arena (madvise), which costs a few milliseconds; other C libraries (musl) have no
-such call and nothing is done there.
-
-The systemd unit also sets `PYTHONMALLOC=malloc`, so that Python's small objects live in glibc's
-heaps too: Python's own allocator keeps a 1 MiB arena while any object in it lives, and under the
-soak's steady stream of runs it kept taking new ones (about +30 MB/hour); with both, RSS stays level.
+only from a heap's very top. `malloc_trim(0)` releases every whole free page of every arena
+(madvise), which costs a few milliseconds; other C libraries (musl) have no such call and nothing
+is done there. What it cannot release is a page that still holds one live block: the soak
+(bench/soak.py --memory-detail) found its slow RSS growth there, in Python's arenas and glibc's
+partly used pages, while the memory in use stayed level (README "Reliability").
 """
 
 from __future__ import annotations
