@@ -23,6 +23,7 @@ import errno
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -98,6 +99,13 @@ def orchestrator(*args: str, timeout: float = 120.0, cwd: Path | None = None) ->
         env=clean_environment(),
         check=False,
     )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (the daemon's dashboard takes it next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def init_workspace(workspace: Path) -> None:

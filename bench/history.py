@@ -42,7 +42,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chaos_support import PYTHON, clean_environment, init_workspace, process_sample
+from chaos_support import PYTHON, clean_environment, free_port, init_workspace, process_sample
 from orchestrator_monitor.config import CompletionSettings
 from orchestrator_monitor.detect.detector import Detector
 from orchestrator_monitor.detect.job import RECONCILE_COST_FACTOR
@@ -146,12 +146,6 @@ def memory(pid: int) -> dict[str, float]:
     """VmRSS, RssAnon and VmHWM of `pid`, in MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {"rss": mib(fields["VmRSS"]), "anon": mib(fields["RssAnon"]), "peak": mib(fields["VmHWM"])}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_ready(notify: socket.socket, process: subprocess.Popen[bytes]) -> None:

@@ -45,7 +45,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from chaos_support import (
     Workload,
     WorkloadConfig,
     clean_environment,
+    free_port,
     init_workspace,
     process_sample,
     tail_of,
@@ -140,12 +140,6 @@ def write_history(workspace: Path, runs: int, tasks: int = 10) -> None:
             " VALUES (?, ?, 'step', 'SUCCEEDED', 1, ?)",
             ((f"history-{n:07d}.{t}", f"history-{n:07d}", stamp) for n in range(runs) for t in range(tasks)),
         )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Scraper:
