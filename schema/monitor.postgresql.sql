@@ -131,7 +131,9 @@ CREATE TABLE IF NOT EXISTS monitor_runs (
     PRIMARY KEY (run_id)
 );
 
-CREATE INDEX IF NOT EXISTS ix_monitor_runs_active ON monitor_runs (phase, owner) WHERE phase IN ('marking', 'completed', 'announced', 'reopened', 'archived');
+DROP INDEX IF EXISTS ix_monitor_runs_active;
+
+CREATE INDEX IF NOT EXISTS ix_monitor_runs_owed ON monitor_runs (phase, owner) WHERE phase IN ('marking', 'completed', 'announced', 'reopened', 'published', 'archived');
 
 CREATE INDEX IF NOT EXISTS ix_monitor_runs_updated_at ON monitor_runs (updated_at);
 

@@ -186,3 +186,74 @@ def test_a_run_unchanged_since_its_mark_is_archived_at_once(rig: Rig) -> None:
     assert rig.archive("calm") is None
     assert bag_rows(rig.workspace / ".archive" / "calm")[:2] == ("COMPLETED", "COMPLETED")
     assert rig.events("RUN_REOPENED") == [] and rig.events("ARCHIVE_FAILED") == []
+
+
+def retry_seen(rig: Rig, mono: float) -> None:
+    """The executor retries a task of run `r` and the detector's next wake-up sees it."""
+    rig.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2, updated_at = :at WHERE task_id = 'r.t1'", at=RETRY_AT)
+    rig.detect(mono=mono)
+
+
+def end_again(rig: Rig, mono: float) -> None:
+    rig.sql("UPDATE tasks SET status = 'SUCCEEDED', updated_at = :at WHERE task_id = 'r.t1'", at=ENDED_AT)
+    rig.detect(mono=mono)
+
+
+def test_a_reopening_seen_after_the_snapshot_and_before_the_rename_publishes_no_bag(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot agreed with the mark; the detector records the retry while the bag is sealed."""
+    add_run(rig, "r", tasks=2)
+    rig.detect(mono=1)
+    seal = staging.seal
+
+    def retry_then_seal(bag_dir: Path) -> None:
+        retry_seen(rig, mono=2)
+        seal(bag_dir)
+
+    monkeypatch.setattr(staging, "seal", retry_then_seal)
+    assert rig.archive("r") is None  # dropped: handed over again once it has ended again
+    monkeypatch.undo()
+    archive_root = rig.workspace / ".archive"
+    assert not (archive_root / "r").exists() and not (archive_root / ".staging" / "r").exists()
+    assert [e["data"]["reason"] for e in rig.events("ARCHIVE_FAILED")] == ["run_reopened"]
+    assert len(rig.events("RUN_REOPENED")) == 1
+
+    end_again(rig, mono=3)
+    assert rig.handoff.runs == ["r", "r"]
+    assert rig.archive("r") is None
+    assert bag_rows(archive_root / "r")[2] == ["SUCCEEDED", "SUCCEEDED"]  # the rows of its second end
+    counts = [len(rig.events(t)) for t in ("RUN_COMPLETED", "RUN_REOPENED", "RUN_ARCHIVED", "REPORT_GENERATED")]
+    assert counts == [1, 1, 1, 1]
+
+
+def test_a_reopening_seen_after_the_bag_is_out_keeps_it_and_archives_the_run_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry is recorded between RUN_ARCHIVED and its record in the ledger (the chaos runner's seed 13):
+    the run keeps its bag, says RUN_REOPENED once, and its second end is neither archived nor announced again."""
+    add_run(rig, "r", tasks=2)
+    rig.detect(mono=1)
+    ledger = rig.pipeline.archival.ledger
+    archived = ledger.archived
+
+    def retry_then_record(run_id: str, status: str) -> bool:
+        retry_seen(rig, mono=2)
+        return archived(run_id, status)
+
+    monkeypatch.setattr(ledger, "archived", retry_then_record)
+    assert rig.archive("r") is None
+    monkeypatch.undo()
+    bag = rig.workspace / ".archive" / "r"
+    assert bag_rows(bag)[:3] == ("COMPLETED", "COMPLETED", ["SUCCEEDED", "SUCCEEDED"])
+    assert len(rig.events("RUN_REOPENED")) == 1
+
+    end_again(rig, mono=3)
+    rig.detector.run_reconcile_iteration(now=NOW, mono=4)
+    assert rig.handoff.runs == ["r"]
+    for run_id in rig.handoff.runs:  # what a worker would be handed: nothing more
+        assert rig.archive(run_id) is None
+    assert verify_bag(bag).ok
+    counts = [len(rig.events(t)) for t in ("RUN_COMPLETED", "RUN_REOPENED", "RUN_ARCHIVED", "REPORT_GENERATED")]
+    assert counts == [1, 1, 1, 1]
+    assert ledger.phase("r") == "reported"

@@ -86,6 +86,20 @@ def test_a_version_1_monitor_database_is_upgraded_in_place(tmp_path: Path) -> No
     assert "monitor_event_seq" not in _names(path, "table") and "ix_monitor_runs_reopened" not in _names(path, "index")
 
 
+def test_the_owed_runs_index_of_before_published_is_replaced(tmp_path: Path) -> None:
+    """Its predicate lacked `published`: a query of the owed runs would scan every run ever seen."""
+    path = tmp_path / "monitor.db"
+    sqlite_store(path, busy_timeout_seconds=1).dispose()
+    store = _opened_after(
+        "DROP INDEX ix_monitor_runs_owed; CREATE INDEX ix_monitor_runs_active ON monitor_runs (phase, owner) "
+        "WHERE phase IN ('marking', 'completed', 'announced', 'reopened', 'archived');",
+        path,
+    )
+    store.dispose()
+    names = _names(path, "index")
+    assert "ix_monitor_runs_owed" in names and "ix_monitor_runs_active" not in names
+
+
 def shared(postgres_url: str, tmp_path: Path, daemon_id: str) -> MonitorStore:
     settings = load_settings(
         tmp_path, environ={}, overrides=[f"database.url={postgres_url}", f"cluster.daemon_id={daemon_id}"]
@@ -118,7 +132,7 @@ def test_the_runs_still_owed_work_are_sought_on_their_index_not_among_all_ever_s
     assert set(ledger.active_records()) == {"a"}
     assert ledger.runs_in_phase("announced") == ["a"]
     assert ledger.reopened_runs() == []
-    assert len(plans) == 3 and all("USING INDEX ix_monitor_runs_active" in plan for plan in plans), plans
+    assert len(plans) == 3 and all("USING INDEX ix_monitor_runs_owed" in plan for plan in plans), plans
     store.dispose()
 
 

@@ -10,6 +10,9 @@ A bag must not contradict itself: inside the snapshot's read transaction the run
 and compared with what its `Run-Status` was decided on (`contradiction`). Rows that changed since
 the completion (a task retried after the mark) publish nothing: the staging goes, the run is
 recorded reopened (one RUN_REOPENED, whoever saw it first) and is archived once it has ended again.
+A change the detector records between that check and the rename stops the rename too (`_release`):
+the rename and the ledger's `published` are one transaction, so a run is never both reopened and
+out in a bag (which archived and announced it twice).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from .staging import build_and_publish, remove_staging, staging_for
 from .tree import Inventory, RunDir, scan_tree
 
 logger = logging.getLogger(__name__)
-ARCHIVABLE_PHASES = (None, "baseline", "announced")  # where `Ledger.archived` moves a run on
+ARCHIVABLE_PHASES = (None, "baseline", "announced", "published")  # where `Ledger.archived` moves a run on
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ def archive_run(ctx: Archival, run: RunRow, inventory: Inventory | None = None) 
                 inventory=inventory,
                 snapshot=lambda path: _snapshot(ctx, run, path),
                 events=lambda: _run_events(ctx, run.run_id, started_event),
+                release=lambda rename: _release(ctx, run, rename),
                 stop=ctx.stop,
                 shown=str(run.run_dir.relative),
                 now=utc_now(),
@@ -249,6 +253,13 @@ def _snapshot(ctx: Archival, run: RunRow, path: Path) -> None:
         snapshot_run_rows(ctx.state, run.run_id, path, busy_timeout_seconds=ctx.busy_timeout_seconds, check=check)
     except (sqlite3.Error, sa_exc.SQLAlchemyError) as err:
         raise ArchiveFailure("database", f"snapshot of the run's rows failed: {err}") from None
+
+
+def _release(ctx: Archival, run: RunRow, rename: Callable[[], None]) -> None:
+    """The bag goes out only if the run is still as its snapshot was checked: the ledger renames it and
+    records it published in one transaction, which a change seen since (reopened, completed anew) stops."""
+    if not ctx.ledger.publish_bag(run.run_id, run.decided_on, rename):
+        raise ArchiveFailure(REOPENED, f"run {run.run_id} changed after its rows were checked, before its bag was out")
 
 
 def _reopen(ctx: Archival, run: RunRow, what: str) -> None:

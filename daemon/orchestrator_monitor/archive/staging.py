@@ -68,11 +68,15 @@ def build_and_publish(
     inventory: Inventory,
     snapshot: Callable[[Path], None],
     events: Callable[[], Iterable[Event]],
+    release: Callable[[Callable[[], None]], None],
     stop: Flag,
     shown: str,
     now: datetime,
 ) -> tuple[BagSummary, Payload]:
-    """Stage the whole bag (resuming from the journal), seal it and rename it to `final`."""
+    """Stage the whole bag (resuming from the journal), seal it and rename it to `final`.
+
+    `release` runs the rename, or raises `ArchiveFailure` when the bag must not go out after all
+    (the run changed since `snapshot` checked its rows)."""
     staging = staging_for(final.parent, run_id)
     bag_dir = staging / "bag"
     try:
@@ -103,7 +107,7 @@ def build_and_publish(
             now=now,
         )
         seal(bag_dir)
-        publish(bag_dir, final)
+        release(lambda: publish(bag_dir, final))
     except ArchiveFailure as failure:
         raise _discarding(failure, staging) from None
     except OSError as err:

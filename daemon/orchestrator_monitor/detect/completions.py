@@ -28,7 +28,7 @@ from typing import Protocol
 from sqlalchemy import Connection
 
 from ..events.types import EventType, Publish
-from ..ledger.runs import Completion, Ledger, RunRecord
+from ..ledger.runs import BAGGED_PHASES, Completion, Ledger, RunRecord
 from ..state.records import RUN_TERMINAL, TASK_TERMINAL, RunSnapshot
 from ..state.snapshots import fetch_snapshots, fingerprint_text
 from ..state.tables import StateTables
@@ -45,7 +45,7 @@ REOPEN_WATCH_SECONDS = 3600.0
 CHEAP_WATCH_SECONDS = 300.0
 IN_HAND_PHASES = frozenset({"marking", "completed", "reopened"})  # this loop's own work: their records stay
 _NO_ROWS: Mapping[str, int] = MappingProxyType({})
-FINISHED_PHASES = frozenset({"completed", "announced", "reopened", "archived", "reported"})
+FINISHED_PHASES = frozenset({"completed", "announced", "reopened", *BAGGED_PHASES})
 UNARCHIVED_PHASES = frozenset({"completed", "announced"})  # a change to them makes them wait for their new end
 
 
@@ -210,7 +210,7 @@ class Completions:
                 continue
             if phase == "reopened":
                 self._mark_reopened(run_id, phase)
-            elif phase in ("archived", "reported"):
+            elif phase in BAGGED_PHASES:
                 self._records[run_id] = replace(record, phase=phase)
 
     def begin_marks(self, intents: Mapping[str, str]) -> set[str]:
@@ -303,7 +303,7 @@ class Completions:
         for run_id, record in records.items():
             if record.phase == "completed":
                 self._announce(run_id, record.status or "", record.marked_by or "executor", record.tasks)
-            elif record.phase in ("announced", "archived"):
+            elif record.phase in ("announced", "published", "archived"):
                 self._handoff.completed(run_id)
             elif record.phase == "reopened":
                 self._reopened.add(run_id)
@@ -392,4 +392,4 @@ class Completions:
 
 def _reopenable(phase: str, reopened: bool) -> bool:
     """A change is news: before the bag (the run then waits for its new end), or the first one after it."""
-    return phase in UNARCHIVED_PHASES or (phase in ("archived", "reported") and not reopened)
+    return phase in UNARCHIVED_PHASES or (phase in BAGGED_PHASES and not reopened)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, exc
 
 from ..events.types import EventType, Publish
-from ..ledger.runs import Ledger
+from ..ledger.runs import BAGGED_PHASES, Ledger
 from ..state.marks import mark_runs
 from ..state.records import RUN_STATUSES, RUN_TERMINAL, RunSnapshot
 from ..state.snapshots import (
@@ -562,7 +562,7 @@ class Detector:
         phases = self._completions.archival_phases(list(self._finished))
         self._completions.learn_phases(phases)
         for run_id, phase in phases.items():
-            if phase in ("archived", "reported"):
+            if phase in BAGGED_PHASES:
                 self._sealed.pop(run_id, None)  # to the end: the window expires them in order
                 self._sealed[run_id] = (self._finished.pop(run_id)[0], mono)
 

@@ -126,8 +126,9 @@ class ArchiveWorker:
 
     def start(self) -> None:
         ledger = self._pipeline.archival.ledger
-        for run_id in ledger.runs_in_phase("announced") + ledger.runs_in_phase("archived"):
-            self._schedule(run_id, 0.0)
+        for phase in ("announced", "published", "archived"):  # a bag to build, or one out to record and report
+            for run_id in ledger.runs_in_phase(phase):
+                self._schedule(run_id, 0.0)
         self._thread = threading.Thread(target=self._run, name="archival", daemon=True)
         self._thread.start()
 

@@ -12,7 +12,9 @@ Phases of a run here:
   announced  RUN_COMPLETED went out and the run was handed to archival
   reopened   its rows changed after its completion, before its bag: archived once it has ended again
              (then `completed` again, with the rows and status of its new end)
-  archived   its bag is published and recorded; RUN_ARCHIVED may not have gone out yet
+  published  its bag was renamed into place in the transaction that wrote this (`publish_bag`): a change
+             now can no longer take it back; RUN_ARCHIVED may not have gone out yet
+  archived   its bag is published and recorded, RUN_ARCHIVED out
   reported   its reports are written and recorded; REPORT_GENERATED may not have gone out yet
 
 `owner` is the daemon that owes the run its remaining work: the one whose intent or completion
@@ -47,6 +49,7 @@ from .store import OWED, MonitorStore, monitor_meta, monitor_refusals, monitor_r
 _NO_TASKS: Mapping[str, int] = MappingProxyType({})
 _CHUNK = 500  # run ids per IN (...) list
 _R = monitor_runs
+BAGGED_PHASES = ("published", "archived", "reported")  # the run's bag is out: a change now keeps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,7 @@ class Ledger:
         would still reopen (not reopened yet, or waiting for their bag), with the rows their completion
         was decided on: the full comparison's hour, read by time instead of held in memory."""
         query = select(_R).where(
-            _R.c.phase.in_(("announced", "archived", "reported")),
+            _R.c.phase.in_(("announced", *BAGGED_PHASES)),
             _R.c.fingerprint.is_not(None),
             or_(_R.c.reopened == 0, _R.c.phase == "announced"),
             _R.c.updated_at >= since,
@@ -296,9 +299,36 @@ class Ledger:
         ).on_conflict_do_update(
             index_elements=["run_id"],
             set_={"phase": "archived", "updated_at": insert.excluded.updated_at},
-            where=_R.c.phase.in_(("baseline", "announced")),
+            where=_R.c.phase.in_(("baseline", "announced", "published")),
         )
         return self._write(statement) > 0
+
+    def publish_bag(self, run_id: str, decided_on: str | None, rename: Callable[[], None]) -> bool:
+        """Rename a run's bag into place and record it published, in one transaction; False (nothing
+        renamed) when the run changed since its bag's rows were checked: reopened, or completed anew
+        on other rows than `decided_on`.
+
+        Without it a change seen between archival's check of the rows and its record of the bag
+        reopened a run whose bag was out: the bag stayed, and the run was archived and announced
+        a second time when it ended again. Inside this transaction a change either came first (the
+        bag is not published) or finds the run `published` (it keeps its bag, the spec's "not
+        archived again"). A run in another phase (unknown to the ledger, baseline, not announced yet: a
+        command's archival) is renamed and recorded by `archived` alone, as before.
+        """
+        with self._lock, self._store.write() as connection:
+            row = connection.execute(
+                select(_R.c.phase, _R.c.fingerprint).where(_R.c.run_id == run_id).with_for_update()
+            ).first()
+            if row is not None and (
+                row.phase == "reopened" or (decided_on is not None and row.fingerprint != decided_on)
+            ):
+                return False
+            rename()
+            if row is not None and row.phase == "announced":
+                connection.execute(
+                    update(_R).where(_R.c.run_id == run_id).values(phase="published", updated_at=self._now())
+                )
+        return True
 
     def reported(self, run_id: str) -> bool:
         """Record written reports; False when the run was not waiting for them."""
@@ -370,8 +400,8 @@ class Ledger:
         """Record that the run changed after its completion: (whether RUN_REOPENED is still to be published,
         the run's phase now; None when nothing was recorded).
 
-        A run without a bag yet waits for its new end (phase `reopened`); one archived already keeps
-        its bag (the spec: not archived again). With `decided_on`, nothing happens unless the
+        A run without a bag yet waits for its new end (phase `reopened`); one whose bag is published
+        keeps it (the spec: not archived again). With `decided_on`, nothing happens unless the
         recorded completion is still the one decided on those rows: an archival that read the record
         before the detector completed the run anew must not reopen the new completion.
         """

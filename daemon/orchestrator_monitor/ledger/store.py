@@ -47,7 +47,7 @@ from ..workspace import Workspace
 
 SCHEMA_VERSION = 2
 LOCAL = "local"  # the one daemon of a SQLite workspace: its event numbering keeps this key whatever its name
-ACTIVE_PHASES = ("marking", "completed", "announced", "reopened", "archived")  # a daemon still owes them work
+ACTIVE_PHASES = ("marking", "completed", "announced", "reopened", "published", "archived")  # a daemon owes them work
 
 metadata = MetaData()
 
@@ -72,7 +72,7 @@ monitor_runs = Table(
     Column("owner", Text),  # the daemon that finishes the run's work (NULL: a workspace's one daemon)
     Column("updated_at", Text, nullable=False),
     # what is still owed, by whom: a seek among the few, never a scan of every run ever seen
-    Index("ix_monitor_runs_active", "phase", "owner", sqlite_where=text(_active), postgresql_where=text(_active)),
+    Index("ix_monitor_runs_owed", "phase", "owner", sqlite_where=text(_active), postgresql_where=text(_active)),
     # the full comparison's hour of recent completions, read by time on each pass instead of held in memory
     Index("ix_monitor_runs_updated_at", "updated_at"),
 )
@@ -340,7 +340,8 @@ def create_store_tables(engine: Engine) -> None:
 
 def _upgrade(connection: Connection) -> None:
     """Version 1 (one daemon): no `owner`, one heartbeat row per job, one numbering row; the catalog's
-    facets without their bag's status and end, its one-column index of the end."""
+    facets without their bag's status and end, its one-column index of the end; the owed runs' index
+    before `published`."""
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())
 
@@ -353,6 +354,7 @@ def _upgrade(connection: Connection) -> None:
     if "monitor_heartbeats" in tables and not has_column("monitor_heartbeats", "daemon_id"):
         connection.execute(text("DROP TABLE monitor_heartbeats"))  # a beat is worth nothing after a restart
     connection.execute(text("DROP INDEX IF EXISTS ix_monitor_archives_ended_at"))  # now (ended_at, run_id)
+    connection.execute(text("DROP INDEX IF EXISTS ix_monitor_runs_active"))  # now `..._owed`, with `published`
     if "monitor_archive_facets" in tables and not has_column("monitor_archive_facets", "status"):
         connection.execute(text("DROP INDEX IF EXISTS ix_monitor_archive_facets_value"))  # now with status, end
         for column in ("status", "ended_at"):
