@@ -13,29 +13,50 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
 def stop_on_signals(stop: threading.Event, reload: threading.Event | None = None) -> Iterator[None]:
-    def handle_exit(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGINT and stop.is_set():
-            os._exit(130)
-        stop.set()
+    """Act on SIGTERM, SIGINT and SIGHUP as soon as they come, whichever thread the kernel hands them to.
 
-    def handle_hup(signum: int, frame: FrameType | None) -> None:
-        if reload is not None:
-            reload.set()
+    Python runs a handler in the main thread only, once that thread runs again: a SIGTERM taken by
+    one of the daemon's other threads waited for the main loop's next tick (one stop in eight of
+    an idle daemon took 1.07 s instead of 0.06 s). So the handlers do nothing themselves; the
+    C-level handler writes each signal's number to a pipe (`signal.set_wakeup_fd`, as asyncio's
+    loop does) and a thread reading it sets the flags at once.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the wakeup fd must never block a signal handler
 
-    previous = {signum: signal.signal(signum, handle_exit) for signum in HANDLED}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, handle_hup)
+    def act(signum: int) -> None:
+        if signum == signal.SIGHUP:
+            if reload is not None:
+                reload.set()
+        elif signum in HANDLED:
+            if signum == signal.SIGINT and stop.is_set():
+                os._exit(130)
+            stop.set()
+
+    def read() -> None:
+        while chunk := os.read(read_end, 64):  # b"" once the write end is closed on the way out
+            for signum in chunk:
+                act(signum)
+
+    reader = threading.Thread(target=read, name="signals", daemon=True)
+    reader.start()
+    previous = {signum: signal.signal(signum, lambda signum, frame: None) for signum in (*HANDLED, signal.SIGHUP)}
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     try:
         yield
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        os.close(write_end)
+        reader.join()
+        os.close(read_end)
 
 
 @contextmanager
