@@ -86,12 +86,22 @@ def test_a_daemon_imports_no_integration_it_is_not_configured_for(
     command += [arg for item in settings for arg in ("--set", item)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     with (tmp_path / "imports.err").open("wb") as err:  # a file, not a pipe: nobody reads while it starts
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env={**env, "NOTIFY_SOCKET": name})
+        env |= {"NOTIFY_SOCKET": name, "PYTHONFAULTHANDLER": "1"}
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
         receive_until(sock, "READY=1")
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
+        try:
+            code = process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # the fault handler writes every thread's stack, then it ends
+            process.wait()
+            stacks = [
+                line for line in (tmp_path / "imports.err").read_text().splitlines() if "import time:" not in line
+            ]
+            raise AssertionError("still running 10 s after SIGTERM:\n" + "\n".join(stacks)) from None
+    assert code == 0
     lines = (tmp_path / "imports.err").read_text().splitlines()
     # every module the process imported in its life, start to stop, is one `import time:` line
     imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
