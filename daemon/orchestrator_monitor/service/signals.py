@@ -21,11 +21,14 @@ HANDLED = (signal.SIGTERM, signal.SIGINT)
 def stop_on_signals(stop: threading.Event, reload: threading.Event | None = None) -> Iterator[None]:
     """Act on SIGTERM, SIGINT and SIGHUP as soon as they come, whichever thread the kernel hands them to.
 
-    Python runs a handler in the main thread only, once that thread runs again: a SIGTERM taken by
-    one of the daemon's other threads waited for the main loop's next tick (one stop in eight of
-    an idle daemon took 1.07 s instead of 0.06 s). So the handlers do nothing themselves; the
-    C-level handler writes each signal's number to a pipe (`signal.set_wakeup_fd`, as asyncio's
-    loop does) and a thread reading it sets the flags at once.
+    Python runs a handler in the main thread, between two of its bytecodes. A handler that set the
+    stop event could run while the main thread held that very event's lock (the main loop waits on
+    it, taking the lock again every tick) and wait for it forever: a daemon of CI's was still alive
+    40 minutes after its SIGTERM, its main thread in `Event.set` under the signal check. And a
+    signal taken by another thread waited for the main loop's next tick (one stop in eight of an
+    idle daemon took 1.07 s instead of 0.06 s). So the handlers do nothing themselves; the C-level
+    handler writes each signal's number to a pipe (`signal.set_wakeup_fd`, as asyncio's loop does)
+    and a thread reading it sets the flags at once.
     """
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)  # the wakeup fd must never block a signal handler
