@@ -102,11 +102,10 @@ def seal(bag_dir: Path) -> None:
 
 
 def publish(bag_dir: Path, final: Path) -> None:
-    """Rename the sealed bag into place (never over an existing one), seal its top, make both durable."""
+    """Rename the sealed bag into place, never over an existing one (`seal_top` then makes it durable)."""
     if final.exists():
         raise FileExistsError(f"{final} exists: an archive is never overwritten")
     os.rename(bag_dir, final)
-    seal_top(final)
 
 
 def seal_top(final: Path) -> None:

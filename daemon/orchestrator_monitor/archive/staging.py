@@ -25,6 +25,7 @@ from .bag import (
     make_writable,
     publish,
     seal,
+    seal_top,
     write_events,
     write_tag_files,
 )
@@ -107,7 +108,8 @@ def build_and_publish(
             now=now,
         )
         seal(bag_dir)
-        release(lambda: publish(bag_dir, final))
+        release(lambda: publish(bag_dir, final))  # the rename alone: the ledger's lock is held meanwhile
+        seal_top(final)  # its fsyncs after: a crash before them is what `archive_run` finishes (rename, no seal)
     except ArchiveFailure as failure:
         raise _discarding(failure, staging) from None
     except OSError as err:
