@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,12 +21,15 @@ from typing import Any
 import pytest
 from archive_support import assert_bagit_valid
 from orchestrator_monitor.archive import staging
+from orchestrator_monitor.archive.archiver import fetch_terminal_run
 from orchestrator_monitor.archive.verify import verify_bag
 from orchestrator_monitor.config import load_settings
 from orchestrator_monitor.detect.detector import Detector
 from orchestrator_monitor.detect.rule import final_status
+from orchestrator_monitor.errors import ProblemFound
 from orchestrator_monitor.finish.pipeline import Pipeline, open_pipeline
-from orchestrator_monitor.finish.worker import run_archive_iteration
+from orchestrator_monitor.finish.worker import ArchiveWorker, run_archive_iteration
+from orchestrator_monitor.ledger.runs import Completion
 from orchestrator_monitor.state.records import RUN_TERMINAL, TASK_TERMINAL
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
@@ -257,3 +260,47 @@ def test_a_reopening_seen_after_the_bag_is_out_keeps_it_and_archives_the_run_onc
     counts = [len(rig.events(t)) for t in ("RUN_COMPLETED", "RUN_REOPENED", "RUN_ARCHIVED", "REPORT_GENERATED")]
     assert counts == [1, 1, 1, 1]
     assert ledger.phase("r") == "reported"
+
+
+def test_a_bag_renamed_just_before_a_crash_is_kept_when_the_run_changes_while_the_daemon_is_down(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between the rename and the ledger's commit: the bag is out, the ledger still says `announced`.
+    The next start records it published before the detector looks, so the retry made meanwhile keeps the bag."""
+    add_run(rig, "r", tasks=2)
+    rig.detect(mono=1)
+    ledger = rig.pipeline.archival.ledger
+
+    def rename_then_die(run_id: str, decided_on: str | None, rename: Callable[[], None]) -> bool:
+        rename()
+        raise KeyboardInterrupt("killed before the commit")
+
+    monkeypatch.setattr(ledger, "publish_bag", rename_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        rig.archive("r")
+    monkeypatch.undo()
+    assert (rig.workspace / ".archive" / "r").is_dir() and ledger.phase("r") == "announced"
+    rig.sql("UPDATE tasks SET status = 'RUNNING', attempts = 2, updated_at = :at WHERE task_id = 'r.t1'", at=RETRY_AT)
+
+    worker = ArchiveWorker(rig.pipeline, quiet_seconds=0, stop=threading.Event(), allowed=lambda: False)  # idle
+    worker.start()  # the next start, before the detector's first pass
+    worker.close()
+    assert ledger.phase("r") == "published"
+    rig.detect(mono=2)
+    end_again(rig, mono=3)
+    assert rig.handoff.runs == ["r"]  # not handed over again: its bag is out
+    assert rig.archive("r") is None  # what the worker finishes: the record and RUN_ARCHIVED, once
+    counts = [len(rig.events(t)) for t in ("RUN_COMPLETED", "RUN_REOPENED", "RUN_ARCHIVED", "REPORT_GENERATED")]
+    assert counts == [1, 1, 1, 1]
+
+
+def test_a_command_does_not_archive_a_run_whose_completion_is_not_announced_yet(rig: Rig) -> None:
+    """Its bag would be out while a change could still reopen the run (the daemon archives it once announced)."""
+    add_run(rig, "c", tasks=1)
+    rig.sql("UPDATE runs SET status = 'COMPLETED' WHERE run_id = 'c'")
+    ledger = rig.pipeline.archival.ledger
+    ledger.begin_marks({"c": "COMPLETED"})
+    ledger.complete_many([Completion("c", "COMPLETED", "monitor", {"SUCCEEDED": 1}, "rows")])
+    with pytest.raises(ProblemFound, match="not announced yet"):
+        fetch_terminal_run(rig.pipeline.archival, "c")
+    assert not (rig.workspace / ".archive" / "c").exists()

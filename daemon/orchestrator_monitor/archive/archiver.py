@@ -106,6 +106,8 @@ def fetch_terminal_run(ctx: Archival, run_id: str) -> RunRow:
     record = ctx.ledger.record(run_id)
     if record is not None and record.phase == "reopened":
         raise ProblemFound(f"run {run_id} changed after it was marked: it is archived once it has ended again")
+    if record is not None and record.phase in ("marking", "completed"):  # a bag now: a change would reopen it
+        raise ProblemFound(f"run {run_id}'s completion is not announced yet: the daemon archives it once it is")
     if any(p.target == "bag" for p in Prunings(ctx.ledger.store).pruned(run_id)):
         raise ProblemFound(f"run {run_id} is archived: retention deleted its local bag, its offloaded copy confirmed")
     root = ctx.workspace.root

@@ -374,7 +374,7 @@ class Ledger:
             return [row[0] for row in connection.execute(query)]
 
     def reopened_runs(self) -> list[str]:
-        """This daemon's runs waiting for their new end (`ix_monitor_runs_active`: as many rows as such runs)."""
+        """This daemon's runs waiting for their new end (`ix_monitor_runs_owed`: as many rows as such runs)."""
         return self.runs_in_phase("reopened")
 
     def take_over(self, live: Iterable[str], limit: int = 1000) -> dict[str, str]:
