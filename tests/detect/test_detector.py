@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from orchestrator_monitor.demo.simulator import SimulatedExecutor
+from orchestrator_monitor.detect import completions
 from orchestrator_monitor.detect.completions import CHEAP_WATCH_SECONDS, REOPEN_WATCH_SECONDS
 from orchestrator_monitor.detect.detector import LATE_WRITE_WATCH_SECONDS, Detector
 from orchestrator_monitor.detect.rule import final_status
@@ -204,6 +205,23 @@ def test_a_retry_that_came_and_went_across_a_restart_is_still_reopened(harness: 
     harness.restart()
     harness.reconcile()
     assert len(harness.recorder.of(EventType.RUN_REOPENED)) == 1  # once, also after another restart
+
+
+def test_the_full_comparison_reads_the_hour_in_batches_and_misses_no_run(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its snapshots are read a batch at a time (a flat memory peak): a retry in any batch is still found."""
+    monkeypatch.setattr(completions, "COMPARE_BATCH", 2)
+    harness.reconcile()
+    for n in range(5):
+        add_run(harness, f"r{n}", ["SUCCEEDED", "SUCCEEDED"])
+    harness.detect()
+    for n in range(5):
+        harness.ledger.archived(f"r{n}", "COMPLETED")
+    harness.restart()  # the cheap watch is gone: only the full comparison can see it
+    harness.sql("UPDATE tasks SET attempts = 2 WHERE run_id IN ('r0', 'r4') AND task_id LIKE '%.t1'")
+    harness.reconcile()
+    assert sorted(run_id for run_id, _ in harness.recorder.of(EventType.RUN_REOPENED)) == ["r0", "r4"]
 
 
 def test_a_change_after_the_mark_gives_one_run_reopened(harness: Harness) -> None:

@@ -43,6 +43,7 @@ REOPEN_WATCH_SECONDS = 3600.0
 # Older ones are left to the full comparison, every `completion.reconcile_seconds`, which reads them
 # from the ledger: only this window's runs are held in memory.
 CHEAP_WATCH_SECONDS = 300.0
+COMPARE_BATCH = 500  # runs whose snapshots the full comparison reads and compares at once
 IN_HAND_PHASES = frozenset({"marking", "completed", "reopened"})  # this loop's own work: their records stay
 _NO_ROWS: Mapping[str, int] = MappingProxyType({})
 FINISHED_PHASES = frozenset({"completed", "announced", "reopened", *BAGGED_PHASES})
@@ -345,15 +346,21 @@ class Completions:
         """
         self.learn_phases(dict.fromkeys(self._ledger.reopened_runs(), "reopened"))
         self._expire_watch(mono)
-        records = self._ledger.recent_fingerprints(format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS)))
-        records.update((run_id, self._records[run_id]) for run_id in self._watch_reopen)  # as new as the ledger's
-        if not records:
-            return
-        with connection.begin():
-            snapshots = fetch_snapshots(connection, self._tables, {r: rec.status or "" for r, rec in records.items()})
-        for run_id, snapshot in snapshots.items():
-            if fingerprint_text(snapshot) != records[run_id].fingerprint:
-                self._records.setdefault(run_id, records[run_id])
+        decided = self._ledger.recent_fingerprints(format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS)))
+        for run_id in self._watch_reopen:  # as new as the ledger's
+            watched = self._records[run_id]
+            decided[run_id] = (watched.status or "", watched.fingerprint or "")
+        runs = list(decided.items())
+        changed: list[str] = []
+        for start in range(0, len(runs), COMPARE_BATCH):  # a batch's snapshots at a time: a small, flat peak
+            batch = dict(runs[start : start + COMPARE_BATCH])
+            with connection.begin():
+                snapshots = fetch_snapshots(connection, self._tables, {r: status for r, (status, _) in batch.items()})
+            changed += [r for r, snapshot in snapshots.items() if fingerprint_text(snapshot) != batch[r][1]]
+        for run_id in changed:
+            record = self._records.get(run_id) or self._ledger.record(run_id)
+            if record is not None:
+                self._records.setdefault(run_id, record)
                 self.changed(run_id, "tasks or workstreams changed after the run was marked")
                 self._release(run_id)
 

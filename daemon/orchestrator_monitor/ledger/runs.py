@@ -174,11 +174,13 @@ class Ledger:
             rows = connection.execute(select(_R).where(OWED, self._mine()))
             return {row.run_id: _record(row) for row in rows}
 
-    def recent_fingerprints(self, since: str) -> dict[str, RunRecord]:
+    def recent_fingerprints(self, since: str) -> dict[str, tuple[str, str]]:
         """This daemon's runs completed (announced, archived or reported) at or after `since` that a change
-        would still reopen (not reopened yet, or waiting for their bag), with the rows their completion
-        was decided on: the full comparison's hour, read by time instead of held in memory."""
-        query = select(_R).where(
+        would still reopen (not reopened yet, or waiting for their bag): run_id -> (status, the rows their
+        completion was decided on). The full comparison's hour, read by time instead of held in memory,
+        as plain pairs: at three runs a second whole records (their task counts parsed) made each full
+        pass's peak grow through the first hour, and the daemon's RSS with it (bench/soak.py)."""
+        query = select(_R.c.run_id, _R.c.status, _R.c.fingerprint).where(
             _R.c.phase.in_(("announced", *BAGGED_PHASES)),
             _R.c.fingerprint.is_not(None),
             or_(_R.c.reopened == 0, _R.c.phase == "announced"),
@@ -186,7 +188,7 @@ class Ledger:
             self._mine(),
         )
         with self._store.engine.connect() as connection:
-            return {row.run_id: _record(row) for row in connection.execute(query)}
+            return {run_id: (status or "", fingerprint) for run_id, status, fingerprint in connection.execute(query)}
 
     def begin_marks(self, intents: Mapping[str, str]) -> set[str]:
         """Record the intent to mark these runs (run -> status); returns those this daemon holds now.
