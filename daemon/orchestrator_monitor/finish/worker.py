@@ -7,9 +7,8 @@ not readable yet, a database locked); `wake()` retries at once (the storage chec
 again). A run whose rows changed since its completion is dropped: nothing was published, and
 the detector hands it over again once it has ended again. At start it takes up what the ledger
 says is not done: runs `announced` (no bag yet), `published` (bag out, not recorded) and `archived`
-(not reported). `close` stops
-a copy at its next chunk, leaving staging and journal for the next start, and returns within
-CLOSE_SECONDS.
+(not reported). `close` stops a copy at its next chunk, leaving staging and journal for the next
+start, and returns within CLOSE_SECONDS.
 """
 
 from __future__ import annotations
@@ -128,14 +127,15 @@ class ArchiveWorker:
     def start(self) -> None:
         archival = self._pipeline.archival
         ledger = archival.ledger
-        for run_id in ledger.runs_in_phase("announced"):
+        announced = ledger.runs_in_phase("announced")
+        for run_id in announced:
             if (archival.workspace.archive_root / run_id).exists():
                 # renamed into place, then killed before the ledger's commit: recorded before the detector
                 # starts, so a change it finds keeps the bag rather than reopening a run whose bag is out
                 ledger.publish_bag(run_id, None, lambda: None)
-        for phase in ("announced", "published", "archived"):  # a bag to build, or one out to record and report
-            for run_id in ledger.runs_in_phase(phase):
-                self._schedule(run_id, 0.0)
+        # a bag to build, or one out to record and report
+        for run_id in announced + ledger.runs_in_phase("published") + ledger.runs_in_phase("archived"):
+            self._schedule(run_id, 0.0)
         self._thread = threading.Thread(target=self._run, name="archival", daemon=True)
         self._thread.start()
 

@@ -178,8 +178,8 @@ class Ledger:
         """This daemon's runs completed (announced, archived or reported) at or after `since` that a change
         would still reopen (not reopened yet, or waiting for their bag): run_id -> (status, the rows their
         completion was decided on). The full comparison's hour, read by time instead of held in memory,
-        as plain pairs: at three runs a second whole records (their task counts parsed) made each full
-        pass's peak grow through the first hour, and the daemon's RSS with it (bench/soak.py)."""
+        as plain pairs: at three runs a second that hour is some 10,000 runs, and whole records (their
+        task counts parsed) made a full pass's peak that much larger."""
         query = select(_R.c.run_id, _R.c.status, _R.c.fingerprint).where(
             _R.c.phase.in_(("announced", *BAGGED_PHASES)),
             _R.c.fingerprint.is_not(None),
