@@ -25,11 +25,11 @@ What it does:
 4. at the end stops the executor, waits for the daemon to catch up (at most a minute), stops it
    (SIGTERM), draws `soak.png` (matplotlib, imported only then: `pip install -e '.[bench]'`) and
    prints each series' least-squares slope per hour after the warm-up
-   (`--warmup-minutes`, default half the run, at most 5: the daemon's RSS climbs for its first two
-   or three minutes under this load, then levels off), beside the goals. Descriptors and
-   threads "grow" when the lowest value of the last third exceeds the lowest of the first third
-   (after the warm-up): descriptors an archival holds for a moment are spikes, a leak lifts the
-   floor.
+   (`--warmup-minutes`, default half the run, at most 5: the daemon's RSS climbs steeply for its
+   first two or three minutes under this load, then slowly; see the README's soak table), beside
+   the goals. Descriptors and threads "grow" when the lowest value of the last third exceeds the
+   lowest of the first third (after the warm-up): descriptors an archival holds for a moment are
+   spikes, a leak lifts the floor.
 
     .venv/bin/python bench/soak.py                     # 30 minutes
     .venv/bin/python bench/soak.py --quick             # 2 minutes
