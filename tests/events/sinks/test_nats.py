@@ -254,14 +254,19 @@ def test_events_resent_after_a_lost_cursor_are_stored_once(
 
     second = start_daemon(workspace, *nats_stream.settings())
     finish_runs(workspace, second, ["c"])
+    # said while the daemon runs (its resend thread looks every 0.2 s): a daemon stopped sooner sends
+    # what it owes at close, when its own log sink may already be closed
+    second.log.wait_for(
+        lambda log: any(
+            "events of an earlier run of the daemon sent" in line["message"]
+            for line in log.read()
+            if line["type"] == "log"
+        ),
+        what="the resend's log line",
+    )
     code, err = second.stop()
     assert code == 0, err
     assert_every_event_once(nats_stream, nats_stream.messages(), second.log)
-    assert any(
-        "events of an earlier run of the daemon sent" in line["message"]
-        for line in second.log.read()
-        if line["type"] == "log"
-    )
 
 
 def test_without_nats_py_the_sink_says_which_extra_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
