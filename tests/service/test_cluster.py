@@ -279,9 +279,9 @@ def test_a_daemon_killed_in_the_middle_of_archival_is_taken_over(cluster: Cluste
     a.log.wait_for(lambda log: log.events("HEARTBEAT"), what="a running")
     cluster.add_runs([victim], finished=True)
     a.log.wait_for(lambda log: log.events("ARCHIVE_STARTED", victim), what="a archiving the run")
-    deadline = time.monotonic() + 20  # the event comes before the staging: under load, seen before it is made
-    while not list(cluster.archive.glob(f".*/{victim}/bag")) and time.monotonic() < deadline:
-        time.sleep(0.002)
+    a.log.wait_for(  # the event comes before the staging: under load, seen before it is made
+        lambda _: any(cluster.archive.glob(f".*/{victim}/bag")), what="a's staging of the run"
+    )
     a.process.send_signal(signal.SIGSTOP)  # frozen mid-copy, then killed: no clean-up of any kind
     staging = list(cluster.archive.glob(f".*/{victim}"))
     a.kill()
