@@ -431,11 +431,20 @@ def report_inside(path: Path, warmup_s: float) -> None:
         ("malloc_used_bytes", "malloc in use", 1e6, "MB"),
         ("malloc_free_bytes", "malloc free held", 1e6, "MB"),
         ("malloc_mmap_bytes", "malloc mmapped", 1e6, "MB"),
+        ("pymalloc_arenas", "pymalloc arenas", 1, ""),
+        ("pymalloc_arenas_highwater", "  their highwater", 1, ""),
+        ("pymalloc_used_bytes", "pymalloc in use", 1e6, "MB"),
+        ("anon_heap_bytes", "anon: glibc heap", 1e6, "MB"),
+        ("anon_glibc_arenas_bytes", "anon: glibc arenas", 1e6, "MB"),
+        ("anon_stacks_bytes", "anon: thread stacks", 1e6, "MB"),
+        ("anon_other_bytes", "anon: the rest", 1e6, "MB"),
     ):
+        if column not in points[0][1]:
+            continue
         series = [(at, float(row[column]) / scale) for at, row in points]
         slope = slope_per_hour(series)
         shown = "-" if slope is None else f"{slope:+.2f} {unit}/hour"
-        print(f"   {title:<16} {series[0][1]:>9.2f} -> {series[-1][1]:>9.2f} {unit}, slope {shown}")
+        print(f"   {title:<20} {series[0][1]:>9.2f} -> {series[-1][1]:>9.2f} {unit}, slope {shown}")
 
 
 def report_growth(folder: Path, warmup_s: float, top: int = 15) -> None:

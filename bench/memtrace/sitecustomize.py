@@ -3,8 +3,11 @@
 bench/soak.py `--memory-detail` and `--tracemalloc` start the daemon so. MEMTRACE_DIR is where the
 files go: `memory.csv`, every MEMTRACE_SAMPLE seconds (default 10), the process's RssAnon, SQLite's own
 heap (`sqlite3_memory_used`: page caches, prepared statements; tracemalloc never sees it), the
-blocks Python has allocated (`sys.getallocatedblocks`), and glibc's malloc: bytes in use, free
-but held (fragmentation), mmapped (`mallinfo2`); with MEMTRACE_EVERY, also
+blocks Python has allocated (`sys.getallocatedblocks`), glibc's malloc: bytes in use, free
+but held (fragmentation), mmapped (`mallinfo2`), pymalloc's arenas and the bytes of its blocks
+in use (`_PyObject_DebugMallocStats`), and the resident anonymous memory by where it lies
+(/proc/self/smaps): glibc's main heap, its other arenas, thread stacks, everything else
+(pymalloc's arenas and glibc's mmapped chunks); with MEMTRACE_EVERY, also
 `snap-<seconds>.trace` files (`tracemalloc.Snapshot.dump`) that often, MEMTRACE_FRAMES frames kept
 per allocation.
 """
@@ -45,6 +48,58 @@ def _malloc_info():
     return call
 
 
+def _pymalloc_stats(folder):
+    """pymalloc's own counts (arenas now, their highwater, bytes in allocated blocks), read from the report
+    `_PyObject_DebugMallocStats` writes to a C FILE; (-1, -1, -1) where the interpreter has none."""
+    try:
+        libc, report = ctypes.CDLL(None), ctypes.pythonapi._PyObject_DebugMallocStats
+    except AttributeError:
+        return lambda: (-1, -1, -1)
+    libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+    libc.fclose.argtypes, report.argtypes = [ctypes.c_void_p], [ctypes.c_void_p]
+    path = os.path.join(folder, "pymalloc.txt")
+    wanted = ("# arenas allocated current", "# arenas highwater mark", "# bytes in allocated blocks")
+
+    def read():
+        handle = libc.fopen(path.encode(), b"w")
+        report(handle)
+        libc.fclose(handle)
+        with open(path) as text:
+            pairs = (line.partition("=") for line in text)
+            found = {k.strip(): int(v.replace(",", "")) for k, _, v in pairs if k.strip() in wanted}
+        return tuple(found.get(name, -1) for name in wanted)
+
+    return read
+
+
+def _smaps_anon():
+    """Resident anonymous bytes by kind: glibc's main heap ([heap]), its other arenas (the writable part of a
+    64 MiB-aligned reservation), thread stacks (a writable mapping right above a one-page guard), the rest."""
+    heap = arenas = stacks = rest = 0
+    previous = None
+    current = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                previous, current = current, (start, end, head[1], head[5] if len(head) > 5 else "")
+            elif head[0] == "Anonymous:" and current is not None:
+                size = int(head[1]) * 1024
+                start, _, perms, name = current
+                if name == "[heap]":
+                    heap += size
+                elif name or not perms.startswith("rw"):
+                    continue
+                elif start % (64 << 20) == 0:
+                    arenas += size
+                elif previous is not None and previous[1] == start and previous[2].startswith("---"):
+                    stacks += size
+                else:
+                    rest += size
+    return heap, arenas, stacks, rest
+
+
 def _rss_anon():
     with open("/proc/self/status") as status:
         for line in status:
@@ -54,17 +109,27 @@ def _rss_anon():
 
 
 def _sample_every(folder, every):
-    sqlite_used, mallinfo = _sqlite_memory_used(), _malloc_info()
+    sqlite_used, mallinfo, pymalloc = _sqlite_memory_used(), _malloc_info(), _pymalloc_stats(folder)
     started = time.monotonic()
     with open(os.path.join(folder, "memory.csv"), "w") as out:
         out.write(
-            "elapsed_s,rss_anon_bytes,sqlite_bytes,python_blocks,malloc_used_bytes,malloc_free_bytes,malloc_mmap_bytes\n"
+            "elapsed_s,rss_anon_bytes,sqlite_bytes,python_blocks,malloc_used_bytes,malloc_free_bytes,malloc_mmap_bytes,"
+            "pymalloc_arenas,pymalloc_arenas_highwater,pymalloc_used_bytes,"
+            "anon_heap_bytes,anon_glibc_arenas_bytes,anon_stacks_bytes,anon_other_bytes\n"
         )
         while True:
             time.sleep(every)
             info = mallinfo()
             heap = (info.uordblks, info.fordblks, info.hblkhd) if info is not None else (-1, -1, -1)
-            row = (round(time.monotonic() - started, 1), _rss_anon(), sqlite_used(), sys.getallocatedblocks(), *heap)
+            row = (
+                round(time.monotonic() - started, 1),
+                _rss_anon(),
+                sqlite_used(),
+                sys.getallocatedblocks(),
+                *heap,
+                *pymalloc(),
+                *_smaps_anon(),
+            )
             out.write(",".join(map(str, row)) + "\n")
             out.flush()
 
