@@ -6,15 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from orchestrator_monitor.inlists import CHUNK
 from orchestrator_monitor.state.schema import metadata
 from orchestrator_monitor.state.snapshots import (
-    CHUNK,
     STREAM_ROWS,
     fetch_orphan_run_ids,
     fetch_runs_with_open_rows,
+    fetch_statuses,
     iterate_all_runs,
 )
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, create_engine, event, insert, text
 from sqlalchemy.pool import NullPool
 from support import reference_tables
 
@@ -74,3 +75,17 @@ def test_the_reopen_watch_finds_the_runs_with_an_open_task_or_workstream(engine:
         found = fetch_runs_with_open_rows(connection, reference_tables(), watched)
         assert fetch_runs_with_open_rows(connection, reference_tables(), []) == set()
     assert found == {"run-00002", "run-00004", "run-00007"}  # run-02000 was not asked about
+
+
+def test_reads_of_any_number_of_runs_send_few_sql_texts(engine: Engine) -> None:
+    """Each list length was a new SQL text, prepared and cached anew by the driver (SQLite's heap swung
+    by 15 MB under the soak); padded lists leave one text per power of two."""
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: sent.append(statement))
+    ids = [f"run-{n:05d}" for n in range(100)]
+    with engine.connect() as connection, connection.begin():
+        for count in range(1, len(ids) + 1):
+            assert set(fetch_statuses(connection, reference_tables(), ids[:count])) == set(ids[:count])
+            fetch_runs_with_open_rows(connection, reference_tables(), ids[:count])
+    assert len(sent) == 200
+    assert len(set(sent)) == 2 * 8  # lengths 1, 2, 4 .. 128 for each of the two reads (100 texts each, unpadded)

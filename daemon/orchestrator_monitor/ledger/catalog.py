@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, nulls_first, select, update
 
+from ..inlists import chunks, padded
 from .store import MonitorStore, monitor_archive_facets, monitor_archive_locations, monitor_archives
 
 _A = monitor_archives
@@ -23,7 +24,7 @@ _L = monitor_archive_locations
 VERIFIED_OK = "ok"
 VERIFIED_CORRUPT = "corrupt"
 LOCAL = "local"
-_CHUNK = 500
+_CHUNK = 500  # entries recorded per transaction
 _NARROW_TIME = 50_000  # a time range holding at most this many bags is read rather than a name's index
 _FEW_MATCHES = 5_000  # a search matching more walks the bags newest first, checking each (see `search`)
 
@@ -117,14 +118,14 @@ class Catalog:
             for e in chunk
             for where in dict.fromkeys(e.locations)
         ]
-        ids = [e.run_id for e in chunk]
+        ids = padded([e.run_id for e in chunk])
         upsert = self._store.insert(_A)
         facts = {name: upsert.excluded[name] for name in rows[0] if name != "run_id"}
         with self._store.write() as connection:
             before = dict(
                 connection.execute(select(_A.c.run_id, _A.c.manifest_sha256).where(_A.c.run_id.in_(ids))).all()
             )
-            rebagged = [e.run_id for e in chunk if before.get(e.run_id, e.manifest_sha256) != e.manifest_sha256]
+            rebagged = padded([e.run_id for e in chunk if before.get(e.run_id, e.manifest_sha256) != e.manifest_sha256])
             connection.execute(upsert.on_conflict_do_update(index_elements=["run_id"], set_=facts), rows)
             connection.execute(delete(_F).where(_F.c.run_id.in_(ids)))
             connection.execute(delete(_L).where(_L.c.run_id.in_(ids), _L.c.kind == LOCAL))
@@ -140,8 +141,7 @@ class Catalog:
             known = [row[0] for row in connection.execute(select(_A.c.run_id).where(*_stored_under(under)))]
         gone = sorted(set(known) - run_ids)
         with self._store.write() as connection:
-            for start in range(0, len(gone), _CHUNK):
-                chunk = gone[start : start + _CHUNK]
+            for chunk in chunks(gone):
                 for table in (_F, _L, _A):
                     connection.execute(delete(table).where(table.c.run_id.in_(chunk)))
         return gone
@@ -207,8 +207,7 @@ class Catalog:
             ids = [row.run_id for row in rows]
             facets: dict[str, dict[str, list[str]]] = {i: {"tool": [], "error_type": []} for i in ids}
             locations: dict[str, list[str]] = {i: [] for i in ids}
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
+            for chunk in chunks(ids):
                 for f in connection.execute(select(_F).where(_F.c.run_id.in_(chunk)).order_by(_F.c.value)):
                     facets[f.run_id][f.kind].append(f.value)
                 for loc in connection.execute(

@@ -43,11 +43,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
+from ..inlists import chunks, padded
 from ..timefmt import format_timestamp, utc_now
 from .store import OWED, MonitorStore, monitor_meta, monitor_refusals, monitor_runs
 
 _NO_TASKS: Mapping[str, int] = MappingProxyType({})
-_CHUNK = 500  # run ids per IN (...) list
 _R = monitor_runs
 BAGGED_PHASES = ("published", "archived", "reported")  # the run's bag is out: a change now keeps it
 
@@ -163,8 +163,8 @@ class Ledger:
         found: dict[str, RunRecord] = {}
         ids = list(run_ids)
         with self._store.engine.connect() as connection:
-            for start in range(0, len(ids), _CHUNK):
-                rows = connection.execute(select(_R).where(_R.c.run_id.in_(ids[start : start + _CHUNK])))
+            for chunk in chunks(ids):
+                rows = connection.execute(select(_R).where(_R.c.run_id.in_(chunk)))
                 found.update((row.run_id, _record(row)) for row in rows)
         return found
 
@@ -229,8 +229,7 @@ class Ledger:
             ),
         )
         held: set[str] = set()
-        for start in range(0, len(run_ids), _CHUNK):
-            chunk = run_ids[start : start + _CHUNK]
+        for chunk in chunks(run_ids):
             held.update(connection.execute(query, {"run_ids": chunk, "phase": phase}).scalars().all())
         return held
 
@@ -238,7 +237,7 @@ class Ledger:
         """Drop intents whose mark never landed (the run changed first)."""
         ids = list(run_ids)
         if ids:
-            self._write(_R.delete().where(_R.c.run_id.in_(ids), _R.c.phase == "marking", self._mine()))
+            self._write(_R.delete().where(_R.c.run_id.in_(padded(ids)), _R.c.phase == "marking", self._mine()))
 
     def complete_many(self, completions: Sequence[Completion]) -> set[str]:
         """Record completions (first ones, or reopened runs' new ends: their `reopened` flag stays) in one
@@ -287,7 +286,7 @@ class Ledger:
                     .values(phase="announced", updated_at=bindparam("now"))
                 ),
             )
-            self._write(statement, {"run_ids": run_ids, "now": self._now()})
+            self._write(statement, {"run_ids": padded(run_ids), "now": self._now()})
 
     def archived(self, run_id: str, status: str) -> bool:
         """Record a published bag; False when it was recorded already (or the run's completion is not out yet).
@@ -362,10 +361,8 @@ class Ledger:
         """run_id -> phase of these runs: which have a published bag, which archival found reopened."""
         found: dict[str, str] = {}
         with self._store.engine.connect() as connection:
-            for start in range(0, len(run_ids), _CHUNK):
-                rows = connection.execute(
-                    select(_R.c.run_id, _R.c.phase).where(_R.c.run_id.in_(run_ids[start : start + _CHUNK]))
-                )
+            for chunk in chunks(run_ids):
+                rows = connection.execute(select(_R.c.run_id, _R.c.phase).where(_R.c.run_id.in_(chunk)))
                 found.update((run_id, intern(phase)) for run_id, phase in rows)
         return found
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, exc, select, text, update
 
+from ..inlists import padded
 from ..timefmt import format_timestamp, parse_timestamp
 from .records import RunSnapshot
 from .snapshots import fetch_snapshots, fetch_statuses, fetch_task_finish_times
@@ -143,6 +144,7 @@ def _lock_run_rows(connection: Connection, tables: StateTables, run_ids: list[st
     if postgresql:
         previous = connection.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
         connection.execute(text(f"SET LOCAL statement_timeout = '{MARK_LOCK_STATEMENT_MS}ms'"))
+    run_ids = padded(run_ids)
     rows = tables.task_rows
     connection.execute(select(rows.c.task_id).where(rows.c.run_id.in_(run_ids)).with_for_update(read=True))
     if tables.workstreams is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, UnaryExpression, case, func, or_, select
 
+from ..inlists import padded
 from .queries import RUN_COLUMNS, Row
 from .tables import StateTables
 
@@ -122,7 +123,7 @@ def fetch_task_counts_for(
         return counts
     query = (
         select(tasks.c.run_id, tasks.c.status, func.count())
-        .where(tasks.c.run_id.in_(run_ids))
+        .where(tasks.c.run_id.in_(padded(run_ids)))
         .group_by(tasks.c.run_id, tasks.c.status)
     )
     for run_id, status, count in connection.execute(query).all():

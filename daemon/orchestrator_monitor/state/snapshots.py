@@ -32,19 +32,14 @@ from sqlalchemy import (
     union,
 )
 
+from ..inlists import chunks
 from .records import RUN_STATUSES, RUN_TERMINAL, RunSnapshot, as_text
 from .tables import StateTables
 
 OPEN_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_TERMINAL)
 OPEN_TASK_STATUSES = ("PENDING", "QUEUED", "RUNNING")
-CHUNK = 500  # bound on IN (...) lists: SQLite's variable limit, and short statements
 STREAM_ROWS = 5000  # rows fetched at a time when every run is read
 RUN_IDS = "run_ids"  # the expanding parameter of the statements that read given runs
-
-
-def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), CHUNK):
-        yield list(items[start : start + CHUNK])
 
 
 def _statement(tables: StateTables, name: str, build: Callable[[], Any]) -> Any:
@@ -78,7 +73,7 @@ def fetch_open_runs(
         return {run_id: (status, run_dir) for run_id, status, run_dir in connection.execute(query).all()}
     query = _statement(tables, "open runs among", lambda: build().where(runs.c.run_id.in_(_run_ids())))
     found: dict[str, tuple[str, str | None]] = {}
-    for chunk in _chunks(among):
+    for chunk in chunks(among):
         rows = connection.execute(query, {RUN_IDS: chunk}).all()
         found.update((run_id, (status, run_dir)) for run_id, status, run_dir in rows)
     return found
@@ -144,7 +139,7 @@ def fetch_statuses(connection: Connection, tables: StateTables, run_ids: Sequenc
         tables, "statuses", lambda: select(runs.c.run_id, runs.c.status).where(runs.c.run_id.in_(_run_ids()))
     )
     found: dict[str, str] = {}
-    for chunk in _chunks(run_ids):
+    for chunk in chunks(run_ids):
         found.update((run_id, _text(status)) for run_id, status in connection.execute(query, {RUN_IDS: chunk}).all())
     return found
 
@@ -160,7 +155,7 @@ def fetch_candidates(connection: Connection, tables: StateTables, among: Sequenc
     query = _statement(
         tables, "candidates among", lambda: _candidates(tables).where(tables.runs.c.run_id.in_(_run_ids()))
     )
-    return [run_id for ids in _chunks(among) for run_id in connection.execute(query, {RUN_IDS: ids}).scalars().all()]
+    return [run_id for ids in chunks(among) for run_id in connection.execute(query, {RUN_IDS: ids}).scalars().all()]
 
 
 def _candidates(tables: StateTables) -> Select[tuple[str]]:
@@ -197,7 +192,7 @@ def fetch_snapshots(
             .group_by(tasks.c.run_id, tasks.c.status)
         ),
     )
-    for ids in _chunks(list(run_statuses)):
+    for ids in chunks(list(run_statuses)):
         for row in connection.execute(task_query, {RUN_IDS: ids}).all():
             task_rows[row[0]].append((_text(row[1]), *row[2:]))
         if workstreams is None:
@@ -257,7 +252,7 @@ def fetch_runs_with_open_rows(connection: Connection, tables: StateTables, run_i
         return set()
     query = _statement(tables, "runs with open rows", lambda: _runs_with_open_rows(tables))
     found: set[str] = set()
-    for ids in _chunks(run_ids):
+    for ids in chunks(run_ids):
         found.update(connection.execute(query, {RUN_IDS: ids}).scalars().all())
     return found
 
@@ -287,7 +282,7 @@ def fetch_task_finish_times(
         lambda: select(tasks.c.run_id, tasks.c.finished_at).where(tasks.c.run_id.in_(_run_ids())),
     )
     found: dict[str, list[Any]] = {run_id: [] for run_id in run_ids}
-    for ids in _chunks(run_ids):
+    for ids in chunks(run_ids):
         for run_id, finished_at in connection.execute(query, {RUN_IDS: ids}).all():
             found[run_id].append(finished_at)
     return found
