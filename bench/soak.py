@@ -9,7 +9,7 @@ What it does:
    process (`--set events.sinks=`, the dashboard on a free port, everything else the defaults),
    scraped as an operator's Prometheus and load balancer would: `/metrics` and `/healthz` every
    `--scrape-seconds` (default 15; 0: the dashboard off, nothing scraped), with the allocator the
-   systemd unit gives it (its `PYTHONMALLOC` and `MALLOC_*` settings; `--allocator default`:
+   systemd unit gives it (its `PYTHONMALLOC`, `LD_PRELOAD` and `MALLOC_*` settings; `--allocator default`:
    Python's and glibc's defaults);
    Before it starts, `--history` runs (default 20,000, 10 tasks each) are written into the state
    database as already finished, as a workspace some months old holds them: the daemon takes them
@@ -111,11 +111,11 @@ class Row:
 
 
 def is_allocator_setting(name: str) -> bool:
-    return name == "PYTHONMALLOC" or name.startswith("MALLOC_")
+    return name in ("PYTHONMALLOC", "LD_PRELOAD") or name.startswith("MALLOC_")
 
 
 def unit_allocator_settings() -> dict[str, str]:
-    """The allocator settings (`PYTHONMALLOC`, `MALLOC_*`) of the systemd unit's `Environment=` lines."""
+    """The allocator settings (`PYTHONMALLOC`, `LD_PRELOAD`, `MALLOC_*`) of the systemd unit's `Environment=` lines."""
     found: dict[str, str] = {}
     for line in UNIT.read_text().splitlines():
         if line.startswith("Environment="):

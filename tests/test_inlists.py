@@ -12,8 +12,8 @@ def test_chunks_hold_every_value_in_order_in_power_of_two_lists(values: list[str
     parts = list(chunks(values))
     real = [min(CHUNK, len(values) - index * CHUNK) for index in range(len(parts))]
     assert all(len(part) & (len(part) - 1) == 0 for part in parts)  # a power of two: 1, 2, 4 .. 512
-    assert [v for part, n in zip(parts, real) for v in part[:n]] == values  # every value once, in order
-    assert all(set(part[n:]) <= {part[n - 1]} for part, n in zip(parts, real))  # then its last one repeated
+    assert [v for part, n in zip(parts, real, strict=True) for v in part[:n]] == values  # every value once, in order
+    assert all(set(part[n:]) <= {part[n - 1]} for part, n in zip(parts, real, strict=True))  # then its last repeated
 
 
 def test_padding_repeats_the_last_value_and_leaves_empty_lists_empty() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import os
 import re
 import shutil
@@ -164,6 +165,9 @@ def test_under_a_real_systemd_it_runs_is_restarted_by_the_watchdog_and_stops_cle
     first = systemd.show("MainPID")
     environ = systemd.run("cat", f"/proc/{first}/environ").stdout.split("\0")
     assert "MALLOC_ARENA_MAX=2" in environ  # the unit's cap on glibc's arenas reaches the daemon
+    if ctypes.util.find_library("jemalloc"):  # and its allocator: the daemon's objects in jemalloc
+        assert "PYTHONMALLOC=malloc" in environ
+        assert "libjemalloc.so.2" in systemd.run("cat", f"/proc/{first}/maps").stdout
     systemd.systemctl("kill", "--signal=SIGSTOP", NAME)  # frozen: no progress, no WATCHDOG=1
     systemd.wait(lambda: systemd.show("NRestarts") not in ("", "0") and systemd.show("ActiveState") == "active",
                  "the watchdog restart")  # fmt: skip
