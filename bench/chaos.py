@@ -28,7 +28,7 @@ What it does:
    `archival.jsonl` renamed to `.1` as logrotate does, older ones shifted), `sighup_good` (a
    changed valid `config/monitor.toml`), `sighup_bad` (a broken one: TOML syntax, unknown key,
    wrong type, bad value, a too-short secret token; the good file is put back after the answer),
-   `db_readonly` (`chmod 0444` on the database for up to 8 s). Signals to the daemon never
+   `db_readonly` (`chmod 0444` on the database for up to 8 s, then its files back). Signals to the daemon never
    overlap each other; the other kinds may overlap anything;
 5. stops injecting, lets the executor finish every run (retries included), waits until the
    daemon is quiet (every ended run archived and reported, every reopened run announced) or
@@ -346,8 +346,10 @@ class Faults:
         self._count("db_readonly")
         try:
             time.sleep(self._hold(rng))
-        finally:
-            db.chmod(mode)
+        finally:  # as an operator would (`chmod 664 orchestration.db*`): the executor, root here, may have
+            # made a -wal or -shm during the spell, which SQLite creates with the database's mode (0444)
+            for path in (db, *db.parent.glob(db.name + "-*")):
+                path.chmod(mode)
 
     def _log_rotate(self, rng: random.Random) -> None:
         logs = self.chaos.ws / "logs"

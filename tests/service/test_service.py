@@ -236,6 +236,34 @@ def test_a_read_only_database_defers_marks_until_it_is_writable(workspace: Path,
     assert daemon.stop()[0] == 0
 
 
+@pytest.mark.slow
+def test_a_write_ahead_log_left_read_only_keeps_marks_waiting_and_says_so(workspace: Path, start_daemon) -> None:
+    """SQLite creates the -wal with the database's mode: made during a read-only spell (here by a root
+    executor), it stays read-only after it, and every connection opens the database read-only. Before,
+    the health check saw only the database file: safe mode ended and every mark failed, unexplained
+    (found by tests/test_chaos.py)."""
+    writer = Writer(workspace)
+    writer.add_run("before", ["RUNNING"])
+    executor = sqlite3.connect(writer.db)  # an executor's connection: its -wal is kept between writes
+    writer.db.chmod(0o444)
+    daemon: DaemonProcess = start_daemon(workspace, "health.db_check_seconds=0.3", prefix=WITHOUT_FILE_OVERRIDE)
+    daemon.log.wait_for(lambda log: log.events("SAFE_MODE_ENTERED"), what="safe mode")
+    writer.add_run("waiting", ["SUCCEEDED", "SKIPPED"])
+    daemon.log.wait_for(lambda log: log.events("RUN_STATUS_CHANGED", "waiting"), what="the run seen")
+    wal = writer.db.with_name(writer.db.name + "-wal")
+    assert wal.stat().st_mode & 0o777 == 0o444
+    writer.db.chmod(0o664)
+    daemon.log.wait_for(lambda _: b"-wal is not writable" in daemon.get("/api/health")[1], what="the -wal named")
+    assert not daemon.log.events("SAFE_MODE_EXITED") and writer.status("waiting") == "RUNNING"
+    for companion in writer.db.parent.glob(writer.db.name + "-*"):  # as an operator would: chmod 664 the db*
+        companion.chmod(0o664)
+    daemon.log.wait_for(lambda log: log.events("SAFE_MODE_EXITED"), what="safe mode left")
+    daemon.log.wait_for(lambda log: log.events("RUN_COMPLETED", "waiting"), what="the deferred mark")
+    assert writer.status("waiting") == "COMPLETED"
+    assert daemon.stop()[0] == 0
+    executor.close()
+
+
 def test_a_dashboard_open_to_the_network_without_a_token_is_refused(workspace: Path) -> None:
     result = run_process("daemon", "--workspace", str(workspace), "--set", "dashboard.host=0.0.0.0")
     assert result.code == 2

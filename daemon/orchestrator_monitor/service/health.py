@@ -83,6 +83,12 @@ def check_sqlite_database(
         if not path.exists():  # removed while we looked (a restore): missing, not read-only
             return DatabaseCheck(Observation(DATABASE, Condition.UNREACHABLE, f"{path} does not exist"), None)
         return DatabaseCheck(Observation(DATABASE, Condition.READ_ONLY, f"{path} is not writable"), verified)
+    for companion in (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")):
+        # SQLite creates them with the database's mode: one made during a read-only spell stays read-only
+        # after it, and every connection then opens the database read-only (found by tests/test_chaos.py)
+        if companion.exists() and not os.access(companion, os.W_OK):
+            detail = f"{companion} is not writable (SQLite opens the database read-only while it is not)"
+            return DatabaseCheck(Observation(DATABASE, Condition.READ_ONLY, detail), verified)
     return DatabaseCheck(Observation(DATABASE, Condition.OK, f"{path}: ok"), verified)
 
 
