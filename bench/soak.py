@@ -345,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.update(allocator)
     if args.tracemalloc or args.memory_detail:
         (args.out / "trace").mkdir(exist_ok=True)
-        env.update(PYTHONPATH=str(MEMTRACE), MEMTRACE_DIR=str(args.out / "trace"))
+        # before any PYTHONPATH of the caller's (a worktree's daemon/, soaked with this venv)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(MEMTRACE), env.get("PYTHONPATH"))))
+        env["MEMTRACE_DIR"] = str(args.out / "trace")
     if args.tracemalloc:
         env["MEMTRACE_EVERY"] = str(args.tracemalloc * 60)
     port = free_port()
@@ -438,9 +440,13 @@ def report_inside(path: Path, warmup_s: float) -> None:
         ("anon_glibc_arenas_bytes", "anon: glibc arenas", 1e6, "MB"),
         ("anon_stacks_bytes", "anon: thread stacks", 1e6, "MB"),
         ("anon_other_bytes", "anon: the rest", 1e6, "MB"),
+        ("jemalloc_allocated_bytes", "jemalloc allocated", 1e6, "MB"),
+        ("jemalloc_active_bytes", "jemalloc active", 1e6, "MB"),
+        ("jemalloc_resident_bytes", "jemalloc resident", 1e6, "MB"),
+        ("jemalloc_metadata_bytes", "jemalloc metadata", 1e6, "MB"),
     ):
-        if column not in points[0][1]:
-            continue
+        if column not in points[0][1] or float(points[0][1][column]) < 0:
+            continue  # not sampled by this daemon, or not under this allocator
         series = [(at, float(row[column]) / scale) for at, row in points]
         slope = slope_per_hour(series)
         shown = "-" if slope is None else f"{slope:+.2f} {unit}/hour"

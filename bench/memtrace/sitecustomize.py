@@ -7,7 +7,8 @@ blocks Python has allocated (`sys.getallocatedblocks`), glibc's malloc: bytes in
 but held (fragmentation), mmapped (`mallinfo2`), pymalloc's arenas and the bytes of its blocks
 in use (`_PyObject_DebugMallocStats`), and the resident anonymous memory by where it lies
 (/proc/self/smaps): glibc's main heap, its other arenas, thread stacks, everything else
-(pymalloc's arenas and glibc's mmapped chunks); with MEMTRACE_EVERY, also
+(pymalloc's arenas and glibc's mmapped chunks), and, under jemalloc (LD_PRELOAD), its own counts
+(`mallctl`): bytes the program holds, in active pages, resident, and its metadata; with MEMTRACE_EVERY, also
 `snap-<seconds>.trace` files (`tracemalloc.Snapshot.dump`) that often, MEMTRACE_FRAMES frames kept
 per allocation.
 """
@@ -72,6 +73,36 @@ def _pymalloc_stats(folder):
     return read
 
 
+def _jemalloc_stats():
+    """jemalloc's `stats.allocated`, `.active`, `.resident`, `.metadata` (refreshed by writing `epoch`):
+    allocated growing is memory held; resident growing beside a level allocated is fragmentation."""
+    names = (b"stats.allocated", b"stats.active", b"stats.resident", b"stats.metadata")
+    try:
+        mallctl = ctypes.CDLL(None).mallctl
+    except AttributeError:
+        return lambda: (-1,) * len(names)
+    mallctl.restype = ctypes.c_int
+    mallctl.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+    ]
+
+    def read():
+        epoch = ctypes.c_uint64(1)
+        mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))
+        values = []
+        for name in names:
+            value, size = ctypes.c_size_t(), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+            failed = mallctl(name, ctypes.byref(value), ctypes.byref(size), None, 0)
+            values.append(-1 if failed else value.value)
+        return tuple(values)
+
+    return read
+
+
 def _smaps_anon():
     """Resident anonymous bytes by kind: glibc's main heap ([heap]), its other arenas (the writable part of a
     64 MiB-aligned reservation), thread stacks (a writable mapping right above a one-page guard), the rest."""
@@ -110,12 +141,14 @@ def _rss_anon():
 
 def _sample_every(folder, every):
     sqlite_used, mallinfo, pymalloc = _sqlite_memory_used(), _malloc_info(), _pymalloc_stats(folder)
+    jemalloc = _jemalloc_stats()
     started = time.monotonic()
     with open(os.path.join(folder, "memory.csv"), "w") as out:
         out.write(
             "elapsed_s,rss_anon_bytes,sqlite_bytes,python_blocks,malloc_used_bytes,malloc_free_bytes,malloc_mmap_bytes,"
             "pymalloc_arenas,pymalloc_arenas_highwater,pymalloc_used_bytes,"
-            "anon_heap_bytes,anon_glibc_arenas_bytes,anon_stacks_bytes,anon_other_bytes\n"
+            "anon_heap_bytes,anon_glibc_arenas_bytes,anon_stacks_bytes,anon_other_bytes,"
+            "jemalloc_allocated_bytes,jemalloc_active_bytes,jemalloc_resident_bytes,jemalloc_metadata_bytes\n"
         )
         while True:
             time.sleep(every)
@@ -129,6 +162,7 @@ def _sample_every(folder, every):
                 *heap,
                 *pymalloc(),
                 *_smaps_anon(),
+                *jemalloc(),
             )
             out.write(",".join(map(str, row)) + "\n")
             out.flush()
