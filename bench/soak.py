@@ -200,6 +200,16 @@ def grows(values: Sequence[float]) -> bool:
     return min(values[-third:]) > min(values[third:-third])
 
 
+def rss_by_thirds(rows: Sequence[Row]) -> str:
+    """The RSS slope in each third: an allocator's pages settle (slopes falling to zero), a leak does not."""
+    third = len(rows) // 3
+    if third < 2:
+        return "-"
+    parts = (rows[:third], rows[third:-third], rows[-third:])
+    slopes = (slope_per_hour([(row.elapsed_s, row.rss_mb) for row in part]) for part in parts)
+    return ", ".join("-" if slope is None else f"{slope:+.2f}" for slope in slopes) + " MB/hour"
+
+
 class Sampler:
     """Samples the daemon every `interval` seconds on a thread of its own, into `rows`."""
 
@@ -448,8 +458,8 @@ def report_inside(path: Path, warmup_s: float) -> None:
         ("jemalloc_resident_bytes", "jemalloc resident", 1e6, "MB"),
         ("jemalloc_metadata_bytes", "jemalloc metadata", 1e6, "MB"),
     ):
-        if column not in points[0][1] or float(points[0][1][column]) < 0:
-            continue  # not sampled by this daemon, or not under this allocator
+        if column not in points[0][1] or all(float(row[column]) <= 0 for _, row in points):
+            continue  # not sampled by this daemon, or not this allocator's (glibc's counts under jemalloc)
         series = [(at, float(row[column]) / scale) for at, row in points]
         slope = slope_per_hour(series)
         shown = "-" if slope is None else f"{slope:+.2f} {unit}/hour"
@@ -515,6 +525,7 @@ def report(
             f"   {title:<20} {values[0]:>9.2f} {values[-1]:>9.2f} {min(values):>9.2f} {max(values):>9.2f} "
             f"{shown:>12}  {verdict}"
         )
+    print(f"   RSS slope by thirds of the measured time: {rss_by_thirds(measured)} (settling, or steady growth)")
     print(f"   csv: {csv_path}")
     print(f"   png: {png_path}" if drawn else f"   png: none. {INSTALL_HINT}")
     print("== goals: " + ("all met" if verdicts and all(verdicts) else "missed (see above)"))
