@@ -55,6 +55,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from chaos_support import (
     Daemon,
@@ -69,6 +70,7 @@ from chaos_support import (
 )
 
 GOAL_RSS_MB_PER_HOUR = 1.0
+T = TypeVar("T")
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "orchestrator-monitor.service"
 MEMTRACE = Path(__file__).resolve().parent / "memtrace"  # its sitecustomize.py traces the daemon
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -187,6 +189,12 @@ def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread * 3600
 
 
+def thirds(values: Sequence[T]) -> tuple[Sequence[T], Sequence[T], Sequence[T]]:
+    """First, middle and last third (the middle one takes what does not divide); at least three values."""
+    third = len(values) // 3
+    return values[:third], values[third:-third], values[-third:]
+
+
 def grows(values: Sequence[float]) -> bool:
     """The floor rose: the lowest value of the last third above the lowest of the middle third.
 
@@ -194,19 +202,17 @@ def grows(values: Sequence[float]) -> bool:
     a spike; a pool filling to its size lifts it once, early (the state database's pool reaches its
     five connections 6 to 9 minutes in, when passes first overlap), so the first third is not the
     reference."""
-    third = len(values) // 3
-    if third == 0:
+    if len(values) < 3:
         return False
-    return min(values[-third:]) > min(values[third:-third])
+    _, middle, last = thirds(values)
+    return min(last) > min(middle)
 
 
 def rss_by_thirds(rows: Sequence[Row]) -> str:
     """The RSS slope in each third: an allocator's pages settle (slopes falling to zero), a leak does not."""
-    third = len(rows) // 3
-    if third < 2:
+    if len(rows) < 6:
         return "-"
-    parts = (rows[:third], rows[third:-third], rows[-third:])
-    slopes = (slope_per_hour([(row.elapsed_s, row.rss_mb) for row in part]) for part in parts)
+    slopes = (slope_per_hour([(row.elapsed_s, row.rss_mb) for row in part]) for part in thirds(rows))
     return ", ".join("-" if slope is None else f"{slope:+.2f}" for slope in slopes) + " MB/hour"
 
 
