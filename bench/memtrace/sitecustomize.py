@@ -8,7 +8,9 @@ but held (fragmentation), mmapped (`mallinfo2`), pymalloc's arenas and the bytes
 in use (`_PyObject_DebugMallocStats`), and the resident anonymous memory by where it lies
 (/proc/self/smaps): glibc's main heap, its other arenas, thread stacks, everything else
 (pymalloc's arenas and glibc's mmapped chunks), and, under jemalloc (LD_PRELOAD), its own counts
-(`mallctl`): bytes the program holds, in active pages, resident, and its metadata; with MEMTRACE_EVERY, also
+(`mallctl`): bytes the program holds, in active pages, resident, and its metadata, and every
+MEMTRACE_JEMALLOC seconds (default 300) its whole report as `jemalloc-<seconds>.json` (`malloc_stats_print`:
+each size class's regions in use and slabs, which bench/jemalloc_bins.py compares); with MEMTRACE_EVERY, also
 `snap-<seconds>.trace` files (`tracemalloc.Snapshot.dump`) that often, MEMTRACE_FRAMES frames kept
 per allocation.
 """
@@ -103,6 +105,23 @@ def _jemalloc_stats():
     return read
 
 
+def _jemalloc_report():
+    """jemalloc's `malloc_stats_print` as JSON (per-arena detail left out, the merged arena kept); None without it."""
+    try:
+        report = ctypes.CDLL(None).malloc_stats_print
+    except AttributeError:
+        return None
+    writer = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
+    report.restype, report.argtypes = None, [writer, ctypes.c_void_p, ctypes.c_char_p]
+
+    def read():
+        parts = []
+        report(writer(lambda _, text: parts.append(text)), None, b"Ja")
+        return b"".join(parts)
+
+    return read
+
+
 def _smaps_anon():
     """Resident anonymous bytes by kind: glibc's main heap ([heap]), its other arenas (the writable part of a
     64 MiB-aligned reservation), thread stacks (a writable mapping right above a one-page guard), the rest."""
@@ -141,8 +160,9 @@ def _rss_anon():
 
 def _sample_every(folder, every):
     sqlite_used, mallinfo, pymalloc = _sqlite_memory_used(), _malloc_info(), _pymalloc_stats(folder)
-    jemalloc = _jemalloc_stats()
-    started = time.monotonic()
+    jemalloc, jemalloc_report = _jemalloc_stats(), _jemalloc_report()
+    report_every = float(os.environ.get("MEMTRACE_JEMALLOC", "300"))
+    started = next_report = time.monotonic()
     with open(os.path.join(folder, "memory.csv"), "w") as out:
         out.write(
             "elapsed_s,rss_anon_bytes,sqlite_bytes,python_blocks,malloc_used_bytes,malloc_free_bytes,malloc_mmap_bytes,"
@@ -166,6 +186,10 @@ def _sample_every(folder, every):
             )
             out.write(",".join(map(str, row)) + "\n")
             out.flush()
+            if jemalloc_report is not None and time.monotonic() >= next_report:
+                next_report += report_every
+                with open(os.path.join(folder, f"jemalloc-{int(row[0]):06d}.json"), "wb") as dump:
+                    dump.write(jemalloc_report())
 
 
 def _dump_every(folder, every):
