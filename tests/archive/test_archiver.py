@@ -276,6 +276,21 @@ def test_an_interrupted_archival_resumes_from_its_journal(workspace: Path, cli) 
     assert not staging.exists() and len(reports) == 3
 
 
+def test_every_bag_is_copied_and_synced_on_the_same_threads(workspace: Path, cli) -> None:
+    def archive_threads() -> set[threading.Thread]:
+        return {thread for thread in threading.enumerate() if thread.name.startswith(("archive-copy", "archive-sync"))}
+
+    for run_id in ("first", "second"):
+        run_dir = add_terminal_run(workspace, run_id)
+        for n in range(8):
+            (run_dir / f"f{n}").write_bytes(os.urandom(4096))
+    assert cli("archive", "--run", "first", "--workspace", str(workspace)).code == 0
+    after_first = archive_threads()
+    assert cli("archive", "--run", "second", "--workspace", str(workspace)).code == 0
+    assert after_first and archive_threads() == after_first  # a pool per bag: none left, new ones each bag
+    assert_bagit_valid(workspace / ".archive" / "second")
+
+
 def test_a_failing_resume_closes_the_journal(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = interrupt_archival(workspace, "leak", files=20, stop_after=10)
 

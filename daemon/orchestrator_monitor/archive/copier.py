@@ -4,6 +4,8 @@ Each chunk read is hashed and written, so the payload is read once. A file whose
 times change while it is copied is copied again, up to CHANGE_ATTEMPTS times, then reported
 (`source_changed`). `fdatasync` of each copy runs on a small pool of its own (`SyncPool`),
 overlapping the next copies instead of one global `sync` that would flush other programs' data.
+Its threads are started once per process and serve every bag: a pool per bag started and ended
+several threads a bag, hours on end.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +25,7 @@ from .tree import FileEntry, open_beneath
 CHUNK_BYTES = 1 << 20
 CHANGE_ATTEMPTS = 3
 SYNC_THREADS = 4
+_SYNC_THREADS = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="archive-sync")
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -99,14 +102,14 @@ def _stream(source: int, out: int, stop: Flag, name: str) -> tuple[str, int]:
 
 
 class SyncPool:
-    """`fdatasync` + close of finished copies on worker threads; `then` runs once a copy is durable."""
+    """One bag's `fdatasync` + close of finished copies, on the process's sync threads; `then` runs once a
+    copy is durable."""
 
-    def __init__(self, threads: int = SYNC_THREADS) -> None:
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="archive-sync")
+    def __init__(self) -> None:
         self._futures: list[Future[None]] = []
 
     def submit(self, fd: int, then: Callable[[], None]) -> None:
-        self._futures.append(self._pool.submit(_sync_close, fd, then))
+        self._futures.append(_SYNC_THREADS.submit(_sync_close, fd, then))
 
     def wait(self) -> None:
         """Wait for every submitted copy; the first failure is raised (as a storage failure)."""
@@ -116,8 +119,9 @@ class SyncPool:
             if error is not None:
                 raise error
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+    def settle(self) -> None:
+        """Wait for every submitted copy, failed or not: each descriptor is closed on return."""
+        wait(self._futures)
 
 
 def _sync_close(fd: int, then: Callable[[], None]) -> None:

@@ -2,14 +2,15 @@
 
 Copies run on COPY_THREADS threads (reads, writes and SHA-256 all release the GIL), their
 `fdatasync` on the `SyncPool` beside them; the first failure stops the other copies at their
-next chunk. Hard links are copied once and linked again inside the bag.
+next chunk. Hard links are copied once and linked again inside the bag. The copy threads are
+started once per process and serve every bag.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,7 @@ from .names import bag_path_for
 from .tree import FileEntry, Inventory, RunDir, open_root
 
 COPY_THREADS = 4
+_COPY_THREADS = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="archive-copy")
 
 
 @dataclass
@@ -72,13 +74,15 @@ def stage_payload(
             failed.set()
             raise
 
+    copies: list[Future[None]] = []
     try:
-        with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="archive-copy") as pool:
-            futures = [pool.submit(stage, e) for e in inventory.files if e.first is None]
-        _raise_first_cause([f.exception() for f in futures])
+        copies.extend(_COPY_THREADS.submit(stage, e) for e in inventory.files if e.first is None)
+        _raise_first_cause([f.exception() for f in copies])
         sync.wait()
     finally:
-        sync.shutdown()
+        failed.set()  # if submitting failed part way, the copies queued stop at their first chunk
+        wait(copies)
+        sync.settle()
         os.close(root_fd)
     for entry in inventory.files:
         if entry.first is not None:
