@@ -10,11 +10,13 @@ in use (`_PyObject_DebugMallocStats`), and the resident anonymous memory by wher
 (pymalloc's arenas and glibc's mmapped chunks), and, under jemalloc (LD_PRELOAD), its own counts
 (`mallctl`): bytes the program holds, in active pages, resident, and its metadata, and every
 MEMTRACE_JEMALLOC seconds (default 300) its whole report as `jemalloc-<seconds>.json` (`malloc_stats_print`:
-each size class's regions in use and slabs, which bench/jemalloc_bins.py compares); with MEMTRACE_EVERY, also
+each size class's regions in use and slabs, which bench/jemalloc_bins.py compares); in `threads.txt`, the
+Python threads by name (numbers dropped) each time they change; with MEMTRACE_EVERY, also
 `snap-<seconds>.trace` files (`tracemalloc.Snapshot.dump`) that often, MEMTRACE_FRAMES frames kept
 per allocation.
 """
 
+import collections
 import ctypes
 import ctypes.util
 import os
@@ -150,6 +152,12 @@ def _smaps_anon():
     return heap, arenas, stacks, rest
 
 
+def _thread_names():
+    """The daemon's Python threads by name, numbers dropped (`archive-copy_3` counts as `archive-copy_`)."""
+    names = collections.Counter(thread.name.rstrip("0123456789") for thread in threading.enumerate())
+    return " ".join(f"{name}={count}" for name, count in sorted(names.items()))
+
+
 def _rss_anon():
     with open("/proc/self/status") as status:
         for line in status:
@@ -163,7 +171,8 @@ def _sample_every(folder, every):
     jemalloc, jemalloc_report = _jemalloc_stats(), _jemalloc_report()
     report_every = float(os.environ.get("MEMTRACE_JEMALLOC", "300"))
     started = next_report = time.monotonic()
-    with open(os.path.join(folder, "memory.csv"), "w") as out:
+    threads_seen = None
+    with open(os.path.join(folder, "memory.csv"), "w") as out, open(os.path.join(folder, "threads.txt"), "w") as names:
         out.write(
             "elapsed_s,rss_anon_bytes,sqlite_bytes,python_blocks,malloc_used_bytes,malloc_free_bytes,malloc_mmap_bytes,"
             "pymalloc_arenas,pymalloc_arenas_highwater,pymalloc_used_bytes,"
@@ -186,6 +195,11 @@ def _sample_every(folder, every):
             )
             out.write(",".join(map(str, row)) + "\n")
             out.flush()
+            threads_now = _thread_names()
+            if threads_now != threads_seen:
+                threads_seen = threads_now
+                names.write(f"{row[0]}\t{threads_now}\n")
+                names.flush()
             if jemalloc_report is not None and time.monotonic() >= next_report:
                 next_report += report_every
                 with open(os.path.join(folder, f"jemalloc-{int(row[0]):06d}.json"), "wb") as dump:
