@@ -210,7 +210,8 @@ def test_a_retry_that_came_and_went_across_a_restart_is_still_reopened(harness: 
 def test_the_full_comparison_reads_the_hour_in_batches_and_misses_no_run(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its snapshots are read a batch at a time (a flat memory peak): a retry in any batch is still found."""
+    """The ledger's hour and its snapshots are read a batch at a time (a flat memory peak, however many runs
+    ended in the hour): a retry in any batch is still found."""
     monkeypatch.setattr(completions, "COMPARE_BATCH", 2)
     harness.reconcile()
     for n in range(5):
@@ -219,9 +220,19 @@ def test_the_full_comparison_reads_the_hour_in_batches_and_misses_no_run(
     for n in range(5):
         harness.ledger.archived(f"r{n}", "COMPLETED")
     harness.restart()  # the cheap watch is gone: only the full comparison can see it
+    held: list[int] = []
+    read = harness.ledger.recent_fingerprints
+
+    def counted(since: str, batch: int) -> Iterator[dict[str, tuple[str, str]]]:
+        for decided in read(since, batch):
+            held.append(len(decided))
+            yield decided
+
+    monkeypatch.setattr(harness.ledger, "recent_fingerprints", counted)
     harness.sql("UPDATE tasks SET attempts = 2 WHERE run_id IN ('r0', 'r4') AND task_id LIKE '%.t1'")
     harness.reconcile()
     assert sorted(run_id for run_id, _ in harness.recorder.of(EventType.RUN_REOPENED)) == ["r0", "r4"]
+    assert held == [2, 2, 1]  # read whole, the hour's 10,000 runs (at three a second) made each pass's peak
 
 
 def test_a_change_after_the_mark_gives_one_run_reopened(harness: Harness) -> None:

@@ -346,23 +346,32 @@ class Completions:
         """
         self.learn_phases(dict.fromkeys(self._ledger.reopened_runs(), "reopened"))
         self._expire_watch(mono)
-        decided = self._ledger.recent_fingerprints(format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS)))
-        for run_id in self._watch_reopen:  # as new as the ledger's
-            watched = self._records[run_id]
-            decided[run_id] = (watched.status or "", watched.fingerprint or "")
-        runs = list(decided.items())
+        since = format_timestamp(now - timedelta(seconds=REOPEN_WATCH_SECONDS))
+        records = (self._records[run_id] for run_id in self._watch_reopen)  # as new as the ledger's
+        newer = {record.run_id: (record.status or "", record.fingerprint or "") for record in records}
         changed: list[str] = []
-        for start in range(0, len(runs), COMPARE_BATCH):  # a batch's snapshots at a time: a small, flat peak
-            batch = dict(runs[start : start + COMPARE_BATCH])
-            with connection.begin():
-                snapshots = fetch_snapshots(connection, self._tables, {r: status for r, (status, _) in batch.items()})
-            changed += [r for r, snapshot in snapshots.items() if fingerprint_text(snapshot) != batch[r][1]]
+        for decided in self._ledger.recent_fingerprints(since, COMPARE_BATCH):  # a batch at a time: a flat peak
+            decided.update((run_id, newer.pop(run_id)) for run_id in decided.keys() & newer.keys())
+            changed += self._changed_among(connection, decided)
+        changed += self._changed_among(connection, newer)  # the watched runs the ledger's hour did not have
         for run_id in changed:
             record = self._records.get(run_id) or self._ledger.record(run_id)
             if record is not None:
                 self._records.setdefault(run_id, record)
                 self.changed(run_id, "tasks or workstreams changed after the run was marked")
                 self._release(run_id)
+
+    def _changed_among(self, connection: Connection, decided: Mapping[str, tuple[str, str]]) -> list[str]:
+        """Of these runs (run_id -> (status, fingerprint)), those whose rows differ from the fingerprint their
+        completion was decided on; their snapshots read COMPARE_BATCH at a time."""
+        runs = list(decided.items())
+        changed: list[str] = []
+        for start in range(0, len(runs), COMPARE_BATCH):
+            batch = dict(runs[start : start + COMPARE_BATCH])
+            with connection.begin():
+                snapshots = fetch_snapshots(connection, self._tables, {r: status for r, (status, _) in batch.items()})
+            changed += [r for r, snapshot in snapshots.items() if fingerprint_text(snapshot) != batch[r][1]]
+        return changed
 
     def _expire_watch(self, mono: float) -> None:
         """Past the cheap window a run's record leaves memory unless this loop still owes it work (the

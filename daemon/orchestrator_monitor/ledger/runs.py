@@ -33,7 +33,7 @@ archival).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from sys import intern
@@ -174,12 +174,13 @@ class Ledger:
             rows = connection.execute(select(_R).where(OWED, self._mine()))
             return {row.run_id: _record(row) for row in rows}
 
-    def recent_fingerprints(self, since: str) -> dict[str, tuple[str, str]]:
+    def recent_fingerprints(self, since: str, batch: int) -> Iterator[dict[str, tuple[str, str]]]:
         """This daemon's runs completed (announced, archived or reported) at or after `since` that a change
         would still reopen (not reopened yet, or waiting for their bag): run_id -> (status, the rows their
-        completion was decided on). The full comparison's hour, read by time instead of held in memory,
-        as plain pairs: at three runs a second that hour is some 10,000 runs, and whole records (their
-        task counts parsed) made a full pass's peak that much larger."""
+        completion was decided on), `batch` runs at a time. The full comparison's hour, read by time
+        instead of held in memory, and streamed: at three runs a second that hour is some 10,000 runs,
+        and read whole each pass its peak grew for the whole first hour, the allocator's pages with it
+        (bench/soak.py, bench/jemalloc_bins.py)."""
         query = select(_R.c.run_id, _R.c.status, _R.c.fingerprint).where(
             _R.c.phase.in_(("announced", *BAGGED_PHASES)),
             _R.c.fingerprint.is_not(None),
@@ -188,7 +189,8 @@ class Ledger:
             self._mine(),
         )
         with self._store.engine.connect() as connection:
-            return {run_id: (status or "", fingerprint) for run_id, status, fingerprint in connection.execute(query)}
+            for rows in connection.execution_options(yield_per=batch).execute(query).partitions():
+                yield {run_id: (status or "", fingerprint) for run_id, status, fingerprint in rows}
 
     def begin_marks(self, intents: Mapping[str, str]) -> set[str]:
         """Record the intent to mark these runs (run -> status); returns those this daemon holds now.
