@@ -16,6 +16,7 @@ import pytest
 from archive_support import add_terminal_run, assert_bagit_valid, assert_reports_valid, bag_files, manifest_paths
 from orchestrator_monitor.archive import staging
 from orchestrator_monitor.archive.archiver import fetch_terminal_run
+from orchestrator_monitor.archive.chunks import chunk_buffer
 from orchestrator_monitor.archive.failures import ArchiveFailure, Interrupted
 from orchestrator_monitor.archive.tree import RunDir
 from orchestrator_monitor.config import Settings, load_settings
@@ -289,6 +290,16 @@ def test_every_bag_is_copied_and_synced_on_the_same_threads(workspace: Path, cli
     assert cli("archive", "--run", "second", "--workspace", str(workspace)).code == 0
     assert after_first and archive_threads() == after_first  # a pool per bag: none left, new ones each bag
     assert_bagit_valid(workspace / ".archive" / "second")
+
+
+def test_a_thread_reads_every_file_into_one_buffer_of_its_own() -> None:
+    mine = chunk_buffer()
+    assert chunk_buffer() is mine  # not a fresh megabyte zeroed and faulted in per file
+    theirs: list[bytearray] = []
+    thread = threading.Thread(target=lambda: theirs.append(chunk_buffer()))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine  # two copies at once never share one
 
 
 def test_a_failing_resume_closes_the_journal(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,11 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Protocol
 
+from .chunks import chunk_buffer
 from .failures import PERMISSION_ERRNOS, ArchiveFailure, Interrupted, storage_failure
 from .names import listing_name
 from .tree import FileEntry, open_beneath
 
-CHUNK_BYTES = 1 << 20
 CHANGE_ATTEMPTS = 3
 SYNC_THREADS = 4
 _SYNC_THREADS = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="archive-sync")
@@ -76,7 +76,7 @@ def _copy_once(root_fd: int, entry: FileEntry, out: int, stop: Flag, name: str) 
 
 def _stream(source: int, out: int, stop: Flag, name: str) -> tuple[str, int]:
     hasher = hashlib.sha256()
-    buffer = bytearray(CHUNK_BYTES)
+    buffer = chunk_buffer()
     view = memoryview(buffer)
     total = 0
     while True:
