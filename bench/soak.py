@@ -40,12 +40,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
+import math
 import os
 import random
 import shlex
 import shutil
 import signal
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -187,6 +190,25 @@ def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
     if spread == 0:
         return None
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread * 3600
+
+
+def median_slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
+    """Theil-Sen: the median of the slopes between every two points, per hour. An archival burst that lifts
+    a few samples near either end tilts the least-squares line; it barely moves this."""
+    slopes = [(y2 - y1) / (x2 - x1) for (x1, y1), (x2, y2) in itertools.combinations(points, 2) if x2 != x1]
+    return statistics.median(slopes) * 3600 if slopes else None
+
+
+def slope_error_per_hour(points: Sequence[tuple[float, float]]) -> float | None:
+    """The least-squares slope's standard error, per hour: how far apart two soaks' slopes must be to differ."""
+    slope = slope_per_hour(points)
+    if slope is None or len(points) < 3:
+        return None
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    residuals = sum((y - mean_y - slope / 3600 * (x - mean_x)) ** 2 for x, y in points)
+    return math.sqrt(residuals / (n - 2) / sum((x - mean_x) ** 2 for x, _ in points)) * 3600
 
 
 def thirds(values: Sequence[T]) -> tuple[Sequence[T], Sequence[T], Sequence[T]]:
@@ -532,6 +554,13 @@ def report(
             f"{shown:>12}  {verdict}"
         )
     print(f"   RSS slope by thirds of the measured time: {rss_by_thirds(measured)} (settling, or steady growth)")
+    rss = [(row.elapsed_s, row.rss_mb) for row in measured]
+    median, error = median_slope_per_hour(rss), slope_error_per_hour(rss)
+    if median is not None and error is not None:
+        print(
+            f"   RSS slope, the median of every two samples' (Theil-Sen): {median:+.2f} MB/hour; "
+            f"the least-squares one's standard error: {error:.2f} MB/hour"
+        )
     print(f"   csv: {csv_path}")
     print(f"   png: {png_path}" if drawn else f"   png: none. {INSTALL_HINT}")
     print("== goals: " + ("all met" if verdicts and all(verdicts) else "missed (see above)"))
