@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bag import BAG_INFO
-from .chunks import chunk_buffer
 from .names import listing_name
 from .tagfiles import (
     DECLARATION_FILE,
@@ -33,6 +32,7 @@ from .tagfiles import (
     read_manifest,
 )
 
+CHUNK_BYTES = 1 << 20  # read at a time (and told to the pace)
 Pace = Callable[[int], None]  # told each chunk's size before the next is read: sleeps to hold a rate, or raises
 PAYLOAD_PREFIX = "data/"
 DEFAULT_ENCODING = "utf-8"  # what the tag files are read as when bagit.txt cannot say
@@ -229,13 +229,13 @@ def _algorithm(manifest: str) -> str:
 
 
 def _hash_file(path: Path, algorithms: list[str], pace: Pace | None) -> tuple[dict[str, str], int]:
-    """The file's hex digest by algorithm, and its size: one pass, a chunk at a time (each told to the pace)."""
+    """The file's hex digest by algorithm, and its size: one pass, `CHUNK_BYTES` at a time."""
     fd = os.open(path, _OPEN_FLAGS)
     with open(fd, "rb", buffering=0) as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the listing
             raise OSError(0, "not a regular file")
         hashers = [hashlib.new(algorithm) for algorithm in algorithms]
-        buffer = chunk_buffer()
+        buffer = bytearray(CHUNK_BYTES)
         view = memoryview(buffer)
         size = 0
         while count := handle.readinto(buffer):
