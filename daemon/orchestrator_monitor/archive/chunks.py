@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = (1 << 20) - 1  # a bytearray asks one byte more (its NUL): 1 MiB exactly, not jemalloc's 1.25 MiB class
 
 _local = threading.local()
 
