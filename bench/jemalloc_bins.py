@@ -33,8 +33,9 @@ def totals(report: dict[str, Any]) -> dict[str, float]:
     merged, page = report["stats.arenas"]["merged"], report["arenas"]["page"]
     sizes = [c["size"] for c in report["arenas"]["lextent"]]
     large_held = sum(size * e["curlextents"] for size, e in zip(sizes, merged["lextents"], strict=True))
-    slabs = sum(slab for _, _, slab in bins(report))
-    used = sum(held for _, held, _ in bins(report))
+    small = bins(report)
+    slabs = sum(slab for _, _, slab in small)
+    used = sum(held for _, held, _ in small)
     return {
         "small: regions in use": used / 1e6,
         "small: slabs": slabs / 1e6,
