@@ -351,6 +351,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also sample SQLite's own heap and Python's allocated blocks inside the daemon (memory.csv), "
         "and print their slopes",
     )
+    parser.add_argument(
+        "--slab-census",
+        type=int,
+        metavar="BYTES",
+        help="with --memory-detail, every 5 minutes list the Python objects in the sparse slabs of jemalloc's "
+        "BYTES size class (trace/slabs-<seconds>.txt): what keeps a page that short-lived blocks filled",
+    )
     args = parser.parse_args(argv)
     if args.minutes is None:
         args.minutes = 2.0 if args.quick else 30.0
@@ -389,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before any PYTHONPATH of the caller's (a worktree's daemon/, soaked with this venv)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(MEMTRACE), env.get("PYTHONPATH"))))
         env["MEMTRACE_DIR"] = str(args.out / "trace")
+    if args.slab_census and args.memory_detail:
+        env["MEMTRACE_SLABS"] = str(args.slab_census)
     if args.tracemalloc:
         env["MEMTRACE_EVERY"] = str(args.tracemalloc * 60)
     port = free_port()

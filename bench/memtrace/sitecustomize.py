@@ -77,14 +77,12 @@ def _pymalloc_stats(folder):
     return read
 
 
-def _jemalloc_stats():
-    """jemalloc's `stats.allocated`, `.active`, `.resident`, `.metadata` (refreshed by writing `epoch`):
-    allocated growing is memory held; resident growing beside a level allocated is fragmentation."""
-    names = (b"stats.allocated", b"stats.active", b"stats.resident", b"stats.metadata")
+def _mallctl():
+    """jemalloc's `mallctl`, or None under another allocator."""
     try:
         mallctl = ctypes.CDLL(None).mallctl
     except AttributeError:
-        return lambda: (-1,) * len(names)
+        return None
     mallctl.restype = ctypes.c_int
     mallctl.argtypes = [
         ctypes.c_char_p,
@@ -93,6 +91,16 @@ def _jemalloc_stats():
         ctypes.c_void_p,
         ctypes.c_size_t,
     ]
+    return mallctl
+
+
+def _jemalloc_stats():
+    """jemalloc's `stats.allocated`, `.active`, `.resident`, `.metadata` (refreshed by writing `epoch`):
+    allocated growing is memory held; resident growing beside a level allocated is fragmentation."""
+    names = (b"stats.allocated", b"stats.active", b"stats.resident", b"stats.metadata")
+    mallctl = _mallctl()
+    if mallctl is None:
+        return lambda: (-1,) * len(names)
 
     def read():
         epoch = ctypes.c_uint64(1)
@@ -122,6 +130,88 @@ def _jemalloc_report():
         return b"".join(parts)
 
     return read
+
+
+def _slab_census(mallctl, region_bytes):
+    """Which Python objects sit in the sparse slabs of jemalloc's `region_bytes` class (one-page slabs):
+    every object the collector tracks and those they refer to, their slab's use asked of jemalloc
+    (`experimental.utilization.batch_query`); a slab a quarter full or less is kept for its stragglers.
+    The walk holds the interpreter a second or two, and its arrays are large extents, not small slabs."""
+    import gc
+    from array import array
+
+    import numpy
+
+    def shape(obj):
+        kind = type(obj).__name__
+        if isinstance(obj, (str, bytes)):
+            text = obj if isinstance(obj, str) else obj.decode("latin-1")
+            return f"{kind} {''.join('9' if c.isdigit() else c for c in text[:24])!r}"
+        if isinstance(obj, tuple):
+            return f"tuple({', '.join(type(item).__name__ for item in obj[:4])})"
+        return kind
+
+    def objects():
+        """Every tracked object, and the untracked ones below it (atoms, and tuples and dicts of atoms)."""
+        for obj in gc.get_objects():
+            yield obj
+            below = [r for r in gc.get_referents(obj) if not gc.is_tracked(r)]
+            while below:
+                found = below.pop()
+                yield found
+                if isinstance(found, (tuple, dict, frozenset)):
+                    below.extend(gc.get_referents(found))
+
+    def census():
+        addresses, kinds, names = array("Q"), array("I"), {}
+        for found in objects():
+            addresses.append(id(found))
+            kinds.append(names.setdefault(type(found), len(names)))
+        ids, first = numpy.unique(numpy.frombuffer(addresses, dtype=numpy.uint64), return_index=True)
+        kind_of = numpy.frombuffer(kinds, dtype=numpy.uint32)[first]
+        out = numpy.zeros((len(ids), 3), dtype=numpy.uint64)
+        for start in range(0, len(ids), 1 << 16):
+            chunk, result = ids[start : start + (1 << 16)], out[start : start + (1 << 16)]
+            size = ctypes.c_size_t(result.nbytes)
+            mallctl(
+                b"experimental.utilization.batch_query",
+                result.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(size),
+                chunk.ctypes.data_as(ctypes.c_void_p),
+                chunk.nbytes,
+            )
+        nfree, nregs, extent = out[:, 0], out[:, 1], out[:, 2]
+        mine = (extent == 4096) & (nregs == 4096 // region_bytes)
+        pages, page_of = numpy.unique(ids[mine] & ~numpy.uint64(4095), return_index=True)
+        used = (nregs[mine] - nfree[mine])[page_of]
+        per_slab = 4096 // region_bytes
+        step = max(1, per_slab // 8)
+        spread = (
+            f"{low}-{low + step - 1}:{int(((used >= low) & (used < low + step)).sum())}"
+            for low in range(1, per_slab + 1, step)
+        )
+        lines = [
+            f"{region_bytes}-byte slabs holding a Python object: {len(pages)}; regions in use in them:"
+            f" {int(used.sum())}; Python objects found in them: {int(mine.sum())}",
+            f"slabs by regions in use (of {per_slab}): {' '.join(spread)}",
+        ]
+        sparse = mine & (nregs - nfree <= nregs // 4)
+        type_list = list(names)
+        by_type = collections.Counter(type_list[k].__name__ for k in kind_of[mine])
+        by_type_sparse = collections.Counter(type_list[k].__name__ for k in kind_of[sparse])
+        lines.append(f"objects in slabs a quarter full or less: {int(sparse.sum())}")
+        lines += [f"  {n:8d} of {by_type[name]:8d}  {name}" for name, n in by_type_sparse.most_common(25)]
+        wanted = set(ids[sparse].tolist())
+        shapes = collections.Counter()
+        for found in objects():
+            if id(found) in wanted:
+                wanted.discard(id(found))
+                shapes[shape(found)] += 1
+        lines.append("their shapes:")
+        lines += [f"  {n:8d}  {what}" for what, n in shapes.most_common(60)]
+        return "\n".join(lines) + "\n"
+
+    return census
 
 
 def _smaps_anon():
@@ -170,6 +260,8 @@ def _sample_every(folder, every):
     sqlite_used, mallinfo, pymalloc = _sqlite_memory_used(), _malloc_info(), _pymalloc_stats(folder)
     jemalloc, jemalloc_report = _jemalloc_stats(), _jemalloc_report()
     report_every = float(os.environ.get("MEMTRACE_JEMALLOC", "300"))
+    region_bytes = int(os.environ.get("MEMTRACE_SLABS", "0"))
+    census = _slab_census(_mallctl(), region_bytes) if region_bytes and _mallctl() is not None else None
     started = next_report = time.monotonic()
     threads_seen = None
     with open(os.path.join(folder, "memory.csv"), "w") as out, open(os.path.join(folder, "threads.txt"), "w") as names:
@@ -204,6 +296,9 @@ def _sample_every(folder, every):
                 next_report += report_every
                 with open(os.path.join(folder, f"jemalloc-{int(row[0]):06d}.json"), "wb") as dump:
                     dump.write(jemalloc_report())
+                if census is not None:
+                    with open(os.path.join(folder, f"slabs-{int(row[0]):06d}.txt"), "w") as dump:
+                        dump.write(census())
 
 
 def _dump_every(folder, every):
