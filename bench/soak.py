@@ -375,10 +375,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--slab-census",
         type=int,
         metavar="BYTES",
-        help="with --memory-detail, every 5 minutes list the Python objects in the sparse slabs of jemalloc's "
+        help="(implies --memory-detail) every 5 minutes list the Python objects in the sparse slabs of jemalloc's "
         "BYTES size class (trace/slabs-<seconds>.txt): what keeps a page that short-lived blocks filled",
     )
     args = parser.parse_args(argv)
+    args.memory_detail = args.memory_detail or bool(args.slab_census)
     if args.minutes is None:
         args.minutes = 2.0 if args.quick else WARMUP_MINUTES + MEASURED_MINUTES
     if args.warmup_minutes is None:
@@ -416,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before any PYTHONPATH of the caller's (a worktree's daemon/, soaked with this venv)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(MEMTRACE), env.get("PYTHONPATH"))))
         env["MEMTRACE_DIR"] = str(args.out / "trace")
-    if args.slab_census and args.memory_detail:
+    if args.slab_census:
         env["MEMTRACE_SLABS"] = str(args.slab_census)
     if args.tracemalloc:
         env["MEMTRACE_EVERY"] = str(args.tracemalloc * 60)
