@@ -11,7 +11,9 @@ in use (`_PyObject_DebugMallocStats`), and the resident anonymous memory by wher
 (`mallctl`): bytes the program holds, in active pages, resident, and its metadata, and every
 MEMTRACE_JEMALLOC seconds (default 300) its whole report as `jemalloc-<seconds>.json` (`malloc_stats_print`:
 each size class's regions in use and slabs, which bench/jemalloc_bins.py compares); in `threads.txt`, the
-Python threads by name (numbers dropped) each time they change; with MEMTRACE_EVERY, also
+Python threads by name (numbers dropped) each time they change; with MEMTRACE_SLABS=<bytes>, at each
+of jemalloc's reports, `slabs-<seconds>.txt`: the Python objects in that size class's sparse slabs
+(`_slab_census`); with MEMTRACE_EVERY, also
 `snap-<seconds>.trace` files (`tracemalloc.Snapshot.dump`) that often, MEMTRACE_FRAMES frames kept
 per allocation.
 """
@@ -214,9 +216,10 @@ def _slab_census(mallctl, region_bytes):
     return census
 
 
-def _smaps_anon():
+def _smaps_anon(glibc):
     """Resident anonymous bytes by kind: glibc's main heap ([heap]), its other arenas (the writable part of a
-    64 MiB-aligned reservation), thread stacks (a writable mapping right above a one-page guard), the rest."""
+    64 MiB-aligned reservation; none when `glibc` is false: jemalloc's mappings are aligned so by chance),
+    thread stacks (a writable mapping right above a one-page guard), the rest."""
     heap = arenas = stacks = rest = 0
     previous = None
     current = None
@@ -233,7 +236,7 @@ def _smaps_anon():
                     heap += size
                 elif name or not perms.startswith("rw"):
                     continue
-                elif start % (64 << 20) == 0:
+                elif glibc and start % (64 << 20) == 0:
                     arenas += size
                 elif previous is not None and previous[1] == start and previous[2].startswith("---"):
                     stacks += size
@@ -261,7 +264,8 @@ def _sample_every(folder, every):
     jemalloc, jemalloc_report = _jemalloc_stats(), _jemalloc_report()
     report_every = float(os.environ.get("MEMTRACE_JEMALLOC", "300"))
     region_bytes = int(os.environ.get("MEMTRACE_SLABS", "0"))
-    census = _slab_census(_mallctl(), region_bytes) if region_bytes and _mallctl() is not None else None
+    mallctl = _mallctl()
+    census = _slab_census(mallctl, region_bytes) if region_bytes and mallctl is not None else None
     started = next_report = time.monotonic()
     threads_seen = None
     with open(os.path.join(folder, "memory.csv"), "w") as out, open(os.path.join(folder, "threads.txt"), "w") as names:
@@ -282,7 +286,7 @@ def _sample_every(folder, every):
                 sys.getallocatedblocks(),
                 *heap,
                 *pymalloc(),
-                *_smaps_anon(),
+                *_smaps_anon(mallctl is None),
                 *jemalloc(),
             )
             out.write(",".join(map(str, row)) + "\n")
