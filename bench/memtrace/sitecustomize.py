@@ -140,7 +140,6 @@ def _slab_census(mallctl, region_bytes):
     (`experimental.utilization.batch_query`); a slab a quarter full or less is kept for its stragglers.
     The walk holds the interpreter a second or two, and its arrays are large extents, not small slabs."""
     import gc
-    from array import array
 
     import numpy
 
@@ -165,12 +164,10 @@ def _slab_census(mallctl, region_bytes):
                     below.extend(gc.get_referents(found))
 
     def census():
-        addresses, kinds, names = array("Q"), array("I"), {}
-        for found in objects():
-            addresses.append(id(found))
-            kinds.append(names.setdefault(type(found), len(names)))
-        ids, first = numpy.unique(numpy.frombuffer(addresses, dtype=numpy.uint64), return_index=True)
-        kind_of = numpy.frombuffer(kinds, dtype=numpy.uint32)[first]
+        found = list(objects())  # one walk; the list is one large extent, its objects alive anyway
+        ids, first = numpy.unique(
+            numpy.fromiter(map(id, found), dtype=numpy.uint64, count=len(found)), return_index=True
+        )
         out = numpy.zeros((len(ids), 3), dtype=numpy.uint64)
         for start in range(0, len(ids), 1 << 16):
             chunk, result = ids[start : start + (1 << 16)], out[start : start + (1 << 16)]
@@ -198,17 +195,11 @@ def _slab_census(mallctl, region_bytes):
             f"slabs by regions in use (of {per_slab}): {' '.join(spread)}",
         ]
         sparse = mine & (nregs - nfree <= nregs // 4)
-        type_list = list(names)
-        by_type = collections.Counter(type_list[k].__name__ for k in kind_of[mine])
-        by_type_sparse = collections.Counter(type_list[k].__name__ for k in kind_of[sparse])
+        by_type = collections.Counter(type(found[i]).__name__ for i in first[mine])
+        by_type_sparse = collections.Counter(type(found[i]).__name__ for i in first[sparse])
         lines.append(f"objects in slabs a quarter full or less: {int(sparse.sum())}")
         lines += [f"  {n:8d} of {by_type[name]:8d}  {name}" for name, n in by_type_sparse.most_common(25)]
-        wanted = set(ids[sparse].tolist())
-        shapes = collections.Counter()
-        for found in objects():
-            if id(found) in wanted:
-                wanted.discard(id(found))
-                shapes[shape(found)] += 1
+        shapes = collections.Counter(shape(found[i]) for i in first[sparse])
         lines.append("their shapes:")
         lines += [f"  {n:8d}  {what}" for what, n in shapes.most_common(60)]
         return "\n".join(lines) + "\n"

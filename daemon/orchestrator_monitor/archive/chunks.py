@@ -4,8 +4,8 @@ A fresh 1 MiB `bytearray` per file was zeroed and faulted in each time and its p
 a second later: at the soak's load (3.3 bags a second, a few small files each) the pages jemalloc
 handed back to the kernel fell from 6.0 to 3.1 MB a second with the buffers kept. The copy threads
 live as long as the process, so their buffers are allocated once: 4 MiB held, what four copies at
-once held before. (The fixity checks, paced and rarer, still take
-a buffer per file: kept, one would stay on every scheduler thread that ever ran an audit.)
+once held before. (The fixity checks, paced and rarer, still take a buffer per file: kept, one
+would stay on every scheduler thread that ever ran an audit.)
 """
 
 from __future__ import annotations
